@@ -1,0 +1,272 @@
+"""Activations: one small class each, forward and hand-derived backward.
+
+Each class keeps in ``self`` exactly what its backward needs. ``backward(grad_out)`` returns
+dL/dz given dL/da. The maths is written against an array module ``xp`` (NumPy by default) so the
+same code runs on CuPy.
+"""
+from __future__ import annotations
+
+import importlib
+import math
+
+import numpy as np
+
+
+def _erf(xp):
+    """erf for the array module: scipy.special for NumPy, cupyx.scipy.special for CuPy."""
+    if xp is np:
+        from scipy.special import erf
+    else:  # pragma: no cover - exercised only on a GPU
+        from cupyx.scipy.special import erf
+    return erf
+
+
+class Activation:
+    """Base class. Subclasses set ``name`` and, if they take any, ``params`` (name -> default)."""
+
+    name = ""
+    params: dict[str, float] = {}
+    elementwise = True  # False for row-wise functions such as softmax
+
+    def __init__(self, xp=np, **params):
+        self.xp = xp
+        unknown = set(params) - set(self.params)
+        if unknown:
+            raise TypeError(f"{self.name}: unknown parameter(s) {sorted(unknown)}; "
+                            f"expected {sorted(self.params) or 'none'}")
+        for key, default in self.params.items():
+            setattr(self, key, params.get(key, default))
+
+    def forward(self, z):
+        raise NotImplementedError
+
+    def backward(self, grad_out):
+        raise NotImplementedError
+
+    def __repr__(self):
+        args = ", ".join(f"{k}={getattr(self, k)}" for k in self.params)
+        return f"{type(self).__name__}({args})"
+
+
+class Identity(Activation):
+    """a = z.  Backward: dL/dz = dL/da.  Torch twin: nn.Identity."""
+
+    name = "identity"
+
+    def forward(self, z):
+        return z
+
+    def backward(self, grad_out):
+        return grad_out
+
+
+class Step(Activation):
+    """Binary step: a = 1 if z >= 0 else 0.
+
+    Backward: the derivative is 0 everywhere it exists, so dL/dz = 0.
+    Torch twin: none with a gradient; torch_ref compares forward only (torch.heaviside).
+    """
+
+    name = "step"
+
+    def forward(self, z):
+        self.shape = z.shape
+        return (z >= 0).astype(z.dtype)
+
+    def backward(self, grad_out):
+        return self.xp.zeros_like(grad_out)
+
+
+class Sigmoid(Activation):
+    """a = 1 / (1 + exp(-z)), evaluated without overflow for any finite z.
+
+    Backward: da/dz = a (1 - a).  Torch twin: nn.Sigmoid.
+    """
+
+    name = "sigmoid"
+
+    def forward(self, z):
+        xp = self.xp
+        # exp(-|z|) is in (0, 1]: no overflow on either side.
+        e = xp.exp(-xp.abs(z))
+        self.a = xp.where(z >= 0, 1 / (1 + e), e / (1 + e))
+        return self.a
+
+    def backward(self, grad_out):
+        return grad_out * self.a * (1 - self.a)
+
+
+class Tanh(Activation):
+    """a = tanh(z).  Backward: da/dz = 1 - a².  Torch twin: nn.Tanh."""
+
+    name = "tanh"
+
+    def forward(self, z):
+        self.a = self.xp.tanh(z)
+        return self.a
+
+    def backward(self, grad_out):
+        return grad_out * (1 - self.a * self.a)
+
+
+class ReLU(Activation):
+    """a = max(z, 0).  Backward: 1 for z > 0, else 0 (0 at z = 0, as torch).  Torch twin: nn.ReLU."""
+
+    name = "relu"
+
+    def forward(self, z):
+        self.positive = z > 0
+        return self.xp.where(self.positive, z, 0).astype(z.dtype)
+
+    def backward(self, grad_out):
+        return self.xp.where(self.positive, grad_out, 0).astype(grad_out.dtype)
+
+
+class LeakyReLU(Activation):
+    """a = z for z > 0, negative_slope·z otherwise.
+
+    Backward: 1 for z > 0, negative_slope otherwise (the slope at z = 0, as torch).
+    Torch twin: nn.LeakyReLU(negative_slope).
+    """
+
+    name = "leaky_relu"
+    params = {"negative_slope": 0.01}
+
+    def forward(self, z):
+        self.positive = z > 0
+        return self.xp.where(self.positive, z, z * self.negative_slope).astype(z.dtype)
+
+    def backward(self, grad_out):
+        return self.xp.where(self.positive, grad_out, grad_out * self.negative_slope).astype(grad_out.dtype)
+
+
+class ELU(Activation):
+    """a = z for z > 0, alpha·(exp(z) - 1) otherwise.
+
+    Backward: 1 for z > 0, alpha·exp(z) otherwise (alpha at z = 0, the left branch, as torch).
+    Torch twin: nn.ELU(alpha).
+    """
+
+    name = "elu"
+    params = {"alpha": 1.0}
+
+    def forward(self, z):
+        xp = self.xp
+        self.positive = z > 0
+        # exp only of the non-positive part: no overflow for large positive z.
+        self.exp_neg = xp.exp(xp.minimum(z, 0))
+        return xp.where(self.positive, z, self.alpha * xp.expm1(xp.minimum(z, 0))).astype(z.dtype)
+
+    def backward(self, grad_out):
+        return self.xp.where(self.positive, grad_out, grad_out * self.alpha * self.exp_neg).astype(grad_out.dtype)
+
+
+class GELU(Activation):
+    """Exact GELU: a = z·Φ(z), Φ(z) = ½(1 + erf(z/√2)).
+
+    Backward: da/dz = Φ(z) + z·φ(z), φ(z) = exp(-z²/2)/√(2π).
+    Torch twin: nn.GELU() (approximate="none").
+    """
+
+    name = "gelu"
+
+    def forward(self, z):
+        xp = self.xp
+        self.z = z
+        self.cdf = 0.5 * (1 + _erf(xp)(z * (1 / math.sqrt(2))))
+        return z * self.cdf
+
+    def backward(self, grad_out):
+        xp = self.xp
+        # φ(±40) underflows to 0 anyway; clipping keeps z² finite for huge |z|.
+        zc = xp.clip(self.z, -40, 40)
+        pdf = xp.exp(-0.5 * zc * zc) * (1 / math.sqrt(2 * math.pi))
+        return grad_out * (self.cdf + self.z * pdf)
+
+
+class GELUTanh(Activation):
+    """Tanh-approximate GELU: a = ½z(1 + tanh(u)), u = √(2/π)(z + 0.044715 z³).
+
+    Backward: da/dz = ½(1 + tanh u) + ½z(1 - tanh² u)·√(2/π)(1 + 3·0.044715 z²).
+    Torch twin: nn.GELU(approximate="tanh"). Differs from exact GELU by up to ~5e-4.
+    """
+
+    name = "gelu_tanh"
+    BETA = math.sqrt(2 / math.pi)
+    KAPPA = 0.044715
+
+    def forward(self, z):
+        xp = self.xp
+        self.z = z
+        # tanh(u) is exactly ±1 long before |z| = 1e4; the clip keeps z³ finite for any finite z.
+        self.zc = xp.clip(z, -1e4, 1e4)
+        self.t = xp.tanh(self.BETA * (self.zc + self.KAPPA * self.zc * self.zc * self.zc))
+        return 0.5 * z * (1 + self.t)
+
+    def backward(self, grad_out):
+        left = 0.5 * (1 + self.t)
+        right = 0.5 * self.z * (1 - self.t * self.t) * self.BETA * (1 + 3 * self.KAPPA * self.zc * self.zc)
+        return grad_out * (left + right)
+
+
+class Softmax(Activation):
+    """Row-wise softmax: a_i = exp(z_i - max z) / Σ_j exp(z_j - max z).
+
+    Backward (Jacobian-vector product): dL/dz = a ⊙ (g - Σ_j g_j a_j) with g = dL/da.
+    Torch twin: nn.Softmax(dim=1).
+    """
+
+    name = "softmax"
+    elementwise = False
+
+    def forward(self, z):
+        xp = self.xp
+        e = xp.exp(z - z.max(axis=1, keepdims=True))
+        self.a = e / e.sum(axis=1, keepdims=True)
+        return self.a
+
+    def backward(self, grad_out):
+        return self.a * (grad_out - (grad_out * self.a).sum(axis=1, keepdims=True))
+
+
+ACTIVATIONS: dict[str, type[Activation]] = {
+    cls.name: cls for cls in (Identity, Step, Sigmoid, Tanh, ReLU, LeakyReLU, ELU, GELU, GELUTanh, Softmax)
+}
+
+
+def resolve_activation(name: str) -> type[Activation]:
+    """The class for a registry name or a user's ``module:Class`` import path."""
+    if name in ACTIVATIONS:
+        return ACTIVATIONS[name]
+    if ":" not in name:
+        raise KeyError(name)
+    module_name, _, attr = name.partition(":")
+    module = importlib.import_module(module_name)
+    return getattr(module, attr)
+
+
+def check_activation(name: str, params: dict, where: str) -> None:
+    """Raise SpecError unless ``name`` resolves and ``params`` are the ones it takes."""
+    from scratch.spec import SpecError
+
+    try:
+        cls = resolve_activation(name)
+    except KeyError:
+        raise SpecError(f"{where}.activation",
+                        f"unknown {name!r}; expected one of {', '.join(ACTIVATIONS)} "
+                        f"or a user op as 'module:Class'") from None
+    except (ImportError, AttributeError) as err:
+        raise SpecError(f"{where}.activation", f"cannot import {name!r}: {err}") from None
+    if not (hasattr(cls, "forward") and hasattr(cls, "backward")):
+        raise SpecError(f"{where}.activation", f"{name!r} has no forward/backward methods")
+    allowed = getattr(cls, "params", {}) or {}
+    for key in params:
+        if key not in allowed:
+            raise SpecError(f"{where}.activation_params.{key}",
+                            f"not a parameter of {name}; expected {', '.join(allowed) or 'none'}")
+    if name == "elu" and params.get("alpha", 1.0) <= 0:
+        raise SpecError(f"{where}.activation_params.alpha", "must be > 0")
+
+
+def make_activation(name: str, params: dict | None = None, xp=np) -> Activation:
+    return resolve_activation(name)(xp=xp, **(params or {}))

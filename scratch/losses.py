@@ -1,0 +1,206 @@
+"""Losses: one small class each, value and hand-derived gradient with respect to the prediction.
+
+``forward(pred, target)`` returns the scalar loss and keeps what ``backward`` needs;
+``backward()`` returns dL/dpred. Class-index targets (N,) are accepted by cce and softmax_cce and
+turned into one-hot rows. Reductions follow torch: "mean" divides by the count torch divides by
+(N·C for elementwise losses, N for the cross-entropies), "sum" does not divide.
+"""
+from __future__ import annotations
+
+import numpy as np
+
+LOG_CLAMP = -100.0      # torch's BCELoss clamps log(p) and log(1 - p) at -100
+BCE_EPSILON = 1e-12     # torch's BCELoss backward divides by max(p(1 - p), 1e-12)
+
+
+class Loss:
+    """Base class. ``reductions`` lists what the loss accepts, the first being its default."""
+
+    name = ""
+    reductions: tuple[str, ...] = ("mean", "sum")
+    accepts_class_indices = False
+
+    def __init__(self, reduction: str | None = None, xp=np):
+        self.xp = xp
+        self.reduction = reduction or self.reductions[0]
+        if self.reduction not in self.reductions:
+            raise ValueError(f"{self.name}: reduction {self.reduction!r}; expected one of {self.reductions}")
+
+    def _targets(self, pred, target):
+        """Class indices -> one-hot rows in pred's dtype (only for the cross-entropies)."""
+        xp = self.xp
+        target = xp.asarray(target)
+        if target.ndim == 1 and pred.ndim == 2 and self.accepts_class_indices:
+            onehot = xp.zeros_like(pred)
+            onehot[xp.arange(pred.shape[0]), target.astype(int)] = 1
+            return onehot
+        return target.astype(pred.dtype).reshape(pred.shape)
+
+    def _reduce(self, per_element, divisor):
+        total = per_element.sum()
+        return total / divisor if self.reduction == "mean" else total
+
+    def _scale(self, divisor):
+        return 1.0 / divisor if self.reduction == "mean" else 1.0
+
+    def forward(self, pred, target):
+        raise NotImplementedError
+
+    def backward(self):
+        raise NotImplementedError
+
+
+class MSE(Loss):
+    """L = Σ (a - t)² / (N·C)  (sum: no division).
+
+    Backward: dL/da = 2 (a - t) / (N·C).  Torch twin: nn.MSELoss(reduction).
+    """
+
+    name = "mse"
+
+    def forward(self, pred, target):
+        self.diff = pred - self._targets(pred, target)
+        self.count = pred.size
+        return self._reduce(self.diff * self.diff, self.count)
+
+    def backward(self):
+        return 2 * self.diff * self._scale(self.count)
+
+
+class SSE(Loss):
+    """L = Σ (a - t)².  Backward: dL/da = 2 (a - t).  Torch twin: nn.MSELoss(reduction="sum")."""
+
+    name = "sse"
+    reductions = ("sum",)
+
+    def forward(self, pred, target):
+        self.diff = pred - self._targets(pred, target)
+        return (self.diff * self.diff).sum()
+
+    def backward(self):
+        return 2 * self.diff
+
+
+class HalfSSE(Loss):
+    """The textbook E = ½ Σ (t - a)².  Backward: dE/da = a - t.
+
+    Torch twin: 0.5 · nn.MSELoss(reduction="sum").
+    """
+
+    name = "half_sse"
+    reductions = ("sum",)
+
+    def forward(self, pred, target):
+        self.diff = pred - self._targets(pred, target)
+        return 0.5 * (self.diff * self.diff).sum()
+
+    def backward(self):
+        return self.diff
+
+
+class BCE(Loss):
+    """Binary cross-entropy on probabilities p:
+    L = -Σ [t·max(log p, -100) + (1 - t)·max(log(1 - p), -100)] / (N·C).
+
+    Backward (torch's convention): dL/dp = (p - t) / max(p(1 - p), 1e-12) / (N·C).
+    Torch twin: nn.BCELoss(reduction).
+    """
+
+    name = "bce"
+
+    def _clamped_log(self, p):
+        xp = self.xp
+        positive = p > 0
+        return xp.maximum(xp.where(positive, xp.log(xp.where(positive, p, 1)), LOG_CLAMP), LOG_CLAMP)
+
+    def forward(self, pred, target):
+        self.p = pred
+        self.t = self._targets(pred, target)
+        per = -(self.t * self._clamped_log(pred) + (1 - self.t) * self._clamped_log(1 - pred))
+        return self._reduce(per, pred.size)
+
+    def backward(self):
+        xp = self.xp
+        denom = xp.maximum((1 - self.p) * self.p, BCE_EPSILON)
+        return (self.p - self.t) / denom * self._scale(self.p.size)
+
+
+class BCEWithLogits(Loss):
+    """Binary cross-entropy on logits x, fused and stable:
+    L = Σ [max(x, 0) - x·t + log(1 + exp(-|x|))] / (N·C).
+
+    Backward: dL/dx = (σ(x) - t) / (N·C).  Torch twin: nn.BCEWithLogitsLoss(reduction).
+    """
+
+    name = "bce_logits"
+
+    def forward(self, pred, target):
+        xp = self.xp
+        self.x = pred
+        self.t = self._targets(pred, target)
+        per = xp.maximum(pred, 0) - pred * self.t + xp.log1p(xp.exp(-xp.abs(pred)))
+        return self._reduce(per, pred.size)
+
+    def backward(self):
+        xp = self.xp
+        e = xp.exp(-xp.abs(self.x))
+        sigmoid = xp.where(self.x >= 0, 1 / (1 + e), e / (1 + e))
+        return (sigmoid - self.t) * self._scale(self.x.size)
+
+
+class CCE(Loss):
+    """Categorical cross-entropy on probabilities p (e.g. a softmax output):
+    L = -Σ_n Σ_c t_nc log p_nc / N   (terms with t = 0 contribute 0).
+
+    Backward: dL/dp = -t / p / N.
+    Torch twin: nn.KLDivLoss(reduction)(log p, t) plus the targets' entropy (a constant in p).
+    """
+
+    name = "cce"
+    accepts_class_indices = True
+
+    def forward(self, pred, target):
+        xp = self.xp
+        self.p = pred
+        self.t = self._targets(pred, target)
+        hot = self.t != 0
+        self.p_safe = xp.where(hot, pred, 1)
+        per = xp.where(hot, -self.t * xp.log(self.p_safe), 0)
+        return self._reduce(per, pred.shape[0])
+
+    def backward(self):
+        xp = self.xp
+        return xp.where(self.t != 0, -self.t / self.p_safe, 0) * self._scale(self.p.shape[0])
+
+
+class SoftmaxCCE(Loss):
+    """Cross-entropy on logits z: L = -Σ_n Σ_c t_nc log_softmax(z)_nc / N, with
+    log_softmax(z) = z - max z - log Σ exp(z - max z) (stable for any finite logits).
+
+    Backward: dL/dz = (softmax(z)·Σ_c t_nc - t) / N  (= (softmax - t)/N for one-hot rows).
+    Torch twin: nn.CrossEntropyLoss(reduction), class indices or probability targets.
+    """
+
+    name = "softmax_cce"
+    accepts_class_indices = True
+
+    def forward(self, pred, target):
+        xp = self.xp
+        self.t = self._targets(pred, target)
+        shifted = pred - pred.max(axis=1, keepdims=True)
+        exp = xp.exp(shifted)
+        total = exp.sum(axis=1, keepdims=True)
+        self.softmax = exp / total
+        log_softmax = shifted - xp.log(total)
+        return self._reduce(-self.t * log_softmax, pred.shape[0])
+
+    def backward(self):
+        row_mass = self.t.sum(axis=1, keepdims=True)
+        return (self.softmax * row_mass - self.t) * self._scale(self.t.shape[0])
+
+
+LOSSES: dict[str, type[Loss]] = {cls.name: cls for cls in (MSE, SSE, HalfSSE, BCE, BCEWithLogits, CCE, SoftmaxCCE)}
+
+
+def make_loss(name: str, reduction: str | None = None, xp=np) -> Loss:
+    return LOSSES[name](reduction=reduction, xp=xp)

@@ -1,0 +1,100 @@
+"""Network: Dense layers and their activations, built from a spec.
+
+Forward keeps, in each op, what its backward needs; backward runs the ops in reverse and leaves
+every parameter's gradient on its layer. Parameters and gradients are named
+``layers.<i>.weight`` (inputs, units) and ``layers.<i>.bias`` (units,).
+"""
+from __future__ import annotations
+
+import numpy as np
+
+from scratch.activations import Activation, make_activation
+from scratch.initializers import initial_parameters
+from scratch.layers import Dense
+from scratch.losses import Loss, make_loss
+
+
+class Network:
+    """A multilayer perceptron: a_0 = x; z_i = a_{i-1} @ W_i + b_i; a_i = f_i(z_i).
+
+    Backward: g_L = dL/da_L from the loss; dL/dz_i = f_i'(z_i) ⊙ g_i (a Jacobian-vector product
+    for row-wise f); dL/dW_i = a_{i-1}ᵀ @ dL/dz_i; g_{i-1} = dL/dz_i @ W_iᵀ.
+    Torch twin: torch_ref.model.TorchNetwork (nn.Linear + torch's activation modules).
+    """
+
+    def __init__(self, layers: list[Dense], activations: list[Activation], xp=np):
+        if len(layers) != len(activations):
+            raise ValueError("one activation per layer")
+        self.layers = layers
+        self.activations = activations
+        self.xp = xp
+
+    @classmethod
+    def from_spec(cls, spec, xp=np, params: dict | None = None) -> "Network":
+        """Build the network the spec describes, with its seeded initial weights (or ``params``)."""
+        params = initial_parameters(spec) if params is None else params
+        layers, activations = [], []
+        for i, layer in enumerate(spec.layers):
+            weight = xp.asarray(params[f"layers.{i}.weight"]).copy()
+            bias = params.get(f"layers.{i}.bias")
+            layers.append(Dense(weight, None if bias is None else xp.asarray(bias).copy(), xp=xp))
+            activations.append(make_activation(layer.activation, layer.activation_params, xp=xp))
+        return cls(layers, activations, xp=xp)
+
+    # ------------------------------------------------------------------------------ passes
+
+    def forward_trace(self, x) -> tuple[object, list]:
+        """Run forward; return the output and every layer's activation a_i (the last is the output)."""
+        trace = []
+        a = x
+        for layer, activation in zip(self.layers, self.activations):
+            a = activation.forward(layer.forward(a))
+            trace.append(a)
+        return a, trace
+
+    def forward(self, x):
+        return self.forward_trace(x)[0]
+
+    __call__ = forward
+
+    def backward(self, grad_out):
+        """Given dL/d(output), store every parameter gradient and return dL/dx."""
+        grad = grad_out
+        for layer, activation in zip(reversed(self.layers), reversed(self.activations)):
+            grad = layer.backward(activation.backward(grad))
+        return grad
+
+    def loss_and_gradients(self, x, y, loss: Loss):
+        """One forward and backward: returns (loss value, dL/dx); parameter gradients stay on the layers."""
+        value = loss.forward(self.forward(x), y)
+        grad_x = self.backward(loss.backward())
+        return value, grad_x
+
+    # -------------------------------------------------------------------------- parameters
+
+    def parameters(self) -> dict:
+        """Named parameters (the live arrays: an optimizer updates them in place)."""
+        out = {}
+        for i, layer in enumerate(self.layers):
+            out[f"layers.{i}.weight"] = layer.weight
+            if layer.bias is not None:
+                out[f"layers.{i}.bias"] = layer.bias
+        return out
+
+    def gradients(self) -> dict:
+        """Named gradients from the last backward, keyed as parameters()."""
+        out = {}
+        for i, layer in enumerate(self.layers):
+            out[f"layers.{i}.weight"] = layer.grad_weight
+            if layer.bias is not None:
+                out[f"layers.{i}.bias"] = layer.grad_bias
+        return out
+
+    def load_parameters(self, params: dict) -> None:
+        """Copy values into the live parameters (shapes must match)."""
+        for name, value in self.parameters().items():
+            value[...] = self.xp.asarray(params[name], dtype=value.dtype)
+
+
+def build_loss(spec, xp=np) -> Loss:
+    return make_loss(spec.loss.name, spec.loss.reduction, xp=xp)

@@ -1,0 +1,1 @@
+"""nnparity's oracle: the spec built from torch.nn's own modules, trained by torch and Lightning."""

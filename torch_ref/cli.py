@@ -1,0 +1,51 @@
+"""`nnparity`: check, train, compare, verify.
+
+Exit codes: 0 all passed, 1 a parity check failed, 2 bad input (the message names the field).
+"""
+from __future__ import annotations
+
+import argparse
+import importlib
+import sys
+
+from scratch.spec import SpecError, load_spec
+
+# Subcommand -> module with add_arguments(parser) and run(args) -> exit code.
+COMMANDS = {
+    "check": ("torch_ref.cmd_check", "one forward and backward through both networks, compared"),
+}
+
+
+class UsageError(Exception):
+    """Bad input given on the command line (exit 2)."""
+
+
+def spec_from_args(args, command: str):
+    """The spec named on the command line, or the command's built-in default."""
+    if getattr(args, "spec", None):
+        return load_spec(args.spec)
+    from torch_ref.defaults import default_spec
+
+    return default_spec(command)
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(prog="nnparity", description=__doc__.splitlines()[0])
+    sub = parser.add_subparsers(dest="command", required=True)
+    modules = {}
+    for name, (module_name, help_text) in COMMANDS.items():
+        module = importlib.import_module(module_name)
+        modules[name] = module
+        module.add_arguments(sub.add_parser(name, help=help_text, description=help_text))
+    args = parser.parse_args(argv)
+    try:
+        return modules[args.command].run(args)
+    except (SpecError, UsageError) as err:
+        print(f"nnparity {args.command}: {err}", file=sys.stderr)
+        return 2
+    except BrokenPipeError:  # `nnparity ... | head`
+        return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

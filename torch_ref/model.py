@@ -1,0 +1,183 @@
+"""build(spec) -> a torch.nn.Module made of torch's own modules, holding scratch's initial weights.
+
+This is the only place that converts between the two weight layouts: scratch keeps W as
+(inputs, units) for z = x @ W + b, nn.Linear keeps weight = Wᵀ as (units, inputs).
+"""
+from __future__ import annotations
+
+import numpy as np
+import torch
+from torch import nn
+
+from scratch.initializers import initial_parameters
+
+TORCH_DTYPES = {"float64": torch.float64, "float32": torch.float32}
+
+
+class Heaviside(nn.Module):
+    """Binary step via torch.heaviside (1 at z = 0). torch has no gradient for it: the output is
+    detached, so no gradient flows through, which is what the scratch derivative (0) says."""
+
+    def forward(self, z):
+        return torch.heaviside(z.detach(), torch.ones((), dtype=z.dtype, device=z.device))
+
+
+TORCH_ACTIVATIONS = {
+    "identity": lambda: nn.Identity(),
+    "step": lambda: Heaviside(),
+    "sigmoid": lambda: nn.Sigmoid(),
+    "tanh": lambda: nn.Tanh(),
+    "relu": lambda: nn.ReLU(),
+    "leaky_relu": lambda negative_slope=0.01: nn.LeakyReLU(negative_slope),
+    "elu": lambda alpha=1.0: nn.ELU(alpha),
+    "gelu": lambda: nn.GELU(),
+    "gelu_tanh": lambda: nn.GELU(approximate="tanh"),
+    "softmax": lambda: nn.Softmax(dim=1),
+}
+
+# Activations without a torch gradient: parity compares their forward only.
+FORWARD_ONLY = {"step"}
+
+
+class HalfSSELoss(nn.Module):
+    """½·Σ(a − t)²: the textbook E, as 0.5 · nn.MSELoss(reduction="sum")."""
+
+    def __init__(self):
+        super().__init__()
+        self.mse = nn.MSELoss(reduction="sum")
+
+    def forward(self, pred, target):
+        return 0.5 * self.mse(pred, target)
+
+
+class ProbabilityCELoss(nn.Module):
+    """Cross-entropy on probabilities, −Σ t log p (÷N for mean), built on nn.KLDivLoss.
+
+    KL(t‖p) = Σ t log t − Σ t log p, so CE = KLDivLoss(log p, t) + H-term of the targets, a
+    constant in p: torch's autograd gives the whole gradient. Class indices become one-hot rows.
+    """
+
+    def __init__(self, reduction="mean"):
+        super().__init__()
+        self.kl = nn.KLDivLoss(reduction="batchmean" if reduction == "mean" else "sum")
+        self.reduction = reduction
+
+    def forward(self, pred, target):
+        if target.dim() == 1:
+            target = nn.functional.one_hot(target.long(), pred.shape[1]).to(pred.dtype)
+        negentropy = torch.special.xlogy(target, target).sum()
+        if self.reduction == "mean":
+            negentropy = negentropy / pred.shape[0]
+        return self.kl(torch.log(pred), target) - negentropy
+
+
+class CrossEntropyOnLogits(nn.Module):
+    """nn.CrossEntropyLoss, taking (N,) class indices as long and (N, C) targets as probabilities."""
+
+    def __init__(self, reduction="mean"):
+        super().__init__()
+        self.ce = nn.CrossEntropyLoss(reduction=reduction)
+
+    def forward(self, pred, target):
+        return self.ce(pred, target.long() if target.dim() == 1 else target)
+
+
+TORCH_LOSSES = {
+    "mse": lambda reduction="mean": nn.MSELoss(reduction=reduction),
+    "sse": lambda reduction="sum": nn.MSELoss(reduction="sum"),
+    "half_sse": lambda reduction="sum": HalfSSELoss(),
+    "bce": lambda reduction="mean": nn.BCELoss(reduction=reduction),
+    "bce_logits": lambda reduction="mean": nn.BCEWithLogitsLoss(reduction=reduction),
+    "cce": lambda reduction="mean": ProbabilityCELoss(reduction),
+    "softmax_cce": lambda reduction="mean": CrossEntropyOnLogits(reduction),
+}
+
+
+def torch_activation(name: str, params: dict | None = None) -> nn.Module:
+    """The torch twin of an activation; a user's op ('module:Class') supplies ``torch_module()``."""
+    params = params or {}
+    if name in TORCH_ACTIVATIONS:
+        return TORCH_ACTIVATIONS[name](**params)
+    from scratch.activations import resolve_activation
+
+    cls = resolve_activation(name)
+    factory = getattr(cls, "torch_module", None)
+    if factory is None:
+        raise ValueError(f"{name}: a user op needs a torch_module() classmethod to be built in torch")
+    return factory(**params)
+
+
+def build_loss(spec) -> nn.Module:
+    from scratch.losses import LOSSES
+
+    reduction = spec.loss.reduction or LOSSES[spec.loss.name].reductions[0]
+    return TORCH_LOSSES[spec.loss.name](reduction=reduction)
+
+
+class TorchNetwork(nn.Module):
+    """The spec's MLP from nn.Linear and torch's activation modules."""
+
+    def __init__(self, spec):
+        super().__init__()
+        dtype = TORCH_DTYPES[spec.dtype]
+        self.linears = nn.ModuleList(
+            nn.Linear(layer.inputs, layer.units, bias=layer.use_bias, dtype=dtype) for layer in spec.layers)
+        self.activations = nn.ModuleList(
+            torch_activation(layer.activation, layer.activation_params) for layer in spec.layers)
+
+    def forward_trace(self, x):
+        """The output and every layer's activation (the last is the output)."""
+        trace = []
+        for linear, activation in zip(self.linears, self.activations):
+            x = activation(linear(x))
+            trace.append(x)
+        return x, trace
+
+    def forward(self, x):
+        for linear, activation in zip(self.linears, self.activations):
+            x = activation(linear(x))
+        return x
+
+
+def build(spec, params: dict | None = None) -> TorchNetwork:
+    """The torch twin of ``spec``, holding scratch's seeded initial weights (or ``params``)."""
+    model = TorchNetwork(spec)
+    load_scratch_parameters(model, initial_parameters(spec) if params is None else params)
+    return model
+
+
+def load_scratch_parameters(model: TorchNetwork, params: dict) -> None:
+    """Copy scratch-layout parameters (W as (inputs, units)) into the torch model."""
+    with torch.no_grad():
+        for name, tensor in scratch_named_parameters(model).items():
+            value = torch.as_tensor(np.asarray(params[name]), dtype=tensor.dtype)
+            tensor.copy_(value.T if name.endswith(".weight") else value)
+
+
+def scratch_named_parameters(model: TorchNetwork) -> dict[str, torch.Tensor]:
+    """The model's parameter tensors under scratch's names (torch layout, live)."""
+    out = {}
+    for i, linear in enumerate(model.linears):
+        out[f"layers.{i}.weight"] = linear.weight
+        if linear.bias is not None:
+            out[f"layers.{i}.bias"] = linear.bias
+    return out
+
+
+def to_scratch(model: TorchNetwork) -> dict[str, np.ndarray]:
+    """The model's parameters as NumPy arrays in scratch's layout."""
+    return {name: _to_layout(name, t.detach()) for name, t in scratch_named_parameters(model).items()}
+
+
+def gradients_to_scratch(model: TorchNetwork) -> dict[str, np.ndarray]:
+    """The parameters' .grad in scratch's layout (zeros where torch left None: no gradient flowed)."""
+    out = {}
+    for name, t in scratch_named_parameters(model).items():
+        grad = t.grad if t.grad is not None else torch.zeros_like(t)
+        out[name] = _to_layout(name, grad)
+    return out
+
+
+def _to_layout(name: str, tensor: torch.Tensor) -> np.ndarray:
+    tensor = tensor.cpu()
+    return (tensor.T if name.endswith(".weight") else tensor).numpy().copy()
