@@ -1,5 +1,12 @@
-"""Datasets and data handling."""
+"""Datasets and data handling: built-in datasets, one-hot, scaling, the split, the batch order.
+
+Everything here is data, not maths under test: torch_ref and the Lightning path use the same
+arrays and the same ``batch_order`` so every loop visits the same rows in the same order.
+"""
 from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import Callable
 
 import numpy as np
 
@@ -38,7 +45,8 @@ def inline_data(spec) -> tuple[np.ndarray, np.ndarray] | None:
 def one_hot(labels, classes: int, dtype="float64") -> np.ndarray:
     """(N,) integer labels -> (N, classes) one-hot rows."""
     labels = np.asarray(labels)
-    if labels.ndim != 1 or labels.size and (labels.min() < 0 or labels.max() >= classes):
+    if (labels.ndim != 1 or (labels.size and not np.issubdtype(labels.dtype, np.integer))
+            or (labels.size and (labels.min() < 0 or labels.max() >= classes))):
         raise ValueError(f"labels: expected (N,) integers in 0..{classes - 1}")
     out = np.zeros((labels.shape[0], classes), dtype=dtype)
     out[np.arange(labels.shape[0]), labels] = 1
@@ -96,59 +104,79 @@ def batch_order(n: int, batch_size: int | None, shuffle: bool, seed: int, epoch:
 
 
 # ---------------------------------------------------------------------------------- datasets
+#
+# A generator takes (rng, samples, noise) and returns (x, y): y is (N, 1) float values for the
+# regression sets and (N,) integer class labels for the classification sets; load_dataset
+# shapes the labels for the spec's loss.
 
 
 def _xor(rng, samples, noise):
+    """The XOR truth table: 4 rows, label 1 where exactly one input is 1."""
     x = np.array([[0, 0], [0, 1], [1, 0], [1, 1]], dtype=float)
-    return x, np.array([[0], [1], [1], [0]], dtype=float)
+    return x, np.array([0, 1, 1, 0], dtype=np.int64)
 
 
 def _linear(rng, samples, noise):
-    """y = 2x on [-1, 1]."""
+    """z = 2x on an even grid of [-1, 1] (32 points), plus N(0, noise²) when noise is given."""
     x = np.linspace(-1, 1, samples or 32)[:, None]
     return x, 2 * x + (noise or 0.0) * rng.normal(size=x.shape)
 
 
 def _square(rng, samples, noise):
-    """y = x² on [-1, 1]."""
+    """y = x² on an even grid of [-1, 1] (64 points), plus N(0, noise²) when noise is given."""
     x = np.linspace(-1, 1, samples or 64)[:, None]
     return x, x * x + (noise or 0.0) * rng.normal(size=x.shape)
 
 
 def _moons(rng, samples, noise):
+    """scikit-learn's two interleaving half circles (200 points, noise 0.1), labels 0/1."""
     from sklearn.datasets import make_moons
 
     x, y = make_moons(samples or 200, noise=0.1 if noise is None else noise, random_state=int(rng.integers(2**31)))
-    return x, y[:, None].astype(float)
+    return x, y.astype(np.int64)
 
 
 def _circles(rng, samples, noise):
+    """scikit-learn's two concentric circles (200 points, noise 0.05, radius ratio 0.5), labels 0/1."""
     from sklearn.datasets import make_circles
 
     x, y = make_circles(samples or 200, noise=0.05 if noise is None else noise, factor=0.5,
                         random_state=int(rng.integers(2**31)))
-    return x, y[:, None].astype(float)
+    return x, y.astype(np.int64)
+
+
+DIGITS_ROWS = 1797
 
 
 def _digits(rng, samples, noise):
-    """scikit-learn's 8×8 digits (1,797 images, shipped with the package): pixels / 16, labels 0..9."""
+    """scikit-learn's 8×8 digits (1,797 images, shipped with the package): pixels / 16 in [0, 1],
+    labels 0..9; ``samples`` keeps the first rows."""
     from sklearn.datasets import load_digits
 
     digits = load_digits()
     x, y = digits.data / 16.0, digits.target.astype(np.int64)
-    if samples is not None:
-        x, y = x[:samples], y[:samples]
-    return x, y
+    return x[:samples], y[:samples]
 
 
-# name -> (generator(rng, samples, noise) -> (x, y), input width, output width)
+@dataclass(frozen=True)
+class DatasetInfo:
+    """A built-in dataset: its generator, widths, and which DataSpec knobs it takes."""
+
+    make: Callable                  # (rng, samples, noise) -> (x, y)
+    inputs: int                     # columns of x
+    classes: int | None             # class count; None for a regression set (one output column)
+    samples: bool = True            # accepts data.samples
+    noise: bool = True              # accepts data.noise
+    max_samples: int | None = None  # most rows it has (shipped data)
+
+
 DATASETS = {
-    "xor": (_xor, 2, 1),
-    "linear": (_linear, 1, 1),
-    "square": (_square, 1, 1),
-    "moons": (_moons, 2, 1),
-    "circles": (_circles, 2, 1),
-    "digits": (_digits, 64, 10),
+    "xor": DatasetInfo(_xor, 2, 2, samples=False, noise=False),
+    "linear": DatasetInfo(_linear, 1, None),
+    "square": DatasetInfo(_square, 1, None),
+    "moons": DatasetInfo(_moons, 2, 2),
+    "circles": DatasetInfo(_circles, 2, 2),
+    "digits": DatasetInfo(_digits, 64, 10, noise=False, max_samples=DIGITS_ROWS),
 }
 
 
@@ -164,11 +192,57 @@ class Dataset:
         return f"Dataset(train={len(self.x_train)}, test={n_test})"
 
 
+CLASS_LOSSES = ("cce", "softmax_cce")
+
+
+def shape_labels(labels, classes: int, spec, where: str) -> np.ndarray:
+    """(N,) class labels in the form the spec's loss takes: kept as indices for the
+    cross-entropies, a 0/1 column for a one-output network (two classes only), else one-hot rows."""
+    from scratch.spec import SpecError
+
+    outputs = spec.outputs
+    if spec.loss.name in CLASS_LOSSES or outputs > 1:
+        if outputs != classes:
+            raise SpecError(f"layers[{len(spec.layers) - 1}].units",
+                            f"{where} has {classes} classes, the network {outputs} outputs")
+        return labels if spec.loss.name in CLASS_LOSSES else one_hot(labels, classes)
+    if classes != 2:
+        raise SpecError(f"layers[{len(spec.layers) - 1}].units",
+                        f"{where} has {classes} classes; one output fits two classes only")
+    return labels[:, None].astype(float)
+
+
+def generate(spec) -> tuple[np.ndarray, np.ndarray]:
+    """The spec's named dataset, whole (before the split), with targets shaped for its loss."""
+    from scratch.spec import SpecError
+
+    d = spec.data
+    info = DATASETS[d.name]
+    if spec.inputs != info.inputs:
+        raise SpecError("layers[0].inputs", f"dataset {d.name!r} has {info.inputs} inputs, the spec {spec.inputs}")
+    if d.samples is not None and not info.samples:
+        raise SpecError("data.samples", f"dataset {d.name!r} has a fixed size; leave samples out")
+    if d.samples is not None and info.max_samples is not None and d.samples > info.max_samples:
+        raise SpecError("data.samples", f"dataset {d.name!r} has {info.max_samples} rows, asked for {d.samples}")
+    if d.noise is not None and not info.noise:
+        raise SpecError("data.noise", f"dataset {d.name!r} takes no noise; leave noise out")
+    x, y = info.make(np.random.default_rng(spec.seed), d.samples, d.noise)
+    if info.classes is None:
+        if spec.outputs != 1:
+            raise SpecError(f"layers[{len(spec.layers) - 1}].units",
+                            f"dataset {d.name!r} has 1 target column, the network {spec.outputs} outputs")
+    else:
+        y = shape_labels(y, info.classes, spec, f"dataset {d.name!r}")
+    y = check_targets(y, x.shape[0], spec.outputs, spec.loss.name, f"data ({d.name})")
+    return x, y
+
+
 def load_dataset(spec) -> Dataset:
     """The spec's data: inline x/y, or a named dataset, split and scaled as the spec says.
 
-    Targets fit the loss: class indices (N,) stay integer for the cross-entropies and become
-    one-hot rows for the other losses when the output layer is wider than 1.
+    Targets fit the loss: class labels stay (N,) integers for the cross-entropies, become a 0/1
+    column for a one-output network and one-hot rows otherwise. The scaler is fitted on the
+    training rows and applied to both parts. Floats are cast to spec.dtype.
     """
     from scratch.spec import SpecError
 
@@ -179,14 +253,13 @@ def load_dataset(spec) -> Dataset:
             raise SpecError("data", "the spec has no data; give data.name or inline data.x and data.y")
         x, y = data
     else:
-        make, inputs, outputs = DATASETS[d.name]
-        if spec.inputs != inputs:
-            raise SpecError("layers[0].inputs", f"dataset {d.name!r} has {inputs} inputs, the spec {spec.inputs}")
-        x, y = make(np.random.default_rng(spec.seed), d.samples, d.noise)
-        if y.ndim == 1 and spec.loss.name not in ("cce", "softmax_cce"):
-            y = one_hot(y, spec.outputs)
-        y = check_targets(y, x.shape[0], spec.outputs, spec.loss.name, f"data ({d.name})")
+        x, y = generate(spec)
     if d.test_fraction > 0:
+        n = x.shape[0]
+        n_test = int(round(n * d.test_fraction))
+        if n_test == 0 or n_test == n:
+            raise SpecError("data.test_fraction", f"{d.test_fraction} of {n} rows leaves "
+                                                  f"{'no test' if n_test == 0 else 'no training'} row")
         x_train, y_train, x_test, y_test = train_test_split(x, y, d.test_fraction, spec.seed)
     else:
         x_train, y_train, x_test, y_test = x, y, None, None
@@ -195,5 +268,8 @@ def load_dataset(spec) -> Dataset:
         x_train = scaler.transform(x_train)
         x_test = None if x_test is None else scaler.transform(x_test)
     dtype = np.dtype(spec.dtype)
-    cast = (lambda a: a if a is None or a.dtype.kind in "iu" else a.astype(dtype))
+
+    def cast(a):
+        return a if a is None or a.dtype.kind in "iu" else np.ascontiguousarray(a, dtype=dtype)
+
     return Dataset(cast(x_train), cast(y_train), cast(x_test), cast(y_test))

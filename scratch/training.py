@@ -1,14 +1,40 @@
-"""The scratch training loop.  (Contract below; being implemented.)
+"""The scratch training loop: epochs of mini-batches, history, stopping rules, divergence checks.
 
-``train(spec, dataset=None, epochs=None, progress=False) -> TrainResult``
-- dataset: a scratch.data.Dataset (default: load_dataset(spec)).
-- the batch order of every epoch comes from scratch.data.batch_order(n, spec.train.batch_size,
-  spec.train.shuffle, spec.seed, epoch) so every loop (scratch, torch, Lightning) visits the same rows.
-- per step: forward, loss, backward, clipping (spec.optimizer.clip_norm / clip_value), optimizer.step.
+``train(spec, dataset=None, epochs=None, progress=None, callback=None) -> TrainResult``
+
+Each step, on the rows ``scratch.data.batch_order(n, batch_size, shuffle, seed, epoch)`` names
+(the order every loop shares: scratch, torch_ref.training, Lightning):
+
+1. forward and loss on the batch (recorded as the step's loss, *before* its update);
+2. backward; the global gradient norm ‖g‖ = √Σ_p ‖g_p‖² (recorded, before clipping);
+3. a NaN or inf loss or gradient raises TrainingDiverged naming the step and the parameter;
+4. grad_tol: when ‖g‖ ≤ train.grad_tol the run stops here, without taking the step;
+5. clipping (optimizer.clip_norm, then optimizer.clip_value), then ``optimizer.step(grads, closure)``
+   where ``closure()`` is the loss on the same batch at the current parameters (given to the
+   optimizers that use it: line search, random search).
+
+After each epoch: loss_tol stops the run when the epoch loss (the mean of its step losses) is
+≤ train.loss_tol; ``callback(epoch, history)`` runs and may return True to stop it.
+
+Accuracy, where it applies (see ``accuracy_rule``), is counted from the same forward passes as
+the losses: the epoch accuracy is the share of the epoch's predictions, made before each step,
+that were right. Test loss and accuracy are measured once, at the final parameters.
 """
 from __future__ import annotations
 
+import math
+import sys
+import time
 from dataclasses import dataclass, field
+
+import numpy as np
+
+from scratch.data import CLASS_LOSSES, batch_order, load_dataset
+from scratch.network import Network, build_loss
+from scratch.optimizers import clip_grad_norm, clip_grad_value, global_norm, make_optimizer
+
+# Optimizers whose step evaluates closure() (the others would spend a forward pass on it).
+CLOSURE_OPTIMIZERS = ("armijo", "random_search")
 
 
 @dataclass
@@ -17,7 +43,8 @@ class History:
 
     step_loss: list[float] = field(default_factory=list)     # loss of each mini-batch, before its step
     epoch_loss: list[float] = field(default_factory=list)    # mean of the epoch's step losses
-    epoch_accuracy: list[float] = field(default_factory=list)  # train accuracy after each epoch, if it applies
+    epoch_accuracy: list[float] = field(default_factory=list)  # share of the epoch's predictions (made
+    #                                                            before each step) that were right, if it applies
     grad_norm: list[float] = field(default_factory=list)     # global gradient norm of each step (before clipping)
 
 
@@ -27,8 +54,271 @@ class TrainResult:
 
     history: History
     params: dict                      # name -> ndarray, (inputs, units) layout
-    stopped: str = "epochs"           # epochs | loss_tol | grad_tol
-    seconds: float = 0.0
-    step_seconds: list[float] = field(default_factory=list)
+    stopped: str = "epochs"           # epochs | loss_tol | grad_tol | callback
+    seconds: float = 0.0              # wall time of the whole loop (test evaluation excluded)
+    step_seconds: list[float] = field(default_factory=list)   # wall time of each step
     test_accuracy: float | None = None
     test_loss: float | None = None
+
+
+class TrainingDiverged(ValueError):
+    """The loss or a gradient became NaN or inf. ``epoch``, ``step`` and ``batch`` count from 1
+    (``step`` over the whole run, ``batch`` within the epoch); ``parameter`` names the culprit."""
+
+    def __init__(self, what: str, value: float, epoch: int, step: int, batch: int,
+                 parameter: str | None, detail: str):
+        self.what, self.value = what, value
+        self.epoch, self.step, self.batch, self.parameter = epoch, step, batch, parameter
+        where = f"step {step} (epoch {epoch}, batch {batch})" if step else f"the end of epoch {epoch}"
+        super().__init__(f"training diverged at {where}: {what} is {value}; {detail}")
+
+    @classmethod
+    def diagnose(cls, what: str, value: float, epoch: int, step: int, batch: int,
+                 arrays: dict) -> "TrainingDiverged":
+        """Name the parameter at fault among ``arrays`` (name -> ndarray: the parameters when the
+        loss diverged, the gradients when the gradient norm did): the first holding a NaN or inf,
+        else the one with the largest magnitude."""
+        noun = "gradient of " if what == "gradient norm" else ""
+        for name, a in arrays.items():
+            bad = ~np.isfinite(a)
+            if bad.any():
+                first = a.reshape(-1)[int(np.argmax(bad.reshape(-1)))]
+                return cls(what, value, epoch, step, batch, name, f"{noun}{name} holds {first}")
+        if not arrays:
+            return cls(what, value, epoch, step, batch, None, "no parameters")
+        name, peak = max(((n, float(np.max(np.abs(a)))) for n, a in arrays.items() if a.size),
+                         key=lambda item: item[1])
+        return cls(what, value, epoch, step, batch, name,
+                   f"every value is finite; the largest is in {noun}{name}, |{peak:.3g}|")
+
+
+def check_final_parameters(params: dict, epoch: int) -> None:
+    """The last step is followed by no loss to catch a NaN or inf it made: look at the parameters."""
+    for name, p in params.items():
+        bad = ~np.isfinite(p)
+        if bad.any():
+            value = float(p.reshape(-1)[int(np.argmax(bad.reshape(-1)))])
+            raise TrainingDiverged(f"parameter {name}", value, epoch, 0, 0, name,
+                                   f"the last step left {name} non-finite")
+
+
+# ------------------------------------------------------------------------------------ accuracy
+
+
+def accuracy_rule(spec, y) -> tuple[str, float] | None:
+    """Which accuracy applies to the spec's outputs and the targets ``y``, or None.
+
+    - ("argmax", 0): class-index targets, the cross-entropies, or a softmax output layer:
+      the predicted class is the row's argmax, the true one the label (or the target row's argmax);
+    - ("threshold", t): 0/1 targets of bce (t = 0.5 on probabilities), bce_logits (t = 0 on
+      logits), or of any loss on a sigmoid output layer (t = 0.5): the prediction is output > t,
+      scored element by element;
+    - None: regression.
+    """
+    y = np.asarray(y)
+    loss, activation = spec.loss.name, spec.layers[-1].activation
+    if y.ndim == 1 or ((loss in CLASS_LOSSES or activation == "softmax") and spec.outputs > 1):
+        return ("argmax", 0.0)
+    if not np.all((y == 0) | (y == 1)):
+        return None
+    if loss == "bce_logits":
+        return ("threshold", 0.0)
+    if loss == "bce" or activation == "sigmoid":
+        return ("threshold", 0.5)
+    return None
+
+
+def accuracy_targets(rule, y):
+    """What predictions are scored against: class labels (argmax), 0/1 booleans (threshold)."""
+    if rule is None:
+        return None
+    y = np.asarray(y)
+    if rule[0] == "argmax":
+        return y if y.ndim == 1 else y.argmax(axis=1)
+    return y > 0.5
+
+
+def count_correct(rule, out, targets) -> int:
+    """How many of ``out``'s predictions match ``targets`` (rows for argmax, elements for threshold)."""
+    if rule[0] == "argmax":
+        return int(np.count_nonzero(out.argmax(axis=1) == targets))
+    return int(np.count_nonzero((out > rule[1]) == targets))
+
+
+def scored_per_row(rule, outputs: int) -> int:
+    """Predictions scored per row: one for argmax, one per output for threshold."""
+    return 1 if rule[0] == "argmax" else outputs
+
+
+# -------------------------------------------------------------------------------- bookkeeping
+
+
+class RunLog:
+    """Bookkeeping every loop shares (scratch, torch): history, per-epoch sums, stopping rules,
+    timings and the progress bar. Plain Python, no maths: the loops call it once per step and
+    once per epoch."""
+
+    def __init__(self, spec, n_rows: int, steps_per_epoch: int, epochs: int, rule,
+                 progress: bool | None = None, callback=None):
+        self.history = History()
+        self.step_seconds: list[float] = []
+        self.loss_tol = spec.train.loss_tol
+        self.grad_tol = spec.train.grad_tol
+        self.callback = callback
+        self.rule = rule
+        self.per_row = scored_per_row(rule, spec.outputs) if rule else 0
+        self.epochs = epochs
+        self.stopped = "epochs"
+        self.bar = None
+        if progress is None:
+            progress = sys.stderr.isatty()
+        if progress:
+            from tqdm import tqdm
+
+            # delay: the bar shows only for runs longer than a couple of seconds
+            self.bar = tqdm(total=epochs * steps_per_epoch, unit="step", delay=2.0, leave=False,
+                            dynamic_ncols=True, file=sys.stderr)
+        self._epoch_loss = 0.0
+        self._epoch_steps = 0
+        self._correct = 0
+        self._scored = 0
+        self._start = time.perf_counter()
+
+    def step(self, loss: float, grad_norm: float, correct: int, rows: int, seconds: float) -> None:
+        """Record one step (its loss before the update, gradient norm, correct predictions)."""
+        self.history.step_loss.append(loss)
+        self.history.grad_norm.append(grad_norm)
+        self.step_seconds.append(seconds)
+        self._epoch_loss += loss
+        self._epoch_steps += 1
+        self._correct += correct
+        self._scored += rows * self.per_row
+        if self.bar is not None:
+            self.bar.update()
+
+    def gradient_small(self, grad_norm: float) -> bool:
+        """grad_tol: True (and the run stops, without stepping) when ‖g‖ ≤ grad_tol."""
+        if self.grad_tol is not None and grad_norm <= self.grad_tol:
+            self.stopped = "grad_tol"
+            return True
+        return False
+
+    def end_epoch(self) -> bool:
+        """Close the epoch's sums; True when a stopping rule (loss_tol, the callback) ends the run."""
+        if not self._epoch_steps:
+            return self.stopped != "epochs"
+        loss = self._epoch_loss / self._epoch_steps
+        self.history.epoch_loss.append(loss)
+        if self.rule is not None:
+            self.history.epoch_accuracy.append(self._correct / self._scored)
+        self._epoch_loss, self._epoch_steps, self._correct, self._scored = 0.0, 0, 0, 0
+        if self.bar is not None:
+            self.bar.set_postfix_str(f"loss={loss:.4g}", refresh=False)
+        if self.stopped != "epochs":          # grad_tol already ended the run mid-epoch
+            return True
+        if self.loss_tol is not None and loss <= self.loss_tol:
+            self.stopped = "loss_tol"
+            return True
+        if self.callback is not None and self.callback(len(self.history.epoch_loss), self.history):
+            self.stopped = "callback"
+            return True
+        return False
+
+    def finish(self, params: dict, test_loss=None, test_accuracy=None, seconds=None) -> TrainResult:
+        if self.bar is not None:
+            self.bar.close()
+        return TrainResult(history=self.history, params=params, stopped=self.stopped,
+                           seconds=time.perf_counter() - self._start if seconds is None else seconds,
+                           step_seconds=self.step_seconds, test_accuracy=test_accuracy, test_loss=test_loss)
+
+    def elapsed(self) -> float:
+        return time.perf_counter() - self._start
+
+
+def epoch_batches(n: int, spec, epoch: int) -> list:
+    """Epoch ``epoch``'s batches as index arrays (shuffled) or slices (in order: views, no copies)."""
+    order = batch_order(n, spec.train.batch_size, spec.train.shuffle, spec.seed, epoch)
+    if spec.train.shuffle:
+        return order
+    return [slice(int(b[0]), int(b[-1]) + 1) for b in order]
+
+
+# ------------------------------------------------------------------------------------- the loop
+
+
+def train(spec, dataset=None, epochs: int | None = None, progress: bool | None = None,
+          callback=None) -> TrainResult:
+    """Train the scratch network the spec describes; return its history and final parameters.
+
+    Args:
+        spec: the Spec (its optimizer, train and data tables drive the run).
+        dataset: a scratch.data.Dataset; default ``load_dataset(spec)``.
+        epochs: overrides spec.train.epochs.
+        progress: a tqdm bar (shown after 2 s); None: only when stderr is a terminal.
+        callback: ``callback(epochs_done, history)`` after each epoch; True stops the run.
+
+    Raises:
+        TrainingDiverged: the loss or a gradient became NaN or inf (names step and parameter).
+    """
+    dataset = load_dataset(spec) if dataset is None else dataset
+    epochs = spec.train.epochs if epochs is None else epochs
+    net = Network.from_spec(spec)
+    loss_fn = build_loss(spec)
+    params = net.parameters()
+    optimizer = make_optimizer(spec.optimizer, params, seed=spec.seed)
+    needs_closure = spec.optimizer.name in CLOSURE_OPTIMIZERS
+    clip_norm, clip_value = spec.optimizer.clip_norm, spec.optimizer.clip_value
+    x, y = dataset.x_train, dataset.y_train
+    n = x.shape[0]
+    rule = accuracy_rule(spec, y)
+    targets = accuracy_targets(rule, y)
+    batches = epoch_batches(n, spec, 0)
+    log = RunLog(spec, n, len(batches), epochs, rule, progress, callback)
+    step = 0
+    clock = time.perf_counter
+
+    # Overflow and invalid operations are looked for explicitly (TrainingDiverged), not warned about.
+    with np.errstate(over="ignore", invalid="ignore"):
+        for epoch in range(epochs):
+            if spec.train.shuffle and epoch:
+                batches = epoch_batches(n, spec, epoch)
+            for b, rows in enumerate(batches):
+                t0 = clock()
+                step += 1
+                xb, yb = x[rows], y[rows]
+                out = net.forward(xb)
+                loss = float(loss_fn.forward(out, yb))
+                if not math.isfinite(loss):
+                    raise TrainingDiverged.diagnose("loss", loss, epoch + 1, step, b + 1, params)
+                net.backward(loss_fn.backward())
+                grads = net.gradients()
+                norm = global_norm(grads)
+                if not math.isfinite(norm):
+                    raise TrainingDiverged.diagnose("gradient norm", norm, epoch + 1, step, b + 1, grads)
+                correct = count_correct(rule, out, targets[rows]) if rule else 0
+                stop = log.gradient_small(norm)
+                if not stop:
+                    if clip_norm is not None:
+                        clip_grad_norm(grads, clip_norm)
+                    if clip_value is not None:
+                        clip_grad_value(grads, clip_value)
+                    if needs_closure:
+                        optimizer.step(grads, closure=lambda: float(loss_fn.forward(net.forward(xb), yb)))
+                    else:
+                        optimizer.step(grads)
+                log.step(loss, norm, correct, out.shape[0], clock() - t0)
+                if stop:
+                    break
+            if log.end_epoch():
+                break
+        seconds = log.elapsed()
+        check_final_parameters(params, len(log.history.epoch_loss))
+        test_loss = test_accuracy = None
+        if dataset.x_test is not None and len(dataset.x_test):
+            out = net.forward(dataset.x_test)
+            test_loss = float(loss_fn.forward(out, dataset.y_test))
+            if rule is not None:
+                scored = out.shape[0] * scored_per_row(rule, spec.outputs)
+                test_accuracy = count_correct(rule, out, accuracy_targets(rule, dataset.y_test)) / scored
+    final = {name: p.copy() for name, p in params.items()}
+    return log.finish(final, test_loss, test_accuracy, seconds)
