@@ -2,54 +2,415 @@
 
 Contract (shared with torch_ref/optimizers.py and the training loops):
 - ``make_optimizer(opt_spec, params)`` takes the live parameter arrays (``Network.parameters()``,
-  or any dict name -> float ndarray) and returns an Optimizer that updates them in place.
+  or any dict name -> float ndarray, e.g. ``{"xy": np.array([4.0, 3.0])}``) and returns an
+  Optimizer that updates them in place.
 - ``optimizer.step(grads, closure=None)``: ``grads`` is a dict with the same names (e.g.
   ``Network.gradients()``); ``closure()`` returns the loss at the current parameter values
   without touching gradients (needed by line searches and random search).
 - ``optimizer.zero_grad()`` exists for torch's shape; scratch gradients are overwritten by each backward.
 - ``optimizer.state[name]`` holds the per-parameter state (momentum buffer, moments, step count).
-- Gradient clipping is applied by the training loop before ``step`` (clip_grad_norm / clip_grad_value).
+- Gradient clipping is applied by the training loop before ``step`` (clip_grad_norm / clip_grad_value,
+  or apply_clipping(opt_spec, grads) for what the spec asks).
+
+``OPTIMIZERS`` maps the spec's optimizer names to these classes; scratch/spec.py validates
+``optimizer.name`` against its keys and torch_ref/optimizers.py keeps the twin registry.
+
+Each spec field is used by the optimizers listed in ``USES``; a non-default value of a field the
+chosen optimizer does not use is an error (SpecError naming the field), never silently ignored.
+
+Rounding: torch's CPU kernels fuse multiply-adds (``add(alpha=)``, ``addcmul``, ``lerp`` run as one
+fma), NumPy has no fma, so an update agrees with torch's to about one rounding (~1e-16 relative)
+per step, not bit for bit. The formulas below follow torch's order of operations otherwise.
 """
 from __future__ import annotations
 
 import numpy as np
 
+from scratch.spec import SpecError
+
+# Which optimizers use which OptimizerSpec fields (lr and the clipping fields: all of them).
+USES = {
+    "momentum": ("sgd",),
+    "dampening": ("sgd",),
+    "nesterov": ("sgd",),
+    "weight_decay": ("sgd", "adam", "adamw"),
+    "betas": ("adam", "adamw"),
+    "eps": ("adam", "adamw"),
+    "sigma": ("armijo",),
+    "beta": ("armijo",),
+    "max_backtracks": ("armijo",),
+    "seed": ("random_search",),
+}
+
 
 class Optimizer:
-    """Base class: holds the live parameters and per-parameter state."""
+    """Base class: holds the live parameters (a dict name -> float array) and per-parameter state."""
 
     name = ""
 
     def __init__(self, params: dict):
+        if not isinstance(params, dict) or not params:
+            raise TypeError("params: expected a non-empty dict name -> float array")
+        for key, p in params.items():
+            if getattr(getattr(p, "dtype", None), "kind", None) != "f":
+                raise TypeError(f"params[{key!r}]: expected a float array (updated in place), "
+                                f"got {type(p).__name__} {getattr(p, 'dtype', '')}")
         self.params = params
-        self.state: dict[str, dict] = {name: {} for name in params}
+        self.state: dict[str, dict] = {key: {} for key in params}
+
+    @classmethod
+    def from_spec(cls, opt_spec, params: dict, seed: int | None = None) -> "Optimizer":
+        raise NotImplementedError
 
     def zero_grad(self) -> None:
         """Nothing to do: scratch layers overwrite their gradients on each backward."""
 
-    def step(self, grads: dict, closure=None) -> None:
+    def step(self, grads: dict, closure=None):
         raise NotImplementedError
+
+    def _grads(self, grads: dict) -> dict:
+        missing = [key for key in self.params if key not in grads]
+        if missing:
+            raise KeyError(f"grads: no gradient for {', '.join(missing)}")
+        return grads
+
+
+# -------------------------------------------------------------------------------------- SGD
 
 
 class SGD(Optimizer):
-    """Plain gradient descent: p ← p − lr·g.  Torch twin: torch.optim.SGD(lr)."""
+    """Stochastic gradient descent with momentum, dampening, Nesterov and weight decay, torch's form.
+
+    For each parameter p with gradient g (one step):
+        g ← g + wd·p                                  (coupled L2 weight decay, if wd ≠ 0)
+        v ← g                  on the first step      (the buffer starts at g, undampened)
+        v ← μ·v + (1 − τ)·g    afterwards             (momentum μ, dampening τ)
+        d ← g + μ·v  if nesterov,  else d ← v         (d ← g when μ = 0: plain gradient descent)
+        p ← p − lr·d
+
+    Full-batch, stochastic (one sample) and mini-batch gradient descent are this class fed
+    different batches.
+
+    The classic (Polyak / Sutskever) form keeps a velocity u ← μ·u − lr·g and steps p ← p + u.
+    With τ = 0 and a constant lr the two are the same method: both start at the first gradient
+    (v₁ = g₁, u₁ = −lr·g₁) and u = −lr·v at every step after, so the trajectories agree up to
+    rounding. They part when lr changes between steps (a schedule): torch's v carries no lr, so a
+    new lr rescales the whole accumulated buffer at once, while the classic u keeps each past
+    gradient scaled by the lr of its own step. (Dampening τ ≠ 0 has no classic counterpart.)
+
+    Torch twin: torch.optim.SGD(lr, momentum, dampening, weight_decay, nesterov)
+    (torch/optim/sgd.py, _single_tensor_sgd). State per parameter: ``momentum_buffer``.
+    """
 
     name = "sgd"
 
-    def __init__(self, params: dict, lr: float):
+    def __init__(self, params: dict, lr: float, momentum: float = 0.0, dampening: float = 0.0,
+                 weight_decay: float = 0.0, nesterov: bool = False):
+        super().__init__(params)
+        if nesterov and (momentum <= 0 or dampening != 0):
+            raise ValueError("nesterov needs momentum > 0 and dampening = 0 (as torch.optim.SGD)")
+        self.lr, self.momentum, self.dampening = lr, momentum, dampening
+        self.weight_decay, self.nesterov = weight_decay, nesterov
+
+    @classmethod
+    def from_spec(cls, opt_spec, params, seed=None):
+        return cls(params, lr=opt_spec.lr, momentum=opt_spec.momentum, dampening=opt_spec.dampening,
+                   weight_decay=opt_spec.weight_decay, nesterov=opt_spec.nesterov)
+
+    def step(self, grads: dict, closure=None):
+        grads = self._grads(grads)
+        loss = None if closure is None else closure()
+        for key, p in self.params.items():
+            g = grads[key]
+            if self.weight_decay != 0:
+                g = g + self.weight_decay * p
+            if self.momentum != 0:
+                state = self.state[key]
+                buf = state.get("momentum_buffer")
+                if buf is None:
+                    buf = state["momentum_buffer"] = g.copy()
+                else:
+                    buf *= self.momentum
+                    buf += (1 - self.dampening) * g
+                g = g + self.momentum * buf if self.nesterov else buf
+            p -= self.lr * g
+        return loss
+
+
+# ------------------------------------------------------------------------------------- Adam
+
+
+def _lerp(start, end, weight: float):
+    """start + weight·(end − start), evaluated as torch.lerp does (the other end for weight ≥ ½)."""
+    if abs(weight) < 0.5:
+        return start + weight * (end - start)
+    return end - (end - start) * (1 - weight)
+
+
+class Adam(Optimizer):
+    """Adam with bias correction, ε after the square root, and coupled L2 weight decay.
+
+    For each parameter p with gradient g, at step t = 1, 2, ...:
+        g ← g + wd·p                                   (coupled: the decay goes through the moments)
+        m ← β₁·m + (1 − β₁)·g                          (computed as torch: m + (1 − β₁)·(g − m))
+        v ← β₂·v + (1 − β₂)·g²
+        m̂ = m / (1 − β₁ᵗ),  v̂ = v / (1 − β₂ᵗ)
+        p ← p − lr·m̂ / (√v̂ + ε)
+    evaluated in torch's order: step = lr/(1 − β₁ᵗ); denom = √v/√(1 − β₂ᵗ) + ε; p ← p − step·m/denom.
+
+    Torch twin: torch.optim.Adam(lr, betas, eps, weight_decay) (torch/optim/adam.py,
+    _single_tensor_adam). State per parameter: ``step``, ``exp_avg`` (m), ``exp_avg_sq`` (v).
+    """
+
+    name = "adam"
+    decoupled = False
+
+    def __init__(self, params: dict, lr: float = 1e-3, betas=(0.9, 0.999), eps: float = 1e-8,
+                 weight_decay: float = 0.0):
+        super().__init__(params)
+        self.lr, self.betas, self.eps, self.weight_decay = lr, tuple(betas), eps, weight_decay
+
+    @classmethod
+    def from_spec(cls, opt_spec, params, seed=None):
+        return cls(params, lr=opt_spec.lr, betas=opt_spec.betas, eps=opt_spec.eps,
+                   weight_decay=opt_spec.weight_decay)
+
+    def step(self, grads: dict, closure=None):
+        grads = self._grads(grads)
+        loss = None if closure is None else closure()
+        beta1, beta2 = self.betas
+        for key, p in self.params.items():
+            g = grads[key]
+            state = self.state[key]
+            if not state:
+                state.update(step=0, exp_avg=np.zeros_like(p), exp_avg_sq=np.zeros_like(p))
+            state["step"] += 1
+            t = float(state["step"])
+            if self.weight_decay != 0:
+                if self.decoupled:
+                    p *= 1 - self.lr * self.weight_decay
+                else:
+                    g = g + self.weight_decay * p
+            m = state["exp_avg"] = _lerp(state["exp_avg"], g, 1 - beta1)
+            v = state["exp_avg_sq"] = state["exp_avg_sq"] * beta2 + (1 - beta2) * g * g
+            step_size = self.lr / (1 - beta1 ** t)
+            denom = np.sqrt(v) / (1 - beta2 ** t) ** 0.5 + self.eps
+            p += (-step_size) * m / denom
+        return loss
+
+
+class AdamW(Adam):
+    """Adam with decoupled weight decay: the decay shrinks p directly and never enters the moments.
+
+    At each step, before the Adam update (which then uses the raw g):
+        p ← p·(1 − lr·wd)
+        m, v, m̂, v̂ as Adam;  p ← p − lr·m̂ / (√v̂ + ε)
+
+    Torch twin: torch.optim.AdamW(lr, betas, eps, weight_decay) (Adam with decoupled_weight_decay).
+    Note torch's AdamW defaults to weight_decay = 1e-2; the spec's default is 0 and is passed explicitly.
+    """
+
+    name = "adamw"
+    decoupled = True
+
+
+# ---------------------------------------------------------------------------- line search
+
+
+class Armijo(Optimizer):
+    """Gradient descent with Armijo backtracking line search.
+
+    With g = ∇f(x) (all parameters as one vector) and d = −g, try t = lr·βˡ for l = 0, 1, ...,
+    max_backtracks and take the first (the largest) t with
+        f(x + t·d) ≤ f(x) + σ·t·∇f(x)ᵀd   (= f(x) − σ·t·‖g‖²),
+    then x ← x + t·d. f is ``closure()``: f(x) is evaluated at the start of the step, and once per
+    trial at x + t·d (each trial is computed from x, not from the previous trial).
+
+    Cap: when none of the max_backtracks + 1 trials satisfies the condition, NO step is taken —
+    the parameters are restored to x exactly, and ``last_step["accepted"]`` is False. (For a
+    smooth f and g ≠ 0 some small t always passes, so failing every trial means the line search
+    ran out of room or f is at rounding level: taking the last, failing trial could raise the loss.)
+
+    ``last_step`` records the step: t (0.0 if none), backtracks (l of the accepted t, or the cap),
+    accepted, loss_before, loss_after. ``step`` returns f(x), the loss before the step.
+    The gradients used are the ones given (after any clipping by the training loop).
+
+    Torch twin: torch_ref.optimizers.Armijo (torch has no line-search SGD), the same rule on p.grad.
+    """
+
+    name = "armijo"
+
+    def __init__(self, params: dict, lr: float = 1.0, sigma: float = 1e-4, beta: float = 0.5,
+                 max_backtracks: int = 30):
+        super().__init__(params)
+        if not (0 < sigma < 1 and 0 < beta < 1):
+            raise ValueError("armijo: sigma and beta must lie in (0, 1)")
+        if max_backtracks < 0:
+            raise ValueError("armijo: max_backtracks must be >= 0")
+        self.lr, self.sigma, self.beta, self.max_backtracks = lr, sigma, beta, max_backtracks
+        self.last_step: dict = {}
+
+    @classmethod
+    def from_spec(cls, opt_spec, params, seed=None):
+        return cls(params, lr=opt_spec.lr, sigma=opt_spec.sigma, beta=opt_spec.beta,
+                   max_backtracks=opt_spec.max_backtracks)
+
+    def step(self, grads: dict, closure=None):
+        if closure is None:
+            raise ValueError("armijo: step needs closure() returning the loss at the current parameters")
+        grads = self._grads(grads)
+        x0 = {key: p.copy() for key, p in self.params.items()}
+        f0 = float(closure())
+        slope = -sum(float(np.sum(grads[key] * grads[key])) for key in self.params)  # ∇fᵀd, d = −g
+        for l in range(self.max_backtracks + 1):
+            t = self.lr * self.beta ** l
+            for key, p in self.params.items():
+                p[...] = x0[key] - t * grads[key]
+            f = float(closure())
+            if f <= f0 + self.sigma * t * slope:
+                self.last_step = dict(t=t, backtracks=l, accepted=True, loss_before=f0, loss_after=f)
+                return f0
+        for key, p in self.params.items():
+            p[...] = x0[key]
+        self.last_step = dict(t=0.0, backtracks=self.max_backtracks, accepted=False,
+                              loss_before=f0, loss_after=f0)
+        return f0
+
+
+# --------------------------------------------------------------------------- random search
+
+
+class RandomSearch(Optimizer):
+    """Random-search baseline: perturb every parameter, keep the perturbation if the loss falls.
+
+    Each step draws z ~ N(0, 1) for every element of every parameter, in the order of ``params``
+    and in scratch's layout (weights (inputs, units)), from ``np.random.default_rng(seed)``:
+        x' = x + lr·z;   x ← x' if f(x') < f(x), else x stays.
+    f is ``closure()``; gradients are not used. A draw is made at every step, kept or not.
+    ``last_step`` records accepted, loss_before, loss_after; ``step`` returns f(x) before the step.
+
+    Torch twin: torch_ref.optimizers.RandomSearch, which draws the same z with NumPy from the same
+    seed (it is a baseline, not maths under test: sharing the draws makes the trajectories comparable).
+    """
+
+    name = "random_search"
+
+    def __init__(self, params: dict, lr: float = 0.1, seed: int = 0):
         super().__init__(params)
         self.lr = lr
+        self.rng = np.random.default_rng(seed)
+        self.last_step: dict = {}
 
-    def step(self, grads: dict, closure=None) -> None:
-        for name, p in self.params.items():
-            p -= self.lr * grads[name]
+    @classmethod
+    def from_spec(cls, opt_spec, params, seed=None):
+        return cls(params, lr=opt_spec.lr, seed=_seed(opt_spec, seed))
+
+    def step(self, grads: dict | None = None, closure=None):
+        if closure is None:
+            raise ValueError("random_search: step needs closure() returning the loss at the current parameters")
+        x0 = {key: p.copy() for key, p in self.params.items()}
+        f0 = float(closure())
+        for key, p in self.params.items():
+            noise = self.lr * self.rng.standard_normal(p.shape)
+            p += _asarray_like(p, noise)
+        f = float(closure())
+        accepted = f < f0
+        if not accepted:
+            for key, p in self.params.items():
+                p[...] = x0[key]
+        self.last_step = dict(accepted=accepted, loss_before=f0, loss_after=f if accepted else f0)
+        return f0
 
 
-OPTIMIZERS = {cls.name: cls for cls in (SGD,)}
+def _asarray_like(p, values: np.ndarray):
+    """NumPy values as an array of p's kind and dtype (NumPy, or CuPy through __array_namespace__)."""
+    if isinstance(p, np.ndarray):
+        return values.astype(p.dtype)
+    xp = p.__array_namespace__()
+    return xp.asarray(values, dtype=p.dtype)
 
 
-def make_optimizer(opt_spec, params: dict) -> Optimizer:
-    """The optimizer an OptimizerSpec names, over ``params``."""
-    if opt_spec.name == "sgd":
-        return SGD(params, lr=opt_spec.lr)
-    raise NotImplementedError(opt_spec.name)
+def _seed(opt_spec, seed: int | None) -> int:
+    """The random-search seed: optimizer.seed, else the caller's (the spec's top-level seed), else 0."""
+    own = getattr(opt_spec, "seed", None)
+    if own is not None:
+        return own
+    return 0 if seed is None else seed
+
+
+# ------------------------------------------------------------------------------- clipping
+
+
+def global_norm(grads: dict) -> float:
+    """The L2 norm of all gradients as one vector, as torch: ‖(‖g₁‖, ‖g₂‖, ...)‖."""
+    norms = np.array([float(np.linalg.norm(g.reshape(-1))) for g in grads.values()])
+    return float(np.linalg.norm(norms)) if norms.size else 0.0
+
+
+def clip_grad_norm(grads: dict, max_norm: float) -> float:
+    """Scale all gradients in place so their global L2 norm is at most max_norm; return the norm before.
+
+        total = ‖(‖g₁‖, ‖g₂‖, ...)‖₂;   c = min(max_norm / (total + 1e-6), 1);   gᵢ ← c·gᵢ
+    (the 1e-6 and the multiply by c even when c = 1 are torch's). Torch twin:
+    torch.nn.utils.clip_grad_norm_(parameters, max_norm), which also returns the total norm.
+    """
+    total = global_norm(grads)
+    coef = min(float(max_norm) / (total + 1e-6), 1.0)
+    for g in grads.values():
+        g *= coef
+    return total
+
+
+def clip_grad_value(grads: dict, value: float) -> float:
+    """Clamp every gradient element in place to [−value, value]; return the global norm before.
+
+    Torch twin: torch.nn.utils.clip_grad_value_(parameters, value) (which returns None; the norm
+    is returned here for the training history, as clip_grad_norm does).
+    """
+    total = global_norm(grads)
+    value = float(value)
+    for g in grads.values():
+        np.clip(g, -value, value, out=g)
+    return total
+
+
+def apply_clipping(opt_spec, grads: dict) -> float:
+    """Clip ``grads`` in place as the spec asks (clip_norm, then clip_value); return the global norm
+    before clipping. Torch twin: torch_ref.optimizers.apply_clipping."""
+    total = global_norm(grads)
+    if opt_spec.clip_norm is not None:
+        clip_grad_norm(grads, opt_spec.clip_norm)
+    if opt_spec.clip_value is not None:
+        clip_grad_value(grads, opt_spec.clip_value)
+    return total
+
+
+# ------------------------------------------------------------------------------- registry
+
+
+OPTIMIZERS = {cls.name: cls for cls in (SGD, Adam, AdamW, Armijo, RandomSearch)}
+
+
+def check_fields(opt_spec) -> None:
+    """Raise SpecError for a field set away from its default that the named optimizer does not use."""
+    from scratch.spec import OptimizerSpec
+
+    default = OptimizerSpec()
+    for key, users in USES.items():
+        if not hasattr(opt_spec, key) or opt_spec.name in users:
+            continue
+        value, base = getattr(opt_spec, key), getattr(default, key, None)
+        if (tuple(value) if isinstance(value, list) else value) != base:
+            raise SpecError(f"optimizer.{key}", f"{opt_spec.name} does not use {key} "
+                                                f"(it is for {', '.join(users)}); remove it")
+
+
+def make_optimizer(opt_spec, params: dict, seed: int | None = None) -> Optimizer:
+    """The optimizer an OptimizerSpec names, over ``params`` (a dict name -> live float array).
+
+    ``seed`` (the spec's top-level seed) seeds random search when the optimizer table sets none.
+    """
+    if opt_spec.name not in OPTIMIZERS:
+        raise SpecError("optimizer.name", f"unknown {opt_spec.name!r}; expected one of {', '.join(OPTIMIZERS)}")
+    check_fields(opt_spec)
+    return OPTIMIZERS[opt_spec.name].from_spec(opt_spec, params, seed=seed)

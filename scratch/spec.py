@@ -71,6 +71,7 @@ class OptimizerSpec:
     max_backtracks: int = 30                     # Armijo cap on backtracking steps
     clip_norm: float | None = None               # clip gradients to this global L2 norm
     clip_value: float | None = None              # clip each gradient element to [-v, v]
+    seed: int | None = None                      # random_search perturbations (None: the spec's seed)
 
 
 @dataclass
@@ -342,6 +343,8 @@ def _parse_optimizer(raw: dict) -> OptimizerSpec:
     for key in ("clip_norm", "clip_value"):
         if raw.get(key) is not None:
             setattr(out, key, _float(raw[key], f"optimizer.{key}", low=0.0, low_open=True))
+    if raw.get("seed") is not None:
+        out.seed = _int(raw["seed"], "optimizer.seed", minimum=0)
     return out
 
 
@@ -376,7 +379,39 @@ def _parse_data(raw: dict, spec_inputs: int, spec_outputs: int, loss: LossSpec) 
     return out
 
 
-def check_targets(y, n: int, outputs: int, loss_name: str, where: str = "y"):
+def check_inputs(x, inputs: int, where: str = "x", dtype: str = "float64"):
+    """Validate network inputs: finite numbers of shape (N, inputs), N >= 1, that fit ``dtype``.
+
+    Returns them as a float64 NumPy array."""
+    import numpy as np
+
+    try:
+        arr = np.asarray(x)
+        if arr.dtype == object or arr.dtype.kind not in "biuf":
+            raise ValueError
+        arr = arr.astype(np.float64)
+    except (ValueError, TypeError):
+        raise SpecError(where, "expected a rectangular list of numbers") from None
+    if arr.ndim != 2 or arr.shape[0] == 0 or arr.shape[1] != inputs:
+        raise SpecError(where, f"expected shape (N, {inputs}) with N >= 1, got {tuple(arr.shape)}")
+    _check_finite(arr, where, dtype)
+    return arr
+
+
+def _check_finite(arr, where: str, dtype: str) -> None:
+    import numpy as np
+
+    if not np.all(np.isfinite(arr)):
+        i = tuple(int(k) for k in np.argwhere(~np.isfinite(arr))[0])
+        raise SpecError(where, f"contains NaN or inf (at {i}); expected finite numbers")
+    if dtype != "float64":
+        limit = float(np.finfo(dtype).max)
+        if np.any(np.abs(arr) > limit):
+            raise SpecError(where, f"values beyond the {dtype} range (|v| <= {limit:.4g}); "
+                                   f"use dtype float64")
+
+
+def check_targets(y, n: int, outputs: int, loss_name: str, where: str = "y", dtype: str = "float64"):
     """Validate targets for a loss: (n, outputs) values, or (n,) class indices for class losses.
 
     Returns them as a NumPy array (float, or int64 for class indices)."""
@@ -410,8 +445,7 @@ def check_targets(y, n: int, outputs: int, loss_name: str, where: str = "y"):
     if arr.shape != (n, outputs):
         hint = " or (N,) class indices" if loss_name in ("cce", "softmax_cce") else ""
         raise SpecError(where, f"expected shape ({n}, {outputs}){hint}, got {tuple(arr.shape)}")
-    if not np.all(np.isfinite(arr)):
-        raise SpecError(where, "contains NaN or inf")
+    _check_finite(arr, where, dtype)
     if loss_name in ("bce", "bce_logits", "cce", "softmax_cce") and (np.any(arr < 0) or np.any(arr > 1)):
         raise SpecError(where, f"targets of {loss_name} must lie in [0, 1]")
     return arr
