@@ -221,7 +221,10 @@ class Softmax(Activation):
 
     def forward(self, z):
         xp = self.xp
-        e = xp.exp(z - z.max(axis=1, keepdims=True))
+        # z/2 - max/2 is (z - max)/2 exactly and cannot overflow, even for z = ±3e38 in float32;
+        # below -1e4, exp is 0 in every float dtype, so clipping there changes nothing.
+        half = z * 0.5 - z.max(axis=1, keepdims=True) * 0.5
+        e = xp.exp(2 * xp.maximum(half, -5e3))
         self.a = e / e.sum(axis=1, keepdims=True)
         return self.a
 

@@ -5,20 +5,50 @@ import numpy as np
 
 
 def rel_error(got, expected) -> float:
-    """‖got − expected‖ / ‖expected‖; the max abs error where ‖expected‖ = 0."""
+    """‖got − expected‖ / ‖expected‖; the max abs error where ‖expected‖ = 0.
+
+    Norms are taken after scaling by the largest magnitude, so values near the float64 limit
+    (1e300, say) do not overflow. Non-finite entries: 0 where both arrays hold the same value
+    (inf and inf, NaN and NaN), else the error is NaN.
+    """
+    got, expected = _pair(got, expected)
+    if not (np.all(np.isfinite(got)) and np.all(np.isfinite(expected))):
+        return 0.0 if np.array_equal(got, expected, equal_nan=True) else float("nan")
+    norm = _norm(expected)
+    if norm == 0:
+        return max_abs_error(got, expected)
+    with np.errstate(over="ignore"):  # a difference past the float64 limit is an infinite error
+        return _norm(got - expected) / norm
+
+
+def max_abs_error(got, expected) -> float:
+    """max |got − expected|; 0 for equal non-finite entries, NaN for unequal ones."""
+    got, expected = _pair(got, expected)
+    if not got.size:
+        return 0.0
+    same = (got == expected) | (np.isnan(got) & np.isnan(expected))
+    if not np.all(same | (np.isfinite(got) & np.isfinite(expected))):
+        return float("nan")
+    with np.errstate(over="ignore", invalid="ignore"):  # inf - inf where `same` masks it anyway
+        return float(np.where(same, 0.0, np.abs(got - expected)).max())
+
+
+def _pair(got, expected):
     got = np.asarray(got, dtype=np.float64)
     expected = np.asarray(expected, dtype=np.float64)
     if got.shape != expected.shape:
         raise ValueError(f"shape mismatch: {got.shape} vs {expected.shape}")
-    norm = np.linalg.norm(expected)
-    if norm == 0:
-        return max_abs_error(got, expected)
-    return float(np.linalg.norm(got - expected) / norm)
+    return got, expected
 
 
-def max_abs_error(got, expected) -> float:
-    diff = np.abs(np.asarray(got, dtype=np.float64) - np.asarray(expected, dtype=np.float64))
-    return float(diff.max()) if diff.size else 0.0
+def _norm(v) -> float:
+    """The 2-norm of v without overflow or underflow: max|v| · ‖v / max|v|‖."""
+    with np.errstate(over="ignore"):
+        scale = float(np.abs(v).max()) if v.size else 0.0
+    if scale == 0 or not np.isfinite(scale):
+        return scale
+    with np.errstate(under="ignore"):
+        return scale * float(np.sqrt(np.sum(np.square(v / scale))))
 
 
 def numeric_gradient(f, x: np.ndarray, h: float = 1e-6) -> np.ndarray:

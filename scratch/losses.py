@@ -10,7 +10,9 @@ from __future__ import annotations
 import numpy as np
 
 LOG_CLAMP = -100.0      # torch's BCELoss clamps log(p) and log(1 - p) at -100
-BCE_EPSILON = 1e-12     # torch's BCELoss backward divides by max(p(1 - p), 1e-12)
+# torch's BCELoss backward divides by max(p(1 - p), EPSILON), EPSILON a C++ float 1e-12: in float64
+# that is 9.999999960041972e-13, not 1e-12 (gradients at p = 0 or 1 differ by 4e-9 otherwise).
+BCE_EPSILON = 9.999999960041972e-13
 
 
 class Loss:
@@ -102,7 +104,7 @@ class BCE(Loss):
     """Binary cross-entropy on probabilities p:
     L = -Σ [t·max(log p, -100) + (1 - t)·max(log(1 - p), -100)] / (N·C).
 
-    Backward (torch's convention): dL/dp = (p - t) / max(p(1 - p), 1e-12) / (N·C).
+    Backward (torch's convention): dL/dp = (p - t) / max(p(1 - p), ε) / (N·C), ε = float32(1e-12).
     Torch twin: nn.BCELoss(reduction).
     """
 

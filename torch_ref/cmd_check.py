@@ -26,7 +26,7 @@ def run(args) -> int:
     spec = spec_from_args(args, "check")
     report = check(spec, dtype=args.dtype, batch=args.batch, tol=args.tol)
     if args.json:
-        print(json.dumps(report_to_json(report)))
+        print(json.dumps(report_to_json(report), allow_nan=False))
     else:
         print(format_table(report))
     return 0 if report["ok"] else 1

@@ -7,7 +7,7 @@ import torch
 from scratch.data import inline_data, random_batch
 from scratch.gradcheck import max_abs_error, rel_error
 from scratch.network import Network, build_loss as scratch_loss
-from scratch.spec import Spec, SpecError
+from scratch.spec import Spec, SpecError, check_inputs, check_targets
 from torch_ref.model import TORCH_DTYPES, build, build_loss as torch_loss, gradients_to_scratch
 
 # The tolerance policy of DESIGN.md (norm-relative error), shared by the CLI and the tests.
@@ -57,6 +57,21 @@ def check_batch(spec: Spec, batch: int | None = None):
     return data if data is not None else random_batch(spec, batch or 4)
 
 
+def validated_batch(spec: Spec, batch: int | None = None, x=None, y=None):
+    """(x, y) checked against the spec (shapes, finite values that fit its dtype, labels in range):
+    the given ones, else the spec's inline data, else a seeded random batch. Raises SpecError."""
+    if x is None and y is None:
+        inline = spec.data.x is not None and batch is None
+        x, y = check_batch(spec, batch)
+        where_x, where_y = ("data.x", "data.y") if inline else ("x", "y")
+    elif x is None or y is None:
+        raise SpecError("x" if x is None else "y", "missing; give both x and y, or neither")
+    else:
+        where_x, where_y = "x", "y"
+    x = check_inputs(x, spec.inputs, where_x, spec.dtype)
+    return x, check_targets(y, x.shape[0], spec.outputs, spec.loss.name, where_y, spec.dtype)
+
+
 def check(spec: Spec, dtype: str | None = None, batch: int | None = None, tol: float | None = None,
           x=None, y=None) -> dict:
     """One forward and backward through both networks; the report as plain data.
@@ -66,15 +81,12 @@ def check(spec: Spec, dtype: str | None = None, batch: int | None = None, tol: f
     """
     if dtype is not None:
         spec = spec.replace(dtype=dtype)
-    if x is None:
-        x, y = check_batch(spec, batch)
+    x, y = validated_batch(spec, batch, x, y)
     tol = TOLERANCE[spec.dtype] if tol is None else tol
     ours, theirs = run_scratch(spec, x, y), run_torch(spec, x, y)
 
     def err(a, b):
-        e = _error(a, b)
-        if not (np.all(np.isfinite(a)) and np.all(np.isfinite(b))):
-            e["rel"] = float("nan") if not np.array_equal(a, b, equal_nan=True) else 0.0
+        e = _error(a, b)  # non-finite entries: rel 0 where both sides agree exactly, else NaN (fails)
         e["ok"] = bool(e["rel"] <= tol)
         return e
 
@@ -91,19 +103,40 @@ def check(spec: Spec, dtype: str | None = None, batch: int | None = None, tol: f
 
 
 def report_to_json(report: dict) -> dict:
-    """The report with arrays as nested lists (weights and gradients in (inputs, units) layout)."""
+    """The report in the JSON schema of `nnparity check --json`, as plain data:
+
+    {"dtype", "ok", "scratch": {"output", "loss", "grads": {<parameter>..., "input"}}, "torch": {same},
+     "errors": {"output": {"max_abs", "rel"}, "loss": {...}, "grads": {<name>: {...}}}}
+
+    Arrays become nested lists (weights' gradients in the (inputs, units) layout); non-finite
+    numbers become null, so the text is strict JSON.
+    """
     def plain(value):
         if isinstance(value, np.ndarray):
-            return value.tolist()
+            return plain(value.tolist())
         if isinstance(value, dict):
             return {k: plain(v) for k, v in value.items()}
-        if isinstance(value, list):
+        if isinstance(value, (list, tuple)):
             return [plain(v) for v in value]
-        if isinstance(value, float) and not np.isfinite(value):
-            return None if np.isnan(value) else value
+        if isinstance(value, (float, np.floating)):
+            return float(value) if np.isfinite(value) else None
         return value
 
-    return plain(report)
+    def side(run):
+        return {"output": run["output"], "loss": run["loss"], "grads": run["grads"]}
+
+    def error(e):
+        return {"max_abs": e["max_abs"], "rel": e["rel"]}
+
+    e = report["errors"]
+    return plain({
+        "dtype": report["dtype"],
+        "ok": bool(report["ok"]),
+        "scratch": side(report["scratch"]),
+        "torch": side(report["torch"]),
+        "errors": {"output": error(e["output"]), "loss": error(e["loss"]),
+                   "grads": {name: error(err) for name, err in e["grads"].items()}},
+    })
 
 
 def largest_error(report: dict) -> float:

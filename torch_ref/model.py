@@ -55,6 +55,7 @@ class ProbabilityCELoss(nn.Module):
 
     KL(t‖p) = Σ t log t − Σ t log p, so CE = KLDivLoss(log p, t) + H-term of the targets, a
     constant in p: torch's autograd gives the whole gradient. Class indices become one-hot rows.
+    Terms with t = 0 are 0 (as in scratch's CCE), also where p = 0.
     """
 
     def __init__(self, reduction="mean"):
@@ -68,7 +69,10 @@ class ProbabilityCELoss(nn.Module):
         negentropy = torch.special.xlogy(target, target).sum()
         if self.reduction == "mean":
             negentropy = negentropy / pred.shape[0]
-        return self.kl(torch.log(pred), target) - negentropy
+        # Classes with t = 0 contribute 0 even where p = 0 (a softmax that underflowed): log(1) there
+        # keeps KLDivLoss and its gradient free of 0 · log 0 = NaN.
+        log_pred = torch.log(torch.where(target != 0, pred, torch.ones_like(pred)))
+        return self.kl(log_pred, target) - negentropy
 
 
 class CrossEntropyOnLogits(nn.Module):

@@ -1,0 +1,110 @@
+"""The tolerance policy of DESIGN.md, in one place, and helpers shared by the parity tests.
+
+Tolerances are norm-relative errors ‖a − b‖ / ‖b‖ (max abs error where ‖b‖ = 0). They are never
+loosened to make a test pass: a failing parity test means a derivative is wrong until shown otherwise.
+"""
+from __future__ import annotations
+
+import numpy as np
+import pytest
+
+from scratch.gradcheck import rel_error
+from scratch.spec import Spec, parse_spec
+from torch_ref.compare import TOLERANCE, check
+
+# One forward and backward (forward, every activation, loss, every gradient): the CLI's default.
+CHECK_TOL: dict[str, float] = TOLERANCE                 # {"float64": 1e-12, "float32": 1e-5}
+# Trajectories of hundreds of optimizer steps / whole training runs, float64.
+TRAJECTORY_TOL = 1e-10
+# Central finite differences of the scratch gradients, float64, h ≈ 1e-6, away from kinks.
+FD_TOL = 1e-7
+FD_STEP = 1e-6
+
+DTYPES = ("float64", "float32")
+
+
+@pytest.fixture(autouse=True)
+def numpy_errors_raise():
+    """Overflow, division by zero and invalid operations raise inside every test; underflow is fine
+    (exp(-800) = 0 is the right answer)."""
+    with np.errstate(over="raise", divide="raise", invalid="raise", under="ignore"):
+        yield
+
+
+# ----------------------------------------------------------------------------------- specs
+
+
+def make_spec(activations, loss: str = "mse", reduction: str | None = None, dtype: str = "float64",
+              widths=None, seed: int = 0, init: str = "xavier_uniform", use_bias: bool = True,
+              **extra) -> Spec:
+    """A validated spec from a list of activations (one per layer) and the widths
+    [inputs, units_0, units_1, ...] (default 3 inputs, hidden width 4, 3 outputs)."""
+    activations = [activations] if isinstance(activations, str) else list(activations)
+    if widths is None:
+        widths = [3] + [4] * (len(activations) - 1) + [3]
+    assert len(widths) == len(activations) + 1, "one width per layer plus the inputs"
+    layers = [{"units": units, "activation": act, "init": init, "use_bias": use_bias}
+              for act, units in zip(activations, widths[1:])]
+    layers[0]["inputs"] = widths[0]
+    raw = {"seed": seed, "dtype": dtype, "layers": layers, "loss": {"name": loss}}
+    if reduction is not None:
+        raw["loss"]["reduction"] = reduction
+    raw.update(extra)
+    return parse_spec(raw)
+
+
+def explicit_spec(weights, biases=None, activations=None, loss: str = "mse", reduction: str | None = None,
+                  dtype: str = "float64", x=None, y=None) -> Spec:
+    """A spec with explicit weights (each (inputs, units)) and biases, and optional inline data."""
+    layers = []
+    for i, w in enumerate(weights):
+        w = np.asarray(w, dtype=float)
+        layer = {"units": w.shape[1], "weight": w.tolist(),
+                 "activation": "identity" if activations is None else activations[i]}
+        if i == 0:
+            layer["inputs"] = w.shape[0]
+        if biases is not None and biases[i] is not None:
+            layer["bias"] = np.asarray(biases[i], dtype=float).tolist()
+        layers.append(layer)
+    raw = {"dtype": dtype, "layers": layers, "loss": {"name": loss}}
+    if reduction is not None:
+        raw["loss"]["reduction"] = reduction
+    if x is not None:
+        raw["data"] = {"x": np.asarray(x, dtype=float).tolist(), "y": np.asarray(y).tolist()}
+    return parse_spec(raw)
+
+
+# --------------------------------------------------------------------------------- verdicts
+
+
+def report_errors(report: dict) -> dict[str, float]:
+    """Every compared tensor's norm-relative error, by name."""
+    e = report["errors"]
+    out = {"output": e["output"]["rel"], "loss": e["loss"]["rel"]}
+    out.update({f"activation {k}": v["rel"] for k, v in e["activations"].items()})
+    out.update({f"grad {k}": v["rel"] for k, v in e["grads"].items()})
+    return out
+
+
+def assert_parity(report: dict, tol: float | None = None) -> dict[str, float]:
+    """Every tensor of a check report within ``tol`` (default: the policy for its dtype)."""
+    tol = CHECK_TOL[report["dtype"]] if tol is None else tol
+    errors = report_errors(report)
+    bad = {name: rel for name, rel in errors.items() if not rel <= tol}
+    assert not bad, f"{report['dtype']} tensors beyond tol {tol:g}: {bad}"
+    return errors
+
+
+def run_check(spec: Spec, dtype: str | None = None, batch: int | None = None, x=None, y=None) -> dict:
+    """check() and assert parity under the policy; returns the report."""
+    report = check(spec, dtype=dtype, batch=batch, x=x, y=y)
+    assert_parity(report)
+    return report
+
+
+def assert_close(got, expected, dtype: str = "float64", tol: float | None = None, what: str = "") -> float:
+    """Norm-relative error of ``got`` against ``expected`` within the policy for ``dtype``."""
+    tol = CHECK_TOL[dtype] if tol is None else tol
+    err = rel_error(got, expected)
+    assert err <= tol, f"{what}: rel error {err:.3e} > {tol:g}\n got      {got}\n expected {expected}"
+    return err

@@ -1,0 +1,101 @@
+"""Central finite differences of the scratch gradients (float64, h = 1e-6, away from kinks), and the
+error measures themselves. Independent of torch: the expected gradient is the loss's own slope."""
+from __future__ import annotations
+
+import numpy as np
+import pytest
+
+from conftest import FD_STEP, FD_TOL, make_spec
+from scratch.activations import ACTIVATIONS
+from scratch.data import random_batch
+from scratch.gradcheck import max_abs_error, network_numeric_gradients, numeric_gradient, rel_error
+from scratch.losses import LOSSES
+from scratch.network import Network, build_loss
+
+# Which output each loss needs, as in test_network_parity.
+OUTPUT = {"bce": "sigmoid", "cce": "softmax"}
+KINKED = {"relu", "leaky_relu", "elu", "step"}
+
+
+def min_abs_preactivation(net, x) -> float:
+    """The smallest |z| over every layer: a finite difference of h must not cross a kink."""
+    smallest, a = np.inf, x
+    for layer, activation in zip(net.layers, net.activations):
+        z = layer.forward(a)
+        smallest = min(smallest, float(np.abs(z).min()))
+        a = activation.forward(z)
+    return smallest
+
+
+def assert_fd_agrees(spec, batch=4, seed=None):
+    net = Network.from_spec(spec)
+    loss = build_loss(spec)
+    x, y = random_batch(spec, batch, seed)
+    if any(a in KINKED for a in (layer.activation for layer in spec.layers)):
+        assert min_abs_preactivation(net, x) > 100 * FD_STEP, "too close to a kink for finite differences"
+    value = loss.forward(net.forward(x), y)
+    grad_x = net.backward(loss.backward())
+    grads = dict(net.gradients())
+    grads["input"] = grad_x
+    numeric = network_numeric_gradients(net, loss, x, y, h=FD_STEP)
+    assert set(numeric) == set(grads)
+    assert np.isfinite(value)
+    for name, g in grads.items():
+        err = rel_error(g, numeric[name])
+        assert err <= FD_TOL, f"{name}: finite-difference rel error {err:.3e} > {FD_TOL:g}"
+
+
+@pytest.mark.parametrize("activation", list(ACTIVATIONS))
+def test_gradcheck_activation(activation):
+    """Each activation in both layers of a 3-4-3 network under mse (softmax_cce for softmax)."""
+    loss = "softmax_cce" if activation == "softmax" else "mse"
+    assert_fd_agrees(make_spec([activation, activation], loss=loss, seed=5))
+
+
+@pytest.mark.parametrize("loss,reduction", [(n, r) for n, c in LOSSES.items() for r in c.reductions])
+def test_gradcheck_loss(loss, reduction):
+    assert_fd_agrees(make_spec(["tanh", OUTPUT.get(loss, "identity")], loss=loss, reduction=reduction, seed=6))
+
+
+@pytest.mark.parametrize("depth", [1, 2, 3, 4])
+def test_gradcheck_depth(depth):
+    acts = ["gelu_tanh", "elu", "sigmoid", "gelu"][:depth - 1] + ["softmax"]
+    assert_fd_agrees(make_spec(acts, loss="cce", seed=depth), batch=3)
+
+
+def test_gradcheck_batch_one():
+    assert_fd_agrees(make_spec(["leaky_relu", "sigmoid"], loss="bce", seed=8), batch=1)
+
+
+def test_gradcheck_numeric_gradient_of_quadratic():
+    """numeric_gradient itself: the slope of Σ c·x² is 2·c·x (central differences are exact on quadratics
+    up to rounding)."""
+    c = np.array([[1.0, -2.0], [0.5, 3.0]])
+    x = np.array([[0.3, -1.2], [2.0, 0.7]])
+    grad = numeric_gradient(lambda: float((c * x * x).sum()), x, h=1e-5)
+    assert rel_error(grad, 2 * c * x) <= 1e-9
+    assert np.array_equal(x, np.array([[0.3, -1.2], [2.0, 0.7]])), "x must be restored"
+
+
+def test_gradcheck_rel_error_definition():
+    assert rel_error([3.0, 4.0], [3.0, 4.0]) == 0.0
+    assert rel_error([3.0, 5.0], [3.0, 4.0]) == pytest.approx(1 / 5, rel=1e-15)
+    assert rel_error([0.5, 0.0], [0.0, 0.0]) == 0.5          # ‖expected‖ = 0: max abs error
+    assert max_abs_error([1.0, -2.0], [1.5, 1.0]) == 3.0
+    with pytest.raises(ValueError):
+        rel_error([1.0, 2.0], [1.0])
+
+
+def test_gradcheck_rel_error_huge_values():
+    """Norms of values near the float64 limit neither overflow nor warn."""
+    assert rel_error([1e300, 1e300], [1e300, 1e300]) == 0.0
+    assert rel_error([1e300, -1e300], [1e300, 1e300]) == pytest.approx(np.sqrt(2), rel=1e-14)
+    assert rel_error([1e-300, 0.0], [2e-300, 0.0]) == pytest.approx(0.5, rel=1e-14)
+
+
+def test_gradcheck_rel_error_nonfinite():
+    """Equal non-finite entries agree; anything else is NaN, which fails every tolerance."""
+    assert rel_error([np.inf, 1.0], [np.inf, 1.0]) == 0.0
+    assert np.isnan(rel_error([np.inf, 1.0], [1.0, 1.0]))
+    assert np.isnan(rel_error([np.nan], [0.0]))
+    assert np.isnan(max_abs_error([np.inf], [-np.inf]))
