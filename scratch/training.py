@@ -63,18 +63,20 @@ class TrainResult:
 
 class TrainingDiverged(ValueError):
     """The loss or a gradient became NaN or inf. ``epoch``, ``step`` and ``batch`` count from 1
-    (``step`` over the whole run, ``batch`` within the epoch); ``parameter`` names the culprit."""
+    (``step`` over the whole run, ``batch`` within the epoch); ``parameter`` names the culprit;
+    ``history`` holds what the run recorded before it (the steps before the failing one)."""
 
     def __init__(self, what: str, value: float, epoch: int, step: int, batch: int,
-                 parameter: str | None, detail: str):
+                 parameter: str | None, detail: str, history: History | None = None):
         self.what, self.value = what, value
         self.epoch, self.step, self.batch, self.parameter = epoch, step, batch, parameter
+        self.history = history
         where = f"step {step} (epoch {epoch}, batch {batch})" if step else f"the end of epoch {epoch}"
         super().__init__(f"training diverged at {where}: {what} is {value}; {detail}")
 
     @classmethod
     def diagnose(cls, what: str, value: float, epoch: int, step: int, batch: int,
-                 arrays: dict) -> "TrainingDiverged":
+                 arrays: dict, history: History | None = None) -> "TrainingDiverged":
         """Name the parameter at fault among ``arrays`` (name -> ndarray: the parameters when the
         loss diverged, the gradients when the gradient norm did): the first holding a NaN or inf,
         else the one with the largest magnitude."""
@@ -83,23 +85,24 @@ class TrainingDiverged(ValueError):
             bad = ~np.isfinite(a)
             if bad.any():
                 first = a.reshape(-1)[int(np.argmax(bad.reshape(-1)))]
-                return cls(what, value, epoch, step, batch, name, f"{noun}{name} holds {first}")
+                return cls(what, value, epoch, step, batch, name, f"{noun}{name} holds {first}", history)
         if not arrays:
-            return cls(what, value, epoch, step, batch, None, "no parameters")
+            return cls(what, value, epoch, step, batch, None, "no parameters", history)
         name, peak = max(((n, float(np.max(np.abs(a)))) for n, a in arrays.items() if a.size),
                          key=lambda item: item[1])
+        kind = "gradients" if noun else "parameters"
         return cls(what, value, epoch, step, batch, name,
-                   f"every value is finite; the largest is in {noun}{name}, |{peak:.3g}|")
+                   f"the {kind} are finite, the largest being in {noun}{name} (|{peak:.3g}|)", history)
 
 
-def check_final_parameters(params: dict, epoch: int) -> None:
+def check_final_parameters(params: dict, epoch: int, history: History | None = None) -> None:
     """The last step is followed by no loss to catch a NaN or inf it made: look at the parameters."""
     for name, p in params.items():
         bad = ~np.isfinite(p)
         if bad.any():
             value = float(p.reshape(-1)[int(np.argmax(bad.reshape(-1)))])
             raise TrainingDiverged(f"parameter {name}", value, epoch, 0, 0, name,
-                                   f"the last step left {name} non-finite")
+                                   f"the last step left {name} non-finite", history)
 
 
 # ------------------------------------------------------------------------------------ accuracy
@@ -289,12 +292,13 @@ def train(spec, dataset=None, epochs: int | None = None, progress: bool | None =
                 out = net.forward(xb)
                 loss = float(loss_fn.forward(out, yb))
                 if not math.isfinite(loss):
-                    raise TrainingDiverged.diagnose("loss", loss, epoch + 1, step, b + 1, params)
+                    raise TrainingDiverged.diagnose("loss", loss, epoch + 1, step, b + 1, params, log.history)
                 net.backward(loss_fn.backward())
                 grads = net.gradients()
                 norm = global_norm(grads)
                 if not math.isfinite(norm):
-                    raise TrainingDiverged.diagnose("gradient norm", norm, epoch + 1, step, b + 1, grads)
+                    raise TrainingDiverged.diagnose("gradient norm", norm, epoch + 1, step, b + 1, grads,
+                                                    log.history)
                 correct = count_correct(rule, out, targets[rows]) if rule else 0
                 stop = log.gradient_small(norm)
                 if not stop:
@@ -312,7 +316,7 @@ def train(spec, dataset=None, epochs: int | None = None, progress: bool | None =
             if log.end_epoch():
                 break
         seconds = log.elapsed()
-        check_final_parameters(params, len(log.history.epoch_loss))
+        check_final_parameters(params, len(log.history.epoch_loss), log.history)
         test_loss = test_accuracy = None
         if dataset.x_test is not None and len(dataset.x_test):
             out = net.forward(dataset.x_test)

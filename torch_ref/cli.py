@@ -13,6 +13,7 @@ from scratch.spec import SpecError, load_spec
 # Subcommand -> module with add_arguments(parser) and run(args) -> exit code.
 COMMANDS = {
     "check": ("torch_ref.cmd_check", "one forward and backward through both networks, compared"),
+    "train": ("torch_ref.cmd_train", "train a spec with one backend (scratch or torch) and summarize the run"),
 }
 
 

@@ -106,13 +106,14 @@ def train(spec, dataset=None, epochs: int | None = None, progress: bool | None =
             loss_t = loss_fn(out, yb)
             loss = loss_t.item()
             if not math.isfinite(loss):
-                raise TrainingDiverged.diagnose("loss", loss, epoch + 1, step, b + 1, _scratch_layout(named))
+                raise TrainingDiverged.diagnose("loss", loss, epoch + 1, step, b + 1, _scratch_layout(named),
+                                                log.history)
             loss_t.backward()
             grads = [p.grad for p in params if p.grad is not None]
             norm = get_total_norm(grads).item() if grads else 0.0
             if not math.isfinite(norm):
                 raise TrainingDiverged.diagnose("gradient norm", norm, epoch + 1, step, b + 1,
-                                                _scratch_layout(named, grads=True))
+                                                _scratch_layout(named, grads=True), log.history)
             with torch.no_grad():
                 correct = _count_correct(rule, out, targets[rows]) if rule else 0
             stop = log.gradient_small(norm)
@@ -136,7 +137,7 @@ def train(spec, dataset=None, epochs: int | None = None, progress: bool | None =
     seconds = log.elapsed()
 
     final = to_scratch(model)
-    check_final_parameters(final, len(log.history.epoch_loss))
+    check_final_parameters(final, len(log.history.epoch_loss), log.history)
     test_loss = test_accuracy = None
     if dataset.x_test is not None and len(dataset.x_test):
         with torch.no_grad():

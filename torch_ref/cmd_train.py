@@ -1,0 +1,142 @@
+"""`nnparity train SPEC`: train the spec with one backend and summarize the run.
+
+Exit codes: 0 trained; 1 training diverged (NaN or inf: the message names step and parameter);
+2 bad input (spec, data or option: the message names the field).
+"""
+from __future__ import annotations
+
+import json
+import math
+
+
+def _train_scratch(spec, args, progress):
+    from scratch.training import train
+
+    return train(spec, epochs=args.epochs, progress=progress)
+
+
+def _train_torch(spec, args, progress):
+    from torch_ref.training import train
+
+    return train(spec, epochs=args.epochs, progress=progress)
+
+
+# --backend name -> runner(spec, args, progress) -> scratch.training.TrainResult
+BACKENDS = {
+    "scratch": _train_scratch,
+    "torch": _train_torch,
+}
+
+
+def add_arguments(parser):
+    parser.add_argument("spec", help="spec file (.toml or .json) with [data] and [train] tables")
+    parser.add_argument("--backend", choices=tuple(BACKENDS), default="scratch",
+                        help="which implementation trains (default: scratch)")
+    parser.add_argument("--epochs", type=int, metavar="N", help="override the spec's train.epochs")
+    parser.add_argument("--json", action="store_true",
+                        help="print the history and the final parameters as one JSON object")
+    parser.add_argument("--plot", metavar="FILE.png", help="write the loss curve to this PNG")
+    parser.add_argument("--quiet", action="store_true", help="no progress bar")
+
+
+def run(args) -> int:
+    import sys
+
+    from scratch.spec import load_spec
+    from scratch.training import TrainingDiverged
+    from torch_ref.cli import UsageError
+
+    if args.epochs is not None and args.epochs < 1:
+        raise UsageError(f"--epochs: must be >= 1, got {args.epochs}")
+    if args.plot is not None and not args.plot.lower().endswith(".png"):
+        raise UsageError(f"--plot: expected a .png file name, got {args.plot!r}")
+    spec = load_spec(args.spec)
+    progress = False if args.quiet else None
+    try:
+        result = BACKENDS[args.backend](spec, args, progress)
+    except TrainingDiverged as err:
+        print(f"nnparity train: {err}", file=sys.stderr)
+        return 1
+    if args.plot:
+        try:
+            plot_losses(result, args.plot, title=f"{args.spec} ({args.backend})")
+        except OSError as err:
+            raise UsageError(f"--plot: cannot write {args.plot}: {err.strerror or err}") from None
+    if args.json:
+        print(json.dumps(result_to_json(result, spec, args.backend)))
+    else:
+        print(summary(result, spec, args))
+    return 0
+
+
+def result_to_json(result, spec, backend: str) -> dict:
+    """The run as plain data: summary numbers, the whole history, the final parameters by name
+    in scratch's (inputs, units) layout (as `nnparity check --json` names them)."""
+    h = result.history
+    steps = len(h.step_loss)
+    return {
+        "backend": backend,
+        "dtype": spec.dtype,
+        "stopped": result.stopped,
+        "epochs": len(h.epoch_loss),
+        "steps": steps,
+        "seconds": result.seconds,
+        "step_seconds_mean": sum(result.step_seconds) / steps if steps else 0.0,
+        "final_loss": h.epoch_loss[-1] if h.epoch_loss else None,
+        "accuracy": h.epoch_accuracy[-1] if h.epoch_accuracy else None,
+        "test_loss": result.test_loss,
+        "test_accuracy": result.test_accuracy,
+        "history": {"step_loss": h.step_loss, "epoch_loss": h.epoch_loss,
+                    "epoch_accuracy": h.epoch_accuracy, "grad_norm": h.grad_norm},
+        "params": {name: value.tolist() for name, value in result.params.items()},
+    }
+
+
+def summary(result, spec, args) -> str:
+    h = result.history
+    steps = len(h.step_loss)
+    why = {"epochs": lambda: f"reached {len(h.epoch_loss)} epochs",
+           "loss_tol": lambda: f"epoch loss <= train.loss_tol = {spec.train.loss_tol:g}",
+           "grad_tol": lambda: f"gradient norm <= train.grad_tol = {spec.train.grad_tol:g}",
+           "callback": lambda: "stopped by the callback"}[result.stopped]()
+    per_step = result.seconds / steps * 1e3 if steps else 0.0
+    lines = [f"nnparity train {args.spec}  backend={args.backend}  dtype={spec.dtype}  "
+             f"optimizer={spec.optimizer.name}",
+             f"stopped: {why} ({len(h.epoch_loss)} epochs, {steps} steps) in {result.seconds:.3f} s "
+             f"({per_step:.3f} ms/step)"]
+    final = f"final loss {h.epoch_loss[-1]:.6g} (mean over the last epoch's steps)" if h.epoch_loss else "no epoch"
+    if h.epoch_accuracy:
+        final += f", train accuracy {100 * h.epoch_accuracy[-1]:.2f}%"
+    lines.append(final)
+    if result.test_loss is not None:
+        test = f"test loss {result.test_loss:.6g}"
+        if result.test_accuracy is not None:
+            test += f", test accuracy {100 * result.test_accuracy:.2f}%"
+        lines.append(test)
+    return "\n".join(lines)
+
+
+def plot_losses(result, path: str, title: str = "") -> None:
+    """The per-step loss and the per-epoch mean loss against the step, on a log scale when positive."""
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    h = result.history
+    fig, ax = plt.subplots(figsize=(7, 4))
+    steps = range(1, len(h.step_loss) + 1)
+    ax.plot(steps, h.step_loss, lw=0.8, alpha=0.6, label="step loss (before the step)")
+    if h.epoch_loss and len(h.step_loss) > len(h.epoch_loss):
+        per_epoch = math.ceil(len(h.step_loss) / len(h.epoch_loss))
+        ends = [min((i + 1) * per_epoch, len(h.step_loss)) for i in range(len(h.epoch_loss))]
+        ax.plot(ends, h.epoch_loss, marker="o", ms=3, lw=1.2, label="epoch mean")
+    if h.step_loss and min(h.step_loss) > 0:
+        ax.set_yscale("log")
+    ax.set_xlabel("step")
+    ax.set_ylabel("loss")
+    ax.set_title(title)
+    ax.legend()
+    fig.tight_layout()
+    fig.savefig(path, dpi=100)
+    plt.close(fig)
