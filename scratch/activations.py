@@ -258,8 +258,9 @@ def check_activation(name: str, params: dict, where: str) -> None:
         raise SpecError(f"{where}.activation",
                         f"unknown {name!r}; expected one of {', '.join(ACTIVATIONS)} "
                         f"or a user op as 'module:Class'") from None
-    except (ImportError, AttributeError) as err:
-        raise SpecError(f"{where}.activation", f"cannot import {name!r}: {err}") from None
+    except Exception as err:  # ImportError, AttributeError, or the user's module failing as it imports
+        raise SpecError(f"{where}.activation", f"cannot import {name!r} ({type(err).__name__}: {err}); "
+                        f"expected 'module:Class' importable from the current directory") from None
     if not (hasattr(cls, "forward") and hasattr(cls, "backward")):
         raise SpecError(f"{where}.activation", f"{name!r} has no forward/backward methods")
     allowed = getattr(cls, "params", {}) or {}

@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import argparse
 import importlib
+import os
 import sys
 
 from scratch.spec import SpecError, load_spec
@@ -14,6 +15,7 @@ from scratch.spec import SpecError, load_spec
 COMMANDS = {
     "check": ("torch_ref.cmd_check", "one forward and backward through both networks, compared"),
     "train": ("torch_ref.cmd_train", "train a spec with one backend (scratch or torch) and summarize the run"),
+    "verify": ("torch_ref.cmd_verify", "check a hand-written backward (module:Class), or a spec's first wrong layer"),
 }
 
 
@@ -39,6 +41,8 @@ def main(argv: list[str] | None = None) -> int:
         modules[name] = module
         module.add_arguments(sub.add_parser(name, help=help_text, description=help_text))
     args = parser.parse_args(argv)
+    if "" not in sys.path and os.getcwd() not in sys.path:  # user ops ('module:Class') import from the cwd,
+        sys.path.insert(0, os.getcwd())                     # as under python -m
     try:
         return modules[args.command].run(args)
     except (SpecError, UsageError) as err:

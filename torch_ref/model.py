@@ -106,8 +106,12 @@ def torch_activation(name: str, params: dict | None = None) -> nn.Module:
 
     cls = resolve_activation(name)
     factory = getattr(cls, "torch_module", None)
+    if factory is None and getattr(cls, "name", None) in TORCH_ACTIVATIONS:
+        factory = TORCH_ACTIVATIONS[cls.name]   # a user subclass of a scratch op: the parent's twin
     if factory is None:
-        raise ValueError(f"{name}: a user op needs a torch_module() classmethod to be built in torch")
+        from scratch.spec import SpecError  # a ValueError; the CLI reports it as bad input (exit 2)
+
+        raise SpecError("activation", f"{name}: a user op needs a torch_module() classmethod to be built in torch")
     return factory(**params)
 
 

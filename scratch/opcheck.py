@@ -1,0 +1,358 @@
+"""Verify a hand-derived backward without torch: run the op on the probes, compare with finite
+differences. torch_ref.verify adds the torch references on the same evaluation. What a
+verifiable op looks like: scratch.opload.
+"""
+from __future__ import annotations
+
+import copy
+import inspect
+import warnings
+from dataclasses import dataclass, field
+
+import numpy as np
+
+from scratch import probes as P
+from scratch.diagnosis import GroupData, compare
+from scratch.finite_diff import FDResult, elementwise_derivative, jacobian_rows, scalar_derivative
+from scratch.opload import (INPUT_NAME, KINDS, OpError, OpUnderTest, layer_gradients, layer_parameters,  # noqa: F401
+                            load_op, resolve_op)
+from scratch.opreport import Check, OpReport
+
+FD_TOLERANCE = 1e-7          # the tolerance policy: finite differences, float64, relative
+
+
+# ------------------------------------------------------------------------------ evaluation
+
+
+class _Recorder:
+    """Calls into user code, turning its warnings into findings instead of errors."""
+
+    def __init__(self):
+        self.findings: list[str] = []
+
+    def __call__(self, where: str, fn, *args):
+        # the same floating-point mode whatever the caller's: overflow, 0/0, x/0 warn (and are recorded)
+        with warnings.catch_warnings(record=True) as caught, \
+                np.errstate(over="warn", divide="warn", invalid="warn", under="ignore"):
+            warnings.simplefilter("always")
+            result = fn(*args)
+        for w in caught:
+            text = f"{w.category.__name__} in {where}: {w.message}"
+            if text not in self.findings:
+                self.findings.append(text)
+        return result
+
+
+@dataclass
+class GroupRun:
+    """One probe group evaluated: the hand-written gradients, and finite differences of them."""
+
+    probe: P.Probe
+    upstream: np.ndarray | None = None         # grad_out fed to backward (None for losses)
+    output: object = None                      # the NumPy forward's output (array, or the loss value)
+    got: dict = field(default_factory=dict)     # wrt -> hand-written gradient
+    inputs: dict = field(default_factory=dict)  # wrt -> the values it is taken at
+    fd: dict = field(default_factory=dict)      # wrt -> FDResult
+    alternatives: dict = field(default_factory=dict)  # wrt -> {message: array}
+    error: str | None = None                   # the op raised on this group
+
+
+@dataclass
+class Evaluation:
+    """An op run on every probe group, shared by the finite-difference and torch checks."""
+
+    op: OpUnderTest
+    seed: int
+    runs: list[GroupRun]
+    template: object = None                    # a layer's example instance (parameter values)
+    recorder: _Recorder = field(default_factory=_Recorder)
+
+    @property
+    def findings(self) -> list[str]:
+        return self.recorder.findings
+
+
+def _array(value, what: str) -> np.ndarray:
+    if value is None:
+        raise TypeError(f"{what} returned None")
+    return np.asarray(value, dtype=np.float64)
+
+
+def _scalar(value, what: str) -> float:
+    arr = np.asarray(value, dtype=np.float64)
+    if arr.size != 1:
+        raise TypeError(f"{what} returned shape {arr.shape}, expected a scalar")
+    return float(arr.reshape(()))
+
+
+def _loss_backward(inst):
+    fn = inst.backward
+    try:
+        required = [p for p in inspect.signature(fn).parameters.values() if p.default is p.empty
+                    and p.kind in (p.POSITIONAL_ONLY, p.POSITIONAL_OR_KEYWORD)]
+    except (TypeError, ValueError):
+        required = []
+    return fn(1.0) if required else fn()
+
+
+def evaluate(op: OpUnderTest, seed: int = 0, finite_differences: bool = True) -> Evaluation:
+    """Run forward and backward on every probe group (and finite differences, unless told not to)."""
+    rec = _Recorder()
+    template = op.new(rng=np.random.default_rng(seed)) if op.kind == "layer" else None
+    if op.kind == "activation":
+        groups = P.elementwise_probes(seed)
+    elif op.kind == "vector":
+        groups = P.rowwise_probes(seed)
+    elif op.kind == "loss":
+        groups = P.loss_probes(seed, op.domain)
+    else:
+        groups = P.layer_probes(int(template.inputs), seed)
+    ev = Evaluation(op, seed, [GroupRun(p) for p in groups], template, rec)
+    if op.kind == "activation":
+        _check_elementwise(op, groups[0].x, rec)
+    raised: dict[str, list[str]] = {}
+    for run in ev.runs:
+        try:
+            with np.errstate(all="ignore"):   # our own sums of whatever the op returned
+                _run_group(ev, run)
+                if finite_differences:
+                    _fd_group(ev, run)
+        except OpError:
+            raise
+        except Exception as err:  # the user's op raised: a finding, not a crash
+            run.error = f"{type(err).__name__}: {err}"
+            raised.setdefault(run.error, []).append(run.probe.group)
+    for error, where in raised.items():
+        rec.findings.append(f"the op raised on the {', '.join(where)} probes: {error}")
+    return ev
+
+
+def _check_elementwise(op, z, rec) -> None:
+    try:
+        full = _array(rec("forward", op.new().forward, z.copy()), "forward")
+        col = _array(rec("forward", op.new().forward, z[:, :1].copy()), "forward")
+    except Exception:
+        return  # evaluate() reports it
+    if full.shape == z.shape and col.shape == (z.shape[0], 1) and not np.allclose(full[:, :1], col, rtol=1e-12,
+                                                                                  atol=1e-300, equal_nan=True):
+        raise OpError(f"{op.target}: checked as an elementwise activation, but f(z)[:, 0] changes with the other "
+                      f"columns; use --kind vector for a row-wise function (or set kind = 'vector')")
+
+
+def _run_group(ev: Evaluation, run: GroupRun) -> None:
+    op, rec, probe, seed = ev.op, ev.recorder, run.probe, ev.seed
+    wrt = op.wrt
+    if op.kind in ("activation", "vector"):
+        inst = op.new()
+        run.output = _array(rec("forward", inst.forward, probe.x.copy()), "forward")
+        run.upstream = P.upstream_gradient(run.output.shape, seed, probe.group)
+        run.got[wrt] = _array(rec("backward", inst.backward, run.upstream.copy()), "backward")
+        run.inputs[wrt] = probe.x
+    elif op.kind == "loss":
+        inst = op.new()
+        run.output = _scalar(rec("forward", inst.forward, probe.x.copy(), probe.target.copy()), "forward")
+        run.got[wrt] = _array(rec("backward", _loss_backward, inst), "backward")
+        run.inputs[wrt] = probe.x
+    else:
+        inst = copy.deepcopy(ev.template)
+        run.output = _array(rec("forward", inst.forward, probe.x.copy()), "forward")
+        run.upstream = P.upstream_gradient(run.output.shape, seed, probe.group)
+        run.got[wrt] = _array(rec("backward", inst.backward, run.upstream.copy()), "backward")
+        run.inputs[wrt] = probe.x
+        params = layer_parameters(inst)
+        for name, grad in layer_gradients(inst, params).items():
+            if grad is None:
+                raise TypeError(f"backward left no gradient for parameter {name!r}")
+            run.got[name] = _array(grad, f"gradient of {name}")
+            run.inputs[name] = np.array(params[name], dtype=np.float64)
+
+
+def _fd_group(ev: Evaluation, run: GroupRun) -> None:
+    op, rec, probe = ev.op, ev.recorder, run.probe
+    wrt = op.wrt
+    where = "forward (finite differences)"
+    if op.kind == "activation":
+        inst = op.new()
+        fd = elementwise_derivative(lambda t: rec(where, inst.forward, t), probe.x)
+        run.fd[wrt] = _scaled(fd, run.upstream)
+        return
+    if op.kind == "vector":
+        inst = op.new()
+        z = probe.x.copy()
+        w = run.upstream
+
+        def fun():
+            out = _array(rec(where, inst.forward, z), "forward")
+            return float(np.sum(w * out)), float(np.sum(np.abs(w * out)))
+
+        run.fd[wrt] = scalar_derivative(fun, z)
+        try:
+            jac = jacobian_rows(lambda t: rec(where, inst.forward, t), probe.x.copy())
+            run.alternatives[wrt] = {
+                "the Jacobian is transposed: backward computes J·g where Jᵀ·g is needed":
+                    np.einsum("nck,nk->nc", jac, w),
+                "backward uses only the Jacobian's diagonal (as if the function were elementwise): "
+                "the cross terms Σ_j g_j ∂a_j/∂z_i are missing":
+                    w * np.einsum("ncc->nc", jac),
+            }
+        except Exception:
+            pass
+        return
+    if op.kind == "loss":
+        inst = op.new()
+        pred, target = probe.x.copy(), probe.target.copy()
+
+        def fun():
+            v = _scalar(rec(where, inst.forward, pred, target), "forward")
+            return v, abs(v)
+
+        run.fd[wrt] = scalar_derivative(fun, pred, op.domain)
+        return
+    inst = copy.deepcopy(ev.template)
+    x = probe.x.copy()
+    w = run.upstream
+
+    def fun():
+        out = _array(rec(where, inst.forward, x), "forward")
+        return float(np.sum(w * out)), float(np.sum(np.abs(w * out)))
+
+    run.fd[wrt] = scalar_derivative(fun, x)
+    for name, param in layer_parameters(inst).items():
+        if not isinstance(param, np.ndarray) or not param.flags.writeable:
+            continue
+        run.fd[name] = scalar_derivative(fun, param)
+
+
+def _scaled(fd: FDResult, w) -> FDResult:
+    return FDResult(value=fd.value * w, estimate=fd.estimate * np.abs(w), kink=fd.kink)
+
+
+# --------------------------------------------------------------------------------- checks
+
+
+def _kinks(run: GroupRun, wrt: str, op: OpUnderTest) -> np.ndarray | None:
+    """Elements at a kink: placed there by the probe, or found by finite differences."""
+    fd = run.fd.get(wrt)
+    mask = run.probe.kink_mask if wrt == op.wrt else None
+    if fd is not None:
+        mask = fd.kink if mask is None else (mask | fd.kink)
+    return mask
+
+
+def _batch(op: OpUnderTest, run: GroupRun):
+    if op.kind == "loss":
+        return run.probe.x.shape
+    if op.kind == "layer":
+        return (run.probe.x.shape[0], 1)
+    return None
+
+
+def _error_check(name, wrt, reference, tol, runs) -> Check:
+    raised: dict[str, list[str]] = {}
+    for r in runs:
+        if r.error:
+            raised.setdefault(r.error, []).append(r.probe.group)
+    text = "; ".join(f"{err} (on the {', '.join(groups)} probes)" for err, groups in raised.items())
+    return Check(name=name, wrt=wrt, reference=reference, tol=tol, ok=False, error=float("inf"),
+                 groups={r.probe.group: (float("inf") if r.error else None) for r in runs},
+                 diagnosis=f"the op raised {text}")
+
+
+def fd_checks(ev: Evaluation, tol: float = FD_TOLERANCE) -> list[Check]:
+    """One check per gradient (input, then each parameter) against finite differences."""
+    with np.errstate(all="ignore"):
+        return _fd_checks(ev, tol)
+
+
+def _fd_checks(ev: Evaluation, tol: float) -> list[Check]:
+    op = ev.op
+    names = _gradient_names(ev)
+    checks = []
+    for wrt in names:
+        title = f"dL/d{wrt} vs finite differences"
+        if any(r.error for r in ev.runs):
+            checks.append(_error_check(title, wrt, "finite differences", tol, ev.runs))
+            continue
+        groups, kinks, unresolved = [], {}, {}
+        for run in ev.runs:
+            fd = run.fd[wrt].resolve(tol)
+            groups.append(GroupData(run.probe.group, run.got[wrt], fd.value, run.inputs.get(wrt), fd.usable,
+                                    _kinks(run, wrt, op), run.upstream if op.kind == "activation" else None,
+                                    run.alternatives.get(wrt, {}), run.probe.target))
+            if fd.kink.any():
+                kinks[run.probe.group] = int(fd.kink.sum())
+            if fd.unresolved.any():
+                unresolved[run.probe.group] = int(fd.unresolved.sum())
+        cmp = compare(groups, tol, kind=op.kind, batch=_batch(op, ev.runs[0]), wrt=wrt)
+        notes = []
+        if kinks:
+            notes.append("finite differences kept away from kinks: skipped "
+                         + ", ".join(f"{n} in {g}" for g, n in kinks.items())
+                         + " (one-sided slopes differ); torch checks them against its subgradient convention")
+        if unresolved:
+            notes.append("skipped where a step changes f by less than its rounding or truncation error "
+                         + "(" + ", ".join(f"{n} in {g}" for g, n in unresolved.items()) + ")")
+        checks.append(Check(name=title, wrt=wrt, reference="finite differences", tol=tol, ok=cmp.ok,
+                            error=cmp.error, groups=cmp.groups, worst=cmp.worst, diagnosis=cmp.diagnosis,
+                            notes=notes))
+    return checks
+
+
+def _gradient_names(ev: Evaluation) -> list[str]:
+    for run in ev.runs:
+        if run.got:
+            return list(run.got)
+    return [ev.op.wrt]
+
+
+def reference_checks(ev: Evaluation, expected: list[dict], reference: str, tol: float,
+                     skip_kinks: bool = False) -> list[Check]:
+    """Checks of the hand-written gradients against ``expected`` (one dict wrt -> array per group).
+
+    ``skip_kinks``: leave out the kink probes and the points where finite differences found a kink
+    (for autograd of the user's own forward, whose value there is an accident of how the forward
+    is written: torch.abs has derivative 0 at 0, so autograd of a sigmoid built on exp(−|z|)
+    gives 0 at z = 0, and torch.maximum splits ties ½/½)."""
+    op = ev.op
+    checks = []
+    for wrt in _gradient_names(ev):
+        title = f"dL/d{wrt} vs {reference}"
+        if any(r.error for r in ev.runs):
+            checks.append(_error_check(title, wrt, reference, tol, ev.runs))
+            continue
+        groups, skipped = [], 0
+        for run, exp in zip(ev.runs, expected):
+            alts = run.alternatives.get(wrt, {})
+            usable = None
+            kinks = _kinks(run, wrt, op)
+            if skip_kinks and kinks is not None:
+                usable = ~kinks
+                skipped += int(kinks.sum())
+            groups.append(GroupData(run.probe.group, run.got[wrt], np.asarray(exp[wrt], dtype=np.float64),
+                                    run.inputs.get(wrt), usable, _kinks(run, wrt, op),
+                                    run.upstream if op.kind == "activation" else None, alts, run.probe.target))
+        cmp = compare(groups, tol, kind=op.kind, batch=_batch(op, ev.runs[0]), wrt=wrt)
+        notes = [f"{skipped} kink points left out: autograd there depends on how the forward is written "
+                 f"(torch.abs'(0) = 0, torch.maximum splits ties ½/½); torch_module() and finite "
+                 f"differences check them"] if skipped else []
+        checks.append(Check(name=title, wrt=wrt, reference=reference, tol=tol, ok=cmp.ok, error=cmp.error,
+                            groups=cmp.groups, worst=cmp.worst, diagnosis=cmp.diagnosis, notes=notes))
+    return checks
+
+
+def new_report(ev: Evaluation) -> OpReport:
+    """An empty report for the evaluation (probes counted, findings attached)."""
+    report = OpReport(target=ev.op.target, kind=ev.op.kind, seed=ev.seed,
+                      probes={r.probe.group: int(r.probe.x.size) for r in ev.runs})
+    report.findings = ev.findings
+    report.failed_to_run = any(r.error for r in ev.runs)
+    return report
+
+
+def verify_fd(target, kind: str | None = None, seed: int = 0) -> OpReport:
+    """Finite differences only (no torch): the torch-free half of ``nnparity verify``."""
+    ev = evaluate(load_op(target, kind), seed)
+    report = new_report(ev)
+    report.paths.append("reference: finite differences (central, float64, kept away from kinks)")
+    report.checks = fd_checks(ev)
+    return report

@@ -1,0 +1,190 @@
+"""Load a user's op for verification: resolve its import path, validate it, tell its kind.
+
+A verifiable op is a class in the small-object form of scratch's ops (see examples/custom_ops.py):
+
+- activation  elementwise: ``forward(z) -> a``, ``backward(grad_out) -> dL/dz``
+- vector      row-wise (softmax-like): same signatures, backward is the Jacobian-vector product
+- loss        ``forward(pred, target) -> scalar``, ``backward() -> dL/dpred``; class attribute
+              ``domain = "probability"`` when predictions must lie in (0, 1) (default "real")
+- layer       ``forward(x) -> out``, ``backward(grad_out) -> dL/dx``, storing parameter gradients;
+              a classmethod ``example(rng)`` builds an instance with seeded parameters, an
+              ``inputs`` attribute gives the input width, and the parameters are ``parameters()``
+              (name -> live array) with ``gradients()``, or arrays ``<name>`` with ``grad_<name>``
+              (as scratch.layers.Dense, whose subclasses need no ``example``).
+Constructors may take ``xp`` (the array module, NumPy by default) and, for activations, the
+``params`` defaults. The kind is the class attribute ``kind``, else inferred (scratch base class,
+``example`` -> layer, a two-argument forward -> loss, ``elementwise = False`` -> vector).
+Optionally ``torch_module(**params)``, a classmethod returning the torch twin (an nn.Module;
+for a layer it is called as ``module(x, **parameters)``): torch_ref uses it as reference and in specs.
+"""
+from __future__ import annotations
+
+import importlib
+import inspect
+from dataclasses import dataclass
+
+import numpy as np
+
+KINDS = ("activation", "vector", "loss", "layer")
+INPUT_NAME = {"activation": "z", "vector": "z", "loss": "pred", "layer": "x"}
+
+
+class OpError(ValueError):
+    """The op cannot be verified as given (bad import path, no forward/backward, ...): exit 2."""
+
+
+# ------------------------------------------------------------------------------ loading
+
+
+def resolve_op(target: str) -> type:
+    """The class a ``module:Class`` import path names (the module must be importable)."""
+    if not isinstance(target, str) or ":" not in target:
+        raise OpError(f"expected an import path 'module:Class' (e.g. examples.custom_ops:Swish), got {target!r}")
+    module_name, _, attr = target.partition(":")
+    if not module_name or not attr:
+        raise OpError(f"expected an import path 'module:Class' (e.g. examples.custom_ops:Swish), got {target!r}")
+    try:
+        module = importlib.import_module(module_name)
+    except ModuleNotFoundError as err:
+        raise OpError(f"cannot import module {module_name!r} ({err}); run from the directory that holds it "
+                      f"or add that directory to PYTHONPATH") from None
+    except Exception as err:  # the user's module failed while importing
+        raise OpError(f"importing {module_name!r} raised {type(err).__name__}: {err}") from None
+    try:
+        cls = getattr(module, attr)
+    except AttributeError:
+        names = sorted(n for n, v in vars(module).items() if inspect.isclass(v) and hasattr(v, "backward")
+                       and v.__module__ == module.__name__)
+        raise OpError(f"module {module_name!r} has no attribute {attr!r}; classes with a backward there: "
+                      f"{', '.join(names) or 'none'}") from None
+    return cls
+
+
+def _check_class(cls, target: str) -> None:
+    if not inspect.isclass(cls):
+        raise OpError(f"{target} is a {type(cls).__name__}, not a class with forward and backward methods")
+    missing = [m for m in ("forward", "backward") if not callable(getattr(cls, m, None))]
+    if missing:
+        raise OpError(f"{target} has no {' or '.join(missing)} method; a verifiable op is a class with "
+                      f"forward(...) and backward(grad_out) (see examples/custom_ops.py)")
+
+
+def infer_kind(cls) -> str:
+    """activation | vector | loss | layer, from ``cls.kind`` or the class's shape."""
+    kind = getattr(cls, "kind", None)
+    if kind in KINDS:
+        return kind
+    from scratch.activations import Activation
+    from scratch.layers import Dense
+    from scratch.losses import Loss
+
+    if issubclass(cls, Loss):
+        return "loss"
+    if issubclass(cls, Dense) or callable(getattr(cls, "example", None)):
+        return "layer"
+    if issubclass(cls, Activation):
+        return "activation" if getattr(cls, "elementwise", True) else "vector"
+    try:
+        params = [p for p in inspect.signature(cls.forward).parameters.values()
+                  if p.default is p.empty and p.kind in (p.POSITIONAL_ONLY, p.POSITIONAL_OR_KEYWORD)]
+    except (TypeError, ValueError):
+        params = []
+    if len(params) >= 3:    # self, pred, target
+        return "loss"
+    return "activation" if getattr(cls, "elementwise", True) else "vector"
+
+
+def _accepts(fn, name: str) -> bool:
+    if fn is object.__init__:
+        return False
+    try:
+        sig = inspect.signature(fn)
+    except (TypeError, ValueError):
+        return False
+    return name in sig.parameters or any(p.kind == p.VAR_KEYWORD for p in sig.parameters.values())
+
+
+@dataclass
+class OpUnderTest:
+    """A user's op class and how to drive it."""
+
+    cls: type
+    kind: str
+    target: str
+
+    @property
+    def wrt(self) -> str:
+        return INPUT_NAME[self.kind]
+
+    @property
+    def domain(self) -> str:
+        return getattr(self.cls, "domain", "real")
+
+    @property
+    def params(self) -> dict:
+        """The activation's parameters (``params`` defaults), passed to torch_module too."""
+        return dict(getattr(self.cls, "params", {}) or {}) if self.kind in ("activation", "vector") else {}
+
+    def new(self, xp=np, rng=None):
+        """A fresh instance (a layer: with the seeded example parameters)."""
+        cls = self.cls
+        if self.kind == "layer":
+            from scratch.layers import Dense
+
+            rng = rng if rng is not None else np.random.default_rng(0)
+            if callable(getattr(cls, "example", None)):
+                return cls.example(rng)
+            if issubclass(cls, Dense):
+                return cls(rng.normal(0.0, 0.5, size=(4, 3)), rng.normal(0.0, 0.5, size=3))
+            raise OpError(f"{self.target}: a layer needs a classmethod example(rng) returning an instance "
+                          f"with seeded parameters")
+        kwargs = dict(self.params)
+        if _accepts(cls.__init__, "xp"):
+            kwargs["xp"] = xp
+        elif xp is not np:
+            raise OpError(f"{self.target} does not take xp")
+        try:
+            return cls(**kwargs)
+        except TypeError as err:
+            raise OpError(f"{self.target}: cannot construct it with {sorted(kwargs) or 'no arguments'} ({err}); "
+                          f"an op's constructor takes no required arguments") from None
+
+
+def load_op(target, kind: str | None = None) -> OpUnderTest:
+    """Resolve and validate an op (an import path or a class); OpError when it cannot be verified."""
+    if isinstance(target, str):
+        cls = resolve_op(target)
+        name = target
+    else:
+        cls, name = target, f"{getattr(target, '__module__', '?')}:{getattr(target, '__qualname__', target)}"
+    _check_class(cls, name)
+    if kind is not None and kind not in KINDS:
+        raise OpError(f"--kind: unknown {kind!r}; expected one of {', '.join(KINDS)}")
+    op = OpUnderTest(cls, kind or infer_kind(cls), name)
+    if op.kind == "loss" and op.domain not in ("real", "probability"):
+        raise OpError(f"{name}.domain: unknown {op.domain!r}; expected real or probability")
+    if op.kind == "layer":
+        inst = op.new()
+        if getattr(inst, "inputs", None) is None:
+            raise OpError(f"{name}: a layer needs an `inputs` attribute (its input width)")
+    return op
+
+
+# --------------------------------------------------------------------------- layer helpers
+
+
+def layer_parameters(inst) -> dict:
+    """name -> live parameter array: ``parameters()``, else arrays with a ``grad_<name>`` attribute."""
+    if callable(getattr(inst, "parameters", None)):
+        return dict(inst.parameters())
+    return {k: v for k, v in vars(inst).items()
+            if isinstance(v, np.ndarray) and hasattr(inst, f"grad_{k}") and not k.startswith("grad_")}
+
+
+def layer_gradients(inst, names) -> dict:
+    """name -> gradient the last backward left: ``gradients()``, else ``grad_<name>``."""
+    if callable(getattr(inst, "gradients", None)):
+        grads = dict(inst.gradients())
+    else:
+        grads = {n: getattr(inst, f"grad_{n}", None) for n in names}
+    return {n: grads.get(n) for n in names}

@@ -1,0 +1,117 @@
+"""The report of `nnparity verify`: checks, their verdicts, and how to print them."""
+from __future__ import annotations
+
+import dataclasses
+import math
+from dataclasses import dataclass, field
+
+from scratch.diagnosis import Element
+
+MEASURE = "norm-relative error ‖got − expected‖/‖expected‖ per probe group (max abs where ‖expected‖ = 0)"
+
+
+@dataclass
+class Check:
+    """One gradient (or forward) compared with one reference."""
+
+    name: str                       # e.g. "dL/dz vs finite differences"
+    wrt: str                        # what the gradient is taken with respect to: z, pred, x, weight, ...
+    reference: str                  # finite differences | torch autograd of ... | forward agreement
+    tol: float
+    ok: bool
+    error: float                    # the worst group's error (inf: shapes differ or non-finite)
+    groups: dict                    # probe group -> error (None: nothing compared there)
+    worst: Element | None = None    # the element with the largest scaled error
+    diagnosis: str | None = None    # one line, when it fails
+    notes: list[str] = field(default_factory=list)  # skipped points and why
+    measure: str = MEASURE
+
+
+@dataclass
+class OpReport:
+    """The verdict on one op: every check, which references were used, and what the op did."""
+
+    target: str                     # import path or class name
+    kind: str                       # activation | vector | loss | layer
+    seed: int
+    probes: dict                    # probe group -> number of input elements
+    checks: list[Check] = field(default_factory=list)
+    paths: list[str] = field(default_factory=list)      # references used, and why others were not
+    findings: list[str] = field(default_factory=list)   # warnings and exceptions raised by the op
+    failed_to_run: bool = False                         # the op raised: no verdict on its maths
+
+    @property
+    def ok(self) -> bool:
+        return not self.failed_to_run and bool(self.checks) and all(c.ok for c in self.checks)
+
+    @property
+    def diagnosis(self) -> str | None:
+        """The first failing check's diagnosis, preferring torch references (they see kinks)."""
+        failing = [c for c in self.checks if not c.ok]
+        failing.sort(key=lambda c: c.reference.startswith("finite"))
+        for c in failing:
+            if c.diagnosis:
+                return c.diagnosis
+        return None
+
+    def to_json(self) -> dict:
+        """Plain data; non-finite floats as the strings "nan", "inf", "-inf"."""
+        data = dataclasses.asdict(self)
+        data["ok"] = self.ok
+        data["diagnosis"] = self.diagnosis
+        return _plain(data)
+
+    def format(self) -> str:
+        """The human report."""
+        lines = [f"nnparity verify {self.target}  kind={self.kind}  seed={self.seed}",
+                 "probes: " + ", ".join(f"{g} {n}" for g, n in self.probes.items())
+                 + "  (kink: z = 0, ties, pred = target; saturation: |z| = 20, 100, 700; tiny: |z| = 1e-8)"]
+        lines += [f"  {p}" for p in self.paths]
+        width = max([len(c.name) for c in self.checks] + [5])
+        lines.append(f"  {'check':<{width}}  {'error':>9}  {'tol':>7}  result")
+        for c in self.checks:
+            lines.append(f"  {c.name:<{width}}  {_num(c.error):>9}  {c.tol:7.0e}  {'pass' if c.ok else 'FAIL'}")
+            if not c.ok:
+                if c.worst is not None:
+                    w = c.worst
+                    idx = ",".join(map(str, w.index))
+                    inp = "" if w.input is None else f" = {_num(w.input, 6)}"
+                    if w.target is not None:
+                        inp += f", target {_num(w.target, 6)}"
+                    lines.append(f"      worst: {c.wrt}[{idx}]{inp} ({w.group}): "
+                                 f"expected {_num(w.expected, 6)}, got {_num(w.got, 6)}")
+                if c.diagnosis:
+                    lines.append(f"      diagnosis: {c.diagnosis}")
+            for note in c.notes:
+                lines.append(f"      note: {note}")
+        for f in self.findings:
+            lines.append(f"  finding: {f}")
+        passed = sum(c.ok for c in self.checks)
+        if self.ok:
+            lines.append(f"PASS: {passed} of {len(self.checks)} checks agree")
+        else:
+            lines.append(f"FAIL: {len(self.checks) - passed} of {len(self.checks)} checks disagree")
+            if self.diagnosis:
+                lines.append(f"diagnosis: {self.diagnosis}")
+        return "\n".join(lines)
+
+
+def _num(v, digits: int = 2) -> str:
+    if v is None:
+        return "-"
+    v = float(v)
+    if not math.isfinite(v):
+        return str(v)
+    return f"{v:.{digits}g}" if digits > 2 else f"{v:.1e}"
+
+
+def _plain(value):
+    if isinstance(value, dict):
+        return {str(k): _plain(v) for k, v in value.items()}
+    if isinstance(value, (list, tuple)):
+        return [_plain(v) for v in value]
+    if isinstance(value, float) and not math.isfinite(value):
+        return "nan" if math.isnan(value) else ("inf" if value > 0 else "-inf")
+    if hasattr(value, "item") and not isinstance(value, (str, bytes)):
+        return _plain(value.item())
+    return value

@@ -1,0 +1,132 @@
+"""Input probes for checking a hand-derived derivative: where derivations usually break.
+
+Every op is probed in separate *groups*, each its own batch, so one group's large values never
+drown another's rounding (a loss over a batch holding 700 and 0.3 cannot resolve the 0.3):
+
+- ``random``      seeded normal draws, the ordinary case;
+- ``kink``        exactly 0 (and -0.0), ties at a row's max, pred == target: where max, abs, relu,
+                  huber and friends switch branch;
+- ``saturation``  |z| = 20, 100, 700 (exp(710) overflows a float64): sigmoid, tanh, softplus, softmax
+                  tails; for probability-valued predictions, p at 1e-6 and 1 - 1e-6;
+- ``tiny``        |z| = 1e-8: cancellations such as (1 - cos z) / z, x·log x, √(z² + ε).
+
+Losses also get targets of exactly 0 and 1 in every group. Probes are float64 and reproducible
+from ``seed``. The batch has ``ROWS`` rows and ``COLS`` columns: 6 and 5, so a gradient off by the
+batch size (6) or the element count (30) is told apart from one off by 2 or ½.
+"""
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+
+import numpy as np
+
+ROWS, COLS = 6, 5
+SATURATION = (20.0, 100.0, 700.0)
+TINY = 1e-8
+NEAR_EDGE = 1e-6      # probabilities 1e-6 and 1 - 1e-6
+
+GROUP_TEXT = {
+    "random": "seeded normal draws",
+    "kink": "z = 0, ties, pred = target",
+    "saturation": "|z| = 20, 100, 700; p = 1e-6, 1 - 1e-6",
+    "tiny": "|z| = 1e-8",
+}
+
+
+@dataclass
+class Probe:
+    """One probe group: the input batch (and, for losses, the targets) it evaluates the op on."""
+
+    group: str                        # random | kink | saturation | tiny
+    x: np.ndarray                     # the input (activations, layers) or the prediction (losses)
+    target: np.ndarray | None = None  # losses only
+    kink_mask: np.ndarray | None = field(default=None, repr=False)  # elements placed on a kink
+
+
+def _signs(shape, rng):
+    return rng.choice((-1.0, 1.0), size=shape)
+
+
+def elementwise_probes(seed: int = 0) -> list[Probe]:
+    """Probes for an elementwise activation z -> f(z)."""
+    rng = np.random.default_rng(seed)
+    random = rng.normal(0.0, 2.0, size=(ROWS, COLS))
+    kink = np.zeros((2, COLS))
+    kink[:, 1::2] = -0.0
+    sat = np.array([[s * sign for s in SATURATION for sign in (1.0, -1.0)]])
+    saturation = np.concatenate([sat, sat[:, ::-1]])
+    tiny = TINY * np.array([[1.0, -1.0, 3.0, -3.0, 0.5], [-0.5, 2.0, -2.0, 1.0, -1.0]])
+    return [Probe("random", random), Probe("kink", kink, kink_mask=np.ones(kink.shape, bool)),
+            Probe("saturation", saturation), Probe("tiny", tiny)]
+
+
+def rowwise_probes(seed: int = 0) -> list[Probe]:
+    """Probes for a row-wise vector function (softmax-like) of (N, C) rows."""
+    rng = np.random.default_rng(seed)
+    random = rng.normal(0.0, 2.0, size=(ROWS, COLS))
+    kink = np.array([[0.0, 0.0, 0.0, 0.0, 0.0],
+                     [1.0, 1.0, 0.0, -1.0, -1.0],       # tie at the max
+                     [2.0, -1.0, 2.0, 0.0, -2.0],
+                     [-3.0, 0.5, 0.0, 0.5, -0.0]])
+    saturation = np.array([[700.0, 0.0, -700.0, 20.0, -20.0],
+                           [100.0, 99.0, -100.0, 0.0, 1.0],
+                           [-700.0, -699.0, -700.0, -698.5, -700.0],
+                           [20.0, -20.0, 19.0, 0.0, -100.0]])
+    tiny = TINY * rng.normal(0.0, 1.0, size=(ROWS, COLS))
+    return [Probe("random", random), Probe("kink", kink, kink_mask=kink == 0),
+            Probe("saturation", saturation), Probe("tiny", tiny)]
+
+
+def loss_probes(seed: int = 0, domain: str = "real") -> list[Probe]:
+    """Probes for a loss (pred, target) -> scalar over a (ROWS, COLS) batch.
+
+    domain "real": predictions are any real numbers (logits, regression outputs);
+    domain "probability": predictions lie in (0, 1) (after a sigmoid or softmax).
+    Targets lie in [0, 1] and every group holds targets of exactly 0 and 1.
+    """
+    rng = np.random.default_rng(seed)
+    shape = (ROWS, COLS)
+    target = rng.uniform(0.0, 1.0, size=shape)
+    target[0] = 0.0
+    target[1] = 1.0
+    target[2, ::2] = 0.0
+    target[2, 1::2] = 1.0
+    if domain == "probability":
+        random = rng.uniform(0.05, 0.95, size=shape)
+        kink = target.copy()
+        kink[(kink == 0.0)] = 0.25       # p = t is the kink of |p - t|; p stays inside (0, 1)
+        kink[(kink == 1.0)] = 0.75
+        edge = np.where(rng.uniform(size=shape) < 0.5, NEAR_EDGE, 1.0 - NEAR_EDGE)
+        saturation = edge
+        tiny = np.clip(np.where(target > 0.5, target - TINY, target + TINY), TINY, 1 - TINY)
+        kink_mask = np.isclose(kink, target, rtol=0, atol=0)
+    elif domain == "real":
+        random = rng.normal(0.0, 2.0, size=shape)
+        kink = target.copy()                # pred == target everywhere
+        saturation = _signs(shape, rng) * rng.choice(SATURATION, size=shape)
+        tiny = target + TINY * _signs(shape, rng)
+        kink_mask = np.ones(shape, bool)
+    else:
+        raise ValueError(f"domain: unknown {domain!r}; expected real or probability")
+    return [Probe("random", random, target.copy()), Probe("kink", kink, target.copy(), kink_mask),
+            Probe("saturation", saturation, target.copy()), Probe("tiny", tiny, target.copy())]
+
+
+def layer_probes(inputs: int, seed: int = 0) -> list[Probe]:
+    """Probes for a layer's input x of shape (ROWS, inputs)."""
+    rng = np.random.default_rng(seed)
+    random = rng.normal(0.0, 1.0, size=(ROWS, inputs))
+    kink = np.zeros((ROWS, inputs))
+    saturation = _signs((ROWS, inputs), rng) * rng.choice(SATURATION, size=(ROWS, inputs))
+    tiny = TINY * rng.normal(0.0, 1.0, size=(ROWS, inputs))
+    return [Probe("random", random), Probe("kink", kink, kink_mask=np.ones(kink.shape, bool)),
+            Probe("saturation", saturation), Probe("tiny", tiny)]
+
+
+def upstream_gradient(shape, seed: int = 0, group: str = "") -> np.ndarray:
+    """The seeded dL/d(output) fed to backward: random, so a backward that ignores it is caught.
+
+    Values lie in ±[0.5, 1.5] (never near 0, so the ratio got/expected stays informative).
+    """
+    rng = np.random.default_rng([seed, sum(map(ord, group))])
+    return _signs(shape, rng) * rng.uniform(0.5, 1.5, size=shape)

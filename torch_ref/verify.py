@@ -1,0 +1,246 @@
+"""Verify a user's hand-written backward against torch autograd, and against finite differences.
+
+Three references, on the same probes (scratch.probes) and the same hand-written gradients
+(scratch.opcheck.evaluate):
+
+1. ``torch_module``: autograd of the user's torch forward, when the class gives a
+   ``torch_module(**params)`` classmethod (the convention torch_ref.model.torch_activation uses
+   to put a user's op into a spec's torch twin). Its forward is also checked against the NumPy
+   forward: a torch twin of a different function would make the comparison meaningless.
+2. ``your forward on torch``: autograd of the user's own NumPy forward run on torch tensors, when
+   it only uses operations that exist under the same names in torch. Tried as: constructed with
+   ``xp=torch`` (maths written against ``self.xp``); then with the NumPy names the forward reads
+   from its module (``np``, ``from numpy import exp``) rebound to torch. Used only when it builds an
+   autograd graph and reproduces the NumPy forward on every probe to 1e-12; otherwise the report
+   says why not and goes on without it.
+3. finite differences, always (scratch.finite_diff).
+
+torch_ref computes no derivative itself: torch's autograd does, on the user's own forward.
+"""
+from __future__ import annotations
+
+import copy
+import types
+
+import numpy as np
+import torch
+
+from scratch.diagnosis import GroupData, compare
+from scratch.opcheck import (Evaluation, OpUnderTest, evaluate, fd_checks, layer_parameters, load_op,
+                             new_report, reference_checks)
+from scratch.opreport import Check, OpReport
+from torch_ref.compare import TOLERANCE
+
+TORCH_TOLERANCE = TOLERANCE["float64"]
+REF_MODULE = "torch_module() autograd"
+REF_OWN = "your forward on torch"
+
+
+class PathUnavailable(Exception):
+    """This torch reference cannot be used for the op (the reason is the message)."""
+
+
+def _t(a, grad=False):
+    return torch.tensor(np.asarray(a, dtype=np.float64), dtype=torch.float64, requires_grad=grad)
+
+
+def _numpy(value) -> np.ndarray:
+    if isinstance(value, torch.Tensor):
+        return value.detach().cpu().numpy().astype(np.float64)
+    return np.asarray(value, dtype=np.float64)
+
+
+def _autograd(ev: Evaluation, run, call) -> tuple[dict, np.ndarray]:
+    """Gradients of the same scalar the hand-written backward was given, by torch autograd.
+
+    ``call(x_tensor, params)`` runs a torch forward (params: name -> tensor, layers only).
+    Returns (wrt -> gradient, the forward's value).
+    """
+    op, probe = ev.op, run.probe
+    x = _t(probe.x, grad=True)
+    params = {}
+    if op.kind == "layer":
+        params = {n: _t(v, grad=True) for n, v in layer_parameters(ev.template).items()}
+    if op.kind == "loss":
+        out = call(x, _t(probe.target))
+        scalar = out
+    else:
+        out = call(x, params)
+        if not isinstance(out, torch.Tensor):
+            raise PathUnavailable(f"forward returned {type(out).__name__}, not a tensor")
+        scalar = (out * _t(run.upstream)).sum()
+    if not isinstance(scalar, torch.Tensor) or not scalar.requires_grad:
+        raise PathUnavailable("forward did not build an autograd graph (it left torch on the way)")
+    scalar.backward()
+    grads = {op.wrt: _numpy(x.grad) if x.grad is not None else np.zeros(probe.x.shape)}
+    for name, t in params.items():
+        grads[name] = _numpy(t.grad) if t.grad is not None else np.zeros(t.shape)
+    return grads, _numpy(out)
+
+
+def _run_path(ev: Evaluation, call, where: str):
+    """Autograd on every group; (expected gradients per group, forward values per group)."""
+    expected, forwards = [], []
+    for run in ev.runs:
+        grads, out = ev.recorder(where, _autograd, ev, run, call)
+        expected.append(grads)
+        forwards.append(out)
+    return expected, forwards
+
+
+def _forward_check(ev: Evaluation, forwards: list, reference: str) -> Check:
+    """Your NumPy forward against a torch forward, group by group."""
+    groups = [GroupData(run.probe.group, np.asarray(run.output, dtype=np.float64), f, run.probe.x
+                        if np.shape(f) == run.probe.x.shape else None)
+              for run, f in zip(ev.runs, forwards)]
+    cmp = compare(groups, TORCH_TOLERANCE, kind="forward", wrt=ev.op.wrt)
+    diagnosis = None if cmp.ok else f"your NumPy forward and the torch forward compute different functions: {cmp.diagnosis}"
+    return Check(name=f"forward vs {reference}", wrt="output", reference=reference, tol=TORCH_TOLERANCE,
+                 ok=cmp.ok, error=cmp.error, groups=cmp.groups, worst=cmp.worst, diagnosis=diagnosis)
+
+
+# ------------------------------------------------------------------------ 1. torch_module
+
+
+def torch_module_checks(ev: Evaluation, report: OpReport) -> list[Check]:
+    op = ev.op
+    factory = getattr(op.cls, "torch_module", None)
+    if factory is None:
+        report.paths.append("torch_module(): not given (add a classmethod returning the torch twin to check "
+                            "against it and to use the op in specs)")
+        return []
+    try:
+        module = factory(**op.params)
+    except Exception as err:
+        report.paths.append(f"torch_module(): not used, it raised {type(err).__name__}: {err}")
+        return []
+    if op.kind == "layer":
+        def call(x, params):
+            return module(x, **params)
+    elif op.kind == "loss":
+        def call(pred, target):
+            return module(pred, target)
+    else:
+        def call(x, params):
+            return module(x)
+    try:
+        expected, forwards = _run_path(ev, call, "torch_module()")
+    except Exception as err:
+        report.paths.append(f"torch_module(): not used, its forward failed: {type(err).__name__}: {err}")
+        return []
+    report.paths.append(f"reference: autograd of torch_module() ({type(module).__name__})")
+    checks = [_forward_check(ev, forwards, "torch_module()")]
+    return checks + reference_checks(ev, expected, REF_MODULE, TORCH_TOLERANCE)
+
+
+# ----------------------------------------------------------------- 2. your forward on torch
+
+
+def _rebind_numpy(fn):
+    """fn with the NumPy names it reads from its module's globals bound to torch (None: nothing to rebind)."""
+    func = getattr(fn, "__func__", fn)
+    if not isinstance(func, types.FunctionType):
+        return None
+    g = func.__globals__
+    mapping = {}
+    for name in func.__code__.co_names:
+        value = g.get(name)
+        if value is np:
+            mapping[name] = torch
+        elif isinstance(value, np.ufunc) or (callable(value) and (getattr(value, "__module__", "") or "")
+                                            .startswith("numpy")):
+            twin = getattr(torch, getattr(value, "__name__", name), None)
+            if twin is not None:
+                mapping[name] = twin
+    if not mapping:
+        return None
+    new = types.FunctionType(func.__code__, {**g, **mapping}, func.__name__, func.__defaults__, func.__closure__)
+    return new
+
+
+def _torch_twins(ev: Evaluation):
+    """(label, make_call) candidates for running the user's NumPy forward on tensors."""
+    op = ev.op
+    cls_forward = op.cls.forward
+    rebound = _rebind_numpy(cls_forward)
+    if op.kind == "layer":
+        def layer_call(rebind):
+            def make():
+                inst = copy.deepcopy(ev.template)
+                if hasattr(inst, "xp"):
+                    inst.xp = torch
+                attrs = {}
+                for name, arr in layer_parameters(inst).items():
+                    key = next((k for k, v in vars(inst).items() if v is arr), None)
+                    if key is None:
+                        raise PathUnavailable(f"parameter {name!r} is not an attribute that can hold a tensor")
+                    attrs[name] = key
+                forward = types.MethodType(rebound, inst) if rebind else inst.forward
+
+                def call(x, params):
+                    for name, key in attrs.items():
+                        setattr(inst, key, params[name])
+                    return forward(x)
+                return call
+            return make
+        yield "parameters as tensors" + (", xp=torch" if hasattr(ev.template, "xp") else ""), layer_call(False)
+        if rebound is not None:
+            yield "parameters as tensors, NumPy names in forward rebound to torch", layer_call(True)
+        return
+
+    def plain_call(inst, rebind):
+        forward = types.MethodType(rebound, inst) if rebind else inst.forward
+        if op.kind == "loss":
+            return lambda pred, target: forward(pred, target)
+        return lambda x, params: forward(x)
+
+    try:
+        with_xp = op.new(xp=torch)
+    except Exception:
+        with_xp = None
+    if with_xp is not None:
+        yield "xp=torch", lambda: plain_call(op.new(xp=torch), False)
+    if rebound is not None:
+        label = ("xp=torch, " if with_xp is not None else "") + "NumPy names in forward rebound to torch"
+        yield label, lambda: plain_call(op.new(xp=torch) if with_xp is not None else op.new(), True)
+
+
+def own_forward_checks(ev: Evaluation, report: OpReport) -> list[Check]:
+    reasons = []
+    for label, make in _torch_twins(ev):
+        try:
+            call = make()
+            expected, forwards = _run_path(ev, call, "your forward on torch")
+        except Exception as err:
+            reasons.append(f"{label}: {type(err).__name__}: {str(err).splitlines()[0] if str(err) else ''}")
+            continue
+        fwd = _forward_check(ev, forwards, "torch")
+        if not fwd.ok:
+            reasons.append(f"{label}: on torch it computes something else (forward differs by {fwd.error:.1e})")
+            continue
+        report.paths.append(f"reference: autograd of your NumPy forward run on torch tensors ({label})")
+        return reference_checks(ev, expected, f"{REF_OWN} ({label})", TORCH_TOLERANCE, skip_kinks=True)
+    if not reasons:
+        reasons.append("its constructor takes no xp and its forward reads no NumPy names to rebind")
+    report.paths.append("your forward on torch tensors: not used (" + "; ".join(reasons) + ")")
+    return []
+
+
+# ------------------------------------------------------------------------------- the API
+
+
+def verify(target, kind: str | None = None, seed: int = 0) -> OpReport:
+    """Check an op's hand-written backward three ways; the report as an OpReport.
+
+    ``target``: a ``module:Class`` import path or the class itself. Raises scratch.opcheck.OpError
+    when it cannot be verified as given (the CLI's exit 2).
+    """
+    op: OpUnderTest = load_op(target, kind)
+    ev = evaluate(op, seed)
+    report = new_report(ev)
+    if not report.failed_to_run:
+        report.checks += torch_module_checks(ev, report)
+        report.checks += own_forward_checks(ev, report)
+    report.paths.append("reference: finite differences (central, float64, steps around 1e-6, kept away from kinks)")
+    report.checks += fd_checks(ev)
+    return report
