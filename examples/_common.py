@@ -12,6 +12,7 @@ quantity, ‖scratch − torch‖ / ‖torch‖ (max abs error where ‖torch‖
 from __future__ import annotations
 
 import argparse
+import contextlib
 import json
 import sys
 import time
@@ -27,6 +28,8 @@ from torch_ref.compare import TOLERANCE
 SINGLE_PASS_TOL = TOLERANCE["float64"]  # one forward, backward or optimizer step: 1e-12
 TRAJECTORY_TOL = 1e-10                  # optimizer trajectories (DESIGN.md)
 TRAINING_TOL = 1e-9                     # whole training runs (issue 3: per-step loss)
+
+LONG = 16  # arrays longer than this print as one row (last value, largest |diff|); JSON keeps them whole
 
 
 def make_parser(doc: str) -> argparse.ArgumentParser:
@@ -108,6 +111,11 @@ class Comparison:
             if ours.ndim == 0:
                 rows.append((q["section"], q["name"], ours.item(), theirs.item()))
                 continue
+            if ours.size > LONG:  # a whole history: its last value, and the largest |diff| of all
+                label = f"{q['name']}[-1] (of {ours.size})"
+                rows.append((q["section"], label, ours.reshape(-1)[-1].item(), theirs.reshape(-1)[-1].item(),
+                             q["max_abs_diff"]))
+                continue
             for index in np.ndindex(ours.shape):
                 label = f"{q['name']}[{','.join(map(str, index))}]"
                 rows.append((q["section"], label, ours[index].item(), theirs[index].item()))
@@ -115,12 +123,12 @@ class Comparison:
         head = f"{'quantity':<{width}}  {'scratch':>22}  {'torch':>22}  {'|diff|':>8}"
         lines = [self.title, *[f"  {n}" for n in self.notes], "", head, "-" * len(head)]
         section = None
-        for sec, label, ours, theirs in rows:
+        for sec, label, ours, theirs, *diff in rows:
             if sec != section:
                 section = sec
                 if sec:
                     lines.append(f"[{sec}]")
-            diff = abs(ours - theirs)
+            diff = diff[0] if diff else abs(ours - theirs)
             lines.append(f"{label:<{width}}  {ours:>22.15g}  {theirs:>22.15g}  {diff:>8.1e}")
         lines.append("-" * len(head))
         for key, value in self.results.items():
@@ -167,6 +175,22 @@ def torch_trace(model, x) -> tuple[list, list]:
             zs.append(z.numpy())
             activations.append(a.numpy())
     return zs, activations
+
+
+@contextlib.contextmanager
+def torch_threads(n: int = 1):
+    """Run torch with ``n`` intra-op threads, then restore the setting.
+
+    The examples' networks are tiny: splitting a 32×64 matmul across threads only adds
+    synchronization, and on a busy machine torch's worker threads spin waiting for a core
+    (digits: ~0.4 s of torch training with one thread, 8-17 s with two on a loaded 2-core box).
+    """
+    before = torch.get_num_threads()
+    torch.set_num_threads(n)
+    try:
+        yield
+    finally:
+        torch.set_num_threads(before)
 
 
 def run_main(main) -> None:
