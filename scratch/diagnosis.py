@@ -223,18 +223,23 @@ def _factor_diagnosis(got, exp, batch, kind) -> str | None:
     if resid > CLOSE or r == 0:
         return None
     batch_text = _batch_factor(r, batch, kind)
-    if batch_text:
-        return batch_text
+    simple = None
     for value, name in FACTOR_NAMES.items():
         if abs(r - value) <= CLOSE * abs(value):
             if name is None:
-                return "wrong sign: got = −1 × expected"
+                simple = "wrong sign: got = −1 × expected"
+                break
             hint = ""
             if kind == "loss" and value == 0.5:
                 hint = " — the gradient of ½·L, not of L (the 2 of d(a − t)²/da dropped?)"
             elif kind == "loss" and value == 2.0:
                 hint = " — the gradient of 2·L (a ½ in the loss that its gradient forgot?)"
-            return f"off by a constant factor {name}: got = {name} × expected{hint}"
+            simple = f"off by a constant factor {name}: got = {name} × expected{hint}"
+            break
+    if simple and batch_text:     # e.g. ¼ = 1/N with N = 4 rows: both readings
+        return f"{batch_text}; or: {simple}"
+    if simple or batch_text:
+        return simple or batch_text
     if abs(r - 1) <= CLOSE:
         return None
     return f"off by a constant factor {r:.6g}: got = {r:.6g} × expected"
@@ -340,7 +345,7 @@ def _near_miss(groups, bad, rms, wrt) -> str | None:
         b = bad[g.group]
         if not b.any():
             continue
-        if not np.all(np.isfinite(g.got[b])):
+        if not (np.all(np.isfinite(g.got[b])) and np.all(np.isfinite(g.expected[b]))):
             return None
         rel = np.abs(g.got[b] - g.expected[b]) / np.maximum(np.abs(g.expected[b]), 1e-300)
         if float(rel.max()) > CLOSE:

@@ -159,12 +159,13 @@ TENSOR = {"z": "dL/dz", "weight": "dL/dW", "bias": "dL/db", "input": "dL/d(input
 
 
 def first_wrong_layer(spec: Spec, net: Network | None = None, x=None, y=None, batch: int | None = None,
-                      tol: float | None = None) -> LayerwiseReport:
+                      tol: float | None = None, loss=None) -> LayerwiseReport:
     """Compare a network's gradients with torch's layer by layer; name the first that disagrees.
 
     ``net``: the scratch network to check (default: Network.from_spec(spec)); its parameters are
-    copied into the torch twin. ``x``, ``y``: the batch (default: the spec's data, else a seeded
-    random batch of ``batch`` rows).
+    copied into the torch twin. ``loss``: the scratch loss object (default: the spec's; e.g. a
+    user subclass of a scratch loss, checked against the spec loss's torch twin). ``x``, ``y``:
+    the batch (default: the spec's data, else a seeded random batch of ``batch`` rows).
     """
     net = Network.from_spec(spec) if net is None else net
     x, y = validated_batch(spec, batch, x, y)
@@ -177,7 +178,7 @@ def first_wrong_layer(spec: Spec, net: Network | None = None, x=None, y=None, ba
     with warnings.catch_warnings(record=True) as caught, \
             np.errstate(over="warn", divide="warn", invalid="warn", under="ignore"):
         warnings.simplefilter("always")
-        s_z, s_a, s_g = _scratch_pass(net, scratch_loss(spec), x, y)
+        s_z, s_a, s_g = _scratch_pass(net, scratch_loss(spec) if loss is None else loss, x, y)
     t_z, t_a, t_g = _torch_pass(model, torch_loss(spec), x, y, TORCH_DTYPES[spec.dtype])
     names = [layer.activation for layer in spec.layers]
     report = LayerwiseReport(activations=names, loss=spec.loss.name, dtype=spec.dtype, tol=tol)
