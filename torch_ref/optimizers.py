@@ -67,7 +67,8 @@ class Armijo(torch.optim.Optimizer):
         if closure is None:
             raise ValueError("armijo: step needs closure() returning the loss at the current parameters")
         group, params = _single_group(self)
-        grads = [p.grad if p.grad is not None else torch.zeros_like(p) for p in params]
+        # Copies: a closure that runs backward cannot change the direction under the search.
+        grads = [p.grad.detach().clone() if p.grad is not None else torch.zeros_like(p) for p in params]
         x0 = [p.detach().clone() for p in params]
         f0 = float(closure())
         slope = -sum(float(torch.sum(g * g)) for g in grads)
