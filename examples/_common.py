@@ -29,6 +29,8 @@ SINGLE_PASS_TOL = TOLERANCE["float64"]  # one forward, backward or optimizer ste
 TRAJECTORY_TOL = 1e-10                  # optimizer trajectories (DESIGN.md)
 TRAINING_TOL = 1e-9                     # whole training runs (issue 3: per-step loss)
 
+EXAMPLES_DIR = Path(__file__).resolve().parent
+
 LONG = 16  # arrays longer than this print as one row (last value, largest |diff|); JSON keeps them whole
 
 
@@ -202,6 +204,3 @@ def run_main(main) -> None:
         sys.stderr.close()
         sys.exit(0)
     sys.exit(0 if data["agree"] else 1)
-
-
-EXAMPLES_DIR = Path(__file__).resolve().parent
