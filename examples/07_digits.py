@@ -12,7 +12,7 @@ from __future__ import annotations
 
 from _common import EXAMPLES_DIR, TRAINING_TOL, Comparison, make_parser, run_main, torch_threads
 from scratch.data import load_dataset
-from scratch.spec import load_spec
+from scratch.spec import SpecError, load_spec
 from scratch.training import train as scratch_train
 from torch_ref.training import train as torch_train
 
@@ -24,7 +24,10 @@ def main(argv=None) -> dict:
     parser.add_argument("--spec", default=str(DEFAULT_SPEC), metavar="FILE",
                         help="a digits spec (.toml or .json); default: specs/digits.toml")
     args = parser.parse_args(argv)
-    spec = load_spec(args.spec)
+    try:
+        spec = load_spec(args.spec)
+    except SpecError as err:
+        parser.error(f"--spec: {err}")
     if spec.data.name != "digits":
         parser.error(f"--spec: {args.spec} trains on {spec.data.name or 'inline data'!r}, not digits")
     data = load_dataset(spec)
