@@ -3,7 +3,8 @@
 Contract (shared with torch_ref/optimizers.py and the training loops):
 - ``make_optimizer(opt_spec, params)`` takes the live parameter arrays (``Network.parameters()``,
   or any dict name -> float ndarray, e.g. ``{"xy": np.array([4.0, 3.0])}``) and returns an
-  Optimizer that updates them in place.
+  Optimizer that updates them in place. ``make_optimizer(opt_spec, params, seed=spec.seed)``: the
+  seed of random search when the optimizer table sets none (``optimizer.seed``).
 - ``optimizer.step(grads, closure=None)``: ``grads`` is a dict with the same names (e.g.
   ``Network.gradients()``); ``closure()`` returns the loss at the current parameter values
   without touching gradients (needed by line searches and random search).
