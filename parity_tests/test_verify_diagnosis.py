@@ -221,10 +221,11 @@ def test_a_known_wrong_alternative_is_recognised():
 
 
 def test_a_different_formula_reports_the_ratio_range():
-    z = np.linspace(-2, 2, 10).reshape(2, 5)
+    z = np.linspace(-2, 2, 9).reshape(3, 3)       # holds z = 0
     e, got = 1 - np.tanh(z) ** 2, 1 + np.tanh(z) ** 2
     text = diagnose([GroupData("random", got, e, inputs=z)], 1e-12)
-    assert text.startswith("the formula differs: got/expected ranges from")
+    assert text.startswith("the formula differs, not by a constant factor: got/expected runs from")
+    assert text.endswith("; e.g. at z = -0.5: got 1.21355, expected 0.786448")   # z = 0 agrees
 
 
 def test_a_near_miss_is_called_rounding_not_a_wrong_formula():

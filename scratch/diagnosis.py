@@ -32,6 +32,7 @@ class Element:
     expected: float
     got: float
     target: float | None = None     # losses: the target at that element
+    upstream: float | None = None   # elementwise ops: the grad_out there (got/upstream = the derivative)
 
 
 @dataclass
@@ -161,7 +162,8 @@ def _compare(groups, tol, kind, batch, wrt) -> Comparison:
             worst_score = float(score[i])
             worst = Element(g.group, tuple(int(k) for k in i),
                             None if g.inputs is None else float(g.inputs[i]), float(g.expected[i]),
-                            float(g.got[i]), None if g.targets is None else float(g.targets[i]))
+                            float(g.got[i]), None if g.targets is None else float(g.targets[i]),
+                            None if g.upstream is None else float(g.upstream[i]))
     ok = shape_problem is None and error <= tol
     diagnosis = None if ok else diagnose(groups, tol, kind=kind, batch=batch, wrt=wrt)
     return Comparison(ok=ok, error=error, groups=errors, worst=worst, compared=compared, diagnosis=diagnosis)
@@ -264,13 +266,18 @@ def _worst_bad(g, bad, rms):
 
 def _describe(g, i, wrt) -> str:
     """ (at z = 0: got 1, expected 0)"""
+    return f" ({_point(g, i, wrt)})"
+
+
+def _point(g, i, wrt) -> str:
+    """at z = 0: got 1, expected 0"""
     at = "" if g.inputs is None else f"at {wrt} = {_fmt(g.inputs[i])}"
     if g.targets is not None:
         at += f", target {_fmt(g.targets[i])}"
     got, exp, what = g.got[i], g.expected[i], ""
     if g.upstream is not None and g.upstream[i] != 0:    # elementwise: show the derivative itself
         got, exp, what = got / g.upstream[i], exp / g.upstream[i], f"da/d{wrt} "
-    return f" ({at}{': ' if at else ''}{what}got {_fmt(got)}, expected {_fmt(exp)})"
+    return f"{at}{': ' if at else ''}{what}got {_fmt(got)}, expected {_fmt(exp)}"
 
 
 def diagnose(groups: list[GroupData], tol: float, kind: str = "activation",
@@ -358,19 +365,32 @@ def _near_miss(groups, bad, rms, wrt) -> str | None:
 
 
 def _ratio_description(groups, bad, wrt) -> str:
+    """The range of got/expected over the random probes, and one disagreeing point near 0."""
     ref = next((g for g in groups if g.group == "random"), groups[0])
-    use = ref.usable if ref.usable is not None else np.ones(ref.expected.shape, bool)
-    with np.errstate(all="ignore"):
-        ratio = ref.got / ref.expected
+    use = _use(ref)
+    ratio = ref.got / ref.expected
     scale = np.sqrt(np.mean(ref.expected[use] ** 2)) if use.any() else 0.0
     ok = use & np.isfinite(ratio) & (np.abs(ref.expected) > 1e-3 * scale)
     n_bad = sum(int(b.sum()) for b in bad.values())
+    example = _example_near_zero(groups, bad, wrt)
     if ok.sum() >= 2:
-        lo, hi = int(np.argmin(np.where(ok, ratio, np.inf))), int(np.argmax(np.where(ok, ratio, -np.inf)))
-        lo_i, hi_i = np.unravel_index(lo, ratio.shape), np.unravel_index(hi, ratio.shape)
-        where = "" if ref.inputs is None else (f" (at {wrt} = {_fmt(ref.inputs[lo_i])})",
-                                                f" (at {wrt} = {_fmt(ref.inputs[hi_i])})")
-        lo_at, hi_at = where if where else ("", "")
-        return (f"the formula differs: got/expected ranges from {_fmt(ratio[lo_i])}{lo_at} to "
-                f"{_fmt(ratio[hi_i])}{hi_at}, not a constant factor ({n_bad} elements disagree)")
-    return f"no recognisable shape ({n_bad} elements disagree)"
+        lo_i = np.unravel_index(int(np.argmin(np.where(ok, ratio, np.inf))), ratio.shape)
+        hi_i = np.unravel_index(int(np.argmax(np.where(ok, ratio, -np.inf))), ratio.shape)
+        at = (lambda i: "" if ref.inputs is None else f" at {wrt} = {float(ref.inputs[i]):.3g}")  # noqa: E731
+        return (f"the formula differs, not by a constant factor: got/expected runs from "
+                f"{float(ratio[lo_i]):.3g}{at(lo_i)} to {float(ratio[hi_i]):.3g}{at(hi_i)}{example}")
+    return f"no recognisable shape ({n_bad} elements disagree){example}"
+
+
+def _example_near_zero(groups, bad, wrt) -> str:
+    """'; e.g. (at z = 0: da/dz got 0.75, expected 0.25)': the disagreeing point closest to 0."""
+    best = None
+    for g in groups:
+        b = bad[g.group] & np.isfinite(g.got) & np.isfinite(g.expected)
+        if g.inputs is None or g.targets is not None or not b.any():
+            continue
+        dist = np.where(b, np.abs(g.inputs), np.inf)
+        i = np.unravel_index(int(np.argmin(dist)), dist.shape)
+        if best is None or dist[i] < best[0]:
+            best = (dist[i], g, i)
+    return "" if best is None else f"; e.g. {_point(best[1], best[2], wrt)}"

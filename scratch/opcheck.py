@@ -286,12 +286,12 @@ def _fd_checks(ev: Evaluation, tol: float) -> list[Check]:
         cmp = compare(groups, tol, kind=op.kind, batch=_batch(op, ev.runs[0]), wrt=wrt)
         notes = []
         if kinks:
-            notes.append("finite differences kept away from kinks: skipped "
+            notes.append("kept away from kinks (one-sided slopes differ): skipped "
                          + ", ".join(f"{n} in {g}" for g, n in kinks.items())
-                         + " (one-sided slopes differ); torch checks them against its subgradient convention")
+                         + "; torch checks them against its subgradient convention")
         if unresolved:
-            notes.append("skipped where a step changes f by less than its rounding or truncation error "
-                         + "(" + ", ".join(f"{n} in {g}" for g, n in unresolved.items()) + ")")
+            notes.append("skipped where rounding or curvature hides the derivative at any step: "
+                         + ", ".join(f"{n} in {g}" for g, n in unresolved.items()))
         checks.append(Check(name=title, wrt=wrt, reference="finite differences", tol=tol, ok=cmp.ok,
                             error=cmp.error, groups=cmp.groups, worst=cmp.worst, diagnosis=cmp.diagnosis,
                             notes=notes))
@@ -332,9 +332,8 @@ def reference_checks(ev: Evaluation, expected: list[dict], reference: str, tol: 
                                     run.inputs.get(wrt), usable, _kinks(run, wrt, op),
                                     run.upstream if op.kind == "activation" else None, alts, run.probe.target))
         cmp = compare(groups, tol, kind=op.kind, batch=_batch(op, ev.runs[0]), wrt=wrt)
-        notes = [f"{skipped} kink points left out: autograd there depends on how the forward is written "
-                 f"(torch.abs'(0) = 0, torch.maximum splits ties ½/½); torch_module() and finite "
-                 f"differences check them"] if skipped else []
+        notes = [f"{skipped} kink points left to torch_module() and finite differences (autograd of a "
+                 f"forward at a kink depends on how it is written)"] if skipped else []
         checks.append(Check(name=title, wrt=wrt, reference=reference, tol=tol, ok=cmp.ok, error=cmp.error,
                             groups=cmp.groups, worst=cmp.worst, diagnosis=cmp.diagnosis, notes=notes))
     return checks
@@ -343,7 +342,8 @@ def reference_checks(ev: Evaluation, expected: list[dict], reference: str, tol: 
 def new_report(ev: Evaluation) -> OpReport:
     """An empty report for the evaluation (probes counted, findings attached)."""
     report = OpReport(target=ev.op.target, kind=ev.op.kind, seed=ev.seed,
-                      probes={r.probe.group: int(r.probe.x.size) for r in ev.runs})
+                      probes={r.probe.group: int(r.probe.x.size) for r in ev.runs},
+                      probe_text=P.describe(ev.op.kind, ev.op.domain))
     report.findings = ev.findings
     report.failed_to_run = any(r.error for r in ev.runs)
     return report

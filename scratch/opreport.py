@@ -35,6 +35,7 @@ class OpReport:
     kind: str                       # activation | vector | loss | layer
     seed: int
     probes: dict                    # probe group -> number of input elements
+    probe_text: dict = field(default_factory=dict)      # probe group -> what its values are
     checks: list[Check] = field(default_factory=list)
     paths: list[str] = field(default_factory=list)      # references used, and why others were not
     findings: list[str] = field(default_factory=list)   # warnings and exceptions raised by the op
@@ -63,9 +64,10 @@ class OpReport:
 
     def format(self) -> str:
         """The human report."""
-        lines = [f"nnparity verify {self.target}  kind={self.kind}  seed={self.seed}",
-                 "probes: " + ", ".join(f"{g} {n}" for g, n in self.probes.items())
-                 + "  (kink: z = 0, ties, pred = target; saturation: |z| = 20, 100, 700; tiny: |z| = 1e-8)"]
+        summary = self.diagnosis
+        probes = ", ".join(f"{g} {n}" + (f" ({self.probe_text[g]})" if self.probe_text.get(g) else "")
+                           for g, n in self.probes.items())
+        lines = [f"nnparity verify {self.target}  kind={self.kind}  seed={self.seed}", f"probes: {probes}"]
         lines += [f"  {p}" for p in self.paths]
         width = max([len(c.name) for c in self.checks] + [5])
         lines.append(f"  {'check':<{width}}  {'error':>9}  {'tol':>7}  result")
@@ -78,9 +80,12 @@ class OpReport:
                     inp = "" if w.input is None else f" = {_num(w.input, 6)}"
                     if w.target is not None:
                         inp += f", target {_num(w.target, 6)}"
+                    what, exp, got = "", w.expected, w.got
+                    if w.upstream:      # elementwise: the derivative itself, got/grad_out
+                        what, exp, got = f"da/d{c.wrt} ", exp / w.upstream, got / w.upstream
                     lines.append(f"      worst: {c.wrt}[{idx}]{inp} ({w.group}): "
-                                 f"expected {_num(w.expected, 6)}, got {_num(w.got, 6)}")
-                if c.diagnosis:
+                                 f"{what}expected {_num(exp, 6)}, got {_num(got, 6)}")
+                if c.diagnosis and c.diagnosis != summary:
                     lines.append(f"      diagnosis: {c.diagnosis}")
             for note in c.notes:
                 lines.append(f"      note: {note}")
@@ -91,8 +96,8 @@ class OpReport:
             lines.append(f"PASS: {passed} of {len(self.checks)} checks agree")
         else:
             lines.append(f"FAIL: {len(self.checks) - passed} of {len(self.checks)} checks disagree")
-            if self.diagnosis:
-                lines.append(f"diagnosis: {self.diagnosis}")
+            if summary:
+                lines.append(f"diagnosis: {summary}")
         return "\n".join(lines)
 
 

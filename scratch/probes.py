@@ -25,12 +25,6 @@ SATURATION = (20.0, 100.0, 700.0)
 TINY = 1e-8
 NEAR_EDGE = 1e-6      # probabilities 1e-6 and 1 - 1e-6
 
-GROUP_TEXT = {
-    "random": "seeded normal draws",
-    "kink": "z = 0, ties, pred = target",
-    "saturation": "|z| = 20, 100, 700; p = 1e-6, 1 - 1e-6",
-    "tiny": "|z| = 1e-8",
-}
 
 
 @dataclass
@@ -121,6 +115,20 @@ def layer_probes(inputs: int, seed: int = 0) -> list[Probe]:
     tiny = TINY * rng.normal(0.0, 1.0, size=(ROWS, inputs))
     return [Probe("random", random), Probe("kink", kink, kink_mask=np.ones(kink.shape, bool)),
             Probe("saturation", saturation), Probe("tiny", tiny)]
+
+
+def describe(kind: str, domain: str = "real") -> dict:
+    """What each group's values are, for the report."""
+    name = {"activation": "z", "vector": "z", "loss": "pred", "layer": "x"}[kind]
+    text = {"kink": f"{name} = 0", "saturation": f"|{name}| = 20, 100, 700", "tiny": f"|{name}| ~ 1e-8"}
+    if kind == "vector":
+        text["kink"] = "zeros, ties at the max"
+    if kind == "loss":
+        text["kink"] = "pred = target"
+        text["tiny"] = "pred − target = ±1e-8"
+        if domain == "probability":
+            text["saturation"] = "p = 1e-6, 1 − 1e-6"
+    return text
 
 
 def upstream_gradient(shape, seed: int = 0, group: str = "") -> np.ndarray:
