@@ -54,8 +54,9 @@ def make_spec(activations, loss: str = "mse", reduction: str | None = None, dtyp
 
 
 def explicit_spec(weights, biases=None, activations=None, loss: str = "mse", reduction: str | None = None,
-                  dtype: str = "float64", x=None, y=None) -> Spec:
-    """A spec with explicit weights (each (inputs, units)) and biases, and optional inline data."""
+                  dtype: str = "float64", x=None, y=None, params=None) -> Spec:
+    """A spec with explicit weights (each (inputs, units)) and biases, optional activation
+    parameters (one dict per layer) and optional inline data."""
     layers = []
     for i, w in enumerate(weights):
         w = np.asarray(w, dtype=float)
@@ -63,6 +64,8 @@ def explicit_spec(weights, biases=None, activations=None, loss: str = "mse", red
                  "activation": "identity" if activations is None else activations[i]}
         if i == 0:
             layer["inputs"] = w.shape[0]
+        if params is not None and params[i]:
+            layer["activation_params"] = dict(params[i])
         if biases is not None and biases[i] is not None:
             layer["bias"] = np.asarray(biases[i], dtype=float).tolist()
         layers.append(layer)

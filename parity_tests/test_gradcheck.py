@@ -63,6 +63,20 @@ def test_gradcheck_depth(depth):
     assert_fd_agrees(make_spec(acts, loss="cce", seed=depth), batch=3)
 
 
+@pytest.mark.parametrize("loss,output", [("softmax_cce", "identity"), ("cce", "softmax")])
+def test_gradcheck_probability_targets(loss, output):
+    """Probability targets whose rows sum to 1, less and more (torch accepts all three)."""
+    spec = make_spec(["tanh", output], loss=loss, seed=9)
+    net, fn = Network.from_spec(spec), build_loss(spec)
+    x = np.random.default_rng(2).normal(size=(3, 3))
+    y = np.array([[0.2, 0.3, 0.5], [0.5, 0.0, 0.0], [0.9, 0.6, 0.3]])
+    fn.forward(net.forward(x), y)
+    grad_x = net.backward(fn.backward())
+    numeric = network_numeric_gradients(net, fn, x, y, h=FD_STEP)
+    for name, g in {**net.gradients(), "input": grad_x}.items():
+        assert rel_error(g, numeric[name]) <= FD_TOL, name
+
+
 def test_gradcheck_batch_one():
     assert_fd_agrees(make_spec(["leaky_relu", "sigmoid"], loss="bce", seed=8), batch=1)
 

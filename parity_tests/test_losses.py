@@ -152,6 +152,19 @@ def test_softmax_cce_parity_logits_near_1000(indices, reduction, dtype):
     assert_close(g, gt, dtype, what="softmax_cce gradient")
 
 
+@pytest.mark.parametrize("dtype", DTYPES)
+@pytest.mark.parametrize("reduction", ["mean", "sum"])
+@pytest.mark.parametrize("name", ["cce", "softmax_cce"])
+def test_loss_parity_unnormalized_probability_targets(name, reduction, dtype):
+    """Probability targets whose rows do not sum to 1 (torch accepts them): softmax_cce's gradient is
+    softmax·Σ_c t_c − t, not softmax − t."""
+    pred, _ = sample(name, dtype, n=4, c=3)
+    target = np.array([[0.5, 0.0, 0.0], [0.75, 0.5, 0.45], [0.0, 0.0, 0.0], [1.0, 1.0, 1.0]], dtype=dtype)
+    v, g, vt, gt = both(name, reduction, pred, target)
+    assert_close(v, vt, dtype, what=f"{name} value")
+    assert_close(g, gt, dtype, what=f"{name} gradient")
+
+
 def test_softmax_cce_huge_logits_no_overflow():
     pred = np.array([[1e300, -1e300, 0.0]])
     v, g, vt, gt = both("softmax_cce", "sum", pred, np.array([0]))

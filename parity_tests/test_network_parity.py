@@ -95,10 +95,12 @@ KINK_W1 = [[0.75, -1.5], [1.25, 0.5], [-0.25, 2.0]]
 
 
 @pytest.mark.parametrize("dtype", DTYPES)
-@pytest.mark.parametrize("name", ["relu", "leaky_relu", "elu", "step"])
-def test_network_parity_kink_exact_zero(name, dtype):
+@pytest.mark.parametrize("name,params", [("relu", {}), ("leaky_relu", {}), ("leaky_relu", {"negative_slope": 0.25}),
+                                         ("elu", {}), ("elu", {"alpha": 0.5}), ("step", {})])
+def test_network_parity_kink_exact_zero(name, params, dtype):
     spec = explicit_spec([KINK_W0, KINK_W1], biases=[KINK_B0, [0.5, -0.5]], activations=[name, "identity"],
-                         loss="mse", dtype=dtype, x=KINK_X, y=[[1.0, 0.0], [0.0, 1.0], [0.5, 0.5]])
+                         loss="mse", dtype=dtype, x=KINK_X, y=[[1.0, 0.0], [0.0, 1.0], [0.5, 0.5]],
+                         params=[params, {}])
     z0 = np.array(KINK_X) @ np.array(KINK_W0) + np.array(KINK_B0)
     assert np.array_equal(z0[0], np.zeros(3)), "the spec must put z exactly at 0"
     report = run_check(spec)
@@ -141,6 +143,17 @@ def test_network_parity_softmax_cce_logits_near_1000(reduction, dtype):
                          x=[[1.0, 0.0], [0.0, 1.0], [1.0, 1.0]], y=[1, 0, 2])
     report = run_check(spec)
     assert report["scratch"]["loss"] > 300
+
+
+@pytest.mark.parametrize("dtype", DTYPES)
+@pytest.mark.parametrize("reduction", ["mean", "sum"])
+@pytest.mark.parametrize("loss,output", [("softmax_cce", "identity"), ("cce", "softmax")])
+def test_network_parity_probability_targets(loss, output, reduction, dtype):
+    """Inline probability targets, rows summing to 1, less than 1 and more than 1."""
+    spec = make_spec(["tanh", output], loss=loss, reduction=reduction, dtype=dtype, seed=4)
+    x = np.random.default_rng(5).normal(size=(3, 3))
+    y = np.array([[0.2, 0.3, 0.5], [0.5, 0.0, 0.0], [0.9, 0.6, 0.3]])
+    run_check(spec, x=x, y=y)
 
 
 @pytest.mark.parametrize("dtype", DTYPES)
