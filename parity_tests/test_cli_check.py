@@ -152,3 +152,19 @@ def test_cli_check_console_script():
     assert out.returncode == 0, out.stderr
     doc = json.loads(out.stdout)
     assert doc["ok"] is True and doc["dtype"] == "float32"
+
+
+def _readme_block(after: str) -> list[str]:
+    text = (ROOT / "README.md").read_text()
+    start = text.index(after + "\n") + len(after) + 1
+    return text[start:text.index("```", start)].rstrip("\n").splitlines()
+
+
+def test_cli_check_readme_as_written(capsys, tmp_path):
+    """README's "Check a spec" shows real output: the table and the bad-input line."""
+    assert main(["check", str(ROOT / "specs" / "textbook_221.toml")]) == 0
+    assert capsys.readouterr().out.splitlines() == _readme_block("$ .venv/bin/nnparity check specs/textbook_221.toml")
+    bad = tmp_path / "bad.toml"
+    bad.write_text("[[layers]]\ninputs = 2\nunits = 3\n[[layers]]\ninputs = 4\nunits = 1\n")
+    assert main(["check", str(bad)]) == 2
+    assert capsys.readouterr().err.splitlines() == _readme_block("$ .venv/bin/nnparity check bad.toml")
