@@ -99,6 +99,9 @@ BAD = [
     ("lr-nonpositive", edit(BASE, ["optimizer"], {"lr": 0.0}), "optimizer.lr", "> 0"),
     ("epochs-zero", edit(BASE, ["train"], {"epochs": 0}), "train.epochs", ">= 1"),
     ("layers-not-tables", edit(BASE, ["layers"], [3]), "layers[0]", "expected a table"),
+    ("layers-one-table", edit(BASE, ["layers"], {"inputs": 2, "units": 1}), "layers", "[[layers]] in TOML"),
+    ("loss-not-table", edit(BASE, ["loss"], "bce"), "loss", "expected a table"),
+    ("spec-not-table", [BASE], "spec", "expected a table of fields"),
 ]
 BAD_IDS = [case[0] for case in BAD]
 

@@ -453,6 +453,9 @@ def check_targets(y, n: int, outputs: int, loss_name: str, where: str = "y", dty
 
 def parse_spec(raw: Any) -> Spec:
     """Validate plain data and build a Spec. Raises SpecError naming the field at fault."""
+    if not isinstance(raw, dict):
+        raise SpecError("spec", f"expected a table of fields ({', '.join(_known_fields(Spec))}), "
+                                f"got {type(raw).__name__}")
     _check_keys(raw, Spec, "")
     seed = _int(raw.get("seed", 0), "seed", minimum=0)
     dtype = _choice(raw.get("dtype", "float64"), DTYPES, "dtype")
