@@ -8,6 +8,7 @@ from pathlib import Path
 
 import numpy as np
 import pytest
+from hypothesis import given, settings, strategies as st
 
 REPO = Path(__file__).resolve().parents[1]
 for _p in (str(REPO), str(REPO / "parity_tests")):
@@ -202,3 +203,26 @@ def test_numpy_error_mode_of_the_caller_does_not_change_the_verdict():
         quiet = verify("planted_ops:TanhOverflow")
     loud = verify("planted_ops:TanhOverflow")      # the suite raises on overflow
     assert quiet.diagnosis == loud.diagnosis and quiet.findings == loud.findings
+
+
+def test_scratch_dense_and_a_user_subclass_of_it():
+    """A scratch layer verifies without an example(): subclasses of Dense get seeded weights."""
+    from scratch.layers import Dense
+
+    assert verify("scratch.layers:Dense").ok
+
+    class DenseNoSum(Dense):
+        def backward(self, grad_out):
+            out = super().backward(grad_out)
+            self.grad_bias = grad_out
+            return out
+
+    report = verify(DenseNoSum)
+    assert report.diagnosis.startswith("missing the sum over the batch")
+
+
+@settings(max_examples=8, deadline=None)
+@given(seed=st.integers(0, 2**31 - 1))
+def test_any_seed_passes_a_correct_op_and_names_a_planted_factor(seed):
+    assert verify("examples.custom_ops:Swish", seed=seed).ok
+    assert verify("planted_ops:SwishHalf", seed=seed).diagnosis.startswith(PLANTED["SwishHalf"])

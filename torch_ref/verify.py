@@ -19,14 +19,13 @@ torch_ref computes no derivative itself: torch's autograd does, on the user's ow
 """
 from __future__ import annotations
 
-import copy
 import types
 
 import numpy as np
 import torch
 
 from scratch.diagnosis import GroupData, compare
-from scratch.opcheck import (Evaluation, OpUnderTest, evaluate, fd_checks, layer_parameters, load_op,
+from scratch.opcheck import (Evaluation, OpUnderTest, clone, evaluate, fd_checks, layer_parameters, load_op,
                              new_report, reference_checks)
 from scratch.opreport import Check, OpReport
 from torch_ref.compare import TOLERANCE
@@ -166,7 +165,7 @@ def _torch_twins(ev: Evaluation):
     if op.kind == "layer":
         def layer_call(rebind):
             def make():
-                inst = copy.deepcopy(ev.template)
+                inst = clone(ev.template)
                 if hasattr(inst, "xp"):
                     inst.xp = torch
                 attrs = {}

@@ -1,0 +1,55 @@
+"""Smoke test of tools/mutate.py (the mutation check of this suite, run by hand; not part of CI):
+it makes the mutants the issue names, and kills one in a copy of the tree without touching it."""
+from __future__ import annotations
+
+import hashlib
+import importlib.util
+import json
+import subprocess
+import sys
+from pathlib import Path
+
+REPO = Path(__file__).resolve().parents[1]
+TOOL = REPO / "tools" / "mutate.py"
+
+
+def _tool():
+    spec = importlib.util.spec_from_file_location("nnparity_mutate", TOOL)
+    module = importlib.util.module_from_spec(spec)
+    sys.modules.setdefault("nnparity_mutate", module)    # dataclasses look their module up
+    spec.loader.exec_module(module)
+    return module
+
+
+def _digest(folder: Path) -> str:
+    h = hashlib.sha256()
+    for path in sorted(folder.glob("*.py")):
+        h.update(path.read_bytes())
+    return h.hexdigest()
+
+
+def test_dense_backward_gets_every_kind_of_mutant():
+    mutants = _tool().mutants_of("scratch/layers.py")
+    assert {m.operator for m in mutants} == {"scale", "flip-sign", "swap", "transpose", "drop-term"}
+    descriptions = {m.description for m in mutants}
+    assert "self.x.T -> self.x" in descriptions
+    assert "grad_out.sum(axis=0) -> grad_out (reduction dropped)" in descriptions
+    original = (REPO / "scratch/layers.py").read_text()
+    for m in mutants:
+        assert m.qualname == "Dense.backward" and m.source != original
+        compile(m.source, m.file, "exec")
+
+
+def test_one_mutant_is_killed_in_a_copy_of_the_tree(tmp_path):
+    before = _digest(REPO / "scratch")
+    out = tmp_path / "result.json"
+    proc = subprocess.run(
+        [sys.executable, str(TOOL), "--files", "scratch/layers.py", "--limit", "1", "--json", str(out),
+         "--tests", "parity_tests/test_gradcheck.py::test_gradcheck_batch_one"],
+        cwd=REPO, capture_output=True, text=True, timeout=300)
+    assert proc.returncode == 0, proc.stdout + proc.stderr
+    result = json.loads(out.read_text())
+    assert (result["killed"], result["survived"], result["errors"]) == (1, 0, 0)
+    assert result["mutants"][0]["status"] == "killed"
+    assert "mutation score: 1/1 = 100.0%" in proc.stdout
+    assert _digest(REPO / "scratch") == before, "the working tree must never be edited"
