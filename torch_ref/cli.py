@@ -14,7 +14,8 @@ from scratch.spec import SpecError, load_spec
 # Subcommand -> module with add_arguments(parser) and run(args) -> exit code.
 COMMANDS = {
     "check": ("torch_ref.cmd_check", "one forward and backward through both networks, compared"),
-    "train": ("torch_ref.cmd_train", "train a spec with one backend (scratch or torch) and summarize the run"),
+    "train": ("torch_ref.cmd_train", "train a spec with one backend (scratch, torch or lightning) and summarize the run"),
+    "compare": ("torch_ref.cmd_compare", "train a spec three ways (scratch, torch loop, Lightning) and compare them"),
     "verify": ("torch_ref.cmd_verify", "check a hand-written backward (module:Class), or a spec's first wrong layer"),
 }
 

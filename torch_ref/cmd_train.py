@@ -21,22 +21,35 @@ def _train_torch(spec, args, progress):
     return train(spec, epochs=args.epochs, progress=progress)
 
 
+def _train_lightning(spec, args, progress):
+    from torch_ref.lightning import train
+
+    return train(spec, epochs=args.epochs, progress=progress, devices=args.devices, num_nodes=args.num_nodes,
+                 strategy=args.strategy or ("ddp" if args.devices * args.num_nodes > 1 else "auto"))
+
+
 # --backend name -> runner(spec, args, progress) -> scratch.training.TrainResult
 BACKENDS = {
     "scratch": _train_scratch,
     "torch": _train_torch,
+    "lightning": _train_lightning,
 }
 
 
 def add_arguments(parser):
     parser.add_argument("spec", help="spec file (.toml or .json) with [data] and [train] tables")
     parser.add_argument("--backend", choices=tuple(BACKENDS), default="scratch",
-                        help="which implementation trains (default: scratch)")
+                        help="which implementation trains (default: scratch; lightning: PyTorch Lightning's Trainer)")
     parser.add_argument("--epochs", type=int, metavar="N", help="override the spec's train.epochs")
     parser.add_argument("--json", action="store_true",
                         help="print the history and the final parameters as one JSON object")
     parser.add_argument("--plot", metavar="FILE.png", help="write the loss curve to this PNG")
     parser.add_argument("--quiet", action="store_true", help="no progress bar")
+    parser.add_argument("--devices", type=int, default=1, metavar="N",
+                        help="lightning: DDP over N processes (CPU, gloo) or GPUs (NCCL) per machine")
+    parser.add_argument("--num-nodes", type=int, default=1, metavar="M", help="lightning: DDP over M machines")
+    parser.add_argument("--strategy", choices=("ddp", "ddp_spawn"),
+                        help="lightning: how DDP starts its processes (default ddp when N*M > 1)")
 
 
 def run(args) -> int:
@@ -50,6 +63,11 @@ def run(args) -> int:
         raise UsageError(f"--epochs: must be >= 1, got {args.epochs}")
     if args.plot is not None and not args.plot.lower().endswith(".png"):
         raise UsageError(f"--plot: expected a .png file name, got {args.plot!r}")
+    for name in ("devices", "num_nodes"):
+        if getattr(args, name) < 1:
+            raise UsageError(f"--{name.replace('_', '-')}: must be >= 1, got {getattr(args, name)}")
+    if args.backend != "lightning" and (args.devices > 1 or args.num_nodes > 1 or args.strategy):
+        raise UsageError("--devices, --num-nodes and --strategy are for --backend lightning")
     spec = load_spec(args.spec)
     progress = False if args.quiet else None
     try:
@@ -57,6 +75,8 @@ def run(args) -> int:
     except TrainingDiverged as err:
         print(f"nnparity train: {err}", file=sys.stderr)
         return 1
+    if getattr(result, "lightning", {}).get("global_rank", 0) != 0:
+        return 0  # a DDP process other than rank 0: rank 0 reports the (same) run
     if args.plot:
         try:
             plot_losses(result, args.plot, title=f"{args.spec} ({args.backend})")

@@ -1,0 +1,126 @@
+"""`nnparity compare`: the spec trained three ways in three child processes, the report, the PNG.
+
+The runs here are real (children, Lightning and all), shortened with --epochs and --repeat 1.
+"""
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import numpy as np
+import pytest
+
+from scratch.spec import load_spec
+from torch_ref.cli import main
+from torch_ref.cmd_compare import FLOAT32_DRIFT_BOUND, RUN_TOL, WAYS, format_table, step_rel_diff, warmup_steps
+from torch_ref.defaults import default_spec
+
+ROOT = Path(__file__).resolve().parent.parent
+SPECS = ROOT / "specs"
+WAY_FIELDS = {"final_train_loss", "test_accuracy", "median_step_seconds", "train_seconds", "process_seconds",
+              "peak_rss_mib", "step_loss", "steps"}
+
+
+def run_cli(capsys, *argv) -> tuple[int, str, str]:
+    code = main(["compare", *argv])
+    out, err = capsys.readouterr()
+    return code, out, err
+
+
+def test_the_default_spec_is_the_digits_spec():
+    assert default_spec("compare").to_dict() == load_spec(SPECS / "digits.toml").to_dict()
+
+
+@pytest.mark.slow
+def test_default_spec_json_report_and_png(capsys, tmp_path):
+    png = tmp_path / "curves.png"
+    code, out, _ = run_cli(capsys, "--json", "--epochs", "2", "--repeat", "1", "--plot", str(png))
+    assert code == 0
+    report = json.loads(out)
+    assert report["ok"] is True and report["dtype"] == "float64" and report["tol"] == RUN_TOL
+    ways = report["ways"]
+    assert set(ways) == set(WAYS)
+    for way in WAYS:
+        e = ways[way]
+        assert WAY_FIELDS <= set(e), f"{way} lacks {WAY_FIELDS - set(e)}"
+        assert e["steps"] == 2 * 45 and len(e["step_loss"]) == 90
+        assert 0.85 < e["test_accuracy"] <= 1.0          # 2 epochs: ~90%
+        assert 0 < e["median_step_seconds"] < e["train_seconds"] < e["process_seconds"]
+        assert e["peak_rss_mib"] > 10
+    # torch and Lightning match scratch at every step, and the report says by how much
+    for way in ("torch", "lightning"):
+        assert ways[way]["max_step_rel_diff"] <= RUN_TOL
+        assert ways[way]["max_step_rel_diff"] == max(step_rel_diff(ways[way]["step_loss"], ways["scratch"]["step_loss"]))
+        assert ways[way]["test_accuracy"] == ways["scratch"]["test_accuracy"]
+    assert ways["scratch"]["peak_rss_mib"] < ways["torch"]["peak_rss_mib"]   # scratch never imports torch
+    o = report["lightning_overhead"]
+    assert o["ratio"] == pytest.approx(ways["lightning"]["median_step_seconds"] / ways["torch"]["median_step_seconds"])
+    assert o["per_step_seconds"] == pytest.approx(ways["lightning"]["median_step_seconds"]
+                                                  - ways["torch"]["median_step_seconds"])
+    assert ways["lightning"]["world_size"] == 1
+    data = png.read_bytes()
+    assert data[:8] == b"\x89PNG\r\n\x1a\n" and len(data) > 10_000
+    table = format_table(report)
+    for way in WAYS:
+        assert f"\n{way} " in table
+    assert "Lightning over the torch loop" in table and "parity:" in table
+
+
+@pytest.mark.slow
+def test_float32_drift_is_shown_within_its_bound_and_a_tighter_tol_fails(capsys, tmp_path):
+    code, out, _ = run_cli(capsys, "--json", "--dtype", "float32", "--epochs", "1", "--repeat", "1",
+                           "--tol", "1e-12", "--plot", "none")
+    report = json.loads(out)
+    assert report["dtype"] == "float32" and report["plot"] is None
+    drift = report["max_step_rel_diff"]
+    assert 1e-12 < drift <= FLOAT32_DRIFT_BOUND    # rounding drift: past 1e-12, inside the default bound
+    assert code == 1 and report["ok"] is False
+    assert "FAIL" in format_table(report)
+    assert not list(tmp_path.iterdir())
+
+
+@pytest.mark.slow
+def test_compare_with_two_ddp_processes(capsys, tmp_path):
+    spec = tmp_path / "xor.json"
+    raw = load_spec(SPECS / "xor.toml").to_dict()
+    raw["train"] = {"epochs": 30}
+    spec.write_text(json.dumps(raw))
+    code, out, _ = run_cli(capsys, str(spec), "--devices", "2", "--json", "--plot", str(tmp_path / "x.png"))
+    report = json.loads(out)
+    assert code == 0 and report["ok"] is True
+    assert report["ways"]["lightning"]["world_size"] == 2 and report["strategy"] == "ddp"
+    assert report["runs_per_way"] == 1
+    assert report["ways"]["lightning"]["max_step_rel_diff"] <= RUN_TOL
+
+
+@pytest.mark.parametrize("argv, message", [
+    (["no/such/spec.toml"], "no such file"),
+    (["--devices", "0"], "--devices: must be >= 1"),
+    (["--epochs", "0"], "--epochs: must be >= 1"),
+    (["--repeat", "0"], "--repeat: must be >= 1"),
+    (["--plot", "curves.pdf"], "--plot: expected a .png"),
+    (["--tol", "-1"], "--tol: must be > 0"),
+    ([str(SPECS / "xor.toml"), "--devices", "8"], "cannot be split over 8 processes"),
+])
+def test_bad_input_exits_2_with_one_line_and_starts_nothing(capsys, tmp_path, monkeypatch, argv, message):
+    monkeypatch.chdir(tmp_path)
+    code, out, err = run_cli(capsys, *argv)
+    assert code == 2 and out == ""
+    assert err.startswith("nnparity compare: ") and message in err and err.count("\n") == 1
+    assert not list(tmp_path.iterdir())
+
+
+def test_a_bad_spec_field_is_named(capsys, tmp_path):
+    path = tmp_path / "bad.json"
+    raw = load_spec(SPECS / "digits.toml").to_dict()
+    raw["train"]["batch_size"] = 0
+    path.write_text(json.dumps(raw))
+    code, _, err = run_cli(capsys, str(path))
+    assert code == 2 and "train.batch_size" in err
+
+
+def test_step_differences_and_warmup():
+    assert step_rel_diff([1.0, 2.0, 0.5], [1.0, 2.5, 0.0]) == [0.0, 0.2, 0.5]   # absolute where scratch is 0
+    assert step_rel_diff([1.0, 2.0], [1.0]) == [0.0]
+    assert warmup_steps(450, 45) == 45 and warmup_steps(45, 45) == 4
+    assert warmup_steps(1000, 1) == 1
