@@ -429,7 +429,8 @@ def format_table(report: dict) -> str:
     o = report["lightning_overhead"]
     if o["ratio"] is not None:
         lines.append("")
-        lines.append(f"Lightning over the torch loop: {1e3 * o['per_step_seconds']:+.3f} ms per step "
+        who = "Lightning" if world == 1 else f"Lightning DDP ({world} processes)"
+        lines.append(f"{who} over the torch loop: {1e3 * o['per_step_seconds']:+.3f} ms per step "
                      f"({o['ratio']:.2f}x the torch loop's median step)")
     lines.append("")
     if report["ok"]:

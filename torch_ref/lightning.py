@@ -170,7 +170,7 @@ _PLAIN_ATTRIBUTES = frozenset({"_current_fx_name"})
 class SpecModule(L.LightningModule):
     """The spec's network, loss and optimizer, trained exactly as the torch loop trains them.
 
-    ``run_log`` (scratch.training.RunLog) records every step; ``result()`` gives the TrainResult.
+    ``run_log`` (scratch.training.RunLog) records every step, as the scratch and torch loops do.
     """
 
     def __init__(self, spec, epochs: int | None = None, callback=None, rule=None, n_rows: int = 0,
@@ -233,11 +233,17 @@ class SpecModule(L.LightningModule):
         opt.zero_grad()
         out = self.model(xb)
         loss_t = self.loss_fn(out, yb)
+        correct = 0
         if self.world > 1:
             # This process's share of the global batch loss; DDP's gradient average over W
             # processes then gives the global batch's gradient (see the module docstring).
             share = loss_t * (xb.shape[0] / global_rows) if self.mean_reduced else loss_t
-            loss = self._global(share).item()
+            # One all-reduce for the global batch's loss and its count of right predictions.
+            with torch.no_grad():
+                hits = _count_correct(self.rule, out, self.targets_of(yb)) if self.rule else 0
+                total = self._global(torch.stack([share.detach(), torch.as_tensor(hits, dtype=share.dtype,
+                                                                                  device=share.device)]))
+            loss, correct = total[0].item(), round(total[1].item())
         else:
             loss = loss_t.item()
         if not math.isfinite(loss):
@@ -248,11 +254,9 @@ class SpecModule(L.LightningModule):
         norm = torch.nn.utils.get_total_norm(grads).item() if grads else 0.0
         if not math.isfinite(norm):
             raise self._diverged("gradient norm", norm, batch_idx, grads=True)
-        correct = 0
-        if self.rule is not None:
+        if self.rule is not None and self.world == 1:
             with torch.no_grad():
-                hits = _count_correct(self.rule, out, self.targets_of(yb))
-            correct = int(self._global(hits)) if self.world > 1 else int(hits)
+                correct = int(_count_correct(self.rule, out, self.targets_of(yb)))
         stop = self.run_log.gradient_small(norm)
         if stop:
             self.trainer.should_stop = True
@@ -374,7 +378,7 @@ class Float64Precision(DoublePrecision):
 
 def make_trainer(spec, epochs: int | None = None, devices: int | str = 1, strategy: str = "auto",
                  num_nodes: int = 1, accelerator: str = "auto", log_dir: str | None = None,
-                 progress: bool | None = None, callbacks=()) -> L.Trainer:
+                 progress: bool | None = None, callbacks=(), profiler=None) -> L.Trainer:
     """A Trainer for parity runs: deterministic, lean, reproducible.
 
     - max_epochs from ``epochs`` (default spec.train.epochs); stopping rules are the module's;
@@ -382,7 +386,8 @@ def make_trainer(spec, epochs: int | None = None, devices: int | str = 1, strate
     - no sanity validation, no checkpointing, no model summary, no distributed sampler (the
       module's sampler shards the shared batch order itself);
     - the progress bar only when ``progress`` (None: when stderr is a terminal);
-    - CSVLogger under ``log_dir`` (None: a fresh temporary directory), one row per step.
+    - CSVLogger under ``log_dir`` (None: a fresh temporary directory), one row per step;
+    - ``profiler``: Lightning's ("simple", "advanced" or a Profiler), None for none.
     """
     from lightning.pytorch.loggers import CSVLogger
 
@@ -411,6 +416,7 @@ def make_trainer(spec, epochs: int | None = None, devices: int | str = 1, strate
         log_every_n_steps=1,
         default_root_dir=log_dir,
         callbacks=list(callbacks),
+        profiler=profiler,
     )
 
 
@@ -429,7 +435,7 @@ def quiet_lightning() -> None:  # also run at import: DDP's spawned processes im
 
 def train(spec, dataset=None, epochs: int | None = None, progress: bool | None = None, callback=None,
           devices: int | str = 1, strategy: str = "auto", num_nodes: int = 1, accelerator: str = "auto",
-          log_dir: str | None = None, trainer_callbacks=()):
+          log_dir: str | None = None, trainer_callbacks=(), profiler=None):
     """Train the spec with Lightning; the same arguments and result as torch_ref.training.train.
 
     Under DDP every process returns the same TrainResult (the recorded losses are the global
@@ -454,7 +460,7 @@ def train(spec, dataset=None, epochs: int | None = None, progress: bool | None =
     log_dir = tempfile.mkdtemp(prefix="nnparity-lightning-") if own_dir else str(log_dir)
     trainer = make_trainer(spec, epochs, devices=devices, strategy=strategy, num_nodes=num_nodes,
                            accelerator=accelerator, log_dir=log_dir, progress=progress,
-                           callbacks=trainer_callbacks)
+                           callbacks=trainer_callbacks, profiler=profiler)
     module.result_path = os.path.join(log_dir, "result.pt")
     check_shards(n, spec.train.batch_size, trainer.world_size)  # before DDP starts any process
     t0 = time.perf_counter()
