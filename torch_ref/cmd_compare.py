@@ -83,6 +83,8 @@ def run(args) -> int:
     plot = None if args.plot.lower() == "none" else args.plot
     if plot is not None and not plot.lower().endswith(".png"):
         raise UsageError(f"--plot: expected a .png file name, got {plot!r}")
+    if plot is not None and not os.path.isdir(os.path.dirname(plot) or "."):
+        raise UsageError(f"--plot: no such directory: {os.path.dirname(plot)}")
     if args.accelerator == "gpu" and not _cuda_available():
         raise UsageError("--accelerator gpu: no CUDA device is visible")
     spec = spec_from_args(args, "compare")
@@ -146,8 +148,8 @@ def _run_child(way: str, index: int, spec, spec_path: str, tmp: str, args, progr
     if progress:
         from tqdm import tqdm
 
-        bar = tqdm(total=spec.train.epochs * _repeats(args), desc=f"{way} ({index + 1}/{len(WAYS)}): starting", unit="epoch",
-                   leave=False, dynamic_ncols=True, file=sys.stderr)
+        bar = tqdm(total=spec.train.epochs * _repeats(args), desc=f"{way} ({index + 1}/{len(WAYS)}): starting",
+                   unit="epoch", leave=False, dynamic_ncols=True, file=sys.stderr)
     started = time.perf_counter()
     # The child reports finished epochs on stdout, one line each; its stderr is ours.
     child = subprocess.Popen(cmd, stdout=subprocess.PIPE, env=env, text=True)

@@ -33,6 +33,7 @@ from __future__ import annotations
 import inspect
 import math
 import os
+import shutil
 import sys
 import tempfile
 import time
@@ -442,9 +443,8 @@ def train(spec, dataset=None, epochs: int | None = None, progress: bool | None =
     batches'); with ``strategy="ddp_spawn"`` the calling process gets rank 0's result.
     ``result.lightning`` holds the Trainer's timing of ``fit`` and where its log went.
     """
-    from scratch.training import (TrainingDiverged, accuracy_rule, accuracy_targets,
-                                  check_final_parameters, scored_per_row)
-    from torch_ref.model import TORCH_DTYPES, to_scratch
+    from scratch.training import accuracy_rule, accuracy_targets, check_final_parameters, scored_per_row
+    from torch_ref.model import TORCH_DTYPES
 
     quiet_lightning()
     dataset = load_dataset(spec) if dataset is None else dataset
@@ -454,32 +454,15 @@ def train(spec, dataset=None, epochs: int | None = None, progress: bool | None =
     steps = len(batch_order(n, spec.train.batch_size, False, spec.seed, 0))
     module = SpecModule(spec, epochs, callback, rule, n, steps)
     data = SpecDataModule(spec, dataset)
-    deterministic = torch.are_deterministic_algorithms_enabled()
-    warn_only = torch.is_deterministic_algorithms_warn_only_enabled()
     own_dir = log_dir is None
     log_dir = tempfile.mkdtemp(prefix="nnparity-lightning-") if own_dir else str(log_dir)
-    trainer = make_trainer(spec, epochs, devices=devices, strategy=strategy, num_nodes=num_nodes,
-                           accelerator=accelerator, log_dir=log_dir, progress=progress,
-                           callbacks=trainer_callbacks, profiler=profiler)
-    module.result_path = os.path.join(log_dir, "result.pt")
-    check_shards(n, spec.train.batch_size, trainer.world_size)  # before DDP starts any process
-    t0 = time.perf_counter()
     try:
-        trainer.fit(module, datamodule=data)
-    except TrainingDiverged:
-        raise
-    except Exception:  # ddp_spawn wraps a worker's exception: re-raise ours
-        saved = _read_result(log_dir)
-        if saved is not None and saved.get("error"):
-            raise TrainingDiverged(*saved["error"]) from None
-        raise
-    finally:  # the Trainer switched torch's deterministic algorithms on, process-wide
-        torch.use_deterministic_algorithms(deterministic, warn_only=warn_only)
-    fit_seconds = time.perf_counter() - t0
-    if module.run_log is None:  # ddp_spawn: the run happened in the workers; rank 0 saved it
-        result = _result_from_saved(_read_result(log_dir))
-    else:
-        result = module.run_log.finish(to_scratch(module.model), seconds=module.run_log.elapsed())
+        result, trainer, fit_seconds = _fit(spec, module, data, epochs, log_dir, devices=devices, strategy=strategy,
+                                            num_nodes=num_nodes, accelerator=accelerator, progress=progress,
+                                            callbacks=trainer_callbacks, profiler=profiler)
+    finally:
+        if own_dir:
+            shutil.rmtree(log_dir, ignore_errors=True)
     check_final_parameters(result.params, len(result.history.epoch_loss), result.history)
     # Test loss and accuracy at the final parameters, as the torch loop measures them.
     if dataset.x_test is not None and len(dataset.x_test):
@@ -497,15 +480,43 @@ def train(spec, dataset=None, epochs: int | None = None, progress: bool | None =
     result.lightning = {"fit_seconds": fit_seconds, "world_size": trainer.world_size,
                         "global_rank": trainer.global_rank, "strategy": type(trainer.strategy).__name__,
                         "log_dir": None if own_dir else log_dir}
-    if own_dir:
-        import shutil
-
-        shutil.rmtree(log_dir, ignore_errors=True)
     return result
 
 
-def _read_result(log_dir: str) -> dict | None:
-    path = os.path.join(log_dir, "result.pt")
+def _fit(spec, module, data, epochs, log_dir, **trainer_options):
+    """Make the Trainer, fit, and return (TrainResult without test figures, trainer, fit seconds)."""
+    from scratch.training import TrainingDiverged
+    from torch_ref.model import to_scratch
+
+    deterministic = torch.are_deterministic_algorithms_enabled()
+    warn_only = torch.is_deterministic_algorithms_warn_only_enabled()
+    trainer = make_trainer(spec, epochs, log_dir=log_dir, **trainer_options)
+    module.result_path = os.path.join(log_dir, "result.pt")
+    if os.path.exists(module.result_path):
+        os.remove(module.result_path)
+    check_shards(len(data.dataset.x_train), spec.train.batch_size, trainer.world_size)  # before DDP starts
+    t0 = time.perf_counter()
+    try:
+        trainer.fit(module, datamodule=data)
+    except TrainingDiverged:
+        raise
+    except Exception:  # ddp_spawn wraps a worker's exception: re-raise ours
+        saved = _read_result(module.result_path)
+        if saved is not None and saved.get("error"):
+            raise TrainingDiverged(*saved["error"]) from None
+        raise
+    finally:  # the Trainer switched torch's deterministic algorithms on, process-wide
+        torch.use_deterministic_algorithms(deterministic, warn_only=warn_only)
+    fit_seconds = time.perf_counter() - t0
+    if module.run_log is None:  # ddp_spawn: the run happened in the workers; rank 0 saved it
+        result = _result_from_saved(_read_result(module.result_path))
+        os.remove(module.result_path)
+    else:
+        result = module.run_log.finish(to_scratch(module.model), seconds=module.run_log.elapsed())
+    return result, trainer, fit_seconds
+
+
+def _read_result(path: str) -> dict | None:
     return torch.load(path, weights_only=False) if os.path.exists(path) else None
 
 
