@@ -86,6 +86,7 @@ def test_default_spec_json_report_png_and_the_readme_table(capsys, tmp_path):
         ours = next(line for line in table if line.startswith(f"{way} ")).split()
         theirs = next(line for line in readme if line.startswith(f"{way} ")).split()
         assert ours[:3] == theirs[:3], f"README's {way} row: {theirs[:3]}, a run: {ours[:3]}"
+    assert readme[-2] == table[-2] and readme[-1] == "plot: nnparity-compare.png"
 
 
 @pytest.mark.slow
