@@ -45,6 +45,9 @@ def add_arguments(parser):
                         help="print the history and the final parameters as one JSON object")
     parser.add_argument("--plot", metavar="FILE.png", help="write the loss curve to this PNG")
     parser.add_argument("--quiet", action="store_true", help="no progress bar")
+    parser.add_argument("--threads", type=int, default=1, metavar="N",
+                        help="torch CPU threads (default 1: small networks lose time waking a thread pool, "
+                             "badly so on a busy machine; as `nnparity compare`)")
     parser.add_argument("--devices", type=int, default=1, metavar="N",
                         help="lightning: DDP over N processes (CPU, gloo) or GPUs (NCCL) per machine")
     parser.add_argument("--num-nodes", type=int, default=1, metavar="M", help="lightning: DDP over M machines")
@@ -63,13 +66,17 @@ def run(args) -> int:
         raise UsageError(f"--epochs: must be >= 1, got {args.epochs}")
     if args.plot is not None and not args.plot.lower().endswith(".png"):
         raise UsageError(f"--plot: expected a .png file name, got {args.plot!r}")
-    for name in ("devices", "num_nodes"):
+    for name in ("devices", "num_nodes", "threads"):
         if getattr(args, name) < 1:
             raise UsageError(f"--{name.replace('_', '-')}: must be >= 1, got {getattr(args, name)}")
     if args.backend != "lightning" and (args.devices > 1 or args.num_nodes > 1 or args.strategy):
         raise UsageError("--devices, --num-nodes and --strategy are for --backend lightning")
     spec = load_spec(args.spec)
     progress = False if args.quiet else None
+    if args.backend != "scratch":
+        import torch
+
+        torch.set_num_threads(args.threads)
     try:
         result = BACKENDS[args.backend](spec, args, progress)
     except TrainingDiverged as err:
