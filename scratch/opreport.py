@@ -60,7 +60,7 @@ class OpReport:
         data = dataclasses.asdict(self)
         data["ok"] = self.ok
         data["diagnosis"] = self.diagnosis
-        return _plain(data)
+        return to_plain(data)
 
     def format(self) -> str:
         """The human report."""
@@ -110,13 +110,14 @@ def _num(v, digits: int = 2) -> str:
     return f"{v:.{digits}g}" if digits > 2 else f"{v:.1e}"
 
 
-def _plain(value):
+def to_plain(value):
+    """JSON-ready data: dicts, lists, finite floats; non-finite floats as "nan", "inf", "-inf"."""
     if isinstance(value, dict):
-        return {str(k): _plain(v) for k, v in value.items()}
+        return {str(k): to_plain(v) for k, v in value.items()}
     if isinstance(value, (list, tuple)):
-        return [_plain(v) for v in value]
+        return [to_plain(v) for v in value]
     if isinstance(value, float) and not math.isfinite(value):
         return "nan" if math.isnan(value) else ("inf" if value > 0 else "-inf")
     if hasattr(value, "item") and not isinstance(value, (str, bytes)):
-        return _plain(value.item())
+        return to_plain(value.item())
     return value

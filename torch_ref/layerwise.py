@@ -23,7 +23,7 @@ import torch
 from scratch.diagnosis import GroupData, compare
 from scratch.network import Network, build_loss as scratch_loss
 from scratch.opload import layer_gradients
-from scratch.opreport import _plain
+from scratch.opreport import to_plain
 from scratch.spec import Spec
 from torch_ref.compare import TOLERANCE, validated_batch
 from torch_ref.model import TORCH_DTYPES, build, build_loss as torch_loss
@@ -60,7 +60,7 @@ class LayerwiseReport:
     def to_json(self) -> dict:
         data = asdict(self)
         data["ok"] = self.ok
-        return _plain(data)
+        return to_plain(data)
 
     def format(self) -> str:
         n = len(self.activations)
