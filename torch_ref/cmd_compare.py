@@ -472,7 +472,8 @@ def plot_report(report: dict, results: dict, path: str) -> None:
     if all(v > 0 for way in WAYS for v in w[way]["step_loss"]):
         top.set_yscale("log")
     top.set_ylabel("loss (each step, before its update)")
-    top.set_title(f"{w['scratch']['steps']} steps, {report['dtype']}: the three ways, same batches")
+    top.set_title(f"{report['spec']}\n{w['scratch']['steps']} steps, {report['dtype']}: the three ways, same batches",
+                  fontsize=10)
     top.legend()
     floor = 1e-18
     for way in ("torch", "lightning"):
@@ -480,10 +481,13 @@ def plot_report(report: dict, results: dict, path: str) -> None:
         bottom.plot(range(1, len(diff) + 1), diff, label=f"{way} vs scratch", **{**styles[way], "alpha": 0.9})
     bottom.axhline(report["tol"], color="tab:red", lw=1, label=f"tolerance {report['tol']:.0e}")
     bottom.set_yscale("log")
-    bottom.set_ylim(bottom=floor / 2)
+    # head-room above the tolerance line keeps the legend off the data
+    bottom.set_ylim(floor / 2, report["tol"] * 1e6)
     bottom.set_xlabel("step")
     bottom.set_ylabel("|loss - scratch| / |scratch|")
-    bottom.legend(loc="upper left")
+    bottom.text(1.0, floor, " exact", va="center", ha="left", fontsize=8, color="gray",
+                transform=bottom.get_yaxis_transform())
+    bottom.legend(loc="upper right", framealpha=0.9)
     fig.tight_layout()
     fig.savefig(path, dpi=100)
     plt.close(fig)
