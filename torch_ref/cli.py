@@ -1,5 +1,7 @@
-"""`nnparity`: check, train, compare, verify.
+"""`nnparity`: a from-scratch NumPy network and its torch.nn twin, proven equal.
 
+Commands: compare (scratch loop, torch loop and Lightning side by side), check (one forward and
+backward, tensor by tensor), verify (a hand-written backward of your own), train.
 Exit codes: 0 all passed, 1 a parity check failed, 2 bad input (the message names the field).
 """
 from __future__ import annotations
@@ -34,7 +36,15 @@ def spec_from_args(args, command: str):
 
 
 def main(argv: list[str] | None = None) -> int:
-    parser = argparse.ArgumentParser(prog="nnparity", description=__doc__.splitlines()[0])
+    from importlib.metadata import PackageNotFoundError, version
+
+    try:
+        release = version("nnparity")
+    except PackageNotFoundError:  # run from a checkout that was not installed
+        release = "unknown"
+    parser = argparse.ArgumentParser(prog="nnparity", description=__doc__,
+                                     formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("--version", action="version", version=f"nnparity {release}")
     sub = parser.add_subparsers(dest="command", required=True)
     modules = {}
     for name, (module_name, help_text) in COMMANDS.items():
