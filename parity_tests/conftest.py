@@ -23,6 +23,18 @@ FD_STEP = 1e-6
 DTYPES = ("float64", "float32")
 
 
+@pytest.fixture(autouse=True, scope="session")
+def one_torch_thread():
+    """The tensors here are tiny: torch's intra-op thread pool only adds wake-ups, and on a busy
+    2-core machine OpenMP's spin-waits make each op up to ~100x slower. Results do not depend on it."""
+    import torch
+
+    before = torch.get_num_threads()
+    torch.set_num_threads(1)
+    yield
+    torch.set_num_threads(before)
+
+
 @pytest.fixture(autouse=True)
 def numpy_errors_raise():
     """Overflow, division by zero and invalid operations raise inside every test; underflow is fine
@@ -111,3 +123,29 @@ def assert_close(got, expected, dtype: str = "float64", tol: float | None = None
     err = rel_error(got, expected)
     assert err <= tol, f"{what}: rel error {err:.3e} > {tol:g}\n got      {got}\n expected {expected}"
     return err
+
+
+# ------------------------------------------------------------------------------ training runs
+
+
+def per_step_error(ours, theirs) -> float:
+    """max over steps of |ours − theirs| / |theirs|."""
+    ours, theirs = np.asarray(ours, dtype=float), np.asarray(theirs, dtype=float)
+    assert ours.shape == theirs.shape, f"{ours.shape} steps vs {theirs.shape}"
+    return float(np.max(np.abs(ours - theirs) / np.abs(theirs)))
+
+
+def assert_same_run(a, b, tol: float, what: str) -> dict:
+    """Two TrainResults agree step by step (loss, gradient norm), in bookkeeping (stop reason,
+    epochs, per-epoch accuracy) and in the final parameters, each within ``tol``.
+    Returns the measured errors."""
+    errors = {"step_loss": per_step_error(a.history.step_loss, b.history.step_loss),
+              "grad_norm": per_step_error(a.history.grad_norm, b.history.grad_norm),
+              "params": max(rel_error(a.params[k], b.params[k]) for k in b.params)}
+    assert a.params.keys() == b.params.keys()
+    assert a.stopped == b.stopped
+    assert len(a.history.epoch_loss) == len(b.history.epoch_loss)
+    assert a.history.epoch_accuracy == pytest.approx(b.history.epoch_accuracy, rel=0, abs=0)
+    bad = {k: v for k, v in errors.items() if not v <= tol}
+    assert not bad, f"{what}: beyond {tol:g}: {bad}"
+    return errors

@@ -15,9 +15,8 @@ import numpy as np
 import pytest
 import torch
 
-from conftest import CHECK_TOL, TRAJECTORY_TOL
-from scratch.data import batch_order, load_dataset
-from scratch.gradcheck import rel_error
+from conftest import CHECK_TOL, TRAJECTORY_TOL, assert_same_run
+from scratch.data import batch_order
 from scratch.spec import SpecError, load_spec, parse_spec
 from scratch.training import TrainingDiverged
 from scratch.training import train as scratch_train
@@ -26,37 +25,6 @@ from torch_ref.training import train as torch_train
 
 ROOT = Path(__file__).resolve().parent.parent
 SPECS = ROOT / "specs"
-
-
-@pytest.fixture(scope="module", autouse=True)
-def one_torch_thread():
-    """Tiny matrices gain nothing from intra-op threads; a busy 2-core machine loses a lot to them."""
-    threads = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(threads)
-
-
-def per_step_error(ours, theirs) -> float:
-    """max over steps of |ours − theirs| / |theirs|."""
-    ours, theirs = np.asarray(ours, dtype=float), np.asarray(theirs, dtype=float)
-    assert ours.shape == theirs.shape, f"{ours.shape} steps vs {theirs.shape}"
-    return float(np.max(np.abs(ours - theirs) / np.abs(theirs)))
-
-
-def assert_same_run(a, b, tol: float, what: str) -> dict:
-    """Two TrainResults agree step by step (loss, gradient norm), in bookkeeping and in the final
-    parameters, each within ``tol``."""
-    errors = {"step_loss": per_step_error(a.history.step_loss, b.history.step_loss),
-              "grad_norm": per_step_error(a.history.grad_norm, b.history.grad_norm),
-              "params": max(rel_error(a.params[k], b.params[k]) for k in b.params)}
-    assert a.params.keys() == b.params.keys()
-    assert a.stopped == b.stopped
-    assert len(a.history.epoch_loss) == len(b.history.epoch_loss)
-    assert a.history.epoch_accuracy == pytest.approx(b.history.epoch_accuracy, rel=0, abs=0)
-    bad = {k: v for k, v in errors.items() if not v <= tol}
-    assert not bad, f"{what}: beyond {tol:g}: {bad}"
-    return errors
 
 
 def small_spec(optimizer: dict, **changes) -> dict:

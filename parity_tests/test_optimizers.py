@@ -35,15 +35,6 @@ HAND_TOL = 1e-14
 STEPS = 100
 
 
-@pytest.fixture(autouse=True, scope="module")
-def one_torch_thread():
-    """The tensors here are tiny: torch's thread pool only adds wake-ups, which cost milliseconds
-    each on a loaded machine (cross_entropy 8×2: ~0.3 ms on one thread, up to ~25 ms on two)."""
-    before = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(before)
-
 # ----------------------------------------------------------------------------- the network
 
 

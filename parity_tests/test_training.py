@@ -16,7 +16,7 @@ import numpy as np
 import pytest
 import torch
 
-from conftest import CHECK_TOL, TRAJECTORY_TOL
+from conftest import CHECK_TOL, TRAJECTORY_TOL, assert_same_run, per_step_error
 from scratch.gradcheck import rel_error
 from scratch.network import Network
 from scratch.spec import load_spec, parse_spec
@@ -30,37 +30,6 @@ ROOT = Path(__file__).resolve().parent.parent
 SPECS = ROOT / "specs"
 BACKENDS = {"scratch": scratch_train, "torch": torch_train}
 XOR_X = np.array([[0.0, 0.0], [0.0, 1.0], [1.0, 0.0], [1.0, 1.0]])
-
-
-@pytest.fixture(scope="module", autouse=True)
-def one_torch_thread():
-    """Tiny matrices gain nothing from torch's intra-op threads, and on a busy 2-core machine
-    OpenMP's spin-waits make each op ~100x slower. The results do not depend on it."""
-    threads = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(threads)
-
-
-def per_step_error(ours, theirs) -> float:
-    """max over steps of |ours − theirs| / |theirs|."""
-    ours, theirs = np.asarray(ours, dtype=float), np.asarray(theirs, dtype=float)
-    assert ours.shape == theirs.shape, f"{ours.shape} steps vs {theirs.shape}"
-    return float(np.max(np.abs(ours - theirs) / np.abs(theirs)))
-
-
-def assert_same_run(a, b, tol: float, what: str) -> dict:
-    """Two TrainResults agree step by step (loss, gradient norm), in bookkeeping, and in the
-    final parameters, each within ``tol``. Returns the measured errors."""
-    errors = {"step_loss": per_step_error(a.history.step_loss, b.history.step_loss),
-              "grad_norm": per_step_error(a.history.grad_norm, b.history.grad_norm),
-              "params": max(rel_error(a.params[k], b.params[k]) for k in b.params)}
-    assert a.params.keys() == b.params.keys()
-    assert a.stopped == b.stopped
-    assert len(a.history.epoch_loss) == len(b.history.epoch_loss)
-    bad = {k: v for k, v in errors.items() if not v <= tol}
-    assert not bad, f"{what}: beyond {tol:g}: {bad}"
-    return errors
 
 
 def moons_spec(**changes) -> dict:
