@@ -21,7 +21,7 @@ import torch
 
 from scratch.gradcheck import rel_error
 from scratch.network import Network, build_loss as scratch_loss
-from scratch.optimizers import (OPTIMIZERS, USES, apply_clipping, clip_grad_norm, clip_grad_value,
+from scratch.optimizers import (OPTIMIZERS, apply_clipping, clip_grad_norm, clip_grad_value,
                                 global_norm, make_optimizer)
 from scratch.spec import OptimizerSpec, Spec, SpecError
 from torch_ref import optimizers as torch_opt
@@ -478,7 +478,6 @@ def test_race_on_a_plain_dict_matches_torch_on_a_tensor_list(case):
 
 def test_optimizer_names_are_the_same_on_both_sides():
     assert set(OPTIMIZERS) == set(torch_opt.TORCH_OPTIMIZERS)
-    assert USES == torch_opt.USES
 
 
 @pytest.mark.parametrize("name", sorted(OPTIMIZERS))

@@ -16,8 +16,9 @@ Contract (shared with torch_ref/optimizers.py and the training loops):
 ``OPTIMIZERS`` maps the spec's optimizer names to these classes; scratch/spec.py validates
 ``optimizer.name`` against its keys and torch_ref/optimizers.py keeps the twin registry.
 
-Each spec field is used by the optimizers listed in ``USES``; a non-default value of a field the
-chosen optimizer does not use is an error (SpecError naming the field), never silently ignored.
+Each spec field is used by the optimizers listed in ``scratch.spec.OPTIMIZER_FIELD_USERS``; a
+non-default value of a field the chosen optimizer does not use is an error (SpecError naming the
+field), never silently ignored.
 
 Rounding: torch's CPU kernels fuse multiply-adds (``add(alpha=)``, ``addcmul``, ``lerp`` run as one
 fma), NumPy has no fma, so an update agrees with torch's to about one rounding (~1e-16 relative)
@@ -27,21 +28,8 @@ from __future__ import annotations
 
 import numpy as np
 
-from scratch.spec import SpecError
+from scratch.spec import SpecError, check_optimizer_fields
 
-# Which optimizers use which OptimizerSpec fields (lr and the clipping fields: all of them).
-USES = {
-    "momentum": ("sgd",),
-    "dampening": ("sgd",),
-    "nesterov": ("sgd",),
-    "weight_decay": ("sgd", "adam", "adamw"),
-    "betas": ("adam", "adamw"),
-    "eps": ("adam", "adamw"),
-    "sigma": ("armijo",),
-    "beta": ("armijo",),
-    "max_backtracks": ("armijo",),
-    "seed": ("random_search",),
-}
 
 
 class Optimizer:
@@ -392,20 +380,6 @@ def apply_clipping(opt_spec, grads: dict) -> float:
 OPTIMIZERS = {cls.name: cls for cls in (SGD, Adam, AdamW, Armijo, RandomSearch)}
 
 
-def check_fields(opt_spec) -> None:
-    """Raise SpecError for a field set away from its default that the named optimizer does not use."""
-    from scratch.spec import OptimizerSpec
-
-    default = OptimizerSpec()
-    for key, users in USES.items():
-        if not hasattr(opt_spec, key) or opt_spec.name in users:
-            continue
-        value, base = getattr(opt_spec, key), getattr(default, key, None)
-        if (tuple(value) if isinstance(value, list) else value) != base:
-            raise SpecError(f"optimizer.{key}", f"{opt_spec.name} does not use {key} "
-                                                f"(it is for {', '.join(users)}); remove it")
-
-
 def make_optimizer(opt_spec, params: dict, seed: int | None = None) -> Optimizer:
     """The optimizer an OptimizerSpec names, over ``params`` (a dict name -> live float array).
 
@@ -413,5 +387,5 @@ def make_optimizer(opt_spec, params: dict, seed: int | None = None) -> Optimizer
     """
     if opt_spec.name not in OPTIMIZERS:
         raise SpecError("optimizer.name", f"unknown {opt_spec.name!r}; expected one of {', '.join(OPTIMIZERS)}")
-    check_fields(opt_spec)
+    check_optimizer_fields(opt_spec)
     return OPTIMIZERS[opt_spec.name].from_spec(opt_spec, params, seed=seed)

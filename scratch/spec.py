@@ -314,13 +314,39 @@ def _parse_loss(raw: dict) -> LossSpec:
     return LossSpec(name=name, reduction=reduction)
 
 
+# Which optimizers use which OptimizerSpec fields (lr and the clipping fields: all of them).
+# A non-default value of a field the chosen optimizer does not use is an error, never ignored.
+OPTIMIZER_FIELD_USERS = {
+    "momentum": ("sgd",),
+    "dampening": ("sgd",),
+    "nesterov": ("sgd",),
+    "weight_decay": ("sgd", "adam", "adamw"),
+    "betas": ("adam", "adamw"),
+    "eps": ("adam", "adamw"),
+    "sigma": ("armijo",),
+    "beta": ("armijo",),
+    "max_backtracks": ("armijo",),
+    "seed": ("random_search",),
+}
+
+
+def check_optimizer_fields(opt_spec) -> None:
+    """Raise SpecError for a field set away from its default that the named optimizer does not use."""
+    default = OptimizerSpec()
+    for key, users in OPTIMIZER_FIELD_USERS.items():
+        if opt_spec.name in users:
+            continue
+        value, base = getattr(opt_spec, key), getattr(default, key)
+        if (tuple(value) if isinstance(value, list) else value) != base:
+            raise SpecError(f"optimizer.{key}", f"{opt_spec.name} does not use {key} "
+                                                f"(it is for {', '.join(users)}); remove it")
+
+
 def _parse_optimizer(raw: dict) -> OptimizerSpec:
+    from scratch.optimizers import OPTIMIZERS
+
     _check_keys(raw, OptimizerSpec, "optimizer")
-    try:
-        from scratch.optimizers import OPTIMIZERS
-        names = tuple(OPTIMIZERS)
-    except ImportError:  # the learning half is optional for checking
-        names = ("sgd", "adam", "adamw", "armijo", "random_search")
+    names = tuple(OPTIMIZERS)
     d = OptimizerSpec()
     out = OptimizerSpec(
         name=_choice(raw.get("name", d.name), names, "optimizer.name"),
@@ -345,6 +371,7 @@ def _parse_optimizer(raw: dict) -> OptimizerSpec:
             setattr(out, key, _float(raw[key], f"optimizer.{key}", low=0.0, low_open=True))
     if raw.get("seed") is not None:
         out.seed = _int(raw["seed"], "optimizer.seed", minimum=0)
+    check_optimizer_fields(out)
     return out
 
 

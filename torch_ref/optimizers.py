@@ -15,23 +15,7 @@ from __future__ import annotations
 import numpy as np
 import torch
 
-from scratch.spec import OptimizerSpec, SpecError
-
-# Which optimizers use which OptimizerSpec fields (lr and the clipping fields: all of them);
-# parity_tests/test_optimizers.py checks this equals scratch.optimizers.USES.
-USES = {
-    "momentum": ("sgd",),
-    "dampening": ("sgd",),
-    "nesterov": ("sgd",),
-    "weight_decay": ("sgd", "adam", "adamw"),
-    "betas": ("adam", "adamw"),
-    "eps": ("adam", "adamw"),
-    "sigma": ("armijo",),
-    "beta": ("armijo",),
-    "max_backtracks": ("armijo",),
-    "seed": ("random_search",),
-}
-
+from scratch.spec import SpecError, check_optimizer_fields
 
 def _single_group(opt: torch.optim.Optimizer) -> tuple[dict, list[torch.Tensor]]:
     if len(opt.param_groups) != 1:
@@ -141,18 +125,6 @@ TORCH_OPTIMIZERS = {
 }
 
 
-def check_fields(opt_spec) -> None:
-    """Raise SpecError for a field set away from its default that the named optimizer does not use."""
-    default = OptimizerSpec()
-    for key, users in USES.items():
-        if not hasattr(opt_spec, key) or opt_spec.name in users:
-            continue
-        value, base = getattr(opt_spec, key), getattr(default, key, None)
-        if (tuple(value) if isinstance(value, list) else value) != base:
-            raise SpecError(f"optimizer.{key}", f"{opt_spec.name} does not use {key} "
-                                                f"(it is for {', '.join(users)}); remove it")
-
-
 def make_torch_optimizer(opt_spec, params, seed: int | None = None) -> torch.optim.Optimizer:
     """The torch optimizer an OptimizerSpec names, over ``params`` (an iterable of tensors).
 
@@ -163,7 +135,7 @@ def make_torch_optimizer(opt_spec, params, seed: int | None = None) -> torch.opt
     if opt_spec.name not in TORCH_OPTIMIZERS:
         raise SpecError("optimizer.name",
                         f"unknown {opt_spec.name!r}; expected one of {', '.join(TORCH_OPTIMIZERS)}")
-    check_fields(opt_spec)
+    check_optimizer_fields(opt_spec)
     return TORCH_OPTIMIZERS[opt_spec.name](opt_spec, params, seed)
 
 
