@@ -43,6 +43,7 @@ import torch
 
 from scratch.data import batch_order, load_dataset
 from scratch.spec import SpecError
+from torch_ref.training import as_tensor, count_correct, evaluate
 
 import lightning as L  # noqa: E402  (after torch)
 from lightning.pytorch.plugins.precision.double import DoublePrecision
@@ -116,16 +117,6 @@ class BatchDataset(torch.utils.data.Dataset):
     def __getitem__(self, item):
         rows, global_rows = item
         return self.x[rows], self.y[rows], global_rows
-
-
-def as_tensor(a, dtype: torch.dtype, device=None) -> torch.Tensor:
-    """A data array as a tensor: integer class labels as long, booleans as bool, floats in ``dtype``."""
-    a = np.asarray(a)
-    if a.dtype.kind == "b":
-        return torch.as_tensor(a, device=device)
-    if a.dtype.kind in "iu":
-        return torch.as_tensor(a, dtype=torch.long, device=device)
-    return torch.as_tensor(a, dtype=dtype, device=device)
 
 
 class SpecDataModule(L.LightningDataModule):
@@ -241,7 +232,7 @@ class SpecModule(L.LightningModule):
             share = loss_t * (xb.shape[0] / global_rows) if self.mean_reduced else loss_t
             # One all-reduce for the global batch's loss and its count of right predictions.
             with torch.no_grad():
-                hits = _count_correct(self.rule, out, self.targets_of(yb)) if self.rule else 0
+                hits = count_correct(self.rule, out, self.targets_of(yb)) if self.rule else 0
                 total = self._global(torch.stack([share.detach(), torch.as_tensor(hits, dtype=share.dtype,
                                                                                   device=share.device)]))
             loss, correct = total[0].item(), round(total[1].item())
@@ -257,7 +248,7 @@ class SpecModule(L.LightningModule):
             raise self._diverged("gradient norm", norm, batch_idx, grads=True)
         if self.rule is not None and self.world == 1:
             with torch.no_grad():
-                correct = int(_count_correct(self.rule, out, self.targets_of(yb)))
+                correct = int(count_correct(self.rule, out, self.targets_of(yb)))
         stop = self.run_log.gradient_small(norm)
         if stop:
             self.trainer.should_stop = True
@@ -345,12 +336,6 @@ class SpecModule(L.LightningModule):
 # Lightning inspects training_step's signature at every step (does it take batch_idx?); a
 # precomputed __signature__ makes that lookup cheap. The signature is the function's own.
 SpecModule.training_step.__signature__ = inspect.signature(SpecModule.training_step)
-
-
-def _count_correct(rule, out, targets) -> torch.Tensor:
-    if rule[0] == "argmax":
-        return (out.argmax(dim=1) == targets).sum()
-    return ((out > rule[1]) == targets).sum()
 
 
 def _default_reduction(spec) -> str:
@@ -443,8 +428,8 @@ def train(spec, dataset=None, epochs: int | None = None, progress: bool | None =
     batches'); with ``strategy="ddp_spawn"`` the calling process gets rank 0's result.
     ``result.lightning`` holds the Trainer's timing of ``fit`` and where its log went.
     """
-    from scratch.training import accuracy_rule, accuracy_targets, check_final_parameters, scored_per_row
-    from torch_ref.model import TORCH_DTYPES
+    from scratch.training import accuracy_rule, check_final_parameters
+    from torch_ref.model import build, build_loss
 
     quiet_lightning()
     dataset = load_dataset(spec) if dataset is None else dataset
@@ -465,18 +450,8 @@ def train(spec, dataset=None, epochs: int | None = None, progress: bool | None =
             shutil.rmtree(log_dir, ignore_errors=True)
     check_final_parameters(result.params, len(result.history.epoch_loss), result.history)
     # Test loss and accuracy at the final parameters, as the torch loop measures them.
-    if dataset.x_test is not None and len(dataset.x_test):
-        from torch_ref.model import build, build_loss
-
-        model, loss_fn = build(spec, result.params), build_loss(spec)
-        dtype = TORCH_DTYPES[spec.dtype]
-        with torch.no_grad():
-            out = model(as_tensor(dataset.x_test, dtype))
-            result.test_loss = loss_fn(out, as_tensor(dataset.y_test, dtype)).item()
-            if rule is not None:
-                t = as_tensor(accuracy_targets(rule, dataset.y_test), dtype)
-                hits = _count_correct(rule, out, t)
-                result.test_accuracy = int(hits) / (out.shape[0] * scored_per_row(rule, spec.outputs))
+    result.test_loss, result.test_accuracy = evaluate(build(spec, result.params), build_loss(spec), dataset,
+                                                      spec, rule)
     result.lightning = {"fit_seconds": fit_seconds, "world_size": trainer.world_size,
                         "global_rank": trainer.global_rank, "strategy": type(trainer.strategy).__name__,
                         "log_dir": None if own_dir else log_dir}

@@ -32,8 +32,8 @@ from torch_ref.optimizers import make_torch_optimizer
 __all__ = ["train", "History", "TrainResult", "TrainingDiverged"]
 
 
-def _tensor(a, dtype, device):
-    """A data array as a tensor: integer class labels as long, floats in the spec's dtype."""
+def as_tensor(a, dtype: torch.dtype, device=None) -> torch.Tensor:
+    """A data array as a tensor: integer class labels as long, booleans as bool, floats in ``dtype``."""
     a = np.asarray(a)
     if a.dtype.kind == "b":
         return torch.as_tensor(a, device=device)
@@ -42,10 +42,25 @@ def _tensor(a, dtype, device):
     return torch.as_tensor(a, dtype=dtype, device=device)
 
 
-def _count_correct(rule, out, targets) -> int:
+def count_correct(rule, out, targets) -> torch.Tensor:
+    """Hits under scratch.training's accuracy rule, as a 0-d tensor (no host sync until asked)."""
     if rule[0] == "argmax":
-        return int((out.argmax(dim=1) == targets).sum())
-    return int(((out > rule[1]) == targets).sum())
+        return (out.argmax(dim=1) == targets).sum()
+    return ((out > rule[1]) == targets).sum()
+
+
+def evaluate(model, loss_fn, dataset, spec, rule, device=None) -> tuple[float | None, float | None]:
+    """Test loss and accuracy (None where they do not apply) of ``model`` on the dataset's test rows."""
+    if dataset.x_test is None or not len(dataset.x_test):
+        return None, None
+    dtype = TORCH_DTYPES[spec.dtype]
+    with torch.no_grad():
+        out = model(as_tensor(dataset.x_test, dtype, device))
+        test_loss = loss_fn(out, as_tensor(dataset.y_test, dtype, device)).item()
+        if rule is None:
+            return test_loss, None
+        hits = count_correct(rule, out, as_tensor(accuracy_targets(rule, dataset.y_test), dtype, device))
+        return test_loss, int(hits) / (out.shape[0] * scored_per_row(rule, spec.outputs))
 
 
 def _scratch_layout(named: dict, grads: bool = False) -> dict:
@@ -79,11 +94,11 @@ def train(spec, dataset=None, epochs: int | None = None, progress: bool | None =
     needs_closure = spec.optimizer.name in CLOSURE_OPTIMIZERS
     clip_norm, clip_value = spec.optimizer.clip_norm, spec.optimizer.clip_value
 
-    x = _tensor(dataset.x_train, dtype, device)
-    y = _tensor(dataset.y_train, dtype, device)
+    x = as_tensor(dataset.x_train, dtype, device)
+    y = as_tensor(dataset.y_train, dtype, device)
     n = x.shape[0]
     rule = accuracy_rule(spec, dataset.y_train)
-    targets = None if rule is None else _tensor(accuracy_targets(rule, dataset.y_train), dtype, device)
+    targets = None if rule is None else as_tensor(accuracy_targets(rule, dataset.y_train), dtype, device)
 
     def torch_batches(epoch):
         batches = epoch_batches(n, spec, epoch)
@@ -115,7 +130,7 @@ def train(spec, dataset=None, epochs: int | None = None, progress: bool | None =
                 raise TrainingDiverged.diagnose("gradient norm", norm, epoch + 1, step, b + 1,
                                                 _scratch_layout(named, grads=True), log.history)
             with torch.no_grad():
-                correct = _count_correct(rule, out, targets[rows]) if rule else 0
+                correct = int(count_correct(rule, out, targets[rows])) if rule else 0
             stop = log.gradient_small(norm)
             if not stop:
                 if clip_norm is not None:
@@ -138,12 +153,5 @@ def train(spec, dataset=None, epochs: int | None = None, progress: bool | None =
 
     final = to_scratch(model)
     check_final_parameters(final, len(log.history.epoch_loss), log.history)
-    test_loss = test_accuracy = None
-    if dataset.x_test is not None and len(dataset.x_test):
-        with torch.no_grad():
-            out = model(_tensor(dataset.x_test, dtype, device))
-            test_loss = loss_fn(out, _tensor(dataset.y_test, dtype, device)).item()
-            if rule is not None:
-                t = _tensor(accuracy_targets(rule, dataset.y_test), dtype, device)
-                test_accuracy = _count_correct(rule, out, t) / (out.shape[0] * scored_per_row(rule, spec.outputs))
+    test_loss, test_accuracy = evaluate(model, loss_fn, dataset, spec, rule, device)
     return log.finish(final, test_loss, test_accuracy, seconds)
