@@ -15,7 +15,6 @@ for _p in (str(REPO), str(REPO / "parity_tests")):
     if _p not in sys.path:
         sys.path.append(_p)
 
-import planted_ops  # noqa: E402
 from scratch.activations import ACTIVATIONS  # noqa: E402
 from scratch.opcheck import FD_TOLERANCE, OpError  # noqa: E402
 from torch_ref.compare import TOLERANCE  # noqa: E402
