@@ -14,8 +14,7 @@ import numpy as np
 from scratch import probes as P
 from scratch.diagnosis import GroupData, compare
 from scratch.finite_diff import FDResult, elementwise_derivative, jacobian_rows, scalar_derivative
-from scratch.opload import (INPUT_NAME, KINDS, OpError, OpUnderTest, layer_gradients, layer_parameters,  # noqa: F401
-                            load_op, resolve_op)
+from scratch.opload import OpError, OpUnderTest, layer_gradients, layer_parameters, load_op  # noqa: F401
 from scratch.opreport import Check, OpReport
 
 FD_TOLERANCE = 1e-7          # the tolerance policy: finite differences, float64, relative
