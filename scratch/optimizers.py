@@ -336,27 +336,28 @@ def global_norm(grads: dict) -> float:
     return float(np.linalg.norm(norms)) if norms.size else 0.0
 
 
-def clip_grad_norm(grads: dict, max_norm: float) -> float:
+def clip_grad_norm(grads: dict, max_norm: float, total: float | None = None) -> float:
     """Scale all gradients in place so their global L2 norm is at most max_norm; return the norm before.
 
         total = ‖(‖g₁‖, ‖g₂‖, ...)‖₂;   c = min(max_norm / (total + 1e-6), 1);   gᵢ ← c·gᵢ
     (the 1e-6 and the multiply by c even when c = 1 are torch's). Torch twin:
     torch.nn.utils.clip_grad_norm_(parameters, max_norm), which also returns the total norm.
+    ``total``: global_norm(grads) when the caller has it already (not computed again).
     """
-    total = global_norm(grads)
+    total = global_norm(grads) if total is None else total
     coef = min(float(max_norm) / (total + 1e-6), 1.0)
     for g in grads.values():
         g *= coef
     return total
 
 
-def clip_grad_value(grads: dict, value: float) -> float:
+def clip_grad_value(grads: dict, value: float, total: float | None = None) -> float:
     """Clamp every gradient element in place to [−value, value]; return the global norm before.
 
     Torch twin: torch.nn.utils.clip_grad_value_(parameters, value) (which returns None; the norm
-    is returned here for the training history, as clip_grad_norm does).
+    is returned here for the training history, as clip_grad_norm does). ``total``: as clip_grad_norm.
     """
-    total = global_norm(grads)
+    total = global_norm(grads) if total is None else total
     value = float(value)
     for g in grads.values():
         np.clip(g, -value, value, out=g)
@@ -368,9 +369,9 @@ def apply_clipping(opt_spec, grads: dict) -> float:
     before clipping. Torch twin: torch_ref.optimizers.apply_clipping."""
     total = global_norm(grads)
     if opt_spec.clip_norm is not None:
-        clip_grad_norm(grads, opt_spec.clip_norm)
+        clip_grad_norm(grads, opt_spec.clip_norm, total)
     if opt_spec.clip_value is not None:
-        clip_grad_value(grads, opt_spec.clip_value)
+        clip_grad_value(grads, opt_spec.clip_value, total)   # its returned norm is not used
     return total
 
 

@@ -303,9 +303,9 @@ def train(spec, dataset=None, epochs: int | None = None, progress: bool | None =
                 stop = log.gradient_small(norm)
                 if not stop:
                     if clip_norm is not None:
-                        clip_grad_norm(grads, clip_norm)
+                        clip_grad_norm(grads, clip_norm, norm)
                     if clip_value is not None:
-                        clip_grad_value(grads, clip_value)
+                        clip_grad_value(grads, clip_value, norm)    # the norm is for its return only
                     if needs_closure:
                         optimizer.step(grads, closure=lambda: float(loss_fn.forward(net.forward(xb), yb)))
                     else:
