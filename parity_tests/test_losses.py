@@ -209,3 +209,20 @@ def test_bce_network_parity_probabilities_near_0_and_1(reduction, dtype):
                          x=[[1.0]], y=[[1.0, 0.0, 0.0, 1.0, 0.5, 1.0]])
     report = run_check(spec)
     assert np.array_equal(report["scratch"]["output"], np.array(probs, dtype=dtype))
+
+
+@pytest.mark.parametrize("p", [0.0, 1e-310])
+def test_cce_probability_underflow_infinite_like_torch(p):
+    """A softmax that underflowed to 0 (or a subnormal) under a hot target: the loss is +inf and
+    the gradient -inf beyond the float range, as torch's twin gives them, and no numpy warning."""
+    pred = np.array([[p, 1.0 - p]])
+    target = np.array([[1.0, 0.0]])
+    loss = LOSSES["cce"](reduction="mean")
+    value = loss.forward(pred, target)
+    grad = loss.backward()
+    pt = torch.tensor(pred, requires_grad=True)
+    tvalue = TORCH_LOSSES["cce"](reduction="mean")(pt, torch.tensor(target))
+    tvalue.backward()
+    assert float(tvalue.detach()) == value
+    np.testing.assert_array_equal(grad, pt.grad.numpy())
+    assert grad[0, 0] == -np.inf and grad[0, 1] == 0

@@ -156,6 +156,8 @@ class CCE(Loss):
 
     Backward: dL/dp = -t / p / N.
     Torch twin: nn.KLDivLoss(reduction)(log p, t) plus the targets' entropy (a constant in p).
+    Where t > 0 and p = 0 the loss is +inf and its gradient -inf, as in torch, without a
+    divide-by-zero or overflow warning (so is a gradient t/p beyond the float range).
     """
 
     name = "cce"
@@ -166,13 +168,19 @@ class CCE(Loss):
         self.p = pred
         self.t = self._targets(pred, target)
         hot = self.t != 0
-        self.p_safe = xp.where(hot, pred, 1)
-        per = xp.where(hot, -self.t * xp.log(self.p_safe), 0)
+        positive = pred > 0
+        log_p = xp.log(xp.where(hot & positive, pred, 1))
+        per = xp.where(hot, xp.where(positive, -self.t * log_p, xp.inf), 0)
         return self._reduce(per, pred.shape[0])
 
     def backward(self):
         xp = self.xp
-        return xp.where(self.t != 0, -self.t / self.p_safe, 0) * self._scale(self.p.shape[0])
+        # t/p stays finite exactly when p >= t/max (2/max: a margin for the rounding of t·(2/max))
+        finite = self.p >= self.t * (2 / xp.finfo(self.p.dtype).max)
+        hot = self.t != 0
+        p_div = xp.where(hot & finite, self.p, 1)
+        grad = xp.where(hot, xp.where(finite, -self.t / p_div, -xp.inf), 0)
+        return grad * self._scale(self.p.shape[0])
 
 
 class SoftmaxCCE(Loss):
