@@ -318,15 +318,10 @@ class SpecModule(L.LightningModule):
 
     def _diverged(self, what, value, batch_idx, grads=False):
         from scratch.training import TrainingDiverged
-        from torch_ref.model import _to_layout
+        from torch_ref.model import named_to_scratch
 
-        arrays = {}
-        for name, t in self.named.items():
-            v = t.grad if grads else t
-            if v is not None:
-                arrays[name] = _to_layout(name, v.detach())
         err = TrainingDiverged.diagnose(what, value, self.current_epoch + 1, self._step, batch_idx + 1,
-                                        arrays, self.run_log.history)
+                                        named_to_scratch(self.named, grads), self.run_log.history)
         if self.world > 1 and self.trainer.global_rank == 0 and self.result_path:
             torch.save({"error": [err.what, err.value, err.epoch, err.step, err.batch, err.parameter,
                                   str(err).split("; ", 1)[-1]]}, self.result_path)

@@ -186,6 +186,17 @@ def gradients_to_scratch(model: TorchNetwork) -> dict[str, np.ndarray]:
     return out
 
 
+def named_to_scratch(named: dict, grads: bool = False) -> dict[str, np.ndarray]:
+    """Named tensors (scratch_named_parameters), or their .grad (those not None), as NumPy arrays
+    in scratch's layout: what TrainingDiverged.diagnose looks at."""
+    out = {}
+    for name, t in named.items():
+        value = t.grad if grads else t
+        if value is not None:
+            out[name] = _to_layout(name, value.detach())
+    return out
+
+
 def _to_layout(name: str, tensor: torch.Tensor) -> np.ndarray:
     tensor = tensor.cpu()
     return (tensor.T if name.endswith(".weight") else tensor).numpy().copy()

@@ -26,7 +26,8 @@ from scratch.data import load_dataset
 from scratch.training import (CLOSURE_OPTIMIZERS, History, RunLog, TrainingDiverged, TrainResult,
                               accuracy_rule, accuracy_targets, check_final_parameters, epoch_batches,
                               scored_per_row)
-from torch_ref.model import TORCH_DTYPES, build, build_loss, scratch_named_parameters, to_scratch
+from torch_ref.model import (TORCH_DTYPES, build, build_loss, named_to_scratch, scratch_named_parameters,
+                             to_scratch)
 from torch_ref.optimizers import make_torch_optimizer
 
 __all__ = ["train", "History", "TrainResult", "TrainingDiverged"]
@@ -61,18 +62,6 @@ def evaluate(model, loss_fn, dataset, spec, rule, device=None) -> tuple[float | 
             return test_loss, None
         hits = count_correct(rule, out, as_tensor(accuracy_targets(rule, dataset.y_test), dtype, device))
         return test_loss, int(hits) / (out.shape[0] * scored_per_row(rule, spec.outputs))
-
-
-def _scratch_layout(named: dict, grads: bool = False) -> dict:
-    """Parameters (or their gradients) as NumPy arrays in scratch's layout, for error messages."""
-    out = {}
-    for name, t in named.items():
-        value = t.grad if grads else t
-        if value is None:
-            continue
-        value = value.detach().cpu()
-        out[name] = (value.T if name.endswith(".weight") else value).numpy()
-    return out
 
 
 def train(spec, dataset=None, epochs: int | None = None, progress: bool | None = None,
@@ -121,14 +110,14 @@ def train(spec, dataset=None, epochs: int | None = None, progress: bool | None =
             loss_t = loss_fn(out, yb)
             loss = loss_t.item()
             if not math.isfinite(loss):
-                raise TrainingDiverged.diagnose("loss", loss, epoch + 1, step, b + 1, _scratch_layout(named),
+                raise TrainingDiverged.diagnose("loss", loss, epoch + 1, step, b + 1, named_to_scratch(named),
                                                 log.history)
             loss_t.backward()
             grads = [p.grad for p in params if p.grad is not None]
             norm = get_total_norm(grads).item() if grads else 0.0
             if not math.isfinite(norm):
                 raise TrainingDiverged.diagnose("gradient norm", norm, epoch + 1, step, b + 1,
-                                                _scratch_layout(named, grads=True), log.history)
+                                                named_to_scratch(named, grads=True), log.history)
             with torch.no_grad():
                 correct = int(count_correct(rule, out, targets[rows])) if rule else 0
             stop = log.gradient_small(norm)
