@@ -247,7 +247,8 @@ class Armijo(Optimizer):
     def step(self, grads: dict, closure=None):
         if closure is None:
             raise ValueError("armijo: step needs closure() returning the loss at the current parameters")
-        grads = {key: self._grads(grads)[key].copy() for key in self.params}  # the direction stays put
+        grads = self._grads(grads)
+        grads = {key: grads[key].copy() for key in self.params}  # the direction stays put
         x0 = {key: p.copy() for key, p in self.params.items()}
         f0 = float(closure())
         slope = -sum(float(np.sum(grads[key] * grads[key])) for key in self.params)  # ∇fᵀd, d = −g
