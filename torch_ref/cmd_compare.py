@@ -317,20 +317,10 @@ def _median(values) -> float | None:
 
 
 def _param_rel_diff(params: dict, reference: dict) -> float:
-    """The largest norm-relative difference over the parameters (the policy's measure)."""
-    worst = 0.0
-    for name, ref in reference.items():
-        a, b = _flat(params[name]), _flat(ref)
-        num = math.sqrt(sum((x - y) ** 2 for x, y in zip(a, b)))
-        den = math.sqrt(sum(y * y for y in b))
-        worst = max(worst, num / den if den else num)
-    return worst
+    """The largest norm-relative difference over the parameters (the policy's measure, rel_error)."""
+    from scratch.gradcheck import rel_error
 
-
-def _flat(value) -> list[float]:
-    if isinstance(value, list):
-        return [x for v in value for x in _flat(v)]
-    return [float(value)]
+    return max((rel_error(params[name], ref) for name, ref in reference.items()), default=0.0)
 
 
 def analyze(results: dict, spec, tol: float, args) -> dict:
