@@ -168,3 +168,17 @@ def test_cli_check_readme_as_written(capsys, tmp_path):
     bad.write_text("[[layers]]\ninputs = 2\nunits = 3\n[[layers]]\ninputs = 4\nunits = 1\n")
     assert main(["check", str(bad)]) == 2
     assert capsys.readouterr().err.splitlines() == _readme_block("$ .venv/bin/nnparity check bad.toml")
+
+
+def test_json_safe_nonfinite_become_null():
+    """train/compare/check --json share json_safe: NaN and ±inf (an overflowed float32 test loss,
+    say) print as null, so the output stays strict JSON."""
+    import json as _json
+
+    import numpy as _np
+
+    from torch_ref.compare import json_safe
+
+    data = {"loss": _np.float32("inf"), "history": [1.0, float("nan")], "w": _np.array([[-_np.inf, 2.0]])}
+    assert _json.loads(_json.dumps(json_safe(data), allow_nan=False)) == {
+        "loss": None, "history": [1.0, None], "w": [[None, 2.0]]}

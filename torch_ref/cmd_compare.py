@@ -27,6 +27,7 @@ import argparse
 import json
 import math
 import os
+import statistics
 import subprocess
 import sys
 import tempfile
@@ -119,7 +120,9 @@ def run(args) -> int:
             raise UsageError(f"--plot: cannot write {plot}: {err.strerror or err}") from None
     report["plot"] = plot
     if args.json:
-        print(json.dumps(report))
+        from torch_ref.compare import json_safe
+
+        print(json.dumps(json_safe(report), allow_nan=False))
     else:
         print(format_table(report))
     return 0 if report["ok"] else 1
@@ -309,11 +312,7 @@ def warmup_steps(n_steps: int, steps_per_epoch: int) -> int:
 
 
 def _median(values) -> float | None:
-    values = sorted(values)
-    if not values:
-        return None
-    mid = len(values) // 2
-    return values[mid] if len(values) % 2 else 0.5 * (values[mid - 1] + values[mid])
+    return statistics.median(values) if values else None
 
 
 def _param_rel_diff(params: dict, reference: dict) -> float:

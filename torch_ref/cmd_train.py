@@ -90,7 +90,9 @@ def run(args) -> int:
         except OSError as err:
             raise UsageError(f"--plot: cannot write {args.plot}: {err.strerror or err}") from None
     if args.json:
-        print(json.dumps(result_to_json(result, spec, args.backend)))
+        from torch_ref.compare import json_safe
+
+        print(json.dumps(json_safe(result_to_json(result, spec, args.backend)), allow_nan=False))
     else:
         print(summary(result, spec, args))
     return 0

@@ -102,6 +102,19 @@ def check(spec: Spec, dtype: str | None = None, batch: int | None = None, tol: f
             "scratch": ours, "torch": theirs, "errors": errors}
 
 
+def json_safe(value):
+    """Plain data for strict JSON: arrays as nested lists, NaN and ±inf as null."""
+    if isinstance(value, np.ndarray):
+        return json_safe(value.tolist())
+    if isinstance(value, dict):
+        return {k: json_safe(v) for k, v in value.items()}
+    if isinstance(value, (list, tuple)):
+        return [json_safe(v) for v in value]
+    if isinstance(value, (float, np.floating)):
+        return float(value) if np.isfinite(value) else None
+    return value
+
+
 def report_to_json(report: dict) -> dict:
     """The report in the JSON schema of `nnparity check --json`, as plain data:
 
@@ -111,16 +124,7 @@ def report_to_json(report: dict) -> dict:
     Arrays become nested lists (weights' gradients in the (inputs, units) layout); non-finite
     numbers become null, so the text is strict JSON.
     """
-    def plain(value):
-        if isinstance(value, np.ndarray):
-            return plain(value.tolist())
-        if isinstance(value, dict):
-            return {k: plain(v) for k, v in value.items()}
-        if isinstance(value, (list, tuple)):
-            return [plain(v) for v in value]
-        if isinstance(value, (float, np.floating)):
-            return float(value) if np.isfinite(value) else None
-        return value
+    plain = json_safe
 
     def side(run):
         return {"output": run["output"], "loss": run["loss"], "grads": run["grads"]}
