@@ -11,6 +11,7 @@ from pathlib import Path
 import pytest
 
 from scratch.spec import load_spec
+from shown_output import assert_output_matches
 from torch_ref.cli import main
 from torch_ref.cmd_compare import FLOAT32_DRIFT_BOUND, RUN_TOL, WAYS, format_table, step_rel_diff, warmup_steps
 from torch_ref.defaults import default_spec
@@ -77,15 +78,17 @@ def test_default_spec_json_report_png_and_the_readme_table(capsys, tmp_path):
     table = format_table(report).splitlines()
     assert any(line.startswith("Lightning over the torch loop: ") for line in table)
     assert any(line.startswith("parity: ") for line in table)
-    # the README's table: the same layout, and the same losses and accuracies (timings vary)
+    # the README's table: the same layout, and the same losses and accuracies (timings vary; the
+    # step differences are rounding noise, held to the tolerance, not to their digits)
     readme = readme_compare_block()
     runs = re.compile(r"best of \d+ run")                   # the README shows the default, 3
     assert [runs.sub("", line) for line in readme[1:5]] == [runs.sub("", line) for line in table[:4]]
     for way in WAYS:
         ours = next(line for line in table if line.startswith(f"{way} ")).split()
         theirs = next(line for line in readme if line.startswith(f"{way} ")).split()
-        assert ours[:3] == theirs[:3], f"README's {way} row: {theirs[:3]}, a run: {ours[:3]}"
-    assert readme[-2] == table[-2] and readme[-1] == "plot: nnparity-compare.png"
+        assert_output_matches([" ".join(ours[:4])], [" ".join(theirs[:4])], RUN_TOL)
+    assert_output_matches([table[-2]], [readme[-2]], RUN_TOL)
+    assert readme[-1] == "plot: nnparity-compare.png"
 
 
 @pytest.mark.slow

@@ -114,7 +114,13 @@ def test_script_runs_as_a_script_with_json():
     assert machine.returncode == 0, machine.stderr
     data = json.loads(machine.stdout)
     assert data["example"] == "01_single_neuron" and data["agree"] is True
-    assert data["quantities"] == run_example("01_single_neuron")["quantities"]
+    # another process may run torch with another thread count: the same values within the policy
+    in_process = {(q["section"], q["name"]): q for q in run_example("01_single_neuron")["quantities"]}
+    assert {(q["section"], q["name"]) for q in data["quantities"]} == set(in_process)
+    for q in data["quantities"]:
+        twin = in_process[(q["section"], q["name"])]
+        assert_close(q["scratch"], twin["scratch"])
+        assert_close(q["torch"], twin["torch"])
 
 
 def test_table_shows_both_sides_and_the_largest_difference(capsys):
