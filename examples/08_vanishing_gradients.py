@@ -18,7 +18,7 @@ import numpy as np
 from _common import SINGLE_PASS_TOL, Comparison, make_parser, run_main
 from scratch.data import random_batch
 from scratch.spec import parse_spec
-from torch_ref.compare import run_scratch, run_torch
+from torch_ref.check import run_scratch, run_torch
 
 DEPTH, WIDTH, INPUTS, BATCH, SEED = 10, 16, 16, 64, 0
 SIGMOID_STD = 0.1

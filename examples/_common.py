@@ -6,7 +6,7 @@ hand) and through torch_ref (torch.nn + autograd), records each quantity from bo
 (scratch | torch | |diff|, then the largest difference) or, with ``--json``, one JSON object, and
 returns that object (what the tests read).
 
-Agreement is measured as the tolerance policy of DESIGN.md says: norm-relative error per
+Agreement is measured as the tolerance policy (scratch.policy) says: norm-relative error per
 quantity, ‖scratch − torch‖ / ‖torch‖ (max abs error where ‖torch‖ = 0).
 """
 from __future__ import annotations
@@ -21,13 +21,11 @@ from pathlib import Path
 import numpy as np
 import torch
 
-from scratch.gradcheck import max_abs_error, rel_error
-from torch_ref.compare import TOLERANCE
+from scratch.policy import TOLERANCE, TRAJECTORY_TOL, max_abs_error, rel_error
 
 # The tolerances the examples are held to (norm-relative, float64).
 SINGLE_PASS_TOL = TOLERANCE["float64"]  # one forward, backward or optimizer step: 1e-12
-TRAJECTORY_TOL = 1e-10                  # optimizer trajectories (DESIGN.md)
-TRAINING_TOL = 1e-9                     # whole training runs (issue 3: per-step loss)
+TRAINING_TOL = TRAJECTORY_TOL           # whole training runs, per-step loss
 
 EXAMPLES_DIR = Path(__file__).resolve().parent
 

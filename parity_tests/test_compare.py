@@ -1,4 +1,4 @@
-"""`nnparity compare`: the spec trained three ways in three child processes, the report, the PNG.
+"""`nnparity compare`: the spec trained three backends in three child processes, the report, the PNG.
 
 The runs here are real (children, Lightning and all), shortened with --epochs and --repeat 1.
 """
@@ -10,11 +10,12 @@ from pathlib import Path
 
 import pytest
 
+from nnparity.cli import main
+from nnparity.commands.compare.report import BACKENDS, format_table, step_rel_diff, warmup_steps
+from nnparity.defaults import default_spec
+from scratch.policy import FLOAT32_DRIFT_BOUND, TRAJECTORY_TOL as RUN_TOL
 from scratch.spec import load_spec
 from shown_output import assert_output_matches
-from torch_ref.cli import main
-from torch_ref.cmd_compare import FLOAT32_DRIFT_BOUND, RUN_TOL, WAYS, format_table, step_rel_diff, warmup_steps
-from torch_ref.defaults import default_spec
 
 ROOT = Path(__file__).resolve().parent.parent
 SPECS = ROOT / "specs"
@@ -53,26 +54,26 @@ def test_default_spec_json_report_png_and_the_readme_table(capsys, tmp_path):
     assert code == 0
     report = json.loads(out)
     assert report["ok"] is True and report["dtype"] == "float64" and report["tol"] == RUN_TOL
-    ways = report["ways"]
-    assert set(ways) == set(WAYS)
-    for way in WAYS:
-        e = ways[way]
-        assert WAY_FIELDS <= set(e), f"{way} lacks {WAY_FIELDS - set(e)}"
+    backends = report["backends"]
+    assert set(backends) == set(BACKENDS)
+    for backend in BACKENDS:
+        e = backends[backend]
+        assert WAY_FIELDS <= set(e), f"{backend} lacks {WAY_FIELDS - set(e)}"
         assert e["steps"] == 10 * 45 and len(e["step_loss"]) == 450
         assert 0.95 <= e["test_accuracy"] <= 1.0
         assert 0 < e["median_step_seconds"] < e["train_seconds"] < e["process_seconds"]
         assert e["peak_rss_mib"] > 10
     # torch and Lightning match scratch at every step, and the report says by how much
-    for way in ("torch", "lightning"):
-        assert ways[way]["max_step_rel_diff"] <= RUN_TOL
-        assert ways[way]["max_step_rel_diff"] == max(step_rel_diff(ways[way]["step_loss"], ways["scratch"]["step_loss"]))
-        assert ways[way]["test_accuracy"] == ways["scratch"]["test_accuracy"]
-    assert ways["scratch"]["peak_rss_mib"] < ways["torch"]["peak_rss_mib"]   # scratch never imports torch
+    for backend in ("torch", "lightning"):
+        assert backends[backend]["max_step_rel_diff"] <= RUN_TOL
+        assert backends[backend]["max_step_rel_diff"] == max(step_rel_diff(backends[backend]["step_loss"], backends["scratch"]["step_loss"]))
+        assert backends[backend]["test_accuracy"] == backends["scratch"]["test_accuracy"]
+    assert backends["scratch"]["peak_rss_mib"] < backends["torch"]["peak_rss_mib"]   # scratch never imports torch
     o = report["lightning_overhead"]
-    assert o["ratio"] == pytest.approx(ways["lightning"]["median_step_seconds"] / ways["torch"]["median_step_seconds"])
-    assert o["per_step_seconds"] == pytest.approx(ways["lightning"]["median_step_seconds"]
-                                                  - ways["torch"]["median_step_seconds"])
-    assert ways["lightning"]["world_size"] == 1
+    assert o["ratio"] == pytest.approx(backends["lightning"]["median_step_seconds"] / backends["torch"]["median_step_seconds"])
+    assert o["per_step_seconds"] == pytest.approx(backends["lightning"]["median_step_seconds"]
+                                                  - backends["torch"]["median_step_seconds"])
+    assert backends["lightning"]["world_size"] == 1
     data = png.read_bytes()
     assert data[:8] == b"\x89PNG\r\n\x1a\n" and len(data) > 10_000
     table = format_table(report).splitlines()
@@ -83,9 +84,9 @@ def test_default_spec_json_report_png_and_the_readme_table(capsys, tmp_path):
     readme = readme_compare_block()
     runs = re.compile(r"best of \d+ run")                   # the README shows the default, 3
     assert [runs.sub("", line) for line in readme[1:5]] == [runs.sub("", line) for line in table[:4]]
-    for way in WAYS:
-        ours = next(line for line in table if line.startswith(f"{way} ")).split()
-        theirs = next(line for line in readme if line.startswith(f"{way} ")).split()
+    for backend in BACKENDS:
+        ours = next(line for line in table if line.startswith(f"{backend} ")).split()
+        theirs = next(line for line in readme if line.startswith(f"{backend} ")).split()
         assert_output_matches([" ".join(ours[:4])], [" ".join(theirs[:4])], RUN_TOL)
     assert_output_matches([table[-2]], [readme[-2]], RUN_TOL)
     assert readme[-1] == "plot: nnparity-compare.png"
@@ -113,9 +114,9 @@ def test_compare_with_two_ddp_processes(capsys, tmp_path):
     code, out, _ = run_cli(capsys, str(spec), "--devices", "2", "--json", "--plot", str(tmp_path / "x.png"))
     report = json.loads(out)
     assert code == 0 and report["ok"] is True
-    assert report["ways"]["lightning"]["world_size"] == 2 and report["strategy"] == "ddp"
-    assert report["runs_per_way"] == 1
-    assert report["ways"]["lightning"]["max_step_rel_diff"] <= RUN_TOL
+    assert report["backends"]["lightning"]["world_size"] == 2 and report["strategy"] == "ddp"
+    assert report["runs_per_backend"] == 1
+    assert report["backends"]["lightning"]["max_step_rel_diff"] <= RUN_TOL
 
 
 @pytest.mark.parametrize("argv, message", [

@@ -16,7 +16,7 @@ import pytest
 import torch
 
 from conftest import TRAJECTORY_TOL
-from scratch.gradcheck import rel_error
+from scratch.policy import rel_error
 from scratch.spec import SpecError, parse_spec
 from scratch.training import train as scratch_train
 from torch_ref import lightning as tl
@@ -67,7 +67,7 @@ def test_train_cli_lightning_ddp_reports_once_and_matches_the_torch_backend(tmp_
     path = tmp_path / "ddp.json"
     path.write_text(json.dumps(ddp_spec({"name": "softmax_cce"})))
     env = {**os.environ, "OMP_NUM_THREADS": "1"}
-    base = [sys.executable, "-m", "torch_ref.cli", "train", str(path), "--json", "--quiet"]
+    base = [sys.executable, "-m", "nnparity", "train", str(path), "--json", "--quiet"]
     runs = {}
     for backend, extra in (("torch", []), ("lightning", ["--devices", "2", "--strategy", "ddp"])):
         proc = subprocess.run(base + ["--backend", backend] + extra, capture_output=True, text=True,

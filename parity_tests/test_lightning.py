@@ -2,8 +2,7 @@
 
 The LightningModule, the data module (the shared batch order as whole batches) and the Trainer
 factory are the real ones; parity is each step's loss (and gradient norm) relative to the
-scratch loop's, and the final parameters, within conftest's TRAJECTORY_TOL (1e-10; issue 5 asks
-for 1e-9).
+scratch loop's, and the final parameters, within the policy's TRAJECTORY_TOL (1e-10).
 """
 from __future__ import annotations
 

@@ -11,7 +11,7 @@ import torch
 
 from conftest import DTYPES, assert_close, explicit_spec, run_check
 from scratch.losses import LOSSES, make_loss
-from torch_ref.compare import run_scratch, run_torch
+from torch_ref.check import run_scratch, run_torch
 from torch_ref.model import TORCH_LOSSES
 
 LOSS_REDUCTIONS = [(name, r) for name, cls in LOSSES.items() for r in cls.reductions]

@@ -1,4 +1,4 @@
-"""Whole networks against their torch twins through torch_ref.compare.check: output, every
+"""Whole networks against their torch twins through torch_ref.check.check: output, every
 intermediate activation, loss, the gradient of every parameter and of the input.
 
 Every activation meets every loss (as the hidden layer, and as the output layer where the loss
@@ -16,7 +16,7 @@ from conftest import CHECK_TOL, DTYPES, assert_parity, explicit_spec, make_spec,
 from scratch.activations import ACTIVATIONS
 from scratch.initializers import INITIALIZERS
 from scratch.losses import LOSSES
-from torch_ref.compare import check
+from torch_ref.check import check
 
 # Which output activations each loss makes sense on (None: any).
 #   bce needs outputs in [0, 1]; cce needs probabilities (> 0 where the target is not 0).

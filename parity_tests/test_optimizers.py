@@ -19,7 +19,7 @@ import numpy as np
 import pytest
 import torch
 
-from scratch.gradcheck import rel_error
+from scratch.policy import rel_error
 from scratch.network import Network, build_loss as scratch_loss
 from scratch.optimizers import (OPTIMIZERS, apply_clipping, clip_grad_norm, clip_grad_value,
                                 global_norm, make_optimizer)

@@ -60,7 +60,7 @@ def test_registry_docstrings_state_formula_and_twin():
 
 def test_scratch_import_without_torch():
     """A clean interpreter imports scratch and every module in it without importing torch."""
-    modules = ["scratch"] + [f"scratch.{m.name}" for m in pkgutil.iter_modules(scratch.__path__)]
+    modules = ["scratch"] + [m.name for m in pkgutil.walk_packages(scratch.__path__, "scratch.")]
     code = (
         "import importlib, json, sys\n"
         f"pulled = {{}}\n"
@@ -75,11 +75,11 @@ def test_scratch_import_without_torch():
     pulled = json.loads(out.stdout)
     assert set(pulled) == set(modules)
     assert {name: mods for name, mods in pulled.items() if mods} == {}, "scratch must not import torch"
-    assert len(modules) >= 9  # spec, activations, losses, initializers, layers, network, gradcheck, data, ...
+    assert {"scratch.spec", "scratch.policy", "scratch.verify.check", "scratch.verify.diagnosis"} <= set(modules)
 
 
 def test_scratch_source_never_names_torch_import():
-    for path in Path(scratch.__path__[0]).glob("*.py"):
+    for path in Path(scratch.__path__[0]).rglob("*.py"):
         for line in path.read_text().splitlines():
             stripped = line.strip()
             assert not (stripped.startswith(("import torch", "from torch"))), f"{path.name}: {line}"

@@ -14,8 +14,8 @@ import numpy as np
 import pytest
 
 from scratch.spec import Spec, SpecError, dump_spec, load_spec, parse_spec
-from torch_ref.cli import main
-from torch_ref.compare import check
+from nnparity.cli import main
+from torch_ref.check import check
 
 ROOT = Path(__file__).resolve().parents[1]
 SPEC_FILES = sorted((ROOT / "specs").glob("*.toml")) + sorted((ROOT / "specs").glob("*.json"))
@@ -132,7 +132,7 @@ def test_spec_bad_input_cli_subprocess_no_traceback(tmp_path):
     """The installed console path, end to end: exit 2, one line on stderr, no traceback."""
     path = tmp_path / "bad.toml"
     path.write_text('[[layers]]\ninputs = 2\nunits = 3\nactivation = "relu6"\n')
-    out = subprocess.run([sys.executable, "-m", "torch_ref.cli", "check", str(path)],
+    out = subprocess.run([sys.executable, "-m", "nnparity", "check", str(path)],
                          cwd=ROOT, capture_output=True, text=True, timeout=120)
     assert out.returncode == 2
     assert "Traceback" not in out.stderr and out.stdout == ""

@@ -15,7 +15,7 @@ for _p in (str(REPO), str(REPO / "parity_tests")):
     if _p not in sys.path:
         sys.path.append(_p)
 
-from torch_ref.cli import main  # noqa: E402
+from nnparity.cli import main  # noqa: E402
 
 USER_OPS = textwrap.dedent('''
     """A user's own op, outside the repository."""

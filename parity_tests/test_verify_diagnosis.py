@@ -10,9 +10,9 @@ import numpy as np
 import pytest
 from hypothesis import given, settings, strategies as st
 
-from scratch import probes as P
-from scratch.diagnosis import GroupData, compare, diagnose
-from scratch.finite_diff import elementwise_derivative, scalar_derivative
+from scratch.verify import probes
+from scratch.verify.diagnosis import GroupData, compare, diagnose
+from scratch.verify.finite_diff import elementwise_derivative, scalar_derivative
 
 REPO = Path(__file__).resolve().parents[1]
 FD_TOL = 1e-7
@@ -27,7 +27,7 @@ def sigmoid(z):
 
 
 def test_elementwise_probes_hold_kinks_saturation_and_tiny_values():
-    groups = {p.group: p.x for p in P.elementwise_probes(0)}
+    groups = {p.group: p.x for p in probes.elementwise_probes(0)}
     assert set(groups) == {"random", "kink", "saturation", "tiny"}
     assert np.all(groups["kink"] == 0)
     assert set(np.abs(groups["saturation"]).ravel()) == {20.0, 100.0, 700.0}
@@ -36,31 +36,31 @@ def test_elementwise_probes_hold_kinks_saturation_and_tiny_values():
 
 
 def test_probes_are_reproducible_and_move_with_the_seed():
-    a, b, c = P.elementwise_probes(3), P.elementwise_probes(3), P.elementwise_probes(4)
+    a, b, c = probes.elementwise_probes(3), probes.elementwise_probes(3), probes.elementwise_probes(4)
     assert np.array_equal(a[0].x, b[0].x)
     assert not np.array_equal(a[0].x, c[0].x)
-    w1, w2 = P.upstream_gradient((6, 5), 3, "random"), P.upstream_gradient((6, 5), 3, "random")
+    w1, w2 = probes.upstream_gradient((6, 5), 3, "random"), probes.upstream_gradient((6, 5), 3, "random")
     assert np.array_equal(w1, w2) and np.all(np.abs(w1) >= 0.5)
 
 
 @pytest.mark.parametrize("domain", ["real", "probability"])
 def test_loss_probes_have_targets_0_and_1_and_edges(domain):
-    groups = {p.group: p for p in P.loss_probes(0, domain)}
+    groups = {p.group: p for p in probes.loss_probes(0, domain)}
     for p in groups.values():
-        assert p.x.shape == p.target.shape == (P.ROWS, P.COLS)
+        assert p.x.shape == p.target.shape == (probes.ROWS, probes.COLS)
         assert np.any(p.target == 0) and np.any(p.target == 1)
     assert np.all(groups["kink"].x[groups["kink"].kink_mask] == groups["kink"].target[groups["kink"].kink_mask])
     if domain == "probability":
         for p in groups.values():
             assert np.all((p.x > 0) & (p.x < 1))
-        assert set(groups["saturation"].x.ravel()) == {P.NEAR_EDGE, 1 - P.NEAR_EDGE}
+        assert set(groups["saturation"].x.ravel()) == {probes.NEAR_EDGE, 1 - probes.NEAR_EDGE}
     else:
         assert set(np.abs(groups["saturation"].x).ravel()) <= {20.0, 100.0, 700.0}
 
 
 def test_loss_probes_reject_an_unknown_domain():
     with pytest.raises(ValueError, match="expected real or probability"):
-        P.loss_probes(0, "positive")
+        probes.loss_probes(0, "positive")
 
 
 # -------------------------------------------------------------------------- finite differences
@@ -209,7 +209,7 @@ def test_per_sample_gradient_not_summed_over_the_batch():
 
 
 def test_backward_ignoring_grad_out():
-    deriv, w = np.abs(_rand(13)), P.upstream_gradient((6, 5), 0, "random")
+    deriv, w = np.abs(_rand(13)), probes.upstream_gradient((6, 5), 0, "random")
     text = diagnose([GroupData("random", deriv, w * deriv, upstream=w)], 1e-12)
     assert text.startswith("backward ignores grad_out")
 
@@ -253,7 +253,7 @@ def test_non_finite_values_that_differ_fail_and_shared_ones_agree():
 
 def test_scratch_verify_runs_without_torch():
     """The finite-difference half needs no torch: scratch never imports it."""
-    code = ("import sys; from scratch.opcheck import verify_fd\n"
+    code = ("import sys; from scratch.verify.check import verify_fd\n"
             "ok = verify_fd('examples.custom_ops:Swish')\n"
             "bad = verify_fd('examples.tutorial_ops:MSESlip')\n"
             "assert ok.ok and not bad.ok, (ok.format(), bad.format())\n"

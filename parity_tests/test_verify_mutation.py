@@ -45,7 +45,7 @@ def test_one_mutant_is_killed_in_a_copy_of_the_tree(tmp_path):
     out = tmp_path / "result.json"
     proc = subprocess.run(
         [sys.executable, str(TOOL), "--files", "scratch/layers.py", "--limit", "1", "--json", str(out),
-         "--tests", "parity_tests/test_gradcheck.py::test_gradcheck_batch_one"],
+         "--tests", "parity_tests/test_finite_diff.py::test_finite_diff_batch_one"],
         cwd=REPO, capture_output=True, text=True, timeout=300)
     assert proc.returncode == 0, proc.stdout + proc.stderr
     result = json.loads(out.read_text())

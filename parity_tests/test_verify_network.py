@@ -18,8 +18,8 @@ from conftest import TRAJECTORY_TOL, assert_parity  # noqa: E402
 from scratch.losses import MSE  # noqa: E402
 from scratch.network import Network  # noqa: E402
 from scratch.spec import SpecError, parse_spec  # noqa: E402
-from torch_ref.compare import check  # noqa: E402
-from torch_ref.layerwise import first_wrong_layer  # noqa: E402
+from torch_ref.check import check  # noqa: E402
+from torch_ref.verify.layerwise import first_wrong_layer  # noqa: E402
 
 
 def four_layers(activations=("tanh", "tanh", "tanh", "tanh"), loss="mse", **extra):

@@ -18,7 +18,7 @@ if str(REPO) not in sys.path:
 
 from conftest import FD_TOL  # noqa: E402
 from shown_output import assert_output_matches  # noqa: E402
-from torch_ref.cli import main  # noqa: E402
+from nnparity.cli import main  # noqa: E402
 
 SECTION = "## Check your derivative in five minutes"
 

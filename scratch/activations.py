@@ -11,6 +11,8 @@ import math
 
 import numpy as np
 
+from scratch.errors import SpecError
+
 
 def _erf(xp):
     """erf for the array module: scipy.special for NumPy, cupyx.scipy.special for CuPy."""
@@ -250,7 +252,6 @@ def resolve_activation(name: str) -> type[Activation]:
 
 def check_activation(name: str, params: dict, where: str) -> None:
     """Raise SpecError unless ``name`` resolves and ``params`` are the ones it takes."""
-    from scratch.spec import SpecError
 
     try:
         cls = resolve_activation(name)

@@ -10,7 +10,7 @@ from typing import Callable
 
 import numpy as np
 
-from scratch.spec import check_targets
+from scratch.errors import SpecError
 
 
 def random_batch(spec, n: int, seed: int | None = None) -> tuple[np.ndarray, np.ndarray]:
@@ -198,7 +198,6 @@ CLASS_LOSSES = ("cce", "softmax_cce")
 def shape_labels(labels, classes: int, spec, where: str) -> np.ndarray:
     """(N,) class labels in the form the spec's loss takes: kept as indices for the
     cross-entropies, a 0/1 column for a one-output network (two classes only), else one-hot rows."""
-    from scratch.spec import SpecError
 
     outputs = spec.outputs
     if spec.loss.name in CLASS_LOSSES or outputs > 1:
@@ -214,7 +213,6 @@ def shape_labels(labels, classes: int, spec, where: str) -> np.ndarray:
 
 def generate(spec) -> tuple[np.ndarray, np.ndarray]:
     """The spec's named dataset, whole (before the split), with targets shaped for its loss."""
-    from scratch.spec import SpecError
 
     d = spec.data
     info = DATASETS[d.name]
@@ -244,7 +242,6 @@ def load_dataset(spec) -> Dataset:
     column for a one-output network and one-hot rows otherwise. The scaler is fitted on the
     training rows and applied to both parts. Floats are cast to spec.dtype.
     """
-    from scratch.spec import SpecError
 
     d = spec.data
     if d.name is None:
@@ -273,3 +270,72 @@ def load_dataset(spec) -> Dataset:
         return a if a is None or a.dtype.kind in "iu" else np.ascontiguousarray(a, dtype=dtype)
 
     return Dataset(cast(x_train), cast(y_train), cast(x_test), cast(y_test))
+
+
+# ------------------------------------------------------------------- validation of inputs and targets
+
+
+def check_inputs(x, inputs: int, where: str = "x", dtype: str = "float64"):
+    """Validate network inputs: finite numbers of shape (N, inputs), N >= 1, that fit ``dtype``.
+
+    Returns them as a float64 NumPy array."""
+    try:
+        arr = np.asarray(x)
+        if arr.dtype == object or arr.dtype.kind not in "biuf":
+            raise ValueError
+        arr = arr.astype(np.float64)
+    except (ValueError, TypeError):
+        raise SpecError(where, "expected a rectangular list of numbers") from None
+    if arr.ndim != 2 or arr.shape[0] == 0 or arr.shape[1] != inputs:
+        raise SpecError(where, f"expected shape (N, {inputs}) with N >= 1, got {tuple(arr.shape)}")
+    _check_finite(arr, where, dtype)
+    return arr
+
+
+def _check_finite(arr, where: str, dtype: str) -> None:
+    if not np.all(np.isfinite(arr)):
+        i = tuple(int(k) for k in np.argwhere(~np.isfinite(arr))[0])
+        raise SpecError(where, f"contains NaN or inf (at {i}); expected finite numbers")
+    if dtype != "float64":
+        limit = float(np.finfo(dtype).max)
+        if np.any(np.abs(arr) > limit):
+            raise SpecError(where, f"values beyond the {dtype} range (|v| <= {limit:.4g}); "
+                                   f"use dtype float64")
+
+
+def check_targets(y, n: int, outputs: int, loss_name: str, where: str = "y", dtype: str = "float64"):
+    """Validate targets for a loss: (n, outputs) values, or (n,) class indices for class losses.
+
+    Returns them as a NumPy array (float, or int64 for class indices)."""
+    try:
+        arr = np.asarray(y)
+        if arr.dtype == object:
+            raise ValueError
+    except (ValueError, TypeError):
+        raise SpecError(where, "expected a rectangular list of numbers") from None
+    if arr.ndim == 1 and loss_name in ("cce", "softmax_cce"):
+        if not np.issubdtype(arr.dtype, np.integer) and not (
+                np.issubdtype(arr.dtype, np.floating) and np.all(np.isfinite(arr)) and np.all(arr == np.round(arr))):
+            raise SpecError(where, "class indices must be integers")
+        arr = arr.astype(np.int64)
+        if arr.shape[0] != n:
+            raise SpecError(where, f"expected {n} labels (one per row of x), got {arr.shape[0]}")
+        bad = (arr < 0) | (arr >= outputs)
+        if np.any(bad):
+            i = int(np.argmax(bad))
+            raise SpecError(where, f"label {arr[i]} at row {i} is out of range for {outputs} classes "
+                                   f"(expected 0..{outputs - 1})")
+        return arr
+    try:
+        arr = arr.astype(float)
+    except (ValueError, TypeError):
+        raise SpecError(where, "expected numbers") from None
+    if arr.ndim == 1 and outputs == 1:
+        arr = arr[:, None]
+    if arr.shape != (n, outputs):
+        hint = " or (N,) class indices" if loss_name in ("cce", "softmax_cce") else ""
+        raise SpecError(where, f"expected shape ({n}, {outputs}){hint}, got {tuple(arr.shape)}")
+    _check_finite(arr, where, dtype)
+    if loss_name in ("bce", "bce_logits", "cce", "softmax_cce") and (np.any(arr < 0) or np.any(arr > 1)):
+        raise SpecError(where, f"targets of {loss_name} must lie in [0, 1]")
+    return arr

@@ -16,9 +16,9 @@ Contract (shared with torch_ref/optimizers.py and the training loops):
 ``OPTIMIZERS`` maps the spec's optimizer names to these classes; scratch/spec.py validates
 ``optimizer.name`` against its keys and torch_ref/optimizers.py keeps the twin registry.
 
-Each spec field is used by the optimizers listed in ``scratch.spec.OPTIMIZER_FIELD_USERS``; a
-non-default value of a field the chosen optimizer does not use is an error (SpecError naming the
-field), never silently ignored.
+Each optimizer declares the spec fields it reads (``reads``; lr and the clipping fields are read
+by all); a non-default value of a field the chosen optimizer does not read is an error (SpecError
+naming the field), never silently ignored.
 
 Rounding: torch's CPU kernels fuse multiply-adds (``add(alpha=)``, ``addcmul``, ``lerp`` run as one
 fma), NumPy has no fma, so an update agrees with torch's to about one rounding (~1e-16 relative)
@@ -26,9 +26,14 @@ per step, not bit for bit. The formulas below follow torch's order of operations
 """
 from __future__ import annotations
 
+import dataclasses
+
 import numpy as np
 
-from scratch.spec import SpecError, check_optimizer_fields
+from scratch.errors import SpecError
+
+# Spec fields every optimizer reads (the clipping fields are applied by the training step).
+COMMON_FIELDS = ("name", "lr", "clip_norm", "clip_value")
 
 
 
@@ -36,6 +41,7 @@ class Optimizer:
     """Base class: holds the live parameters (a dict name -> float array) and per-parameter state."""
 
     name = ""
+    reads: tuple[str, ...] = ()      # the OptimizerSpec fields it reads, beyond COMMON_FIELDS
 
     def __init__(self, params: dict):
         if not isinstance(params, dict) or not params:
@@ -92,6 +98,7 @@ class SGD(Optimizer):
     """
 
     name = "sgd"
+    reads = ("momentum", "dampening", "nesterov", "weight_decay")
 
     def __init__(self, params: dict, lr: float, momentum: float = 0.0, dampening: float = 0.0,
                  weight_decay: float = 0.0, nesterov: bool = False):
@@ -152,6 +159,7 @@ class Adam(Optimizer):
     """
 
     name = "adam"
+    reads = ("weight_decay", "betas", "eps")
     decoupled = False
 
     def __init__(self, params: dict, lr: float = 1e-3, betas=(0.9, 0.999), eps: float = 1e-8,
@@ -228,6 +236,7 @@ class Armijo(Optimizer):
     """
 
     name = "armijo"
+    reads = ("sigma", "beta", "max_backtracks")
 
     def __init__(self, params: dict, lr: float = 1.0, sigma: float = 1e-4, beta: float = 0.5,
                  max_backtracks: int = 30):
@@ -284,6 +293,7 @@ class RandomSearch(Optimizer):
     """
 
     name = "random_search"
+    reads = ("seed",)
 
     def __init__(self, params: dict, lr: float = 0.1, seed: int = 0):
         super().__init__(params)
@@ -380,6 +390,20 @@ def apply_clipping(opt_spec, grads: dict) -> float:
 
 
 OPTIMIZERS = {cls.name: cls for cls in (SGD, Adam, AdamW, Armijo, RandomSearch)}
+
+
+def check_optimizer_fields(opt_spec) -> None:
+    """Raise SpecError for a field set away from its default that the named optimizer does not read."""
+    default = type(opt_spec)()
+    reads = COMMON_FIELDS + OPTIMIZERS[opt_spec.name].reads
+    for key in (f.name for f in dataclasses.fields(opt_spec)):
+        if key in reads:
+            continue
+        value, base = getattr(opt_spec, key), getattr(default, key)
+        if (tuple(value) if isinstance(value, list) else value) != base:
+            users = [name for name, cls in OPTIMIZERS.items() if key in cls.reads]
+            raise SpecError(f"optimizer.{key}", f"{opt_spec.name} does not use {key} "
+                                                f"(it is for {', '.join(users)}); remove it")
 
 
 def make_optimizer(opt_spec, params: dict, seed: int | None = None) -> Optimizer:

@@ -16,16 +16,15 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
+from scratch.activations import check_activation
+from scratch.data import DATASETS, check_targets
+from scratch.errors import SpecError
+from scratch.initializers import INITIALIZERS
+from scratch.losses import LOSSES
+from scratch.optimizers import OPTIMIZERS, check_optimizer_fields
+
 DTYPES = ("float64", "float32")
 REDUCTIONS = ("mean", "sum")
-
-
-class SpecError(ValueError):
-    """A spec (or the data that goes with it) is invalid. The message starts with the field's path."""
-
-    def __init__(self, field_path: str, message: str):
-        self.field = field_path
-        super().__init__(f"{field_path}: {message}" if field_path else message)
 
 
 # ----------------------------------------------------------------------------------------- tables
@@ -100,7 +99,7 @@ class TrainSpec:
 
 @dataclass
 class Spec:
-    """A whole network spec. See DESIGN.md for the TOML form."""
+    """A whole network spec (its TOML form: the README's "Check a spec" and the files in specs/)."""
 
     layers: list[LayerSpec]                      # at least one
     seed: int = 0                                # seeds initializers, random batches and batch order
@@ -259,9 +258,6 @@ def _vector(value, length: int, where: str) -> list:
 
 
 def _parse_layer(raw: dict, index: int, prev_units: int | None) -> LayerSpec:
-    from scratch.activations import check_activation
-    from scratch.initializers import INITIALIZERS
-
     where = f"layers[{index}]"
     _check_keys(raw, LayerSpec, where)
     if "units" not in raw:
@@ -303,8 +299,6 @@ def _parse_layer(raw: dict, index: int, prev_units: int | None) -> LayerSpec:
 
 
 def _parse_loss(raw: dict) -> LossSpec:
-    from scratch.losses import LOSSES
-
     _check_keys(raw, LossSpec, "loss")
     name = _choice(raw.get("name", "mse"), tuple(LOSSES), "loss.name")
     allowed = LOSSES[name].reductions
@@ -314,37 +308,7 @@ def _parse_loss(raw: dict) -> LossSpec:
     return LossSpec(name=name, reduction=reduction)
 
 
-# Which optimizers use which OptimizerSpec fields (lr and the clipping fields: all of them).
-# A non-default value of a field the chosen optimizer does not use is an error, never ignored.
-OPTIMIZER_FIELD_USERS = {
-    "momentum": ("sgd",),
-    "dampening": ("sgd",),
-    "nesterov": ("sgd",),
-    "weight_decay": ("sgd", "adam", "adamw"),
-    "betas": ("adam", "adamw"),
-    "eps": ("adam", "adamw"),
-    "sigma": ("armijo",),
-    "beta": ("armijo",),
-    "max_backtracks": ("armijo",),
-    "seed": ("random_search",),
-}
-
-
-def check_optimizer_fields(opt_spec) -> None:
-    """Raise SpecError for a field set away from its default that the named optimizer does not use."""
-    default = OptimizerSpec()
-    for key, users in OPTIMIZER_FIELD_USERS.items():
-        if opt_spec.name in users:
-            continue
-        value, base = getattr(opt_spec, key), getattr(default, key)
-        if (tuple(value) if isinstance(value, list) else value) != base:
-            raise SpecError(f"optimizer.{key}", f"{opt_spec.name} does not use {key} "
-                                                f"(it is for {', '.join(users)}); remove it")
-
-
 def _parse_optimizer(raw: dict) -> OptimizerSpec:
-    from scratch.optimizers import OPTIMIZERS
-
     _check_keys(raw, OptimizerSpec, "optimizer")
     names = tuple(OPTIMIZERS)
     d = OptimizerSpec()
@@ -388,12 +352,7 @@ def _parse_data(raw: dict, spec_inputs: int, spec_outputs: int, loss: LossSpec) 
     if name is not None and has_inline:
         raise SpecError("data", "give either name or inline x and y, not both")
     if name is not None:
-        try:
-            from scratch.data import DATASETS
-            names = tuple(DATASETS)
-        except ImportError:
-            names = ("xor", "linear", "square", "moons", "circles", "digits")
-        out.name = _choice(name, names, "data.name")
+        out.name = _choice(name, tuple(DATASETS), "data.name")
     if raw.get("samples") is not None:
         out.samples = _int(raw["samples"], "data.samples")
     if raw.get("noise") is not None:
@@ -404,78 +363,6 @@ def _parse_data(raw: dict, spec_inputs: int, spec_outputs: int, loss: LossSpec) 
         out.x = _matrix(raw["x"], None, spec_inputs, "data.x")
         out.y = check_targets(raw["y"], len(out.x), spec_outputs, loss.name, "data.y").tolist()
     return out
-
-
-def check_inputs(x, inputs: int, where: str = "x", dtype: str = "float64"):
-    """Validate network inputs: finite numbers of shape (N, inputs), N >= 1, that fit ``dtype``.
-
-    Returns them as a float64 NumPy array."""
-    import numpy as np
-
-    try:
-        arr = np.asarray(x)
-        if arr.dtype == object or arr.dtype.kind not in "biuf":
-            raise ValueError
-        arr = arr.astype(np.float64)
-    except (ValueError, TypeError):
-        raise SpecError(where, "expected a rectangular list of numbers") from None
-    if arr.ndim != 2 or arr.shape[0] == 0 or arr.shape[1] != inputs:
-        raise SpecError(where, f"expected shape (N, {inputs}) with N >= 1, got {tuple(arr.shape)}")
-    _check_finite(arr, where, dtype)
-    return arr
-
-
-def _check_finite(arr, where: str, dtype: str) -> None:
-    import numpy as np
-
-    if not np.all(np.isfinite(arr)):
-        i = tuple(int(k) for k in np.argwhere(~np.isfinite(arr))[0])
-        raise SpecError(where, f"contains NaN or inf (at {i}); expected finite numbers")
-    if dtype != "float64":
-        limit = float(np.finfo(dtype).max)
-        if np.any(np.abs(arr) > limit):
-            raise SpecError(where, f"values beyond the {dtype} range (|v| <= {limit:.4g}); "
-                                   f"use dtype float64")
-
-
-def check_targets(y, n: int, outputs: int, loss_name: str, where: str = "y", dtype: str = "float64"):
-    """Validate targets for a loss: (n, outputs) values, or (n,) class indices for class losses.
-
-    Returns them as a NumPy array (float, or int64 for class indices)."""
-    import numpy as np
-
-    try:
-        arr = np.asarray(y)
-        if arr.dtype == object:
-            raise ValueError
-    except (ValueError, TypeError):
-        raise SpecError(where, "expected a rectangular list of numbers") from None
-    if arr.ndim == 1 and loss_name in ("cce", "softmax_cce"):
-        if not np.issubdtype(arr.dtype, np.integer) and not (
-                np.issubdtype(arr.dtype, np.floating) and np.all(np.isfinite(arr)) and np.all(arr == np.round(arr))):
-            raise SpecError(where, "class indices must be integers")
-        arr = arr.astype(np.int64)
-        if arr.shape[0] != n:
-            raise SpecError(where, f"expected {n} labels (one per row of x), got {arr.shape[0]}")
-        bad = (arr < 0) | (arr >= outputs)
-        if np.any(bad):
-            i = int(np.argmax(bad))
-            raise SpecError(where, f"label {arr[i]} at row {i} is out of range for {outputs} classes "
-                                   f"(expected 0..{outputs - 1})")
-        return arr
-    try:
-        arr = arr.astype(float)
-    except (ValueError, TypeError):
-        raise SpecError(where, "expected numbers") from None
-    if arr.ndim == 1 and outputs == 1:
-        arr = arr[:, None]
-    if arr.shape != (n, outputs):
-        hint = " or (N,) class indices" if loss_name in ("cce", "softmax_cce") else ""
-        raise SpecError(where, f"expected shape ({n}, {outputs}){hint}, got {tuple(arr.shape)}")
-    _check_finite(arr, where, dtype)
-    if loss_name in ("bce", "bce_logits", "cce", "softmax_cce") and (np.any(arr < 0) or np.any(arr > 1)):
-        raise SpecError(where, f"targets of {loss_name} must lie in [0, 1]")
-    return arr
 
 
 def parse_spec(raw: Any) -> Spec:

@@ -249,6 +249,70 @@ def epoch_batches(n: int, spec, epoch: int) -> list:
 # ------------------------------------------------------------------------------------- the loop
 
 
+@dataclass
+class _Run:
+    """The live state of one scratch training run: the network, its loss and optimizer, the log."""
+
+    spec: object
+    net: Network
+    loss_fn: object
+    optimizer: object
+    rule: str | None
+    log: RunLog
+
+    @property
+    def params(self) -> dict:
+        return self.net.parameters()
+
+
+def _start(spec, n_rows: int, steps_per_epoch: int, epochs: int, y, progress, callback) -> _Run:
+    net = Network.from_spec(spec)
+    optimizer = make_optimizer(spec.optimizer, net.parameters(), seed=spec.seed)
+    rule = accuracy_rule(spec, y)
+    log = RunLog(spec, n_rows, steps_per_epoch, epochs, rule, progress, callback)
+    return _Run(spec, net, build_loss(spec), optimizer, rule, log)
+
+
+def _train_step(run: _Run, xb, yb, targets, epoch: int, step: int, batch: int) -> bool:
+    """One step on one batch: forward, loss, backward, clipping, update. True: stop (gradient small)."""
+    t0 = time.perf_counter()
+    net, loss_fn, opt = run.net, run.loss_fn, run.spec.optimizer
+    out = net.forward(xb)
+    loss = float(loss_fn.forward(out, yb))
+    if not math.isfinite(loss):
+        raise TrainingDiverged.diagnose("loss", loss, epoch + 1, step, batch + 1, run.params, run.log.history)
+    net.backward(loss_fn.backward())
+    grads = net.gradients()
+    norm = global_norm(grads)
+    if not math.isfinite(norm):
+        raise TrainingDiverged.diagnose("gradient norm", norm, epoch + 1, step, batch + 1, grads, run.log.history)
+    correct = count_correct(run.rule, out, targets) if run.rule else 0
+    stop = run.log.gradient_small(norm)
+    if not stop:
+        if opt.clip_norm is not None:
+            clip_grad_norm(grads, opt.clip_norm, norm)
+        if opt.clip_value is not None:
+            clip_grad_value(grads, opt.clip_value, norm)    # the norm is for its return only
+        if opt.name in CLOSURE_OPTIMIZERS:
+            run.optimizer.step(grads, closure=lambda: float(loss_fn.forward(net.forward(xb), yb)))
+        else:
+            run.optimizer.step(grads)
+    run.log.step(loss, norm, correct, out.shape[0], time.perf_counter() - t0)
+    return stop
+
+
+def _test_metrics(run: _Run, dataset) -> tuple[float | None, float | None]:
+    """(test loss, test accuracy) at the final weights; None where there is no test split or rule."""
+    if dataset.x_test is None or not len(dataset.x_test):
+        return None, None
+    out = run.net.forward(dataset.x_test)
+    test_loss = float(run.loss_fn.forward(out, dataset.y_test))
+    if run.rule is None:
+        return test_loss, None
+    scored = out.shape[0] * scored_per_row(run.rule, run.spec.outputs)
+    return test_loss, count_correct(run.rule, out, accuracy_targets(run.rule, dataset.y_test)) / scored
+
+
 def train(spec, dataset=None, epochs: int | None = None, progress: bool | None = None,
           callback=None) -> TrainResult:
     """Train the scratch network the spec describes; return its history and final parameters.
@@ -265,64 +329,25 @@ def train(spec, dataset=None, epochs: int | None = None, progress: bool | None =
     """
     dataset = load_dataset(spec) if dataset is None else dataset
     epochs = spec.train.epochs if epochs is None else epochs
-    net = Network.from_spec(spec)
-    loss_fn = build_loss(spec)
-    params = net.parameters()
-    optimizer = make_optimizer(spec.optimizer, params, seed=spec.seed)
-    needs_closure = spec.optimizer.name in CLOSURE_OPTIMIZERS
-    clip_norm, clip_value = spec.optimizer.clip_norm, spec.optimizer.clip_value
     x, y = dataset.x_train, dataset.y_train
-    n = x.shape[0]
-    rule = accuracy_rule(spec, y)
-    targets = accuracy_targets(rule, y)
-    batches = epoch_batches(n, spec, 0)
-    log = RunLog(spec, n, len(batches), epochs, rule, progress, callback)
+    batches = epoch_batches(len(x), spec, 0)
+    run = _start(spec, len(x), len(batches), epochs, y, progress, callback)
+    targets = accuracy_targets(run.rule, y)
     step = 0
-    clock = time.perf_counter
-
     # Overflow and invalid operations are looked for explicitly (TrainingDiverged), not warned about.
     with np.errstate(over="ignore", invalid="ignore"):
         for epoch in range(epochs):
             if spec.train.shuffle and epoch:
-                batches = epoch_batches(n, spec, epoch)
+                batches = epoch_batches(len(x), spec, epoch)
             for b, rows in enumerate(batches):
-                t0 = clock()
                 step += 1
-                xb, yb = x[rows], y[rows]
-                out = net.forward(xb)
-                loss = float(loss_fn.forward(out, yb))
-                if not math.isfinite(loss):
-                    raise TrainingDiverged.diagnose("loss", loss, epoch + 1, step, b + 1, params, log.history)
-                net.backward(loss_fn.backward())
-                grads = net.gradients()
-                norm = global_norm(grads)
-                if not math.isfinite(norm):
-                    raise TrainingDiverged.diagnose("gradient norm", norm, epoch + 1, step, b + 1, grads,
-                                                    log.history)
-                correct = count_correct(rule, out, targets[rows]) if rule else 0
-                stop = log.gradient_small(norm)
-                if not stop:
-                    if clip_norm is not None:
-                        clip_grad_norm(grads, clip_norm, norm)
-                    if clip_value is not None:
-                        clip_grad_value(grads, clip_value, norm)    # the norm is for its return only
-                    if needs_closure:
-                        optimizer.step(grads, closure=lambda: float(loss_fn.forward(net.forward(xb), yb)))
-                    else:
-                        optimizer.step(grads)
-                log.step(loss, norm, correct, out.shape[0], clock() - t0)
-                if stop:
+                batch_targets = None if targets is None else targets[rows]
+                if _train_step(run, x[rows], y[rows], batch_targets, epoch, step, b):
                     break
-            if log.end_epoch():
+            if run.log.end_epoch():
                 break
-        seconds = log.elapsed()
-        check_final_parameters(params, len(log.history.epoch_loss), log.history)
-        test_loss = test_accuracy = None
-        if dataset.x_test is not None and len(dataset.x_test):
-            out = net.forward(dataset.x_test)
-            test_loss = float(loss_fn.forward(out, dataset.y_test))
-            if rule is not None:
-                scored = out.shape[0] * scored_per_row(rule, spec.outputs)
-                test_accuracy = count_correct(rule, out, accuracy_targets(rule, dataset.y_test)) / scored
-    final = {name: p.copy() for name, p in params.items()}
-    return log.finish(final, test_loss, test_accuracy, seconds)
+        seconds = run.log.elapsed()
+        check_final_parameters(run.params, len(run.log.history.epoch_loss), run.log.history)
+        test_loss, test_accuracy = _test_metrics(run, dataset)
+    final = {name: p.copy() for name, p in run.params.items()}
+    return run.log.finish(final, test_loss, test_accuracy, seconds)

@@ -43,13 +43,13 @@ REPO = Path(__file__).resolve().parents[1]
 TARGETS = {
     "scratch/activations.py": (lambda q: q.endswith(".backward"),
                                ["parity_tests/test_activations.py", "parity_tests/test_network_parity.py",
-                                "parity_tests/test_gradcheck.py",
+                                "parity_tests/test_finite_diff.py",
                                 "parity_tests/test_verify_ops.py::test_scratch_activations_pass_and_never_warn"]),
     "scratch/losses.py": (lambda q: q.endswith(".backward") or q == "Loss._scale",
                           ["parity_tests/test_losses.py", "parity_tests/test_network_parity.py",
-                           "parity_tests/test_gradcheck.py"]),
+                           "parity_tests/test_finite_diff.py"]),
     "scratch/layers.py": (lambda q: q == "Dense.backward",
-                          ["parity_tests/test_network_parity.py", "parity_tests/test_gradcheck.py"]),
+                          ["parity_tests/test_network_parity.py", "parity_tests/test_finite_diff.py"]),
     "scratch/optimizers.py": (lambda q: q.endswith(".step") or q in (
         "_lerp", "global_norm", "clip_grad_norm", "clip_grad_value"),
                               ["parity_tests/test_optimizers.py"]),
@@ -113,32 +113,39 @@ def _plumbing(value) -> bool:
         "_grads", "copy")
 
 
+def _binop_mutations(i: int, node: ast.BinOp) -> list:
+    """Mutations of one binary operation: flipped signs, dropped terms, swapped operands."""
+    a, b, op = node.left, node.right, node.op
+    out = []
+    sym = {ast.Add: "+", ast.Sub: "-", ast.Mult: "*", ast.Div: "/", ast.MatMult: "@",
+           ast.Pow: "**"}.get(type(op))
+    if sym is None:
+        return []
+    if isinstance(op, (ast.Add, ast.Sub)):
+        other = ast.Sub() if isinstance(op, ast.Add) else ast.Add()
+        out.append((i, "flip-sign", f"{_src(node)}: {sym} -> {'-' if sym == '+' else '+'}",
+                    lambda n, o=other: ast.BinOp(n.left, o, n.right)))
+        out.append((i, "drop-term", f"{_src(node)} -> {_src(a)}", lambda n: n.left))
+        out.append((i, "drop-term", f"{_src(node)} -> {'-' if sym == '-' else ''}{_src(b)}",
+                    lambda n, s=sym: ast.UnaryOp(ast.USub(), n.right) if s == "-" else n.right))
+    if isinstance(op, ast.Mult):
+        out.append((i, "drop-term", f"{_src(node)} -> {_src(a)}", lambda n: n.left))
+        out.append((i, "drop-term", f"{_src(node)} -> {_src(b)}", lambda n: n.right))
+    if isinstance(op, ast.Div):
+        out.append((i, "drop-term", f"{_src(node)} -> {_src(a)}", lambda n: n.left))
+    if isinstance(op, (ast.Sub, ast.Div, ast.MatMult, ast.Pow)):
+        out.append((i, "swap", f"{_src(node)} -> {_src(b)} {sym} {_src(a)}",
+                    lambda n: ast.BinOp(n.right, n.op, n.left)))
+    return out
+
+
 def candidates(func):
     """(node index in ast.walk order, operator, description, make(node) -> replacement) per mutation."""
     skip = _keyword_values(func)
     out = []
     for i, node in enumerate(ast.walk(func)):
         if isinstance(node, ast.BinOp):
-            a, b, op = node.left, node.right, node.op
-            sym = {ast.Add: "+", ast.Sub: "-", ast.Mult: "*", ast.Div: "/", ast.MatMult: "@",
-                   ast.Pow: "**"}.get(type(op))
-            if sym is None:
-                continue
-            if isinstance(op, (ast.Add, ast.Sub)):
-                other = ast.Sub() if isinstance(op, ast.Add) else ast.Add()
-                out.append((i, "flip-sign", f"{_src(node)}: {sym} -> {'-' if sym == '+' else '+'}",
-                            lambda n, o=other: ast.BinOp(n.left, o, n.right)))
-                out.append((i, "drop-term", f"{_src(node)} -> {_src(a)}", lambda n: n.left))
-                out.append((i, "drop-term", f"{_src(node)} -> {'-' if sym == '-' else ''}{_src(b)}",
-                            lambda n, s=sym: ast.UnaryOp(ast.USub(), n.right) if s == "-" else n.right))
-            if isinstance(op, ast.Mult):
-                out.append((i, "drop-term", f"{_src(node)} -> {_src(a)}", lambda n: n.left))
-                out.append((i, "drop-term", f"{_src(node)} -> {_src(b)}", lambda n: n.right))
-            if isinstance(op, ast.Div):
-                out.append((i, "drop-term", f"{_src(node)} -> {_src(a)}", lambda n: n.left))
-            if isinstance(op, (ast.Sub, ast.Div, ast.MatMult, ast.Pow)):
-                out.append((i, "swap", f"{_src(node)} -> {_src(b)} {sym} {_src(a)}",
-                            lambda n: ast.BinOp(n.right, n.op, n.left)))
+            out += _binop_mutations(i, node)
         elif isinstance(node, ast.UnaryOp) and isinstance(node.op, ast.USub):
             out.append((i, "flip-sign", f"{_src(node)} -> {_src(node.operand)}", lambda n: n.operand))
         elif isinstance(node, ast.Return) and node.value is not None:
@@ -294,7 +301,7 @@ def _run_child(mutant: Mutant | None, tests: list[str], timeout: float, verbose:
     return "error"
 
 
-def main(argv=None) -> int:
+def parse_args(argv):
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--files", nargs="*", default=list(TARGETS), help="target files (default: all)")
     parser.add_argument("--select", help="only mutants whose file:qualname contains this text")
@@ -304,23 +311,12 @@ def main(argv=None) -> int:
     parser.add_argument("--json", metavar="FILE", help="write every mutant's result as JSON")
     parser.add_argument("--timeout", type=float, default=TIMEOUT, help="seconds per mutant (a timeout kills it)")
     parser.add_argument("--verbose", action="store_true", help="show pytest's output")
-    args = parser.parse_args(argv)
-    unknown = [f for f in args.files if f not in TARGETS]
-    if unknown:
-        print(f"mutate: unknown file(s) {unknown}; expected some of {', '.join(TARGETS)}", file=sys.stderr)
-        return 2
-    mutants = [m for f in args.files for m in mutants_of(f, args.select)]
-    if args.limit is not None:
-        mutants = mutants[:args.limit]
-    if args.list:
-        for m in mutants:
-            print(f"{m.id}  {m.description}")
-        print(f"{len(mutants)} mutants")
-        return 0
-    if not mutants:
-        print("mutate: no mutants selected", file=sys.stderr)
-        return 2
+    return parser.parse_args(argv)
 
+
+def warm_copy() -> Path:
+    """A copy of the repository, made the working directory, with its modules imported once
+    (every forked child shares them). Raises SystemExit if the copy's scratch is not the one imported."""
     work = _copy_repo()
     os.chdir(work)
     sys.path.insert(0, str(work))
@@ -332,37 +328,29 @@ def main(argv=None) -> int:
     for rel in TARGETS:
         __import__(rel[:-3].replace("/", "."))
     if not Path(scratch.__file__).resolve().is_relative_to(work):
-        print(f"mutate: scratch imports from {scratch.__file__}, not the copy in {work}", file=sys.stderr)
-        return 2
-    extra = [t for t in EXTRA_TESTS if (work / t).exists()]
+        raise SystemExit(f"mutate: scratch imports from {scratch.__file__}, not the copy in {work}")
+    return work
 
-    def tests_for(rel):
-        return args.tests if args.tests else TARGETS[rel][1] + extra
 
-    t0 = time.monotonic()
-    baseline = {rel: _run_child(None, tests_for(rel), args.timeout, args.verbose) for rel in args.files}
-    broken = [rel for rel, status in baseline.items() if status != "survived"]
-    if broken:
-        print(f"mutate: the unmutated suite does not pass for {broken} ({baseline}); fix that first",
-              file=sys.stderr)
-        return 2
-    print(f"mutate: {len(mutants)} mutants in a copy at {work}", flush=True)
-    for k, m in enumerate(mutants, 1):
-        path = work / m.file
-        original = path.read_text()
-        path.write_text(m.source)
-        try:
-            m.status = "survived"
-            word = None if args.tests else keyword(m)
-            if word:     # first the tests named after the op (fast when they kill it), then all of them
-                m.status = _run_child(m, tests_for(m.file) + ["-k", word], args.timeout, args.verbose)
-            if m.status == "survived":
-                m.status = _run_child(m, tests_for(m.file), args.timeout, args.verbose)
-        finally:
-            path.write_text(original)
-        mark = "." if m.status in ("killed", "timeout") else ("S" if m.status == "survived" else "E")
-        print(mark, end="" if k % 60 else f" {k}\n", flush=True)
-    print()
+def run_mutant(m: Mutant, work: Path, tests: list[str], args) -> str:
+    """Apply one mutant to the copy, run its tests, restore the file; return its status."""
+    path = work / m.file
+    original = path.read_text()
+    path.write_text(m.source)
+    try:
+        status = "survived"
+        word = None if args.tests else keyword(m)
+        if word:     # first the tests named after the op (fast when they kill it), then all of them
+            status = _run_child(m, tests + ["-k", word], args.timeout, args.verbose)
+        if status == "survived":
+            status = _run_child(m, tests, args.timeout, args.verbose)
+        return status
+    finally:
+        path.write_text(original)
+
+
+def summary(mutants: list[Mutant], seconds: float) -> tuple[str, dict]:
+    """The printed summary, and the JSON document of every mutant's result."""
     killed = sum(m.status in ("killed", "timeout") for m in mutants)
     survived = [m for m in mutants if m.status == "survived"]
     errors = [m for m in mutants if m.status == "error"]
@@ -370,20 +358,50 @@ def main(argv=None) -> int:
     score = killed / scored if scored else 0.0
     by_file = {}
     for m in mutants:
-        k_, n_ = by_file.get(m.file, (0, 0))
-        by_file[m.file] = (k_ + (m.status in ("killed", "timeout")), n_ + (m.status != "error"))
-    print(f"mutation score: {killed}/{scored} = {score:.1%}  ({len(errors)} could not be applied; "
-          f"{time.monotonic() - t0:.0f} s)")
-    for f, (k_, n_) in by_file.items():
-        print(f"  {f}: {k_}/{n_}")
-    for m in survived:
-        print(f"SURVIVED {m.id}  {m.description}")
-    for m in errors:
-        print(f"ERROR    {m.id}  {m.description}")
+        k, n = by_file.get(m.file, (0, 0))
+        by_file[m.file] = (k + (m.status in ("killed", "timeout")), n + (m.status != "error"))
+    lines = [f"mutation score: {killed}/{scored} = {score:.1%}  ({len(errors)} could not be applied; {seconds:.0f} s)"]
+    lines += [f"  {f}: {k}/{n}" for f, (k, n) in by_file.items()]
+    lines += [f"SURVIVED {m.id}  {m.description}" for m in survived]
+    lines += [f"ERROR    {m.id}  {m.description}" for m in errors]
+    doc = {"score": score, "killed": killed, "survived": len(survived), "errors": len(errors),
+           "mutants": [{k: v for k, v in asdict(m).items() if k != "source"} for m in mutants]}
+    return "\n".join(lines), doc
+
+
+def main(argv=None) -> int:
+    args = parse_args(argv)
+    unknown = [f for f in args.files if f not in TARGETS]
+    if unknown:
+        print(f"mutate: unknown file(s) {unknown}; expected some of {', '.join(TARGETS)}", file=sys.stderr)
+        return 2
+    mutants = [m for f in args.files for m in mutants_of(f, args.select)][:args.limit]
+    if args.list:
+        print("\n".join(f"{m.id}  {m.description}" for m in mutants) + f"\n{len(mutants)} mutants")
+        return 0
+    if not mutants:
+        print("mutate: no mutants selected", file=sys.stderr)
+        return 2
+    work = warm_copy()
+    extra = [t for t in EXTRA_TESTS if (work / t).exists()]
+
+    def tests_for(rel):
+        return args.tests if args.tests else TARGETS[rel][1] + extra
+
+    t0 = time.monotonic()
+    baseline = {rel: _run_child(None, tests_for(rel), args.timeout, args.verbose) for rel in args.files}
+    if any(status != "survived" for status in baseline.values()):
+        print(f"mutate: the unmutated suite does not pass ({baseline}); fix that first", file=sys.stderr)
+        return 2
+    print(f"mutate: {len(mutants)} mutants in a copy at {work}", flush=True)
+    for k, m in enumerate(mutants, 1):
+        m.status = run_mutant(m, work, tests_for(m.file), args)
+        mark = "." if m.status in ("killed", "timeout") else ("S" if m.status == "survived" else "E")
+        print(mark, end="" if k % 60 else f" {k}\n", flush=True)
+    text, doc = summary(mutants, time.monotonic() - t0)
+    print("\n" + text)
     if args.json:
-        Path(args.json).write_text(json.dumps({
-            "score": score, "killed": killed, "survived": len(survived), "errors": len(errors),
-            "mutants": [{k: v for k, v in asdict(m).items() if k != "source"} for m in mutants]}, indent=1))
+        Path(args.json).write_text(json.dumps(doc, indent=1))
     shutil.rmtree(work.parent, ignore_errors=True)
     return 0
 

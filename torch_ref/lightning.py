@@ -31,22 +31,29 @@ shares). A global batch with fewer rows than processes is refused (some process 
 from __future__ import annotations
 
 import inspect
+import logging
 import math
 import os
 import shutil
 import sys
 import tempfile
 import time
+import warnings
 
 import numpy as np
 import torch
+import lightning as L  # after torch, as Lightning's own examples import it
+from lightning.pytorch.loggers import CSVLogger
+from lightning.pytorch.plugins.precision.double import DoublePrecision
 
 from scratch.data import batch_order, load_dataset
-from scratch.spec import SpecError
+from scratch.errors import SpecError
+from scratch.losses import LOSSES
+from scratch.training import (CLOSURE_OPTIMIZERS, History, RunLog, TrainingDiverged, TrainResult, accuracy_rule,
+                              check_final_parameters)
+from torch_ref.model import TORCH_DTYPES, build, build_loss, named_to_scratch, scratch_named_parameters, to_scratch
+from torch_ref.optimizers import make_torch_optimizer
 from torch_ref.training import as_tensor, count_correct, evaluate
-
-import lightning as L  # noqa: E402  (after torch)
-from lightning.pytorch.plugins.precision.double import DoublePrecision
 
 STRATEGIES = ("auto", "ddp", "ddp_spawn")
 
@@ -129,8 +136,6 @@ class SpecDataModule(L.LightningDataModule):
         self.dataset = dataset
 
     def setup(self, stage: str | None = None) -> None:
-        from torch_ref.model import TORCH_DTYPES
-
         if self.dataset is None:
             self.dataset = load_dataset(self.spec)
         device = self.trainer.strategy.root_device if self.trainer is not None else None
@@ -168,8 +173,6 @@ class SpecModule(L.LightningModule):
     def __init__(self, spec, epochs: int | None = None, callback=None, rule=None, n_rows: int = 0,
                  steps_per_epoch: int = 0):
         super().__init__()
-        from torch_ref.model import build, build_loss, scratch_named_parameters
-
         self.automatic_optimization = False
         self.spec = spec
         self.epochs = spec.train.epochs if epochs is None else epochs
@@ -195,15 +198,11 @@ class SpecModule(L.LightningModule):
         return self.model(x)
 
     def configure_optimizers(self):
-        from torch_ref.optimizers import make_torch_optimizer
-
         return make_torch_optimizer(self.spec.optimizer, list(self.named.values()), seed=self.spec.seed)
 
     # ----------------------------------------------------------------------------- the run
 
     def on_train_start(self) -> None:
-        from scratch.training import RunLog
-
         self.run_log = RunLog(self.spec, self.n_rows, self.steps_per_epoch, self.epochs, self.rule,
                               progress=False, callback=self.epoch_callback)
         self.world = self.trainer.world_size
@@ -298,8 +297,6 @@ class SpecModule(L.LightningModule):
         """Under DDP rank 0 saves the run, so that a ``ddp_spawn`` caller, whose copy of the
         module did not train, can read it back (train() does)."""
         if self.world > 1 and self.trainer.global_rank == 0 and self.result_path:
-            from torch_ref.model import to_scratch
-
             log = self.run_log
             torch.save({"history": vars(log.history), "step_seconds": log.step_seconds, "stopped": log.stopped,
                         "seconds": log.elapsed(), "params": to_scratch(self.model)}, self.result_path)
@@ -317,9 +314,6 @@ class SpecModule(L.LightningModule):
                                 "step_seconds": seconds[i]}, step=i)
 
     def _diverged(self, what, value, batch_idx, grads=False):
-        from scratch.training import TrainingDiverged
-        from torch_ref.model import named_to_scratch
-
         err = TrainingDiverged.diagnose(what, value, self.current_epoch + 1, self._step, batch_idx + 1,
                                         named_to_scratch(self.named, grads), self.run_log.history)
         if self.world > 1 and self.trainer.global_rank == 0 and self.result_path:
@@ -334,14 +328,10 @@ SpecModule.training_step.__signature__ = inspect.signature(SpecModule.training_s
 
 
 def _default_reduction(spec) -> str:
-    from scratch.losses import LOSSES
-
     return LOSSES[spec.loss.name].reductions[0]
 
 
 def _closure_optimizers():
-    from scratch.training import CLOSURE_OPTIMIZERS
-
     return CLOSURE_OPTIMIZERS
 
 
@@ -370,8 +360,6 @@ def make_trainer(spec, epochs: int | None = None, devices: int | str = 1, strate
     - CSVLogger under ``log_dir`` (None: a fresh temporary directory), one row per step;
     - ``profiler``: Lightning's ("simple", "advanced" or a Profiler), None for none.
     """
-    from lightning.pytorch.loggers import CSVLogger
-
     if strategy not in STRATEGIES:
         raise SpecError("strategy", f"unknown {strategy!r}; expected one of {', '.join(STRATEGIES)}")
     quiet_lightning()
@@ -403,9 +391,6 @@ def make_trainer(spec, epochs: int | None = None, devices: int | str = 1, strate
 
 def quiet_lightning() -> None:  # also run at import: DDP's spawned processes import this module
     """Silence Lightning's start-up banner lines (GPU available..., tips) and known-harmless warnings."""
-    import logging
-    import warnings
-
     for name in ("lightning.pytorch.utilities.rank_zero", "lightning.pytorch.accelerators.cuda",
                  "lightning.fabric.utilities.rank_zero", "lightning.fabric.utilities.distributed"):
         logging.getLogger(name).setLevel(logging.WARNING)
@@ -423,9 +408,6 @@ def train(spec, dataset=None, epochs: int | None = None, progress: bool | None =
     batches'); with ``strategy="ddp_spawn"`` the calling process gets rank 0's result.
     ``result.lightning`` holds the Trainer's timing of ``fit`` and where its log went.
     """
-    from scratch.training import accuracy_rule, check_final_parameters
-    from torch_ref.model import build, build_loss
-
     quiet_lightning()
     dataset = load_dataset(spec) if dataset is None else dataset
     epochs = spec.train.epochs if epochs is None else epochs
@@ -455,9 +437,6 @@ def train(spec, dataset=None, epochs: int | None = None, progress: bool | None =
 
 def _fit(spec, module, data, epochs, log_dir, **trainer_options):
     """Make the Trainer, fit, and return (TrainResult without test figures, trainer, fit seconds)."""
-    from scratch.training import TrainingDiverged
-    from torch_ref.model import to_scratch
-
     deterministic = torch.are_deterministic_algorithms_enabled()
     warn_only = torch.is_deterministic_algorithms_warn_only_enabled()
     trainer = make_trainer(spec, epochs, log_dir=log_dir, **trainer_options)
@@ -491,8 +470,6 @@ def _read_result(path: str) -> dict | None:
 
 
 def _result_from_saved(saved: dict):
-    from scratch.training import History, TrainResult
-
     if saved is None:
         raise RuntimeError("lightning: the training processes saved no result")
     return TrainResult(history=History(**saved["history"]), params=saved["params"], stopped=saved["stopped"],

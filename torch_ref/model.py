@@ -9,7 +9,10 @@ import numpy as np
 import torch
 from torch import nn
 
+from scratch.activations import resolve_activation
+from scratch.errors import SpecError  # a ValueError; the CLI reports it as bad input (exit 2)
 from scratch.initializers import initial_parameters
+from scratch.losses import LOSSES
 
 TORCH_DTYPES = {"float64": torch.float64, "float32": torch.float32}
 
@@ -102,21 +105,18 @@ def torch_activation(name: str, params: dict | None = None) -> nn.Module:
     params = params or {}
     if name in TORCH_ACTIVATIONS:
         return TORCH_ACTIVATIONS[name](**params)
-    from scratch.activations import resolve_activation
 
     cls = resolve_activation(name)
     factory = getattr(cls, "torch_module", None)
     if factory is None and getattr(cls, "name", None) in TORCH_ACTIVATIONS:
         factory = TORCH_ACTIVATIONS[cls.name]   # a user subclass of a scratch op: the parent's twin
     if factory is None:
-        from scratch.spec import SpecError  # a ValueError; the CLI reports it as bad input (exit 2)
 
         raise SpecError("activation", f"{name}: a user op needs a torch_module() classmethod to be built in torch")
     return factory(**params)
 
 
 def build_loss(spec) -> nn.Module:
-    from scratch.losses import LOSSES
 
     reduction = spec.loss.reduction or LOSSES[spec.loss.name].reductions[0]
     return TORCH_LOSSES[spec.loss.name](reduction=reduction)

@@ -15,7 +15,8 @@ from __future__ import annotations
 import numpy as np
 import torch
 
-from scratch.spec import SpecError, check_optimizer_fields
+from scratch.errors import SpecError
+from scratch.optimizers import check_optimizer_fields
 
 def _single_group(opt: torch.optim.Optimizer) -> tuple[dict, list[torch.Tensor]]:
     if len(opt.param_groups) != 1:
@@ -32,7 +33,7 @@ class Armijo(torch.optim.Optimizer):
         f(x + t·d) ≤ f(x) − σ·t·‖g‖²          (the Armijo condition, ∇fᵀd = −‖g‖²)
     then x ← x + t·d; f is ``closure()``, each trial computed from x. When no trial passes, no
     step is taken (parameters restored exactly; ``last_step["accepted"]`` is False).
-    torch has no line-search SGD: this is the rule of issue 3 in torch, the twin of
+    torch has no line-search SGD: this is the same rule written with torch tensors, the twin of
     scratch.optimizers.Armijo, so the two trajectories can be compared.
     ``step(closure)`` returns f(x), the loss before the step.
     """

@@ -17,6 +17,7 @@ from __future__ import annotations
 
 import math
 import time
+from dataclasses import dataclass
 
 import numpy as np
 import torch
@@ -64,6 +65,55 @@ def evaluate(model, loss_fn, dataset, spec, rule, device=None) -> tuple[float | 
         return test_loss, int(hits) / (out.shape[0] * scored_per_row(rule, spec.outputs))
 
 
+@dataclass
+class _Run:
+    """The live state of one torch training run: the model, its loss and optimizer, the log."""
+
+    spec: object
+    model: torch.nn.Module
+    loss_fn: object
+    named: dict
+    optimizer: object
+    rule: str | None
+    log: RunLog
+
+
+def _train_step(run: _Run, xb, yb, targets, epoch: int, step: int, batch: int) -> bool:
+    """One step on one batch: forward, loss, backward, clipping, update. True: stop (gradient small)."""
+    t0 = time.perf_counter()
+    model, loss_fn, opt, params = run.model, run.loss_fn, run.spec.optimizer, list(run.named.values())
+    run.optimizer.zero_grad()
+    out = model(xb)
+    loss_t = loss_fn(out, yb)
+    loss = loss_t.item()
+    if not math.isfinite(loss):
+        raise TrainingDiverged.diagnose("loss", loss, epoch + 1, step, batch + 1, named_to_scratch(run.named),
+                                        run.log.history)
+    loss_t.backward()
+    grads = [p.grad for p in params if p.grad is not None]
+    norm = get_total_norm(grads).item() if grads else 0.0
+    if not math.isfinite(norm):
+        raise TrainingDiverged.diagnose("gradient norm", norm, epoch + 1, step, batch + 1,
+                                        named_to_scratch(run.named, grads=True), run.log.history)
+    with torch.no_grad():
+        correct = int(count_correct(run.rule, out, targets)) if run.rule else 0
+    stop = run.log.gradient_small(norm)
+    if not stop:
+        if opt.clip_norm is not None:
+            clip_grad_norm_(params, opt.clip_norm)
+        if opt.clip_value is not None:
+            clip_grad_value_(params, opt.clip_value)
+        if opt.name in CLOSURE_OPTIMIZERS:
+            def closure():
+                with torch.no_grad():
+                    return loss_fn(model(xb), yb)
+            run.optimizer.step(closure)
+        else:
+            run.optimizer.step()
+    run.log.step(loss, norm, correct, out.shape[0], time.perf_counter() - t0)
+    return stop
+
+
 def train(spec, dataset=None, epochs: int | None = None, progress: bool | None = None,
           callback=None, device=None) -> TrainResult:
     """Train the torch twin of the spec; the same arguments and result as scratch.training.train.
@@ -76,71 +126,32 @@ def train(spec, dataset=None, epochs: int | None = None, progress: bool | None =
     device = torch.device("cpu" if device is None else device)
     dtype = TORCH_DTYPES[spec.dtype]
     model = build(spec).to(device)
-    loss_fn = build_loss(spec)
     named = scratch_named_parameters(model)
-    params = list(named.values())
-    optimizer = make_torch_optimizer(spec.optimizer, params, seed=spec.seed)
-    needs_closure = spec.optimizer.name in CLOSURE_OPTIMIZERS
-    clip_norm, clip_value = spec.optimizer.clip_norm, spec.optimizer.clip_value
-
+    optimizer = make_torch_optimizer(spec.optimizer, list(named.values()), seed=spec.seed)
     x = as_tensor(dataset.x_train, dtype, device)
     y = as_tensor(dataset.y_train, dtype, device)
-    n = x.shape[0]
     rule = accuracy_rule(spec, dataset.y_train)
     targets = None if rule is None else as_tensor(accuracy_targets(rule, dataset.y_train), dtype, device)
 
     def torch_batches(epoch):
-        batches = epoch_batches(n, spec, epoch)
+        batches = epoch_batches(len(x), spec, epoch)
         return [b if isinstance(b, slice) else torch.as_tensor(b, device=device) for b in batches]
 
     batches = torch_batches(0)
-    log = RunLog(spec, n, len(batches), epochs, rule, progress, callback)
+    log = RunLog(spec, len(x), len(batches), epochs, rule, progress, callback)
+    run = _Run(spec, model, build_loss(spec), named, optimizer, rule, log)
     step = 0
-    clock = time.perf_counter
-
     for epoch in range(epochs):
         if spec.train.shuffle and epoch:
             batches = torch_batches(epoch)
         for b, rows in enumerate(batches):
-            t0 = clock()
             step += 1
-            xb, yb = x[rows], y[rows]
-            optimizer.zero_grad()
-            out = model(xb)
-            loss_t = loss_fn(out, yb)
-            loss = loss_t.item()
-            if not math.isfinite(loss):
-                raise TrainingDiverged.diagnose("loss", loss, epoch + 1, step, b + 1, named_to_scratch(named),
-                                                log.history)
-            loss_t.backward()
-            grads = [p.grad for p in params if p.grad is not None]
-            norm = get_total_norm(grads).item() if grads else 0.0
-            if not math.isfinite(norm):
-                raise TrainingDiverged.diagnose("gradient norm", norm, epoch + 1, step, b + 1,
-                                                named_to_scratch(named, grads=True), log.history)
-            with torch.no_grad():
-                correct = int(count_correct(rule, out, targets[rows])) if rule else 0
-            stop = log.gradient_small(norm)
-            if not stop:
-                if clip_norm is not None:
-                    clip_grad_norm_(params, clip_norm)
-                if clip_value is not None:
-                    clip_grad_value_(params, clip_value)
-                if needs_closure:
-                    def closure(xb=xb, yb=yb):
-                        with torch.no_grad():
-                            return loss_fn(model(xb), yb)
-                    optimizer.step(closure)
-                else:
-                    optimizer.step()
-            log.step(loss, norm, correct, out.shape[0], clock() - t0)
-            if stop:
+            if _train_step(run, x[rows], y[rows], None if targets is None else targets[rows], epoch, step, b):
                 break
         if log.end_epoch():
             break
     seconds = log.elapsed()
-
     final = to_scratch(model)
     check_final_parameters(final, len(log.history.epoch_loss), log.history)
-    test_loss, test_accuracy = evaluate(model, loss_fn, dataset, spec, rule, device)
+    test_loss, test_accuracy = evaluate(model, run.loss_fn, dataset, spec, rule, device)
     return log.finish(final, test_loss, test_accuracy, seconds)

@@ -1,6 +1,6 @@
 """Verify a hand-derived backward without torch: run the op on the probes, compare with finite
 differences. torch_ref.verify adds the torch references on the same evaluation. What a
-verifiable op looks like: scratch.opload.
+verifiable op looks like: scratch.verify.load.
 """
 from __future__ import annotations
 
@@ -11,13 +11,13 @@ from dataclasses import dataclass, field
 
 import numpy as np
 
-from scratch import probes as P
-from scratch.diagnosis import GroupData, compare
-from scratch.finite_diff import FDResult, elementwise_derivative, jacobian_rows, scalar_derivative
-from scratch.opload import OpError, OpUnderTest, layer_gradients, layer_parameters, load_op  # noqa: F401
-from scratch.opreport import Check, OpReport
+from scratch.policy import FD_TOL
+from scratch.verify import probes
+from scratch.verify.diagnosis import GroupData, compare
+from scratch.verify.finite_diff import FDResult, elementwise_derivative, jacobian_rows, scalar_derivative
+from scratch.verify.load import OpError, OpUnderTest, layer_gradients, layer_parameters, load_op
+from scratch.verify.report import Check, OpReport
 
-FD_TOLERANCE = 1e-7          # the tolerance policy: finite differences, float64, relative
 
 
 # ------------------------------------------------------------------------------ evaluation
@@ -46,7 +46,7 @@ class _Recorder:
 class GroupRun:
     """One probe group evaluated: the hand-written gradients, and finite differences of them."""
 
-    probe: P.Probe
+    probe: probes.Probe
     upstream: np.ndarray | None = None         # grad_out fed to backward (None for losses)
     output: object = None                      # the NumPy forward's output (array, or the loss value)
     got: dict = field(default_factory=dict)     # wrt -> hand-written gradient
@@ -105,40 +105,40 @@ def _loss_backward(inst):
 
 def evaluate(op: OpUnderTest, seed: int = 0, finite_differences: bool = True) -> Evaluation:
     """Run forward and backward on every probe group (and finite differences, unless told not to)."""
-    rec = _Recorder()
+    recorder = _Recorder()
     template = op.new(rng=np.random.default_rng(seed)) if op.kind == "layer" else None
     if op.kind == "activation":
-        groups = P.elementwise_probes(seed)
+        groups = probes.elementwise_probes(seed)
     elif op.kind == "vector":
-        groups = P.rowwise_probes(seed)
+        groups = probes.rowwise_probes(seed)
     elif op.kind == "loss":
-        groups = P.loss_probes(seed, op.domain)
+        groups = probes.loss_probes(seed, op.domain)
     else:
-        groups = P.layer_probes(int(template.inputs), seed)
-    ev = Evaluation(op, seed, [GroupRun(p) for p in groups], template, rec)
+        groups = probes.layer_probes(int(template.inputs), seed)
+    evaluation = Evaluation(op, seed, [GroupRun(p) for p in groups], template, recorder)
     if op.kind == "activation":
-        _check_elementwise(op, groups[0].x, rec)
+        _check_elementwise(op, groups[0].x, recorder)
     raised: dict[str, list[str]] = {}
-    for run in ev.runs:
+    for run in evaluation.runs:
         try:
             with np.errstate(all="ignore"):   # our own sums of whatever the op returned
-                _run_group(ev, run)
+                _run_group(evaluation, run)
                 if finite_differences:
-                    _fd_group(ev, run)
+                    _fd_group(evaluation, run)
         except OpError:
             raise
         except Exception as err:  # the user's op raised: a finding, not a crash
             run.error = f"{type(err).__name__}: {err}"
             raised.setdefault(run.error, []).append(run.probe.group)
     for error, where in raised.items():
-        rec.findings.append(f"the op raised on the {', '.join(where)} probes: {error}")
-    return ev
+        recorder.findings.append(f"the op raised on the {', '.join(where)} probes: {error}")
+    return evaluation
 
 
-def _check_elementwise(op, z, rec) -> None:
+def _check_elementwise(op, z, recorder) -> None:
     try:
-        full = _array(rec("forward", op.new().forward, z.copy()), "forward")
-        col = _array(rec("forward", op.new().forward, z[:, :1].copy()), "forward")
+        full = _array(recorder("forward", op.new().forward, z.copy()), "forward")
+        col = _array(recorder("forward", op.new().forward, z[:, :1].copy()), "forward")
     except Exception:
         return  # evaluate() reports it
     if full.shape == z.shape and col.shape == (z.shape[0], 1) and not np.allclose(full[:, :1], col, rtol=1e-12,
@@ -147,25 +147,25 @@ def _check_elementwise(op, z, rec) -> None:
                       f"columns; use --kind vector for a row-wise function (or set kind = 'vector')")
 
 
-def _run_group(ev: Evaluation, run: GroupRun) -> None:
-    op, rec, probe, seed = ev.op, ev.recorder, run.probe, ev.seed
+def _run_group(evaluation: Evaluation, run: GroupRun) -> None:
+    op, recorder, probe, seed = evaluation.op, evaluation.recorder, run.probe, evaluation.seed
     wrt = op.wrt
     if op.kind in ("activation", "vector"):
         inst = op.new()
-        run.output = _array(rec("forward", inst.forward, probe.x.copy()), "forward")
-        run.upstream = P.upstream_gradient(run.output.shape, seed, probe.group)
-        run.got[wrt] = _array(rec("backward", inst.backward, run.upstream.copy()), "backward")
+        run.output = _array(recorder("forward", inst.forward, probe.x.copy()), "forward")
+        run.upstream = probes.upstream_gradient(run.output.shape, seed, probe.group)
+        run.got[wrt] = _array(recorder("backward", inst.backward, run.upstream.copy()), "backward")
         run.inputs[wrt] = probe.x
     elif op.kind == "loss":
         inst = op.new()
-        run.output = _scalar(rec("forward", inst.forward, probe.x.copy(), probe.target.copy()), "forward")
-        run.got[wrt] = _array(rec("backward", _loss_backward, inst), "backward")
+        run.output = _scalar(recorder("forward", inst.forward, probe.x.copy(), probe.target.copy()), "forward")
+        run.got[wrt] = _array(recorder("backward", _loss_backward, inst), "backward")
         run.inputs[wrt] = probe.x
     else:
-        inst = clone(ev.template)
-        run.output = _array(rec("forward", inst.forward, probe.x.copy()), "forward")
-        run.upstream = P.upstream_gradient(run.output.shape, seed, probe.group)
-        run.got[wrt] = _array(rec("backward", inst.backward, run.upstream.copy()), "backward")
+        inst = clone(evaluation.template)
+        run.output = _array(recorder("forward", inst.forward, probe.x.copy()), "forward")
+        run.upstream = probes.upstream_gradient(run.output.shape, seed, probe.group)
+        run.got[wrt] = _array(recorder("backward", inst.backward, run.upstream.copy()), "backward")
         run.inputs[wrt] = probe.x
         params = layer_parameters(inst)
         for name, grad in layer_gradients(inst, params).items():
@@ -175,13 +175,13 @@ def _run_group(ev: Evaluation, run: GroupRun) -> None:
             run.inputs[name] = np.array(params[name], dtype=np.float64)
 
 
-def _fd_group(ev: Evaluation, run: GroupRun) -> None:
-    op, rec, probe = ev.op, ev.recorder, run.probe
+def _fd_group(evaluation: Evaluation, run: GroupRun) -> None:
+    op, recorder, probe = evaluation.op, evaluation.recorder, run.probe
     wrt = op.wrt
     where = "forward (finite differences)"
     if op.kind == "activation":
         inst = op.new()
-        fd = elementwise_derivative(lambda t: rec(where, inst.forward, t), probe.x)
+        fd = elementwise_derivative(lambda t: recorder(where, inst.forward, t), probe.x)
         run.fd[wrt] = _scaled(fd, run.upstream)
         return
     if op.kind == "vector":
@@ -190,12 +190,12 @@ def _fd_group(ev: Evaluation, run: GroupRun) -> None:
         w = run.upstream
 
         def fun():
-            out = _array(rec(where, inst.forward, z), "forward")
+            out = _array(recorder(where, inst.forward, z), "forward")
             return float(np.sum(w * out)), float(np.sum(np.abs(w * out)))
 
         run.fd[wrt] = scalar_derivative(fun, z)
         try:
-            jac = jacobian_rows(lambda t: rec(where, inst.forward, t), probe.x.copy())
+            jac = jacobian_rows(lambda t: recorder(where, inst.forward, t), probe.x.copy())
             run.alternatives[wrt] = {
                 "the Jacobian is transposed: backward computes J·g where Jᵀ·g is needed":
                     np.einsum("nck,nk->nc", jac, w),
@@ -211,17 +211,17 @@ def _fd_group(ev: Evaluation, run: GroupRun) -> None:
         pred, target = probe.x.copy(), probe.target.copy()
 
         def fun():
-            v = _scalar(rec(where, inst.forward, pred, target), "forward")
+            v = _scalar(recorder(where, inst.forward, pred, target), "forward")
             return v, abs(v)
 
         run.fd[wrt] = scalar_derivative(fun, pred, op.domain)
         return
-    inst = clone(ev.template)
+    inst = clone(evaluation.template)
     x = probe.x.copy()
     w = run.upstream
 
     def fun():
-        out = _array(rec(where, inst.forward, x), "forward")
+        out = _array(recorder(where, inst.forward, x), "forward")
         return float(np.sum(w * out)), float(np.sum(np.abs(w * out)))
 
     run.fd[wrt] = scalar_derivative(fun, x)
@@ -266,23 +266,23 @@ def _error_check(name, wrt, reference, tol, runs) -> Check:
                  diagnosis=f"the op raised {text}")
 
 
-def fd_checks(ev: Evaluation, tol: float = FD_TOLERANCE) -> list[Check]:
+def fd_checks(evaluation: Evaluation, tol: float = FD_TOL) -> list[Check]:
     """One check per gradient (input, then each parameter) against finite differences."""
     with np.errstate(all="ignore"):
-        return _fd_checks(ev, tol)
+        return _fd_checks(evaluation, tol)
 
 
-def _fd_checks(ev: Evaluation, tol: float) -> list[Check]:
-    op = ev.op
-    names = _gradient_names(ev)
+def _fd_checks(evaluation: Evaluation, tol: float) -> list[Check]:
+    op = evaluation.op
+    names = _gradient_names(evaluation)
     checks = []
     for wrt in names:
         title = f"dL/d{wrt} vs finite differences"
-        if any(r.error for r in ev.runs):
-            checks.append(_error_check(title, wrt, "finite differences", tol, ev.runs))
+        if any(r.error for r in evaluation.runs):
+            checks.append(_error_check(title, wrt, "finite differences", tol, evaluation.runs))
             continue
         groups, kinks, unresolved = [], {}, {}
-        for run in ev.runs:
+        for run in evaluation.runs:
             fd = run.fd[wrt].resolve(tol)
             groups.append(GroupData(run.probe.group, run.got[wrt], fd.value, run.inputs.get(wrt), fd.usable,
                                     _kinks(run, wrt, op), run.upstream if op.kind == "activation" else None,
@@ -291,7 +291,7 @@ def _fd_checks(ev: Evaluation, tol: float) -> list[Check]:
                 kinks[run.probe.group] = int(fd.kink.sum())
             if fd.unresolved.any():
                 unresolved[run.probe.group] = int(fd.unresolved.sum())
-        cmp = compare(groups, tol, kind=op.kind, batch=_batch(op, ev.runs[0]), wrt=wrt)
+        cmp = compare(groups, tol, kind=op.kind, batch=_batch(op, evaluation.runs[0]), wrt=wrt)
         notes = []
         if kinks:
             notes.append("kept away from kinks (one-sided slopes differ): skipped "
@@ -306,14 +306,14 @@ def _fd_checks(ev: Evaluation, tol: float) -> list[Check]:
     return checks
 
 
-def _gradient_names(ev: Evaluation) -> list[str]:
-    for run in ev.runs:
+def _gradient_names(evaluation: Evaluation) -> list[str]:
+    for run in evaluation.runs:
         if run.got:
             return list(run.got)
-    return [ev.op.wrt]
+    return [evaluation.op.wrt]
 
 
-def reference_checks(ev: Evaluation, expected: list[dict], reference: str, tol: float,
+def reference_checks(evaluation: Evaluation, expected: list[dict], reference: str, tol: float,
                      skip_kinks: bool = False) -> list[Check]:
     """Checks of the hand-written gradients against ``expected`` (one dict wrt -> array per group).
 
@@ -321,15 +321,15 @@ def reference_checks(ev: Evaluation, expected: list[dict], reference: str, tol: 
     (for autograd of the user's own forward, whose value there is an accident of how the forward
     is written: torch.abs has derivative 0 at 0, so autograd of a sigmoid built on exp(−|z|)
     gives 0 at z = 0, and torch.maximum splits ties ½/½)."""
-    op = ev.op
+    op = evaluation.op
     checks = []
-    for wrt in _gradient_names(ev):
+    for wrt in _gradient_names(evaluation):
         title = f"dL/d{wrt} vs {reference}"
-        if any(r.error for r in ev.runs):
-            checks.append(_error_check(title, wrt, reference, tol, ev.runs))
+        if any(r.error for r in evaluation.runs):
+            checks.append(_error_check(title, wrt, reference, tol, evaluation.runs))
             continue
         groups, skipped = [], 0
-        for run, exp in zip(ev.runs, expected):
+        for run, exp in zip(evaluation.runs, expected):
             alts = run.alternatives.get(wrt, {})
             usable = None
             kinks = _kinks(run, wrt, op)
@@ -339,7 +339,7 @@ def reference_checks(ev: Evaluation, expected: list[dict], reference: str, tol: 
             groups.append(GroupData(run.probe.group, run.got[wrt], np.asarray(exp[wrt], dtype=np.float64),
                                     run.inputs.get(wrt), usable, _kinks(run, wrt, op),
                                     run.upstream if op.kind == "activation" else None, alts, run.probe.target))
-        cmp = compare(groups, tol, kind=op.kind, batch=_batch(op, ev.runs[0]), wrt=wrt)
+        cmp = compare(groups, tol, kind=op.kind, batch=_batch(op, evaluation.runs[0]), wrt=wrt)
         notes = [f"{skipped} kink points left to torch_module() and finite differences (autograd of a "
                  f"forward at a kink depends on how it is written)"] if skipped else []
         checks.append(Check(name=title, wrt=wrt, reference=reference, tol=tol, ok=cmp.ok, error=cmp.error,
@@ -347,20 +347,20 @@ def reference_checks(ev: Evaluation, expected: list[dict], reference: str, tol: 
     return checks
 
 
-def new_report(ev: Evaluation) -> OpReport:
+def new_report(evaluation: Evaluation) -> OpReport:
     """An empty report for the evaluation (probes counted, findings attached)."""
-    report = OpReport(target=ev.op.target, kind=ev.op.kind, seed=ev.seed,
-                      probes={r.probe.group: int(r.probe.x.size) for r in ev.runs},
-                      probe_text=P.describe(ev.op.kind, ev.op.domain))
-    report.findings = ev.findings
-    report.failed_to_run = any(r.error for r in ev.runs)
+    report = OpReport(target=evaluation.op.target, kind=evaluation.op.kind, seed=evaluation.seed,
+                      probes={r.probe.group: int(r.probe.x.size) for r in evaluation.runs},
+                      probe_text=probes.describe(evaluation.op.kind, evaluation.op.domain))
+    report.findings = evaluation.findings
+    report.failed_to_run = any(r.error for r in evaluation.runs)
     return report
 
 
 def verify_fd(target, kind: str | None = None, seed: int = 0) -> OpReport:
     """Finite differences only (no torch): the torch-free half of ``nnparity verify``."""
-    ev = evaluate(load_op(target, kind), seed)
-    report = new_report(ev)
+    evaluation = evaluate(load_op(target, kind), seed)
+    report = new_report(evaluation)
     report.paths.append("reference: finite differences (central, float64, kept away from kinks)")
-    report.checks = fd_checks(ev)
+    report.checks = fd_checks(evaluation)
     return report

@@ -6,14 +6,16 @@
 The first form checks one op (torch_ref.verify): against autograd of its ``torch_module()``,
 autograd of its own NumPy forward run on torch tensors, and finite differences. The second runs
 a spec's network (custom activations by import path) and names the first layer, from the output
-back, whose gradient disagrees with torch (torch_ref.layerwise). Import paths resolve from the
+back, whose gradient disagrees with torch (torch_ref.verify.layerwise). Import paths resolve from the
 current directory. Exit 0: everything agrees; 1: a gradient disagrees; 2: bad input.
 """
 from __future__ import annotations
 
 import json
 
-from scratch.opload import KINDS, OpError
+from nnparity.usage import UsageError
+from scratch.spec import load_spec
+from scratch.verify.load import KINDS, OpError
 
 
 def add_arguments(parser):
@@ -30,8 +32,6 @@ def add_arguments(parser):
 
 
 def run(args) -> int:
-    from torch_ref.cli import UsageError
-
     if (args.target is None) == (args.spec is None):
         raise UsageError("give either an op as module:Class (e.g. examples.custom_ops:Swish) or --spec SPEC")
     if args.seed < 0:
@@ -41,8 +41,7 @@ def run(args) -> int:
             raise UsageError("--kind applies to one op, not to --spec")
         if args.batch is not None and args.batch < 1:
             raise UsageError(f"--batch: must be >= 1, got {args.batch}")
-        from scratch.spec import load_spec
-        from torch_ref.layerwise import first_wrong_layer
+        from torch_ref.verify import first_wrong_layer   # torch only when the command runs
 
         report = first_wrong_layer(load_spec(args.spec), batch=args.batch)
     else:

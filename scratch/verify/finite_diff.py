@@ -107,13 +107,13 @@ def elementwise_derivative(f, z: np.ndarray, domain: str = "real") -> FDResult:
     xp, xm = zz + steps, zz - steps
     xp2, xm2 = zz + steps / 2, zz - steps / 2
 
-    def ev(points):
+    def evaluation(points):
         # the op sees a 2-D batch (rows, cols·k), as it would in a network
         flat2d = np.ascontiguousarray(points).reshape(z.shape[0] if z.ndim else 1, -1)
         return np.asarray(f(flat2d), dtype=np.float64).reshape(points.shape)
 
-    f0 = ev(zz)
-    fp, fm, fp2, fm2 = ev(xp), ev(xm), ev(xp2), ev(xm2)
+    f0 = evaluation(zz)
+    fp, fm, fp2, fm2 = evaluation(xp), evaluation(xm), evaluation(xp2), evaluation(xm2)
     magnitude = np.maximum.reduce([np.abs(v) for v in (fp, fm, fp2, fm2, f0)])
     return _pick(*_combine(fp, fm, fp2, fm2, f0, xp, xm, xp2, xm2, zz, magnitude))
 
@@ -171,3 +171,38 @@ def jacobian_rows(forward, x: np.ndarray, h: float = 1e-6) -> np.ndarray:
             jac = np.zeros((n, diff.shape[1], c))
         jac[:, :, col] = diff
     return jac
+
+
+# ------------------------------------------------------- plain central differences (the suite's)
+
+
+def numeric_gradient(f, x: np.ndarray, h: float = 1e-6) -> np.ndarray:
+    """Central differences of the scalar f at x: (f(x + h e_i) − f(x − h e_i)) / 2h for each i.
+
+    ``x`` is perturbed in place and restored, so f may read it through a closure (a network's
+    live weights, say).
+    """
+    grad = np.zeros_like(x, dtype=np.float64)
+    flat = x.reshape(-1)
+    out = grad.reshape(-1)
+    for i in range(flat.size):
+        old = flat[i]
+        flat[i] = old + h
+        up = float(f())
+        flat[i] = old - h
+        down = float(f())
+        flat[i] = old
+        out[i] = (up - down) / (2 * h)
+    return grad
+
+
+def network_numeric_gradients(net, loss, x, y, h: float = 1e-6) -> dict[str, np.ndarray]:
+    """Finite-difference gradients of loss(net(x), y) for every parameter and for the input."""
+    x = np.array(x, dtype=np.float64)
+
+    def f():
+        return loss.forward(net.forward(x), y)
+
+    grads = {name: numeric_gradient(f, param, h) for name, param in net.parameters().items()}
+    grads["input"] = numeric_gradient(f, x, h)
+    return grads

@@ -5,13 +5,12 @@ import numpy as np
 import torch
 
 from scratch.data import inline_data, random_batch
-from scratch.gradcheck import max_abs_error, rel_error
+from scratch.policy import TOLERANCE, json_safe, max_abs_error, rel_error
 from scratch.network import Network, build_loss as scratch_loss
-from scratch.spec import Spec, SpecError, check_inputs, check_targets
+from scratch.data import check_inputs, check_targets
+from scratch.errors import SpecError
+from scratch.spec import Spec
 from torch_ref.model import TORCH_DTYPES, build, build_loss as torch_loss, gradients_to_scratch
-
-# The tolerance policy of DESIGN.md (norm-relative error), shared by the CLI and the tests.
-TOLERANCE = {"float64": 1e-12, "float32": 1e-5}
 
 
 def _error(got, expected) -> dict:
@@ -102,19 +101,6 @@ def check(spec: Spec, dtype: str | None = None, batch: int | None = None, tol: f
             "scratch": ours, "torch": theirs, "errors": errors}
 
 
-def json_safe(value):
-    """Plain data for strict JSON: arrays as nested lists, NaN and ±inf as null."""
-    if isinstance(value, np.ndarray):
-        return json_safe(value.tolist())
-    if isinstance(value, dict):
-        return {k: json_safe(v) for k, v in value.items()}
-    if isinstance(value, (list, tuple)):
-        return [json_safe(v) for v in value]
-    if isinstance(value, (float, np.floating)):
-        return float(value) if np.isfinite(value) else None
-    return value
-
-
 def report_to_json(report: dict) -> dict:
     """The report in the JSON schema of `nnparity check --json`, as plain data:
 
@@ -149,4 +135,4 @@ def largest_error(report: dict) -> float:
     return max(x["rel"] for x in flat)
 
 
-__all__ = ["TOLERANCE", "check", "report_to_json", "run_scratch", "run_torch", "largest_error", "SpecError"]
+__all__ = ["check", "report_to_json", "run_scratch", "run_torch", "largest_error", "SpecError"]

@@ -7,14 +7,19 @@ from __future__ import annotations
 
 import json
 import math
+import sys
+
+from nnparity.usage import UsageError
+from scratch.policy import json_safe
+from scratch.spec import load_spec
+from scratch.training import TrainingDiverged, train as train_scratch
 
 
 def _train_scratch(spec, args, progress):
-    from scratch.training import train
-
-    return train(spec, epochs=args.epochs, progress=progress)
+    return train_scratch(spec, epochs=args.epochs, progress=progress)
 
 
+# torch and Lightning are imported only by the backend that uses them: scratch trains without torch.
 def _train_torch(spec, args, progress):
     from torch_ref.training import train
 
@@ -56,12 +61,6 @@ def add_arguments(parser):
 
 
 def run(args) -> int:
-    import sys
-
-    from scratch.spec import load_spec
-    from scratch.training import TrainingDiverged
-    from torch_ref.cli import UsageError
-
     if args.epochs is not None and args.epochs < 1:
         raise UsageError(f"--epochs: must be >= 1, got {args.epochs}")
     if args.plot is not None and not args.plot.lower().endswith(".png"):
@@ -90,8 +89,6 @@ def run(args) -> int:
         except OSError as err:
             raise UsageError(f"--plot: cannot write {args.plot}: {err.strerror or err}") from None
     if args.json:
-        from torch_ref.compare import json_safe
-
         print(json.dumps(json_safe(result_to_json(result, spec, args.backend)), allow_nan=False))
     else:
         print(summary(result, spec, args))
@@ -147,7 +144,7 @@ def summary(result, spec, args) -> str:
 
 def plot_losses(result, path: str, title: str = "") -> None:
     """The per-step loss and the per-epoch mean loss against the step, on a log scale when positive."""
-    import matplotlib
+    import matplotlib   # only when a plot is asked for
 
     matplotlib.use("Agg")
     import matplotlib.pyplot as plt

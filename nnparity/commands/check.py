@@ -3,7 +3,7 @@ from __future__ import annotations
 
 import json
 
-from torch_ref.compare import check, report_to_json
+from nnparity.usage import UsageError, spec_from_args
 
 
 def add_arguments(parser):
@@ -17,7 +17,7 @@ def add_arguments(parser):
 
 
 def run(args) -> int:
-    from torch_ref.cli import UsageError, spec_from_args
+    from torch_ref.check import check, report_to_json   # torch only when the command runs, not for --help
 
     if args.batch is not None and args.batch < 1:
         raise UsageError(f"--batch: must be >= 1, got {args.batch}")

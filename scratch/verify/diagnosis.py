@@ -19,6 +19,8 @@ from dataclasses import dataclass, field
 
 import numpy as np
 
+from scratch.policy import rel_error
+
 CLOSE = 1e-6   # relative agreement for "this alternative explains the numbers" (not a pass/fail tolerance)
 
 
@@ -77,18 +79,6 @@ def _finite_mismatch(got, expected) -> bool:
     return bool(bad.any()) and not np.array_equal(got[bad], expected[bad], equal_nan=True)
 
 
-def _rel(got, expected) -> float:
-    """‖got − expected‖ / ‖expected‖ over the finite elements (inf if non-finite ones differ)."""
-    if got.size == 0:
-        return 0.0
-    if _finite_mismatch(got, expected):
-        return float("inf")
-    fin = np.isfinite(got) & np.isfinite(expected)
-    norm = float(np.linalg.norm(expected[fin]))
-    diff = float(np.linalg.norm(got[fin] - expected[fin]))
-    return diff / norm if norm > 0 else float(np.max(np.abs(got[fin] - expected[fin]), initial=0.0))
-
-
 def _rms(groups) -> float:
     """rms of every compared, finite expected value (the scale of the whole gradient)."""
     vals = [g.expected[_use(g) & np.isfinite(g.expected)] for g in groups if g.got.shape == g.expected.shape]
@@ -110,7 +100,7 @@ def _scores(g: GroupData, rms: float) -> np.ndarray:
 
 
 def _disagree(g: GroupData, tol: float, rms: float) -> np.ndarray:
-    """Elements that disagree beyond the tolerance (all zero: an absolute error, as _rel)."""
+    """Elements that disagree beyond the tolerance (all zero: an absolute error, as rel_error)."""
     return _use(g) & ~(_scores(g, rms) <= tol)
 
 
@@ -137,7 +127,7 @@ def _compare(groups, tol, kind, batch, wrt) -> Comparison:
     same = [g for g in groups if g.got.shape == g.expected.shape]
     got_all = np.concatenate([g.got[_use(g)].ravel() for g in same]) if same else np.zeros(0)
     exp_all = np.concatenate([g.expected[_use(g)].ravel() for g in same]) if same else np.zeros(0)
-    error = float("inf") if shape_problem is not None else _rel(got_all, exp_all)
+    error = float("inf") if shape_problem is not None else rel_error(got_all, exp_all)
     fin = np.isfinite(exp_all)
     norm = float(np.linalg.norm(exp_all[fin])) if fin.any() else 0.0
     for g in groups:
@@ -308,18 +298,7 @@ def _diagnose(groups, tol, kind, batch, wrt) -> str | None:
                 f"(torch's subgradient); everywhere else it agrees")
     for region, text in (("saturation", "in saturation"), ("tiny", "at tiny inputs")):
         if all(g.group == region for g in bad_groups):
-            g = bad_groups[0]
-            b = bad[g.group]
-            i = _worst_bad(g, b, rms)
-            hint = ""
-            with np.errstate(all="ignore"):
-                rel = np.abs(g.got[b] - g.expected[b]) / np.abs(g.expected[b])
-            if not np.all(np.isfinite(g.got[b])):
-                hint = " — an overflow (exp of a large number?) or 0/0 in backward"
-            elif np.all(rel <= 1e-6):
-                hint = (f" — by at most {float(np.max(rel)):.1e} relative: the two formulas round differently "
-                        f"there (write it as the reference does to agree to the tolerance)")
-            return f"wrong only {text}{_describe(g, i, wrt)}{hint}; the other probes agree"
+            return _region_diagnosis(bad_groups[0], bad[region], text, rms, wrt)
     # a pattern over every compared element
     got = np.concatenate([g.got[g.usable if g.usable is not None else slice(None)].ravel() for g in groups])
     exp = np.concatenate([g.expected[g.usable if g.usable is not None else slice(None)].ravel() for g in groups])
@@ -329,6 +308,25 @@ def _diagnose(groups, tol, kind, batch, wrt) -> str | None:
     near = _near_miss(groups, bad, rms, wrt)
     if near:
         return near
+    return _alternative_diagnosis(groups) or _ratio_description(groups, bad, wrt)
+
+
+def _region_diagnosis(g, b, text: str, rms: float, wrt) -> str:
+    """Wrong only in one probe region (saturation, tiny inputs): where, and a hint why."""
+    i = _worst_bad(g, b, rms)
+    hint = ""
+    with np.errstate(all="ignore"):
+        rel = np.abs(g.got[b] - g.expected[b]) / np.abs(g.expected[b])
+    if not np.all(np.isfinite(g.got[b])):
+        hint = " — an overflow (exp of a large number?) or 0/0 in backward"
+    elif np.all(rel <= 1e-6):
+        hint = (f" — by at most {float(np.max(rel)):.1e} relative: the two formulas round differently "
+                f"there (write it as the reference does to agree to the tolerance)")
+    return f"wrong only {text}{_describe(g, i, wrt)}{hint}; the other probes agree"
+
+
+def _alternative_diagnosis(groups) -> str | None:
+    """The named alternative (a known slip) that the values match on every group, if any."""
     alternatives: dict[str, list] = {}
     for g in groups:
         use = g.usable if g.usable is not None else np.ones(g.expected.shape, bool)
@@ -342,7 +340,7 @@ def _diagnose(groups, tol, kind, batch, wrt) -> str | None:
         if len(pairs) == len(groups) and _close(np.concatenate([p[0] for p in pairs]),
                                                 np.concatenate([p[1] for p in pairs])):
             return msg
-    return _ratio_description(groups, bad, wrt)
+    return None
 
 
 def _near_miss(groups, bad, rms, wrt) -> str | None:

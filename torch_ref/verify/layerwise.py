@@ -20,12 +20,12 @@ from dataclasses import asdict, dataclass, field
 import numpy as np
 import torch
 
-from scratch.diagnosis import GroupData, compare
+from scratch.verify.diagnosis import GroupData, compare
 from scratch.network import Network, build_loss as scratch_loss
-from scratch.opload import layer_gradients
-from scratch.opreport import to_plain
+from scratch.verify.load import layer_gradients
 from scratch.spec import Spec
-from torch_ref.compare import TOLERANCE, validated_batch
+from scratch.policy import TOLERANCE, json_safe, rel_error
+from torch_ref.check import validated_batch
 from torch_ref.model import TORCH_DTYPES, build, build_loss as torch_loss
 
 
@@ -60,7 +60,7 @@ class LayerwiseReport:
     def to_json(self) -> dict:
         data = asdict(self)
         data["ok"] = self.ok
-        return to_plain(data)
+        return json_safe(data)
 
     def format(self) -> str:
         n = len(self.activations)
@@ -143,16 +143,10 @@ def _torch_pass(model, loss_fn, x, y, dtype):
     return ([z.detach().numpy() for z in zs], [a.detach().numpy() for a in acts], grads)
 
 
-def _rel(got, expected) -> float:
-    got, expected = np.asarray(got, dtype=np.float64), np.asarray(expected, dtype=np.float64)
-    if got.shape != expected.shape:
-        return float("inf")
-    with np.errstate(all="ignore"):
-        if not (np.all(np.isfinite(got)) and np.all(np.isfinite(expected))):
-            return 0.0 if np.array_equal(got, expected, equal_nan=True) else float("inf")
-        norm = float(np.linalg.norm(expected))
-        diff = float(np.linalg.norm(got - expected))
-    return diff / norm if norm > 0 else float(np.max(np.abs(got - expected), initial=0.0))
+def _shape_safe_rel(got, expected) -> float:
+    """The policy's error; a shape mismatch is an infinite error (the layer is wrong), not a crash."""
+    got, expected = np.asarray(got), np.asarray(expected)
+    return rel_error(got, expected) if got.shape == expected.shape else float("inf")
 
 
 TENSOR = {"z": "dL/dz", "weight": "dL/dW", "bias": "dL/db", "input": "dL/d(input)"}
@@ -186,7 +180,7 @@ def first_wrong_layer(spec: Spec, net: Network | None = None, x=None, y=None, ba
     n = len(names)
     for i in range(n):
         for label, ours, theirs in (("z", s_z[i], t_z[i]), ("a", s_a[i], t_a[i])):
-            err = _rel(ours, theirs)
+            err = _shape_safe_rel(ours, theirs)
             report.forward.append(Row(f"layers.{i}.{label}", i, "forward", err, err <= tol))
     bad = next((r for r in report.forward if not r.ok), None)
     if bad is not None:
@@ -203,7 +197,7 @@ def first_wrong_layer(spec: Spec, net: Network | None = None, x=None, y=None, ba
             if f"{i}.{key}" in s_g:
                 order.append((f"{i}.{key}", i, "dense", f"layers.{i}.{TENSOR[key]}"))
     for key, layer, part, label in order:
-        err = _rel(s_g[key], t_g[key])
+        err = _shape_safe_rel(s_g[key], t_g[key])
         report.rows.append(Row(label, layer, part, err, err <= tol))
         if report.first_wrong is None and not err <= tol:
             report.first_wrong = _culprit(key, layer, part, label, names, spec, s_z, s_g, t_g, tol)

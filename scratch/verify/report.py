@@ -5,7 +5,8 @@ import dataclasses
 import math
 from dataclasses import dataclass, field
 
-from scratch.diagnosis import Element
+from scratch.policy import json_safe
+from scratch.verify.diagnosis import Element
 
 MEASURE = "norm-relative error ‖got − expected‖/‖expected‖ per probe group (max abs where ‖expected‖ = 0)"
 
@@ -56,11 +57,11 @@ class OpReport:
         return None
 
     def to_json(self) -> dict:
-        """Plain data; non-finite floats as the strings "nan", "inf", "-inf"."""
+        """Plain data for strict JSON; non-finite floats as null (the policy's json_safe)."""
         data = dataclasses.asdict(self)
         data["ok"] = self.ok
         data["diagnosis"] = self.diagnosis
-        return to_plain(data)
+        return json_safe(data)
 
     def format(self) -> str:
         """The human report."""
@@ -108,16 +109,3 @@ def _num(v, digits: int = 2) -> str:
     if not math.isfinite(v):
         return str(v)
     return f"{v:.{digits}g}" if digits > 2 else f"{v:.1e}"
-
-
-def to_plain(value):
-    """JSON-ready data: dicts, lists, finite floats; non-finite floats as "nan", "inf", "-inf"."""
-    if isinstance(value, dict):
-        return {str(k): to_plain(v) for k, v in value.items()}
-    if isinstance(value, (list, tuple)):
-        return [to_plain(v) for v in value]
-    if isinstance(value, float) and not math.isfinite(value):
-        return "nan" if math.isnan(value) else ("inf" if value > 0 else "-inf")
-    if hasattr(value, "item") and not isinstance(value, (str, bytes)):
-        return to_plain(value.item())
-    return value

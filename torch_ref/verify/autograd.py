@@ -1,7 +1,7 @@
 """Verify a user's hand-written backward against torch autograd, and against finite differences.
 
-Three references, on the same probes (scratch.probes) and the same hand-written gradients
-(scratch.opcheck.evaluate):
+Three references, on the same probes (scratch.verify.probes) and the same hand-written gradients
+(scratch.verify.check.evaluate):
 
 1. ``torch_module``: autograd of the user's torch forward, when the class gives a
    ``torch_module(**params)`` classmethod (the convention torch_ref.model.torch_activation uses
@@ -13,7 +13,7 @@ Three references, on the same probes (scratch.probes) and the same hand-written 
    from its module (``np``, ``from numpy import exp``) rebound to torch. Used only when it builds an
    autograd graph and reproduces the NumPy forward on every probe to 1e-12; otherwise the report
    says why not and goes on without it.
-3. finite differences, always (scratch.finite_diff).
+3. finite differences, always (scratch.verify.finite_diff).
 
 torch_ref computes no derivative itself: torch's autograd does, on the user's own forward.
 """
@@ -24,11 +24,11 @@ import types
 import numpy as np
 import torch
 
-from scratch.diagnosis import GroupData, compare
-from scratch.opcheck import (Evaluation, OpUnderTest, clone, evaluate, fd_checks, layer_parameters, load_op,
-                             new_report, reference_checks)
-from scratch.opreport import Check, OpReport
-from torch_ref.compare import TOLERANCE
+from scratch.policy import TOLERANCE
+from scratch.verify.check import Evaluation, clone, evaluate, fd_checks, new_report, reference_checks
+from scratch.verify.diagnosis import GroupData, compare
+from scratch.verify.load import OpUnderTest, layer_parameters, load_op
+from scratch.verify.report import Check, OpReport
 
 TORCH_TOLERANCE = TOLERANCE["float64"]
 REF_MODULE = "torch_module() autograd"
@@ -39,7 +39,7 @@ class PathUnavailable(Exception):
     """This torch reference cannot be used for the op (the reason is the message)."""
 
 
-def _t(a, grad=False):
+def _tensor(a, grad=False):
     return torch.tensor(np.asarray(a, dtype=np.float64), dtype=torch.float64, requires_grad=grad)
 
 
@@ -49,25 +49,25 @@ def _numpy(value) -> np.ndarray:
     return np.asarray(value, dtype=np.float64)
 
 
-def _autograd(ev: Evaluation, run, call) -> tuple[dict, np.ndarray]:
+def _autograd(evaluation: Evaluation, run, call) -> tuple[dict, np.ndarray]:
     """Gradients of the same scalar the hand-written backward was given, by torch autograd.
 
     ``call(x_tensor, params)`` runs a torch forward (params: name -> tensor, layers only).
     Returns (wrt -> gradient, the forward's value).
     """
-    op, probe = ev.op, run.probe
-    x = _t(probe.x, grad=True)
+    op, probe = evaluation.op, run.probe
+    x = _tensor(probe.x, grad=True)
     params = {}
     if op.kind == "layer":
-        params = {n: _t(v, grad=True) for n, v in layer_parameters(ev.template).items()}
+        params = {n: _tensor(v, grad=True) for n, v in layer_parameters(evaluation.template).items()}
     if op.kind == "loss":
-        out = call(x, _t(probe.target))
+        out = call(x, _tensor(probe.target))
         scalar = out
     else:
         out = call(x, params)
         if not isinstance(out, torch.Tensor):
             raise PathUnavailable(f"forward returned {type(out).__name__}, not a tensor")
-        scalar = (out * _t(run.upstream)).sum()
+        scalar = (out * _tensor(run.upstream)).sum()
     if not isinstance(scalar, torch.Tensor) or not scalar.requires_grad:
         raise PathUnavailable("forward did not build an autograd graph (it left torch on the way)")
     scalar.backward()
@@ -77,23 +77,24 @@ def _autograd(ev: Evaluation, run, call) -> tuple[dict, np.ndarray]:
     return grads, _numpy(out)
 
 
-def _run_path(ev: Evaluation, call, where: str):
+def _run_path(evaluation: Evaluation, call, where: str):
     """Autograd on every group; (expected gradients per group, forward values per group)."""
     expected, forwards = [], []
-    for run in ev.runs:
-        grads, out = ev.recorder(where, _autograd, ev, run, call)
+    for run in evaluation.runs:
+        grads, out = evaluation.recorder(where, _autograd, evaluation, run, call)
         expected.append(grads)
         forwards.append(out)
     return expected, forwards
 
 
-def _forward_check(ev: Evaluation, forwards: list, reference: str) -> Check:
+def _forward_check(evaluation: Evaluation, forwards: list, reference: str) -> Check:
     """Your NumPy forward against a torch forward, group by group."""
     groups = [GroupData(run.probe.group, np.asarray(run.output, dtype=np.float64), f, run.probe.x
                         if np.shape(f) == run.probe.x.shape else None)
-              for run, f in zip(ev.runs, forwards)]
-    cmp = compare(groups, TORCH_TOLERANCE, kind="forward", wrt=ev.op.wrt)
-    diagnosis = None if cmp.ok else f"your NumPy forward and the torch forward compute different functions: {cmp.diagnosis}"
+              for run, f in zip(evaluation.runs, forwards)]
+    cmp = compare(groups, TORCH_TOLERANCE, kind="forward", wrt=evaluation.op.wrt)
+    diagnosis = (None if cmp.ok
+                 else f"your NumPy forward and the torch forward compute different functions: {cmp.diagnosis}")
     return Check(name=f"forward vs {reference}", wrt="output", reference=reference, tol=TORCH_TOLERANCE,
                  ok=cmp.ok, error=cmp.error, groups=cmp.groups, worst=cmp.worst, diagnosis=diagnosis)
 
@@ -101,8 +102,8 @@ def _forward_check(ev: Evaluation, forwards: list, reference: str) -> Check:
 # ------------------------------------------------------------------------ 1. torch_module
 
 
-def torch_module_checks(ev: Evaluation, report: OpReport) -> list[Check]:
-    op = ev.op
+def torch_module_checks(evaluation: Evaluation, report: OpReport) -> list[Check]:
+    op = evaluation.op
     factory = getattr(op.cls, "torch_module", None)
     if factory is None:
         report.paths.append("torch_module(): not given (add a classmethod returning the torch twin to check "
@@ -123,13 +124,13 @@ def torch_module_checks(ev: Evaluation, report: OpReport) -> list[Check]:
         def call(x, params):
             return module(x)
     try:
-        expected, forwards = _run_path(ev, call, "torch_module()")
+        expected, forwards = _run_path(evaluation, call, "torch_module()")
     except Exception as err:
         report.paths.append(f"torch_module(): not used, its forward failed: {type(err).__name__}: {err}")
         return []
     report.paths.append(f"reference: autograd of torch_module() ({type(module).__name__})")
-    checks = [_forward_check(ev, forwards, "torch_module()")]
-    return checks + reference_checks(ev, expected, REF_MODULE, TORCH_TOLERANCE)
+    checks = [_forward_check(evaluation, forwards, "torch_module()")]
+    return checks + reference_checks(evaluation, expected, REF_MODULE, TORCH_TOLERANCE)
 
 
 # ----------------------------------------------------------------- 2. your forward on torch
@@ -157,15 +158,15 @@ def _rebind_numpy(fn):
     return new
 
 
-def _torch_twins(ev: Evaluation):
+def _torch_twins(evaluation: Evaluation):
     """(label, make_call) candidates for running the user's NumPy forward on tensors."""
-    op = ev.op
+    op = evaluation.op
     cls_forward = op.cls.forward
     rebound = _rebind_numpy(cls_forward)
     if op.kind == "layer":
         def layer_call(rebind):
             def make():
-                inst = clone(ev.template)
+                inst = clone(evaluation.template)
                 if hasattr(inst, "xp"):
                     inst.xp = torch
                 attrs = {}
@@ -182,7 +183,7 @@ def _torch_twins(ev: Evaluation):
                     return forward(x)
                 return call
             return make
-        yield "parameters as tensors" + (", xp=torch" if hasattr(ev.template, "xp") else ""), layer_call(False)
+        yield "parameters as tensors" + (", xp=torch" if hasattr(evaluation.template, "xp") else ""), layer_call(False)
         if rebound is not None:
             yield "parameters as tensors, NumPy names in forward rebound to torch", layer_call(True)
         return
@@ -204,21 +205,21 @@ def _torch_twins(ev: Evaluation):
         yield label, lambda: plain_call(op.new(xp=torch) if with_xp is not None else op.new(), True)
 
 
-def own_forward_checks(ev: Evaluation, report: OpReport) -> list[Check]:
+def own_forward_checks(evaluation: Evaluation, report: OpReport) -> list[Check]:
     reasons = []
-    for label, make in _torch_twins(ev):
+    for label, make in _torch_twins(evaluation):
         try:
             call = make()
-            expected, forwards = _run_path(ev, call, "your forward on torch")
+            expected, forwards = _run_path(evaluation, call, "your forward on torch")
         except Exception as err:
             reasons.append(f"{label}: {type(err).__name__}: {str(err).splitlines()[0] if str(err) else ''}")
             continue
-        fwd = _forward_check(ev, forwards, "torch")
+        fwd = _forward_check(evaluation, forwards, "torch")
         if not fwd.ok:
             reasons.append(f"{label}: on torch it computes something else (forward differs by {fwd.error:.1e})")
             continue
         report.paths.append(f"reference: autograd of your NumPy forward run on torch tensors ({label})")
-        return reference_checks(ev, expected, f"{REF_OWN} ({label})", TORCH_TOLERANCE, skip_kinks=True)
+        return reference_checks(evaluation, expected, f"{REF_OWN} ({label})", TORCH_TOLERANCE, skip_kinks=True)
     if not reasons:
         reasons.append("its constructor takes no xp and its forward reads no NumPy names to rebind")
     report.paths.append("your forward on torch tensors: not used (" + "; ".join(reasons) + ")")
@@ -231,15 +232,15 @@ def own_forward_checks(ev: Evaluation, report: OpReport) -> list[Check]:
 def verify(target, kind: str | None = None, seed: int = 0) -> OpReport:
     """Check an op's hand-written backward three ways; the report as an OpReport.
 
-    ``target``: a ``module:Class`` import path or the class itself. Raises scratch.opcheck.OpError
+    ``target``: a ``module:Class`` import path or the class itself. Raises scratch.verify.check.OpError
     when it cannot be verified as given (the CLI's exit 2).
     """
     op: OpUnderTest = load_op(target, kind)
-    ev = evaluate(op, seed)
-    report = new_report(ev)
+    evaluation = evaluate(op, seed)
+    report = new_report(evaluation)
     if not report.failed_to_run:
-        report.checks += torch_module_checks(ev, report)
-        report.checks += own_forward_checks(ev, report)
+        report.checks += torch_module_checks(evaluation, report)
+        report.checks += own_forward_checks(evaluation, report)
     report.paths.append("reference: finite differences (central, float64, steps around 1e-6, kept away from kinks)")
-    report.checks += fd_checks(ev)
+    report.checks += fd_checks(evaluation)
     return report

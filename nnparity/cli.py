@@ -1,0 +1,67 @@
+"""`nnparity`: a from-scratch NumPy network and its torch.nn twin, proven equal.
+
+Commands: compare (scratch loop, torch loop and Lightning side by side), check (one forward and
+backward, tensor by tensor), verify (a hand-written backward of your own), train.
+Exit codes: 0 all passed, 1 a parity check failed, 2 bad input (the message names the field).
+"""
+from __future__ import annotations
+
+import argparse
+import importlib
+import os
+import sys
+from importlib.metadata import PackageNotFoundError, version
+
+from nnparity.usage import UsageError
+from scratch.errors import SpecError
+
+# Command -> (module with add_arguments(parser) and run(args) -> exit code, one-line help).
+COMMANDS = {
+    "check": ("nnparity.commands.check", "one forward and backward through both networks, compared"),
+    "train": ("nnparity.commands.train", "train a spec with one backend (scratch, torch or lightning) and summarize the run"),
+    "compare": ("nnparity.commands.compare", "train a spec with the three backends (scratch, torch, lightning) and compare them"),
+    "verify": ("nnparity.commands.verify", "check a hand-written backward (module:Class), or a spec's first wrong layer"),
+}
+
+
+def _chosen(argv: list[str]) -> str | None:
+    """The command named on the command line, if any (the first word that is one)."""
+    return next((word for word in argv if word in COMMANDS), None)
+
+
+def build_parser(argv: list[str]) -> tuple[argparse.ArgumentParser, object]:
+    """The parser, with the arguments of the chosen command only: only its module is imported."""
+    try:
+        release = version("nnparity")
+    except PackageNotFoundError:  # run from a checkout that was not installed
+        release = "unknown"
+    parser = argparse.ArgumentParser(prog="nnparity", description=__doc__,
+                                     formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("--version", action="version", version=f"nnparity {release}")
+    sub = parser.add_subparsers(dest="command", required=True, metavar="{" + ",".join(COMMANDS) + "}")
+    chosen, module = _chosen(argv), None
+    for name, (module_name, help_text) in COMMANDS.items():
+        command_parser = sub.add_parser(name, help=help_text, description=help_text)
+        if name == chosen:
+            module = importlib.import_module(module_name)
+            module.add_arguments(command_parser)
+    return parser, module
+
+
+def main(argv: list[str] | None = None) -> int:
+    argv = sys.argv[1:] if argv is None else list(argv)
+    parser, module = build_parser(argv)
+    args = parser.parse_args(argv)
+    if "" not in sys.path and os.getcwd() not in sys.path:  # user ops ('module:Class') import from the cwd,
+        sys.path.insert(0, os.getcwd())                     # as under python -m
+    try:
+        return module.run(args)
+    except (SpecError, UsageError) as err:
+        print(f"nnparity {args.command}: {err}", file=sys.stderr)
+        return 2
+    except BrokenPipeError:  # `nnparity ... | head`
+        return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

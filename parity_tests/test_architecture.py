@@ -1,0 +1,148 @@
+"""The layout's rules, read from the source: the one direction of imports (scratch <- torch_ref <-
+nnparity), no import cycle between the project's modules (function-local imports included), and
+commands that need no torch working where torch cannot be imported."""
+from __future__ import annotations
+
+import ast
+import re
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+
+ROOT = Path(__file__).resolve().parents[1]
+PACKAGES = ("scratch", "torch_ref", "nnparity")
+# what each layer may not import (anywhere in its modules, function-local imports too)
+FORBIDDEN = {
+    "scratch": ("torch", "lightning", "torch_ref", "nnparity"),
+    "torch_ref": ("nnparity",),
+}
+
+
+def module_name(path: Path) -> str:
+    parts = list(path.relative_to(ROOT).with_suffix("").parts)
+    return ".".join(parts[:-1] if parts[-1] == "__init__" else parts)
+
+
+MODULES = {module_name(p): p for pkg in PACKAGES for p in sorted((ROOT / pkg).rglob("*.py"))}
+
+
+def imported_names(path: Path) -> set[str]:
+    """Every module an import statement in the file names (``from a import b``: a.b where that is
+    a module of the project, and a unless every name imported is such a module)."""
+    names = set()
+    for node in ast.walk(ast.parse(path.read_text(), str(path))):
+        if isinstance(node, ast.Import):
+            names.update(alias.name for alias in node.names)
+        elif isinstance(node, ast.ImportFrom) and node.module and node.level == 0:
+            submodules = {f"{node.module}.{a.name}" for a in node.names} & set(MODULES)
+            names.update(submodules)
+            if len(submodules) < len(node.names):
+                names.add(node.module)
+    return names
+
+
+def project_imports(module: str) -> set[str]:
+    return {name for name in imported_names(MODULES[module]) if name in MODULES and name != module}
+
+
+def test_architecture_finds_the_layers():
+    assert {"scratch.spec", "scratch.verify.check", "torch_ref.model", "torch_ref.verify.autograd",
+            "nnparity.cli", "nnparity.commands.compare.worker"} <= set(MODULES)
+
+
+@pytest.mark.parametrize("layer", sorted(FORBIDDEN))
+def test_architecture_imports_point_one_way(layer):
+    bad = [f"{module} imports {name}" for module in MODULES if module.split(".")[0] == layer
+           for name in imported_names(MODULES[module])
+           if name.split(".")[0] in FORBIDDEN[layer]]
+    assert not bad, "\n".join(bad)
+
+
+def test_architecture_has_no_import_cycle():
+    graph = {module: project_imports(module) for module in MODULES}
+    state: dict[str, int] = {}        # 1: on the current path, 2: done
+    path: list[str] = []
+
+    def visit(module):
+        state[module] = 1
+        path.append(module)
+        for dep in sorted(graph[module]):
+            if state.get(dep) == 1:
+                cycle = path[path.index(dep):] + [dep]
+                pytest.fail("import cycle: " + " -> ".join(cycle))
+            if dep not in state:
+                visit(dep)
+        path.pop()
+        state[module] = 2
+
+    for module in sorted(graph):
+        if module not in state:
+            visit(module)
+
+
+def test_architecture_cycle_check_sees_function_local_imports(tmp_path):
+    """The checker is not blind to an import inside a function (the way cycles used to hide)."""
+    source = tmp_path / "m.py"
+    source.write_text("def f():\n    from scratch.spec import load_spec\n    return load_spec\n")
+    assert "scratch.spec" in imported_names(source)
+
+
+BLOCK_TORCH = """
+import importlib.abc, sys
+class NoTorch(importlib.abc.MetaPathFinder):
+    def find_spec(self, name, path=None, target=None):
+        if name.split(".")[0] in ("torch", "lightning"):
+            raise ImportError(f"{name} is blocked in this test")
+sys.meta_path.insert(0, NoTorch())
+from nnparity.cli import main
+code = main(sys.argv[1:])
+assert "torch" not in sys.modules
+sys.exit(code)
+"""
+
+
+@pytest.mark.parametrize("argv", [
+    ["train", "specs/xor.toml", "--backend", "scratch", "--epochs", "3", "--quiet"],
+    ["check", "--help"],
+    ["compare", "--help"],
+    ["--help"],
+], ids=["train_scratch", "check_help", "compare_help", "help"])
+def test_architecture_torch_free_commands_run_without_torch(argv):
+    proc = subprocess.run([sys.executable, "-c", BLOCK_TORCH, *argv], cwd=ROOT, capture_output=True,
+                          text=True, timeout=120)
+    assert proc.returncode == 0, proc.stderr
+    assert "Traceback" not in proc.stderr and proc.stdout
+
+
+def test_architecture_torch_blocker_blocks():
+    """The blocker above really blocks: a command that needs torch fails under it."""
+    proc = subprocess.run([sys.executable, "-c", BLOCK_TORCH, "check", "specs/xor.toml"], cwd=ROOT,
+                          capture_output=True, text=True, timeout=120)
+    assert proc.returncode != 0 and "blocked in this test" in proc.stderr
+
+
+def layout_table() -> dict[str, str]:
+    """The README's "What is where" table: folder -> what its row says."""
+    text = (ROOT / "README.md").read_text()
+    table = text.split("What is where", 1)[1].split("\n\n", 2)[1]
+    rows = {}
+    for line in table.splitlines()[2:]:
+        cells = [c.strip() for c in line.strip("|").split("|")]
+        rows[cells[0].strip("`")] = cells[1]
+    return rows
+
+
+@pytest.mark.parametrize("folder", ["scratch/", "scratch/verify/", "torch_ref/", "torch_ref/verify/", "nnparity/"])
+def test_architecture_readme_layout_table_matches_the_tree(folder):
+    row = layout_table()[folder]
+    named = set(re.findall(r"`([\w/]+\.py)`", row))
+    on_disk = {p.name for p in (ROOT / folder).glob("*.py") if p.name != "__init__.py"}
+    assert named == on_disk, f"README's {folder} row names {sorted(named - on_disk)} that are not there, " \
+                             f"and misses {sorted(on_disk - named)}"
+
+
+def test_architecture_readme_layout_table_paths_exist():
+    for path in layout_table():
+        assert (ROOT / path).exists(), f"README's layout table names {path}, which is not in the tree"

@@ -1,0 +1,98 @@
+"""The tolerance policy and its error measures: the one home of both (and of the JSON rule for
+non-finite numbers). Torch-free, so scratch, its verify tool, torch_ref, the CLI, the examples
+and the test suite all import it from here.
+
+Every tolerance bounds a norm-relative error ‖got − expected‖ / ‖expected‖ (the max abs error
+where ‖expected‖ = 0). Tolerances are never loosened to make a test pass: a failing parity test
+means a derivative is wrong until shown otherwise.
+"""
+from __future__ import annotations
+
+import math
+
+import numpy as np
+
+# One forward and backward (output, every activation, loss, every gradient), by dtype.
+TOLERANCE: dict[str, float] = {"float64": 1e-12, "float32": 1e-5}
+# Trajectories of hundreds of optimizer steps and whole training runs, float64, per step.
+TRAJECTORY_TOL = 1e-10
+# float32 training runs drift by rounding that accumulates over the steps (~1e-6 relative over
+# 450 steps); a run comparison fails them only past this bound, far above rounding and far below
+# a visible gap.
+FLOAT32_DRIFT_BOUND = 1e-3
+# Central finite differences of a hand-written gradient, float64, steps around FD_STEP.
+FD_TOL = 1e-7
+FD_STEP = 1e-6
+
+
+def run_tolerance(dtype: str) -> float:
+    """The per-step tolerance of a whole training run in this dtype."""
+    return TRAJECTORY_TOL if dtype == "float64" else FLOAT32_DRIFT_BOUND
+
+
+def rel_error(got, expected) -> float:
+    """‖got − expected‖ / ‖expected‖; the max abs error where ‖expected‖ = 0.
+
+    Norms are taken after scaling by the largest magnitude, so values near the float64 limit
+    (1e300, say) do not overflow. Non-finite entries that both arrays share (inf and inf, NaN and
+    NaN) are left out and the rest measured; one they do not share is an infinite error. Whether
+    a comparison of non-finite values may pass at all is the verdict's business, not this measure's.
+    """
+    got, expected = _pair(got, expected)
+    if not (np.all(np.isfinite(got)) and np.all(np.isfinite(expected))):
+        if not np.all(_same_nonfinite(got, expected) | (np.isfinite(got) & np.isfinite(expected))):
+            return math.inf
+        finite = np.isfinite(got)
+        got, expected = got[finite], expected[finite]
+    norm = _norm(expected)
+    if norm == 0:
+        return max_abs_error(got, expected)
+    with np.errstate(over="ignore"):  # a difference past the float64 limit is an infinite error
+        return _norm(got - expected) / norm
+
+
+def max_abs_error(got, expected) -> float:
+    """max |got − expected|; 0 for shared non-finite entries, inf for unshared ones."""
+    got, expected = _pair(got, expected)
+    if not got.size:
+        return 0.0
+    same = _same_nonfinite(got, expected) | (got == expected)
+    if not np.all(same | (np.isfinite(got) & np.isfinite(expected))):
+        return math.inf
+    with np.errstate(over="ignore", invalid="ignore"):  # inf - inf where `same` masks it anyway
+        return float(np.where(same, 0.0, np.abs(got - expected)).max())
+
+
+def _same_nonfinite(got, expected) -> np.ndarray:
+    return ~np.isfinite(got) & ((got == expected) | (np.isnan(got) & np.isnan(expected)))
+
+
+def _pair(got, expected):
+    got = np.asarray(got, dtype=np.float64)
+    expected = np.asarray(expected, dtype=np.float64)
+    if got.shape != expected.shape:
+        raise ValueError(f"shape mismatch: {got.shape} vs {expected.shape}")
+    return got, expected
+
+
+def _norm(v) -> float:
+    """The 2-norm of v without overflow or underflow: max|v| · ‖v / max|v|‖."""
+    with np.errstate(over="ignore"):
+        scale = float(np.abs(v).max()) if v.size else 0.0
+    if scale == 0 or not np.isfinite(scale):
+        return scale
+    with np.errstate(under="ignore"):
+        return scale * float(np.sqrt(np.sum(np.square(v / scale))))
+
+
+def json_safe(value):
+    """Plain data for strict JSON: arrays as nested lists, NaN and ±inf as null (every --json)."""
+    if hasattr(value, "tolist") and not isinstance(value, (str, bytes)):
+        return json_safe(value.tolist())
+    if isinstance(value, dict):
+        return {str(k): json_safe(v) for k, v in value.items()}
+    if isinstance(value, (list, tuple)):
+        return [json_safe(v) for v in value]
+    if isinstance(value, float):
+        return value if math.isfinite(value) else None
+    return value

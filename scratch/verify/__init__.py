@@ -1,0 +1,18 @@
+"""The torch-free half of `nnparity verify`: a hand-written backward checked on probes against
+central finite differences, with a diagnosis of what is wrong. torch_ref.verify adds the autograd
+references on the same evaluation.
+
+Public API:
+- ``load_op(target, kind=None) -> OpUnderTest``, ``OpError``, ``KINDS`` (load: what a verifiable op
+  looks like and how it is found);
+- ``evaluate(op, seed) -> Evaluation``, ``fd_checks(evaluation)``, ``verify_fd(target)`` (check);
+- ``Check``, ``OpReport`` (report: the verdict and its text and JSON forms);
+- ``GroupData``, ``compare``, ``diagnose`` (diagnosis: how got and expected differ).
+"""
+from scratch.verify.check import Evaluation, evaluate, fd_checks, verify_fd
+from scratch.verify.diagnosis import GroupData, compare, diagnose
+from scratch.verify.load import KINDS, OpError, OpUnderTest, load_op
+from scratch.verify.report import Check, OpReport
+
+__all__ = ["KINDS", "Check", "Evaluation", "GroupData", "OpError", "OpReport", "OpUnderTest", "compare", "diagnose",
+           "evaluate", "fd_checks", "load_op", "verify_fd"]
