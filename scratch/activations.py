@@ -15,11 +15,14 @@ from scratch.errors import SpecError
 
 
 def _erf(xp):
-    """erf for the array module: scipy.special for NumPy, cupyx.scipy.special for CuPy."""
+    """erf for the array module: scipy.special's for NumPy, cupyx.scipy.special's for CuPy (neither
+    namespace has erf itself); any other device namespace provides ``xp.erf``."""
     if xp is np:
         from scipy.special import erf
-    else:  # pragma: no cover - exercised only on a GPU
+    elif getattr(xp, "__name__", "") == "cupy":  # pragma: no cover - exercised only on a GPU
         from cupyx.scipy.special import erf
+    else:
+        erf = xp.erf
     return erf
 
 

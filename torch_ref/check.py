@@ -8,6 +8,7 @@ from scratch.data import inline_data, random_batch
 from scratch.policy import TOLERANCE, json_safe, max_abs_error, rel_error
 from scratch.network import Network, build_loss as scratch_loss
 from scratch.data import check_inputs, check_targets
+from scratch.device import to_device, to_host
 from scratch.errors import SpecError
 from scratch.spec import Spec
 from torch_ref.model import TORCH_DTYPES, build, build_loss as torch_loss, gradients_to_scratch
@@ -17,36 +18,38 @@ def _error(got, expected) -> dict:
     return {"max_abs": max_abs_error(got, expected), "rel": rel_error(got, expected)}
 
 
-def run_scratch(spec: Spec, x: np.ndarray, y: np.ndarray) -> dict:
-    """Forward and backward through the scratch network: output, activations, loss, gradients."""
+def run_scratch(spec: Spec, x: np.ndarray, y: np.ndarray, xp=np) -> dict:
+    """Forward and backward through the scratch network on xp's device (NumPy: the CPU):
+    output, activations, loss, gradients, brought back to the host once at the end."""
     dtype = np.dtype(spec.dtype)
-    net = Network.from_spec(spec)
-    loss = scratch_loss(spec)
-    x = np.asarray(x, dtype=dtype)
+    net = Network.from_spec(spec, xp=xp)
+    loss = scratch_loss(spec, xp=xp)
+    x = to_device(np.asarray(x, dtype=dtype), xp)
     y = np.asarray(y) if np.asarray(y).dtype.kind in "iu" else np.asarray(y, dtype=dtype)
     out, trace = net.forward_trace(x)
-    value = loss.forward(out, y)
+    value = loss.forward(out, to_device(y, xp))
     grad_x = net.backward(loss.backward())
     grads = dict(net.gradients())
     grads["input"] = grad_x
-    return {"output": out, "activations": trace, "loss": float(value), "grads": grads}
+    return {"output": to_host(out, xp), "activations": [to_host(a, xp) for a in trace],
+            "loss": float(to_host(value, xp)), "grads": {k: to_host(g, xp) for k, g in grads.items()}}
 
 
-def run_torch(spec: Spec, x: np.ndarray, y: np.ndarray) -> dict:
-    """The same through the torch twin, gradients by torch autograd."""
+def run_torch(spec: Spec, x: np.ndarray, y: np.ndarray, device: str = "cpu") -> dict:
+    """The same through the torch twin on ``device``, gradients by torch autograd."""
     dtype = TORCH_DTYPES[spec.dtype]
-    model = build(spec)
+    model = build(spec).to(device)
     loss_fn = torch_loss(spec)
-    xt = torch.tensor(np.asarray(x), dtype=dtype, requires_grad=True)
+    xt = torch.tensor(np.asarray(x), dtype=dtype, device=device, requires_grad=True)
     y = np.asarray(y)
-    yt = torch.tensor(y, dtype=torch.long) if y.dtype.kind in "iu" else torch.tensor(y, dtype=dtype)
+    yt = torch.tensor(y, dtype=torch.long if y.dtype.kind in "iu" else dtype, device=device)
     out, trace = model.forward_trace(xt)
     value = loss_fn(out, yt)
     if value.requires_grad:
         value.backward()
     grads = gradients_to_scratch(model)
-    grads["input"] = (xt.grad if xt.grad is not None else torch.zeros_like(xt)).numpy().copy()
-    return {"output": out.detach().numpy(), "activations": [a.detach().numpy() for a in trace],
+    grads["input"] = (xt.grad if xt.grad is not None else torch.zeros_like(xt)).cpu().numpy().copy()
+    return {"output": out.detach().cpu().numpy(), "activations": [a.detach().cpu().numpy() for a in trace],
             "loss": float(value.detach()), "grads": grads}
 
 
