@@ -15,6 +15,7 @@ from scratch.policy import FD_TOL
 from scratch.verify import probes
 from scratch.verify.diagnosis import GroupData, compare
 from scratch.verify.finite_diff import FDResult, elementwise_derivative, jacobian_rows, scalar_derivative
+from scratch.verify.limits import PROBE_TIME_LIMIT, time_limit
 from scratch.verify.load import OpError, OpUnderTest, layer_gradients, layer_parameters, load_op
 from scratch.verify.report import Check, OpReport
 
@@ -24,14 +25,16 @@ from scratch.verify.report import Check, OpReport
 
 
 class _Recorder:
-    """Calls into user code, turning its warnings into findings instead of errors."""
+    """Calls into user code, turning its warnings into findings instead of errors, each call
+    within a time limit (seconds; None: unlimited)."""
 
-    def __init__(self):
+    def __init__(self, limit: float | None = PROBE_TIME_LIMIT):
         self.findings: list[str] = []
+        self.limit = limit
 
     def __call__(self, where: str, fn, *args):
         # the same floating-point mode whatever the caller's: overflow, 0/0, x/0 warn (and are recorded)
-        with warnings.catch_warnings(record=True) as caught, \
+        with warnings.catch_warnings(record=True) as caught, time_limit(self.limit, where), \
                 np.errstate(over="warn", divide="warn", invalid="warn", under="ignore"):
             warnings.simplefilter("always")
             result = fn(*args)
@@ -103,16 +106,18 @@ def _loss_backward(inst):
     return fn(1.0) if required else fn()
 
 
-def evaluate(op: OpUnderTest, seed: int = 0, finite_differences: bool = True) -> Evaluation:
-    """Run forward and backward on every probe group (and finite differences, unless told not to)."""
-    recorder = _Recorder()
+def evaluate(op: OpUnderTest, seed: int = 0, finite_differences: bool = True,
+             time_limit_s: float | None = PROBE_TIME_LIMIT) -> Evaluation:
+    """Run forward and backward on every probe group (and finite differences, unless told not to);
+    each call into the op within ``time_limit_s`` seconds (ProbeTimeout, an OpError, past it)."""
+    recorder = _Recorder(time_limit_s)
     template = op.new(rng=np.random.default_rng(seed)) if op.kind == "layer" else None
     if op.kind == "activation":
         groups = probes.elementwise_probes(seed)
     elif op.kind == "vector":
         groups = probes.rowwise_probes(seed)
     elif op.kind == "loss":
-        groups = probes.loss_probes(seed, op.domain)
+        groups = probes.label_probes(seed) if op.labels else probes.loss_probes(seed, op.domain)
     else:
         groups = probes.layer_probes(int(template.inputs), seed)
     evaluation = Evaluation(op, seed, [GroupRun(p) for p in groups], template, recorder)
@@ -255,6 +260,12 @@ def _batch(op: OpUnderTest, run: GroupRun):
     return None
 
 
+def _targets(run: GroupRun):
+    """The targets shown beside each element (not class-index labels, which have another shape)."""
+    t = run.probe.target
+    return t if t is not None and t.shape == run.probe.x.shape else None
+
+
 def _error_check(name, wrt, reference, tol, runs) -> Check:
     raised: dict[str, list[str]] = {}
     for r in runs:
@@ -263,7 +274,7 @@ def _error_check(name, wrt, reference, tol, runs) -> Check:
     text = "; ".join(f"{err} (on the {', '.join(groups)} probes)" for err, groups in raised.items())
     return Check(name=name, wrt=wrt, reference=reference, tol=tol, ok=False, error=float("inf"),
                  groups={r.probe.group: (float("inf") if r.error else None) for r in runs},
-                 diagnosis=f"the op raised {text}")
+                 diagnosis=f"the op raised {text}", compared=0)
 
 
 def fd_checks(evaluation: Evaluation, tol: float = FD_TOL) -> list[Check]:
@@ -286,7 +297,7 @@ def _fd_checks(evaluation: Evaluation, tol: float) -> list[Check]:
             fd = run.fd[wrt].resolve(tol)
             groups.append(GroupData(run.probe.group, run.got[wrt], fd.value, run.inputs.get(wrt), fd.usable,
                                     _kinks(run, wrt, op), run.upstream if op.kind == "activation" else None,
-                                    run.alternatives.get(wrt, {}), run.probe.target))
+                                    run.alternatives.get(wrt, {}), _targets(run)))
             if fd.kink.any():
                 kinks[run.probe.group] = int(fd.kink.sum())
             if fd.unresolved.any():
@@ -302,7 +313,7 @@ def _fd_checks(evaluation: Evaluation, tol: float) -> list[Check]:
                          + ", ".join(f"{n} in {g}" for g, n in unresolved.items()))
         checks.append(Check(name=title, wrt=wrt, reference="finite differences", tol=tol, ok=cmp.ok,
                             error=cmp.error, groups=cmp.groups, worst=cmp.worst, diagnosis=cmp.diagnosis,
-                            notes=notes))
+                            notes=notes, compared=cmp.compared, checked=cmp.compared >= cmp.enough or not cmp.error <= tol))
     return checks
 
 
@@ -338,12 +349,13 @@ def reference_checks(evaluation: Evaluation, expected: list[dict], reference: st
                 skipped += int(kinks.sum())
             groups.append(GroupData(run.probe.group, run.got[wrt], np.asarray(exp[wrt], dtype=np.float64),
                                     run.inputs.get(wrt), usable, _kinks(run, wrt, op),
-                                    run.upstream if op.kind == "activation" else None, alts, run.probe.target))
+                                    run.upstream if op.kind == "activation" else None, alts, _targets(run)))
         cmp = compare(groups, tol, kind=op.kind, batch=_batch(op, evaluation.runs[0]), wrt=wrt)
         notes = [f"{skipped} kink points left to torch_module() and finite differences (autograd of a "
                  f"forward at a kink depends on how it is written)"] if skipped else []
         checks.append(Check(name=title, wrt=wrt, reference=reference, tol=tol, ok=cmp.ok, error=cmp.error,
-                            groups=cmp.groups, worst=cmp.worst, diagnosis=cmp.diagnosis, notes=notes))
+                            groups=cmp.groups, worst=cmp.worst, diagnosis=cmp.diagnosis, notes=notes,
+                            compared=cmp.compared, checked=cmp.compared >= cmp.enough or not cmp.error <= tol))
     return checks
 
 
@@ -354,7 +366,14 @@ def new_report(evaluation: Evaluation) -> OpReport:
                       probe_text=probes.describe(evaluation.op.kind, evaluation.op.domain))
     report.findings = evaluation.findings
     report.failed_to_run = any(r.error for r in evaluation.runs)
+    report.paths += evaluation.op.notes
     return report
+
+
+def reviewed(evaluation: Evaluation, checks: list[Check]) -> list[Check]:
+    """The checks as the op's form reads them (renamed, explained, with its own checks added)."""
+    review = evaluation.op.review
+    return review(evaluation, checks) if review is not None else checks
 
 
 def verify_fd(target, kind: str | None = None, seed: int = 0) -> OpReport:
@@ -362,5 +381,5 @@ def verify_fd(target, kind: str | None = None, seed: int = 0) -> OpReport:
     evaluation = evaluate(load_op(target, kind), seed)
     report = new_report(evaluation)
     report.paths.append("reference: finite differences (central, float64, kept away from kinks)")
-    report.checks = fd_checks(evaluation)
+    report.checks = reviewed(evaluation, fd_checks(evaluation))
     return report

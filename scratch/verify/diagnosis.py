@@ -22,6 +22,9 @@ import numpy as np
 from scratch.policy import rel_error
 
 CLOSE = 1e-6   # relative agreement for "this alternative explains the numbers" (not a pass/fail tolerance)
+# A verdict needs finite numbers compared on enough elements: a check whose probes were all skipped
+# (NaN, inf, kinks, unresolved finite differences) is "not checked", never a pass.
+MIN_COMPARED = 10
 
 
 @dataclass
@@ -60,8 +63,9 @@ class Comparison:
     error: float                             # the worst group's norm-relative error
     groups: dict                             # group -> error (None when nothing was compared)
     worst: Element | None
-    compared: int
+    compared: int                            # elements where both sides were finite and compared
     diagnosis: str | None
+    enough: int = MIN_COMPARED               # how many were needed for a verdict
 
 
 def _fmt(v) -> str:
@@ -121,7 +125,7 @@ def compare(groups: list[GroupData], tol: float, kind: str = "activation",
 
 def _compare(groups, tol, kind, batch, wrt) -> Comparison:
     errors: dict[str, float | None] = {}
-    worst, worst_score, compared = None, -1.0, 0
+    worst, worst_score, compared, available = None, -1.0, 0, 0
     shape_problem = next((g for g in groups if g.got.shape != g.expected.shape), None)
     rms = _rms(groups)
     same = [g for g in groups if g.got.shape == g.expected.shape]
@@ -135,10 +139,11 @@ def _compare(groups, tol, kind, batch, wrt) -> Comparison:
             errors[g.group] = float("inf")
             continue
         use = _use(g)
+        available += int(g.expected.size)
         if not use.any():
             errors[g.group] = None
             continue
-        compared += int(use.sum())
+        compared += int((use & np.isfinite(g.got) & np.isfinite(g.expected)).sum())
         gg, ee = g.got[use], g.expected[use]
         if _finite_mismatch(gg, ee):
             errors[g.group] = float("inf")
@@ -154,9 +159,27 @@ def _compare(groups, tol, kind, batch, wrt) -> Comparison:
                             None if g.inputs is None else float(g.inputs[i]), float(g.expected[i]),
                             float(g.got[i]), None if g.targets is None else float(g.targets[i]),
                             None if g.upstream is None else float(g.upstream[i]))
-    ok = shape_problem is None and error <= tol
-    diagnosis = None if ok else diagnose(groups, tol, kind=kind, batch=batch, wrt=wrt)
-    return Comparison(ok=ok, error=error, groups=errors, worst=worst, compared=compared, diagnosis=diagnosis)
+    enough = _enough(available)
+    checked = shape_problem is not None or compared >= enough
+    ok = shape_problem is None and error <= tol and checked
+    if ok:
+        diagnosis = None
+    elif not checked and not error > tol:
+        diagnosis = _not_checked(compared, available)
+    else:
+        diagnosis = diagnose(groups, tol, kind=kind, batch=batch, wrt=wrt)
+    return Comparison(ok=ok, error=error, groups=errors, worst=worst, compared=compared, diagnosis=diagnosis,
+                      enough=enough)
+
+
+def _enough(available: int) -> int:
+    """Finite elements a verdict needs: MIN_COMPARED, or half of what there is when that is fewer."""
+    return max(1, min(MIN_COMPARED, (available + 1) // 2))
+
+
+def _not_checked(compared: int, available: int) -> str:
+    return (f"not checked: finite numbers compared on {compared} of {available} elements (at least "
+            f"{_enough(available)} needed); NaN, inf or skipped probes prove nothing")
 
 
 # ------------------------------------------------------------------------------ diagnosis

@@ -21,7 +21,7 @@ from __future__ import annotations
 
 import importlib
 import inspect
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 
 import numpy as np
 
@@ -111,10 +111,15 @@ class OpUnderTest:
     cls: type
     kind: str
     target: str
+    # for ops adapted from functions (scratch.verify.forms):
+    notes: list = field(default_factory=list)   # how the form was read, for the report
+    input_name: str | None = None                # the input's name in the user's signature
+    labels: bool = False                         # a loss whose targets are class indices
+    review: object = None                        # callable(evaluation, checks) -> checks
 
     @property
     def wrt(self) -> str:
-        return INPUT_NAME[self.kind]
+        return self.input_name or INPUT_NAME[self.kind]
 
     @property
     def domain(self) -> str:

@@ -71,6 +71,18 @@ def rowwise_probes(seed: int = 0) -> list[Probe]:
             Probe("saturation", saturation), Probe("tiny", tiny)]
 
 
+def label_probes(seed: int = 0) -> list[Probe]:
+    """Probes for a loss whose targets are class indices: logits (N, C), labels (N,) as floats."""
+    rng = np.random.default_rng([seed, 1])
+    labels = np.arange(ROWS, dtype=np.float64) % COLS
+    groups = loss_probes(seed, "real")
+    out = []
+    for p in groups:
+        x = np.zeros((ROWS, COLS)) if p.group == "kink" else p.x    # ties at every row's max
+        out.append(Probe(p.group, x, rng.permutation(labels)))
+    return out
+
+
 def loss_probes(seed: int = 0, domain: str = "real") -> list[Probe]:
     """Probes for a loss (pred, target) -> scalar over a (ROWS, COLS) batch.
 

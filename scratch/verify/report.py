@@ -26,6 +26,12 @@ class Check:
     diagnosis: str | None = None    # one line, when it fails
     notes: list[str] = field(default_factory=list)  # skipped points and why
     measure: str = MEASURE
+    compared: int | None = None     # elements compared as finite numbers on both sides
+    checked: bool = True            # False: too few finite numbers compared for any verdict
+
+    @property
+    def result(self) -> str:
+        return "pass" if self.ok else ("FAIL" if self.checked else "not checked")
 
 
 @dataclass
@@ -71,9 +77,10 @@ class OpReport:
         lines = [f"nnparity verify {self.target}  kind={self.kind}  seed={self.seed}", f"probes: {probes}"]
         lines += [f"  {p}" for p in self.paths]
         width = max([len(c.name) for c in self.checks] + [5])
-        lines.append(f"  {'check':<{width}}  {'error':>9}  {'tol':>7}  result")
+        lines.append(f"  {'check':<{width}}  {'probes':>6}  {'error':>9}  {'tol':>7}  result")
         for c in self.checks:
-            lines.append(f"  {c.name:<{width}}  {_num(c.error):>9}  {c.tol:7.0e}  {'pass' if c.ok else 'FAIL'}")
+            used = "-" if c.compared is None else str(c.compared)
+            lines.append(f"  {c.name:<{width}}  {used:>6}  {_num(c.error if c.checked else None):>9}  {c.tol:7.0e}  {c.result}")
             if not c.ok:
                 if c.worst is not None:
                     w = c.worst
@@ -93,10 +100,16 @@ class OpReport:
         for f in self.findings:
             lines.append(f"  finding: {f}")
         passed = sum(c.ok for c in self.checks)
+        unchecked = sum(not c.checked for c in self.checks)
         if self.ok:
             lines.append(f"PASS: {passed} of {len(self.checks)} checks agree")
+        elif not self.checks:
+            lines.append("FAIL: nothing was checked")
         else:
-            lines.append(f"FAIL: {len(self.checks) - passed} of {len(self.checks)} checks disagree")
+            failed = len(self.checks) - passed - unchecked
+            parts = ([f"{failed} of {len(self.checks)} checks disagree"] if failed else []) + \
+                    ([f"{unchecked} not checked"] if unchecked else [])
+            lines.append(f"FAIL: {', '.join(parts)}")
             if summary:
                 lines.append(f"diagnosis: {summary}")
         return "\n".join(lines)

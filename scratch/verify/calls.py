@@ -1,0 +1,38 @@
+"""One call into a user's function while reading its form: time-limited, warnings silenced, and
+any exception turned into one line of bad input (OpError) that names the function and the call."""
+from __future__ import annotations
+
+import warnings
+
+import numpy as np
+
+from scratch.verify.limits import PROBE_TIME_LIMIT, time_limit
+from scratch.verify.load import OpError
+
+
+def call(what: str, fn, *args, limit: float | None = PROBE_TIME_LIMIT, **kwargs):
+    """fn(*args, **kwargs); OpError "what raised ...: message" when it raises."""
+    try:
+        with time_limit(limit, what), warnings.catch_warnings(), np.errstate(all="ignore"):
+            warnings.simplefilter("ignore")
+            return fn(*args, **kwargs)
+    except OpError:
+        raise
+    except Exception as err:
+        text = str(err).splitlines()[0] if str(err) else ""
+        raise OpError(f"{what} raised {type(err).__name__}: {text}") from None
+
+
+def array(what: str, value, shape=None) -> np.ndarray:
+    """value as a float64 array of ``shape`` with some finite entry; OpError otherwise."""
+    if value is None:
+        raise OpError(f"{what} returned None")
+    try:
+        arr = np.asarray(value, dtype=np.float64)
+    except (TypeError, ValueError) as err:
+        raise OpError(f"{what} returned {type(value).__name__}, not an array ({err})") from None
+    if shape is not None and arr.shape != tuple(shape):
+        raise OpError(f"{what} returned shape {arr.shape}, expected {tuple(shape)}")
+    if arr.size and not np.isfinite(arr).any():
+        raise OpError(f"{what} returned NaN or inf everywhere: nothing can be checked")
+    return arr
