@@ -1,10 +1,13 @@
 """`nnparity verify`: check a hand-written backward, or find a network's first wrong layer.
 
     nnparity verify mypkg.ops:Swish [--kind activation|vector|loss|layer] [--seed N] [--json]
+    nnparity verify mypkg.ops:sigmoid [--grad mypkg.ops:dsigmoid] [--convention z|a]
+    nnparity verify mypkg.layers:affine_forward          (with affine_backward)
     nnparity verify --spec SPEC [--batch N] [--json]
 
-The first form checks one op (torch_ref.verify): against autograd of its ``torch_module()``,
-autograd of its own NumPy forward run on torch tensors, and finite differences. The second runs
+The first forms check one op (torch_ref.verify), a class or a function with its hand-written
+derivative (scratch.verify.forms): against autograd of its ``torch_module()`` (or torch's module of
+the same name), autograd of its own NumPy forward run on torch tensors, and finite differences. The second runs
 a spec's network (custom activations by import path) and names the first layer, from the output
 back, whose gradient disagrees with torch (torch_ref.verify.layerwise). Import paths resolve from the
 current directory. Exit 0: everything agrees; 1: a gradient disagrees; 2: bad input.
@@ -15,12 +18,21 @@ import json
 
 from nnparity.usage import UsageError
 from scratch.spec import load_spec
+from scratch.verify.limits import PROBE_TIME_LIMIT
 from scratch.verify.load import KINDS, OpError
 
 
 def add_arguments(parser):
-    parser.add_argument("target", nargs="?", metavar="module:Class",
-                        help="the op to verify, e.g. examples.custom_ops:Swish")
+    parser.add_argument("target", nargs="?", metavar="module:name",
+                        help="the op to verify: a class (examples.custom_ops:Swish), a function with its derivative "
+                             "(examples.function_ops:sigmoid), a loss function, or X_forward with X_backward")
+    parser.add_argument("--grad", metavar="module:function",
+                        help="a function's derivative (default: found by name, e.g. f_prime, f_derivative, df)")
+    parser.add_argument("--convention", choices=("z", "a"),
+                        help="how the derivative is called: with z, or with the activation a = f(z) "
+                             "(default: read from its values)")
+    parser.add_argument("--time-limit", type=float, default=PROBE_TIME_LIMIT, metavar="S",
+                        help=f"seconds each call into your code may run on one probe (default {PROBE_TIME_LIMIT:g})")
     parser.add_argument("--kind", choices=KINDS,
                         help="what the op is (default: its `kind` attribute, else inferred from the class)")
     parser.add_argument("--seed", type=int, default=0, metavar="N", help="seed of the random probes (default 0)")
@@ -36,9 +48,11 @@ def run(args) -> int:
         raise UsageError("give either an op as module:Class (e.g. examples.custom_ops:Swish) or --spec SPEC")
     if args.seed < 0:
         raise UsageError(f"--seed: must be >= 0, got {args.seed}")
+    if not args.time_limit > 0:
+        raise UsageError(f"--time-limit: must be > 0 seconds, got {args.time_limit}")
     if args.spec is not None:
-        if args.kind is not None:
-            raise UsageError("--kind applies to one op, not to --spec")
+        if args.kind is not None or args.grad is not None or args.convention is not None:
+            raise UsageError("--kind, --grad and --convention apply to one op, not to --spec")
         if args.batch is not None and args.batch < 1:
             raise UsageError(f"--batch: must be >= 1, got {args.batch}")
         from torch_ref.verify import first_wrong_layer   # torch only when the command runs
@@ -50,8 +64,11 @@ def run(args) -> int:
         from torch_ref.verify import verify
 
         try:
-            report = verify(args.target, kind=args.kind, seed=args.seed)
+            report = verify(args.target, kind=args.kind, seed=args.seed, grad=args.grad,
+                            convention=args.convention, time_limit_s=args.time_limit)
         except OpError as err:
             raise UsageError(str(err)) from None
+        except KeyboardInterrupt:     # a user's op stuck where the time limit cannot reach: no traceback
+            raise UsageError("interrupted") from None
     print(json.dumps(report.to_json()) if args.json else report.format())
     return 0 if report.ok else 1

@@ -72,7 +72,8 @@ def load_ops(target, grad=None, kind: str | None = None, convention: str | None 
                       f"or a function (f with its derivative, a loss, or X_forward with X_backward)")
     if kind is not None:
         raise OpError("--kind applies to classes; a function's form is read from its signature")
-    name = obj.__name__
+    # the name it was given by (a module's alias), else its own
+    name = target.partition(":")[2] if isinstance(target, str) else obj.__name__
     if name.endswith("_forward"):
         base = name[: -len("_forward")]
         backward, how = _grad(grad, module, base, ("{f}_backward",))
@@ -83,7 +84,7 @@ def load_ops(target, grad=None, kind: str | None = None, convention: str | None 
         raise OpError(f"{shown}{inspect.signature(obj)}: expected f(z) with its derivative, loss(pred, target), "
                       f"or X_forward(*inputs) with X_backward(dout, cache)")
     fn, how = _grad(grad, module, name)
-    d = Derivative.of(fn, fn.__name__)
+    d = Derivative.of(fn, getattr(fn, "__name__", "df"))
     if len(required_parameters(fn)) not in (1, 2):
         raise OpError(f"{fn.__name__}{inspect.signature(fn)}: a derivative takes z (or a = f(z)), or the "
                       f"upstream gradient and z: df(z) or df(dout, z)")

@@ -25,10 +25,13 @@ import numpy as np
 import torch
 
 from scratch.policy import TOLERANCE
-from scratch.verify.check import Evaluation, clone, evaluate, fd_checks, new_report, reference_checks
+from scratch.verify.check import Evaluation, clone, evaluate, fd_checks, new_report, reference_checks, reviewed
 from scratch.verify.diagnosis import GroupData, compare
-from scratch.verify.load import OpUnderTest, layer_parameters, load_op
+from scratch.verify.forms import load_ops
+from scratch.verify.limits import PROBE_TIME_LIMIT
+from scratch.verify.load import OpUnderTest, layer_parameters
 from scratch.verify.report import Check, OpReport
+from torch_ref.verify.twins import attach_named_twin
 
 TORCH_TOLERANCE = TOLERANCE["float64"]
 REF_MODULE = "torch_module() autograd"
@@ -93,10 +96,11 @@ def _forward_check(evaluation: Evaluation, forwards: list, reference: str) -> Ch
                         if np.shape(f) == run.probe.x.shape else None)
               for run, f in zip(evaluation.runs, forwards)]
     cmp = compare(groups, TORCH_TOLERANCE, kind="forward", wrt=evaluation.op.wrt)
-    diagnosis = (None if cmp.ok
+    diagnosis = (None if cmp.ok else cmp.diagnosis if cmp.diagnosis.startswith("not checked")
                  else f"your NumPy forward and the torch forward compute different functions: {cmp.diagnosis}")
     return Check(name=f"forward vs {reference}", wrt="output", reference=reference, tol=TORCH_TOLERANCE,
-                 ok=cmp.ok, error=cmp.error, groups=cmp.groups, worst=cmp.worst, diagnosis=diagnosis)
+                 ok=cmp.ok, error=cmp.error, groups=cmp.groups, worst=cmp.worst, diagnosis=diagnosis,
+                 compared=cmp.compared, checked=cmp.compared >= cmp.enough or not cmp.error <= TORCH_TOLERANCE)
 
 
 # ------------------------------------------------------------------------ 1. torch_module
@@ -128,9 +132,14 @@ def torch_module_checks(evaluation: Evaluation, report: OpReport) -> list[Check]
     except Exception as err:
         report.paths.append(f"torch_module(): not used, its forward failed: {type(err).__name__}: {err}")
         return []
-    report.paths.append(f"reference: autograd of torch_module() ({type(module).__name__})")
-    checks = [_forward_check(evaluation, forwards, "torch_module()")]
-    return checks + reference_checks(evaluation, expected, REF_MODULE, TORCH_TOLERANCE)
+    twin = getattr(op.cls, "twin_label", None)     # a function form's namesake in torch (twins.py)
+    if twin:
+        report.paths.append(f"reference: autograd of {twin} (torch's own, matched by the function's name)")
+    else:
+        report.paths.append(f"reference: autograd of torch_module() ({type(module).__name__})")
+    checks = [_forward_check(evaluation, forwards, twin or "torch_module()")]
+    return checks + reference_checks(evaluation, expected, f"{twin} autograd" if twin else REF_MODULE,
+                                     TORCH_TOLERANCE)
 
 
 # ----------------------------------------------------------------- 2. your forward on torch
@@ -229,18 +238,42 @@ def own_forward_checks(evaluation: Evaluation, report: OpReport) -> list[Check]:
 # ------------------------------------------------------------------------------- the API
 
 
-def verify(target, kind: str | None = None, seed: int = 0) -> OpReport:
-    """Check an op's hand-written backward three ways; the report as an OpReport.
+def verify(target, kind: str | None = None, seed: int = 0, grad=None, convention: str | None = None,
+           time_limit_s: float | None = PROBE_TIME_LIMIT) -> OpReport:
+    """Check a hand-written gradient three ways; the report as an OpReport.
 
-    ``target``: a ``module:Class`` import path or the class itself. Raises scratch.verify.check.OpError
-    when it cannot be verified as given (the CLI's exit 2).
+    ``target``: a class with forward/backward, a function (with its derivative ``grad``, found by
+    name when not given; a loss; an ``X_forward`` with its ``X_backward``), a (forward, backward)
+    pair, or the import path ``module:name`` of one. ``convention``: "z" or "a", how a function's
+    derivative is called (default: read from its values). Raises scratch.verify.load.OpError when
+    it cannot be verified as given (the CLI's exit 2).
     """
-    op: OpUnderTest = load_op(target, kind)
-    evaluation = evaluate(op, seed)
+    report = None
+    for op in load_ops(target, grad, kind, convention, seed):
+        part = verify_op(op, seed, time_limit_s)
+        if report is None:
+            report = part
+            continue
+        label = ", ".join(f"{k}={v:g}" for k, v in op.params.items())
+        for c in part.checks:
+            c.name = f"[{label}] {c.name}"
+        report.checks += part.checks
+        report.paths += [p for p in part.paths if p not in report.paths]
+        report.findings += [f for f in part.findings if f not in report.findings]
+        report.failed_to_run |= part.failed_to_run
+    return report
+
+
+def verify_op(op: OpUnderTest, seed: int = 0, time_limit_s: float | None = PROBE_TIME_LIMIT) -> OpReport:
+    """One op (scratch.verify.load's form) checked against every reference that applies."""
+    attach_named_twin(op)
+    evaluation = evaluate(op, seed, time_limit_s=time_limit_s)
     report = new_report(evaluation)
+    checks = []
     if not report.failed_to_run:
-        report.checks += torch_module_checks(evaluation, report)
-        report.checks += own_forward_checks(evaluation, report)
+        checks += torch_module_checks(evaluation, report)
+        checks += own_forward_checks(evaluation, report)
     report.paths.append("reference: finite differences (central, float64, steps around 1e-6, kept away from kinks)")
-    report.checks += fd_checks(evaluation)
+    checks += fd_checks(evaluation)
+    report.checks = reviewed(evaluation, checks)
     return report
