@@ -5,8 +5,10 @@ One correct derivative and two classic slips, each as a user would write them:
     nnparity verify examples.tutorial_ops:Tanh           # passes
     nnparity verify examples.tutorial_ops:SigmoidSlip    # σ(z)(1 + σ(z)) instead of σ(z)(1 − σ(z))
     nnparity verify examples.tutorial_ops:MSESlip        # prints MSE, but its gradient is ½·MSE's
+    nnparity verify examples.tutorial_ops:sigmoid        # sigmoid_prime(z) written in terms of a
+    nnparity verify examples.tutorial_ops:affine_forward # db as the batch mean, not the sum
 
-SigmoidSlip and MSESlip are wrong on purpose: do not copy their backward.
+SigmoidSlip, MSESlip, sigmoid_prime and affine_backward are wrong on purpose: do not copy them.
 """
 from __future__ import annotations
 
@@ -88,3 +90,20 @@ class MSESlip:
         from torch import nn
 
         return nn.MSELoss()
+
+
+def sigmoid(z):
+    return 1 / (1 + np.exp(-np.clip(z, -500, 500)))
+
+
+def sigmoid_prime(z):
+    return z * (1 - z)          # the slip: σ'(z) in terms of a = σ(z), under a parameter named z
+
+
+def affine_forward(x, w, b):
+    return x @ w + b, (x, w, b)
+
+
+def affine_backward(dout, cache):
+    x, w, b = cache
+    return dout @ w.T, x.T @ dout, dout.mean(axis=0)     # the slip: db is the sum over the batch

@@ -211,7 +211,7 @@ class NoBackward:
 
 
 def not_a_class(z):
-    """A function, not an op class (exit 2)."""
+    """A function without a derivative to pair it with (exit 2, the names tried listed)."""
     return z
 
 

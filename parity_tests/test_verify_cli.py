@@ -87,7 +87,7 @@ def test_kind_can_be_given(capsys):
     (["no_such_pkg.ops:Swish"], "cannot import module 'no_such_pkg.ops'"),
     (["examples.custom_ops:Nope"], "has no attribute 'Nope'"),
     (["planted_ops:NoBackward"], "has no backward method"),
-    (["planted_ops:not_a_class"], "is a function, not a class"),
+    (["planted_ops:not_a_class"], "no derivative found for not_a_class in planted_ops: tried"),
     (["Swish"], "expected an import path 'module:Class'"),
     (["examples.custom_ops:Softmax", "--kind", "activation"], "use --kind vector"),
     ([], "give either an op as module:Class"),

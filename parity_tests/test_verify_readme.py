@@ -44,15 +44,20 @@ def assert_shown(out: list[str], shown: list[str]) -> None:
 SESSIONS = tutorial_sessions()
 
 
-def test_the_tutorial_shows_three_sessions():
+def test_the_tutorial_shows_its_sessions():
     assert [cmd for cmd, _ in SESSIONS] == [
         ".venv/bin/nnparity verify examples.tutorial_ops:Tanh",
         ".venv/bin/nnparity verify examples.tutorial_ops:SigmoidSlip",
         ".venv/bin/nnparity verify examples.tutorial_ops:MSESlip",
+        ".venv/bin/nnparity verify examples.function_ops:tanh",
+        ".venv/bin/nnparity verify examples.tutorial_ops:sigmoid",
+        ".venv/bin/nnparity verify examples.layer_functions:affine_forward",
+        ".venv/bin/nnparity verify examples.tutorial_ops:affine_forward",
     ]
 
 
-@pytest.mark.parametrize("command, shown", SESSIONS, ids=["tanh", "sigmoid_slip", "mse_slip"])
+@pytest.mark.parametrize("command, shown", SESSIONS, ids=["tanh", "sigmoid_slip", "mse_slip", "function_pair",
+                                                          "z_for_a", "cache_pair", "cache_mean_for_sum"])
 def test_tutorial_command_prints_what_the_readme_shows(command, shown, capsys, monkeypatch):
     monkeypatch.chdir(REPO)
     argv = shlex.split(command)
@@ -64,7 +69,12 @@ def test_tutorial_command_prints_what_the_readme_shows(command, shown, capsys, m
 
 
 def test_each_session_ends_with_its_verdict_and_diagnosis():
-    (_, tanh), (_, sigmoid), (_, mse) = SESSIONS
+    (_, tanh), (_, sigmoid), (_, mse), (_, pair), (_, confused), (_, cache), (_, mean_b) = SESSIONS
+    assert pair[-1] == "PASS: 4 of 4 checks agree" and cache[-1] == "PASS: 6 of 6 checks agree"
+    assert "  convention: derivative of a = f(z), expressed in a: call it with the activation" in pair
+    assert confused[-1].startswith("diagnosis: z-for-a confusion: sigmoid_prime(z)")
+    assert mean_b[-1] == ("diagnosis: db (3rd returned by affine_backward): averaged over the batch where the sum "
+                          "is needed (got = expected / 6, N = 6)")
     assert tanh[-1] == "PASS: 4 of 4 checks agree"
     assert sigmoid[-1].startswith("diagnosis: the formula differs, not by a constant factor")
     assert sigmoid[-1].endswith("e.g. at z = 0: da/dz got 0.75, expected 0.25")

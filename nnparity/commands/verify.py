@@ -51,8 +51,9 @@ def run(args) -> int:
     if not args.time_limit > 0:
         raise UsageError(f"--time-limit: must be > 0 seconds, got {args.time_limit}")
     if args.spec is not None:
-        if args.kind is not None or args.grad is not None or args.convention is not None:
-            raise UsageError("--kind, --grad and --convention apply to one op, not to --spec")
+        for flag, value in (("--kind", args.kind), ("--grad", args.grad), ("--convention", args.convention)):
+            if value is not None:
+                raise UsageError(f"{flag} applies to one op, not to --spec")
         if args.batch is not None and args.batch < 1:
             raise UsageError(f"--batch: must be >= 1, got {args.batch}")
         from torch_ref.verify import first_wrong_layer   # torch only when the command runs

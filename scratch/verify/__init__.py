@@ -5,14 +5,20 @@ references on the same evaluation.
 Public API:
 - ``load_op(target, kind=None) -> OpUnderTest``, ``OpError``, ``KINDS`` (load: what a verifiable op
   looks like and how it is found);
+- ``load_ops(target, grad=None, kind=None, convention=None) -> [OpUnderTest]`` (forms: a class, a
+  function with its derivative, a loss function, or a forward/backward pair with a cache, read into
+  the op form; function_pairs, derivatives, loss_functions, layer_functions hold each reading);
 - ``evaluate(op, seed) -> Evaluation``, ``fd_checks(evaluation)``, ``verify_fd(target)`` (check);
+- ``PROBE_TIME_LIMIT``, ``ProbeTimeout`` (limits: each call into user code is time-limited);
 - ``Check``, ``OpReport`` (report: the verdict and its text and JSON forms);
 - ``GroupData``, ``compare``, ``diagnose`` (diagnosis: how got and expected differ).
 """
 from scratch.verify.check import Evaluation, evaluate, fd_checks, verify_fd
 from scratch.verify.diagnosis import GroupData, compare, diagnose
+from scratch.verify.forms import load_ops
+from scratch.verify.limits import PROBE_TIME_LIMIT, ProbeTimeout
 from scratch.verify.load import KINDS, OpError, OpUnderTest, load_op
 from scratch.verify.report import Check, OpReport
 
-__all__ = ["KINDS", "Check", "Evaluation", "GroupData", "OpError", "OpReport", "OpUnderTest", "compare", "diagnose",
-           "evaluate", "fd_checks", "load_op", "verify_fd"]
+__all__ = ["KINDS", "PROBE_TIME_LIMIT", "Check", "Evaluation", "GroupData", "OpError", "OpReport", "OpUnderTest",
+           "ProbeTimeout", "compare", "diagnose", "evaluate", "fd_checks", "load_op", "load_ops", "verify_fd"]

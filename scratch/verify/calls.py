@@ -6,18 +6,21 @@ import warnings
 
 import numpy as np
 
-from scratch.verify.limits import PROBE_TIME_LIMIT, time_limit
+from scratch.verify.derivatives import DerivativeShapeError
+from scratch.verify.limits import current_limit, time_limit
 from scratch.verify.load import OpError
 
 
-def call(what: str, fn, *args, limit: float | None = PROBE_TIME_LIMIT, **kwargs):
-    """fn(*args, **kwargs); OpError "what raised ...: message" when it raises."""
+def call(what: str, fn, *args, **kwargs):
+    """fn(*args, **kwargs) within the configured time limit; OpError "what raised ...: message"."""
     try:
-        with time_limit(limit, what), warnings.catch_warnings(), np.errstate(all="ignore"):
+        with time_limit(current_limit(), what), warnings.catch_warnings(), np.errstate(all="ignore"):
             warnings.simplefilter("ignore")
             return fn(*args, **kwargs)
     except OpError:
         raise
+    except DerivativeShapeError as err:    # our reading of what it returned: no exception name to show
+        raise OpError(f"{what}: {err}") from None
     except Exception as err:
         text = str(err).splitlines()[0] if str(err) else ""
         raise OpError(f"{what} raised {type(err).__name__}: {text}") from None

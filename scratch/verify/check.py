@@ -16,7 +16,8 @@ from scratch.verify import probes
 from scratch.verify.diagnosis import GroupData, compare
 from scratch.verify.finite_diff import FDResult, elementwise_derivative, jacobian_rows, scalar_derivative
 from scratch.verify.limits import PROBE_TIME_LIMIT, time_limit
-from scratch.verify.load import OpError, OpUnderTest, layer_gradients, layer_parameters, load_op
+from scratch.verify.forms import load_ops
+from scratch.verify.load import OpError, OpUnderTest, layer_gradients, layer_parameters
 from scratch.verify.report import Check, OpReport
 
 
@@ -376,10 +377,18 @@ def reviewed(evaluation: Evaluation, checks: list[Check]) -> list[Check]:
     return review(evaluation, checks) if review is not None else checks
 
 
-def verify_fd(target, kind: str | None = None, seed: int = 0) -> OpReport:
-    """Finite differences only (no torch): the torch-free half of ``nnparity verify``."""
-    evaluation = evaluate(load_op(target, kind), seed)
-    report = new_report(evaluation)
-    report.paths.append("reference: finite differences (central, float64, kept away from kinks)")
-    report.checks = reviewed(evaluation, fd_checks(evaluation))
+def verify_fd(target, kind: str | None = None, seed: int = 0, grad=None, convention: str | None = None) -> OpReport:
+    """Finite differences only (no torch): the torch-free half of ``nnparity verify``; every form
+    of scratch.verify.forms (a function's keyword parameters at each probed value)."""
+    report = None
+    for op in load_ops(target, grad, kind, convention, seed):
+        evaluation = evaluate(op, seed)
+        part = new_report(evaluation)
+        part.checks = reviewed(evaluation, fd_checks(evaluation))
+        if report is None:
+            report = part
+            report.paths.append("reference: finite differences (central, float64, kept away from kinks)")
+        else:
+            report.checks += part.checks
+            report.failed_to_run |= part.failed_to_run
     return report

@@ -16,6 +16,23 @@ from scratch.verify.load import OpError
 PROBE_TIME_LIMIT = 5.0     # seconds per call on one probe group: generous for 6×5 arrays
 
 
+_CONFIGURED = [PROBE_TIME_LIMIT]    # the limit of calls made while a form is read (set by `configured`)
+
+
+def current_limit() -> float | None:
+    return _CONFIGURED[-1]
+
+
+@contextmanager
+def configured(seconds: float | None):
+    """Calls that take no explicit limit use ``seconds`` inside the block."""
+    _CONFIGURED.append(seconds)
+    try:
+        yield
+    finally:
+        _CONFIGURED.pop()
+
+
 class ProbeTimeout(OpError):
     """User code ran past the time limit on one probe: bad input (exit 2), not a wrong derivative."""
 

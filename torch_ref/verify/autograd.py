@@ -28,7 +28,7 @@ from scratch.policy import TOLERANCE
 from scratch.verify.check import Evaluation, clone, evaluate, fd_checks, new_report, reference_checks, reviewed
 from scratch.verify.diagnosis import GroupData, compare
 from scratch.verify.forms import load_ops
-from scratch.verify.limits import PROBE_TIME_LIMIT
+from scratch.verify.limits import PROBE_TIME_LIMIT, configured
 from scratch.verify.load import OpUnderTest, layer_parameters
 from scratch.verify.report import Check, OpReport
 from torch_ref.verify.twins import attach_named_twin
@@ -249,7 +249,9 @@ def verify(target, kind: str | None = None, seed: int = 0, grad=None, convention
     it cannot be verified as given (the CLI's exit 2).
     """
     report = None
-    for op in load_ops(target, grad, kind, convention, seed):
+    with configured(time_limit_s):
+        ops = load_ops(target, grad, kind, convention, seed)
+    for op in ops:
         part = verify_op(op, seed, time_limit_s)
         if report is None:
             report = part
@@ -266,7 +268,8 @@ def verify(target, kind: str | None = None, seed: int = 0, grad=None, convention
 
 def verify_op(op: OpUnderTest, seed: int = 0, time_limit_s: float | None = PROBE_TIME_LIMIT) -> OpReport:
     """One op (scratch.verify.load's form) checked against every reference that applies."""
-    attach_named_twin(op)
+    with configured(time_limit_s):
+        attach_named_twin(op)
     evaluation = evaluate(op, seed, time_limit_s=time_limit_s)
     report = new_report(evaluation)
     checks = []
