@@ -187,3 +187,46 @@ def test_forms_cli_json(capsys, monkeypatch, argv, code):
 def test_forms_cli_grad_flag_names_the_partner(user_dir, capsys):
     assert main(["verify", "badfns:twice", "--grad", "badfns:twice_prime"]) == 0
     assert "(given: badfns:twice_prime)" in capsys.readouterr().out
+
+
+HOSTILE = textwrap.dedent('''
+    import numpy as np
+
+    class NaNEverywhere:
+        kind = "activation"
+
+        def forward(self, z):
+            return np.full(z.shape, np.nan)
+
+        def backward(self, grad_out):
+            return 0 * grad_out
+
+    class InfEverywhere(NaNEverywhere):
+        def forward(self, z):
+            return np.full(z.shape, np.inf)
+
+    class Forever(NaNEverywhere):
+        def forward(self, z):
+            while True:
+                pass
+''')
+
+
+@pytest.mark.parametrize("op", ["NaNEverywhere", "InfEverywhere"])
+def test_never_a_false_pass_on_non_finite_forward(tmp_path, monkeypatch, capsys, op):
+    (tmp_path / "hostile.py").write_text(HOSTILE)
+    monkeypatch.syspath_prepend(str(tmp_path))
+    sys.modules.pop("hostile", None)
+    assert main(["verify", f"hostile:{op}"]) == 1
+    out = capsys.readouterr().out
+    assert "not checked" in out and "PASS" not in out
+    assert "diagnosis: not checked: finite numbers compared on 0 of 62 elements" in out
+
+
+def test_a_class_op_that_runs_forever_is_stopped(tmp_path, monkeypatch, capsys):
+    (tmp_path / "hostile.py").write_text(HOSTILE)
+    monkeypatch.syspath_prepend(str(tmp_path))
+    sys.modules.pop("hostile", None)
+    assert main(["verify", "hostile:Forever", "--time-limit", "0.3"]) == 2
+    err = capsys.readouterr().err
+    assert "ran for more than 0.3 s on one probe" in err and err.count("\n") == 1
