@@ -121,10 +121,10 @@ class ReLU(Activation):
 
     def forward(self, z):
         self.positive = z > 0
-        return self.xp.where(self.positive, z, 0).astype(z.dtype)
+        return self.xp.where(self.positive, z, 0).astype(z.dtype, copy=False)
 
     def backward(self, grad_out):
-        return self.xp.where(self.positive, grad_out, 0).astype(grad_out.dtype)
+        return self.xp.where(self.positive, grad_out, 0).astype(grad_out.dtype, copy=False)
 
 
 class LeakyReLU(Activation):
