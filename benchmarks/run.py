@@ -25,7 +25,7 @@ COMPILE_OPS = ("train_sgd",)            # torch.compile: the train step only (ea
 MEMORY_SIDES = ("scratch", "torch_eager", "jax_jit")
 
 
-def time_step(step, threads: int, min_run_time: float, repeats: int) -> dict:
+def measure_step(step, threads: int, min_run_time: float, repeats: int) -> dict:
     """Median and spread of one step's wall time (torch.utils.benchmark)."""
     from torch.utils.benchmark import Timer
 
@@ -62,7 +62,7 @@ def run_config(cfg, dtype: str, threads: int, quick: bool, bar=None) -> dict:
                 continue
             try:
                 step = getattr(sides, side)(cfg, op, dtype, threads)
-                row = time_step(step, threads, min_run_time, repeats)
+                row = measure_step(step, threads, min_run_time, repeats)
                 if hasattr(step, "compile_seconds"):
                     row["compile_s"] = step.compile_seconds
                 results[side][op] = row

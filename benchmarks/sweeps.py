@@ -13,7 +13,7 @@ SWEEP_SIDES = ("scratch", "torch_eager")
 
 
 def sweep(dtype: str, threads: int, quick: bool, bar=None) -> dict:
-    from benchmarks.run import time_step
+    from benchmarks.run import measure_step
 
     runs = {"batch": [Config(f"batch{b}", (784, 128, 10), b) for b in (QUICK_BATCHES if quick else BATCHES)],
             "width": [Config(f"width{w}", (w, w, w, 10), 64) for w in (QUICK_WIDTHS if quick else WIDTHS)]}
@@ -26,7 +26,7 @@ def sweep(dtype: str, threads: int, quick: bool, bar=None) -> dict:
                 if bar is not None:
                     bar.set_postfix_str(f"sweep {axis} {cfg.name} {side}")
                 step = getattr(sides, side)(cfg, "train_sgd", dtype, threads)
-                row[side] = time_step(step, threads, 0.05 if quick else 0.15, 3)["median_s"]
+                row[side] = measure_step(step, threads, 0.05 if quick else 0.15, 3)["median_s"]
                 if bar is not None:
                     bar.update(1)
             rows.append(row)
