@@ -14,7 +14,7 @@ class Dense:
 
     Speed: the bias is added in place (no second temporary), the matrix products go to BLAS with
     transposed views (no copies), and each backward writes the parameter gradients into the arrays
-    the previous backward left (``grad_weight``/``grad_bias`` are live, like torch's ``.grad``:
+    the previous backward left (``grad_weight`` is live, like torch's ``.grad``:
     copy them to keep them past the next backward). ``backward(g, input_grad=False)`` skips
     dL/dx, which a training step does not need for the first layer.
     """
@@ -51,7 +51,5 @@ class Dense:
             self.grad_weight = xp.empty(self.weight.shape, dtype=dtype)
         xp.matmul(self.x.T, grad_out, out=self.grad_weight)
         if self.bias is not None:
-            if self.grad_bias is None or self.grad_bias.dtype != grad_out.dtype:
-                self.grad_bias = xp.empty(self.bias.shape, dtype=grad_out.dtype)
-            grad_out.sum(axis=0, out=self.grad_bias)
+            self.grad_bias = grad_out.sum(axis=0)
         return grad_out @ self.weight.T if input_grad else None
