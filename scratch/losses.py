@@ -196,17 +196,32 @@ class SoftmaxCCE(Loss):
 
     def forward(self, pred, target):
         xp = self.xp
-        self.t = self._targets(pred, target)
         shifted = pred - pred.max(axis=1, keepdims=True)
         exp = xp.exp(shifted)
         total = exp.sum(axis=1, keepdims=True)
-        self.softmax = exp / total
+        exp /= total
+        self.softmax = exp
+        target = xp.asarray(target)
+        if target.ndim == 1 and pred.ndim == 2:
+            # class indices: the one-hot t picks one log-probability per row, so pick it directly
+            # (no one-hot matrix, no N·C products with zeros)
+            self.t, self.labels = None, target.astype(int)
+            picked = shifted[xp.arange(pred.shape[0]), self.labels] - xp.log(total[:, 0])
+            return self._reduce(-picked, pred.shape[0])
+        self.t, self.labels = self._targets(pred, target), None
         log_softmax = shifted - xp.log(total)
         return self._reduce(-self.t * log_softmax, pred.shape[0])
 
     def backward(self):
+        scale = self._scale(self.softmax.shape[0])
+        if self.labels is not None:
+            # the fused softmax-CE gradient (softmax - onehot)·scale: one copy, one scatter, one scale
+            grad = self.softmax.copy()
+            grad[self.xp.arange(grad.shape[0]), self.labels] -= 1
+            grad *= scale
+            return grad
         row_mass = self.t.sum(axis=1, keepdims=True)
-        return (self.softmax * row_mass - self.t) * self._scale(self.t.shape[0])
+        return (self.softmax * row_mass - self.t) * scale
 
 
 LOSSES: dict[str, type[Loss]] = {cls.name: cls for cls in (MSE, SSE, HalfSSE, BCE, BCEWithLogits, CCE, SoftmaxCCE)}

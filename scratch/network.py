@@ -57,11 +57,16 @@ class Network:
 
     __call__ = forward
 
-    def backward(self, grad_out):
-        """Given dL/d(output), store every parameter gradient and return dL/dx."""
+    def backward(self, grad_out, input_grad: bool = True):
+        """Given dL/d(output), store every parameter gradient and return dL/dx.
+
+        ``input_grad=False`` (a training step): skip dL/dx, the first layer's costliest product
+        that no update uses, and return None.
+        """
         grad = grad_out
-        for layer, activation in zip(reversed(self.layers), reversed(self.activations)):
-            grad = layer.backward(activation.backward(grad))
+        last = len(self.layers) - 1
+        for i, (layer, activation) in enumerate(zip(reversed(self.layers), reversed(self.activations))):
+            grad = layer.backward(activation.backward(grad), input_grad=input_grad or i < last)
         return grad
 
     def loss_and_gradients(self, x, y, loss: Loss):

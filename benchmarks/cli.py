@@ -1,0 +1,217 @@
+"""``nnparity bench`` / ``python -m benchmarks``: time the scratch network against torch and peers.
+
+    python -m benchmarks [--device cpu|cuda|all] [--dtype float32|float64] [--quick]
+                         [--json FILE] [--plot FILE.png] [--threads N] [--save]
+
+Bad input: one line naming the flag and what is valid, exit 2.
+"""
+from __future__ import annotations
+
+import argparse
+import json
+import math
+import os
+import re
+import sys
+import time
+from pathlib import Path
+
+PROG = "nnparity bench"
+RESULTS = Path(__file__).resolve().parent / "results"
+SIDE_LABELS = {"scratch": "scratch (NumPy)", "torch_eager": "torch eager", "torch_compile": "torch.compile",
+               "jax_jit": "JAX jit", "micrograd": "micrograd", "scratch_loop": "scratch loop",
+               "torch_loop": "torch loop", "lightning": "Lightning"}
+
+
+class UsageError(Exception):
+    pass
+
+
+class _Parser(argparse.ArgumentParser):
+    def error(self, message):
+        raise UsageError(message)
+
+
+def build_parser() -> argparse.ArgumentParser:
+    p = _Parser(prog=PROG, description="Time the scratch network, torch (eager, compile, the loop, "
+                "Lightning), JAX and micrograd on the benchmark configurations; see benchmarks/README.md.")
+    p.add_argument("--device", default="cpu", help="cpu | cuda | all (default cpu)")
+    p.add_argument("--dtype", default="float32", help="float32 | float64 (default float32)")
+    p.add_argument("--quick", action="store_true", help="skip the large configuration, torch.compile, "
+                   "the training loops; shorter timings and sweeps (under a minute)")
+    p.add_argument("--json", metavar="FILE", help="write every figure as one JSON object ('-': stdout)")
+    p.add_argument("--plot", metavar="FILE.png", help="draw the scaling sweeps (log-log) to this PNG")
+    p.add_argument("--threads", default=None, help="threads for every side (torch, OpenMP, BLAS); default: all cores")
+    p.add_argument("--save", action="store_true", help="also keep the results in benchmarks/results/<machine>.json "
+                   "(and the plot beside it)")
+    p.add_argument("--no-progress", action="store_true", help="no progress bar")
+    return p
+
+
+def parse_args(argv):
+    args = build_parser().parse_args(argv)
+    if args.device not in ("cpu", "cuda", "all"):
+        raise UsageError(f"--device: {args.device!r}; expected cpu, cuda or all")
+    if args.dtype not in ("float32", "float64"):
+        raise UsageError(f"--dtype: {args.dtype!r}; expected float32 or float64")
+    if args.threads is None:
+        args.threads = os.cpu_count() or 1
+    else:
+        try:
+            args.threads = int(args.threads)
+        except ValueError:
+            args.threads = 0
+        if args.threads < 1:
+            raise UsageError(f"--threads: {args.threads!r}; expected a whole number >= 1")
+    if args.plot is not None and not args.plot.lower().endswith(".png"):
+        raise UsageError(f"--plot: {args.plot!r}; expected a file name ending in .png")
+    for flag, path in (("--json", args.json), ("--plot", args.plot)):
+        if path and path != "-" and not Path(path).resolve().parent.is_dir():
+            raise UsageError(f"{flag}: {path!r}: its folder does not exist")
+    return args
+
+
+def _cuda_available() -> bool:
+    try:
+        import torch
+
+        return torch.cuda.is_available()
+    except ImportError:
+        return False
+
+
+def _fmt_time(seconds) -> str:
+    if seconds is None:
+        return "-"
+    if seconds < 1e-3:
+        return f"{seconds * 1e6:.1f} µs"
+    if seconds < 1:
+        return f"{seconds * 1e3:.2f} ms"
+    return f"{seconds:.2f} s"
+
+
+def _fmt_bytes(n) -> str:
+    return "-" if n is None else f"{n / 2**20:.0f} MiB"
+
+
+def format_table(data: dict) -> str:
+    from benchmarks.configs import OPS
+
+    lines = []
+    for name, c in data["configs"].items():
+        widths = "-".join(map(str, c["widths"]))
+        gemm = c["gemm"]
+        lines.append(f"\n{name}: {widths}, batch {c['batch']}  (train step {c['train_flops'] / 1e9:.3g} GFLOP; "
+                     f"best GEMM rate at its shapes {gemm['best_flops'] / 1e9:.1f} GFLOP/s, {gemm['best_lib']}; "
+                     f"numpy {gemm['numpy_set_flops'] / 1e9:.1f}, torch {gemm['torch_set_flops'] / 1e9:.1f})")
+        head = f"  {'side':16} {'forward':>10} {'fwd+bwd':>10} {'train SGD':>10} {'train Adam':>10} " \
+               f"{'SGD vs torch':>12} {'Adam vs torch':>13} {'SGD %peak':>9} {'peak mem':>9} {'mem delta':>9}"
+        lines.append(head)
+        for side, ops in c["results"].items():
+            cells = [_fmt_time(ops.get(op, {}).get("median_s")) for op in OPS]
+            if all(x == "-" for x in cells):
+                reason = next((r.get("skipped") for r in ops.values() if "skipped" in r), "")
+                lines.append(f"  {SIDE_LABELS.get(side, side):16} skipped: {reason}")
+                continue
+            sgd, adam = ops.get("train_sgd", {}), ops.get("train_adam", {})
+            vs = [f"{r['speedup_vs_torch_eager']:.2f}x" if "speedup_vs_torch_eager" in r else "-" for r in (sgd, adam)]
+            frac = f"{100 * sgd['fraction_of_best_gemm']:.1f}%" if "fraction_of_best_gemm" in sgd else "-"
+            mem = c.get("memory", {}).get(side, {})
+            lines.append(f"  {SIDE_LABELS.get(side, side):16} " + " ".join(f"{x:>10}" for x in cells)
+                         + f" {vs[0]:>12} {vs[1]:>13} {frac:>9} {_fmt_bytes(mem.get('peak_bytes')):>9}"
+                         f" {_fmt_bytes(mem.get('delta_bytes')):>9}")
+            if "compile_s" in sgd:
+                lines[-1] += f"   (compile {sgd['compile_s']:.1f} s)"
+    lines.append("\nvs torch: torch eager's median / this side's (>1: faster than torch eager). %peak: "
+                 "6·batch·Σ inputs·units FLOPs per step over the best GEMM rate NumPy or torch reach at the "
+                 "configuration's own shapes. peak mem: the side's own process (imports included); "
+                 "delta: above its RSS before the step was built.")
+    return "\n".join(lines)
+
+
+def machine_name(info: dict) -> str:
+    cpu = re.sub(r"[^A-Za-z0-9]+", "-", info["cpu"]).strip("-").lower()
+    return f"{cpu}-{info['cores']}core"
+
+
+def run(args) -> int:
+    from benchmarks.machine import fix_threads, machine_info, thread_info
+
+    if args.device == "cuda" and not _cuda_available():
+        print(f"{PROG}: --device cuda: no CUDA device here (torch.cuda.is_available() is False); "
+              f"run --device cpu", file=sys.stderr)
+        return 2
+    started = time.perf_counter()
+    limiter = fix_threads(args.threads)  # noqa: F841  (keeps the limits in force)
+    data = {"settings": {"device": args.device, "dtype": args.dtype, "threads": args.threads, "quick": args.quick},
+            "machine": machine_info(), "devices": {}}
+    if args.device in ("cuda", "all"):
+        data["devices"]["cuda"] = {"skipped": "GPU timings are not built yet (a later issue)" if _cuda_available()
+                                   else "no CUDA device here"}
+        print(f"{PROG}: cuda skipped: {data['devices']['cuda']['skipped']}", file=sys.stderr)
+    if args.device == "cuda":
+        return _finish(args, data, started)
+    from tqdm import tqdm
+
+    from benchmarks import run as bench_run
+    from benchmarks import sweeps
+
+    names = bench_run.config_names(args.quick)
+    total = bench_run.steps_total(names, args.quick) + sweeps.sweep_steps(args.quick)
+    with tqdm(total=total, desc="bench", unit="step", disable=args.no_progress or not sys.stderr.isatty(),
+              leave=False) as bar:
+        data["configs"] = bench_run.run_all(args.dtype, args.threads, args.quick, bar)
+        data["sweeps"] = sweeps.sweep(args.dtype, args.threads, args.quick, bar)
+    data["machine"]["threads"] = thread_info()
+    data["devices"]["cpu"] = "timed"
+    return _finish(args, data, started)
+
+
+def _finish(args, data, started) -> int:
+    data["seconds"] = time.perf_counter() - started
+    if "configs" in data:
+        print(f"{PROG}  dtype={args.dtype}  threads={args.threads}  cpu: {data['machine']['cpu']} "
+              f"({data['machine']['cores']} cores)" + ("  --quick" if args.quick else ""))
+        blas = [t for t in data["machine"].get("threads", []) if t.get("user_api") == "blas"]
+        print("BLAS: " + ", ".join(f"{t.get('internal_api')} {t.get('version', '')} kernel "
+                                   f"{t.get('architecture', '?')} x{t.get('num_threads')}" for t in blas))
+        print(format_table(data))
+    if args.plot and "sweeps" in data:
+        from benchmarks.sweeps import plot
+
+        plot(data["sweeps"], args.plot, f"{data['machine']['cpu']}, {args.dtype}, {args.threads} threads")
+        print(f"plot: {args.plot}")
+    text = json.dumps(data, indent=1, default=_json_default)
+    if args.json == "-":
+        print(text)
+    elif args.json:
+        Path(args.json).write_text(text)
+        print(f"json: {args.json}")
+    if args.save and "configs" in data:
+        RESULTS.mkdir(exist_ok=True)
+        stem = RESULTS / f"{machine_name(data['machine'])}-{args.dtype}"
+        stem.with_suffix(".json").write_text(text)
+        if "sweeps" in data:
+            from benchmarks.sweeps import plot
+
+            plot(data["sweeps"], str(stem) + "-sweeps.png", f"{data['machine']['cpu']}, {args.dtype}, {args.threads} threads")
+        print(f"saved: {stem}.json")
+    print(f"total {data['seconds']:.1f} s")
+    return 0
+
+
+def _json_default(value):
+    if isinstance(value, float) and not math.isfinite(value):
+        return None
+    if hasattr(value, "item"):
+        return value.item()
+    return str(value)
+
+
+def main(argv: list[str] | None = None) -> int:
+    try:
+        args = parse_args(sys.argv[1:] if argv is None else argv)
+    except UsageError as exc:
+        print(f"{PROG}: {exc}", file=sys.stderr)
+        return 2
+    return run(args)

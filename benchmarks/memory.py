@@ -1,0 +1,60 @@
+"""Peak memory of one side, in a process of its own: ``python -m benchmarks.memory SIDE DTYPE CONFIG...``.
+
+For each configuration (smallest first) the process resets its high-water mark (Linux:
+``/proc/self/clear_refs``), builds the side's SGD train step, runs it 3 times and reads VmHWM.
+It prints one JSON object: config -> {"peak_bytes": the process's peak (imports included),
+"delta_bytes": the peak above the RSS before the step was built (the configuration's own cost)}.
+The scratch process never imports torch.
+"""
+from __future__ import annotations
+
+import json
+import sys
+
+
+def _status(field: str) -> int:
+    with open("/proc/self/status") as f:
+        for line in f:
+            if line.startswith(field + ":"):
+                return int(line.split()[1]) * 1024
+    raise OSError(field)
+
+
+def _reset_peak() -> bool:
+    try:
+        with open("/proc/self/clear_refs", "w") as f:
+            f.write("5")
+        return True
+    except OSError:
+        return False
+
+
+def main(argv=None) -> int:
+    from benchmarks import sides
+    from benchmarks.configs import config
+
+    side, dtype, threads, *names = (argv if argv is not None else sys.argv[1:])
+    make = getattr(sides, side)
+    if side != "scratch":
+        import torch  # noqa: F401  (the import's memory is the baseline, not the configuration's)
+    out = {}
+    for name in names:
+        cfg = config(name)
+        reset = _reset_peak()
+        before = _status("VmRSS")
+        try:
+            step = make(cfg, "train_sgd", dtype, int(threads))
+            for _ in range(3):
+                step()
+        except sides.Skip as exc:
+            out[name] = {"skipped": str(exc)}
+            continue
+        peak = _status("VmHWM")
+        out[name] = {"peak_bytes": peak, "delta_bytes": peak - before, "peak_reset": reset}
+        del step
+    print(json.dumps(out))
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,75 @@
+"""The benchmark harness: its command line and the fields of its JSON (never its timings)."""
+from __future__ import annotations
+
+import json
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+
+from benchmarks.cli import main
+from benchmarks.configs import CONFIGS, OPS, Config, config
+
+ROOT = Path(__file__).resolve().parent.parent
+
+
+@pytest.mark.parametrize("argv, flag", [
+    (["--dtype", "float16"], "--dtype"),
+    (["--device", "tpu"], "--device"),
+    (["--threads", "0"], "--threads"),
+    (["--threads", "many"], "--threads"),
+    (["--plot", "out.svg"], "--plot"),
+    (["--json", "/no/such/folder/x.json"], "--json"),
+])
+def test_bench_cli_bad_input(argv, flag, capsys):
+    assert main(argv) == 2
+    err = capsys.readouterr().err.strip()
+    assert len(err.splitlines()) == 1 and flag in err and "Traceback" not in err
+
+
+def test_bench_cli_cuda_without_gpu(capsys):
+    torch = pytest.importorskip("torch")
+    if torch.cuda.is_available():
+        pytest.skip("a CUDA device is present")
+    assert main(["--device", "cuda"]) == 2
+    err = capsys.readouterr().err.strip()
+    assert len(err.splitlines()) == 1 and "--device cuda" in err
+
+
+def test_bench_configs_match_specs():
+    for name, (widths, batch) in CONFIGS.items():
+        assert config(name) == Config(name, widths, batch)
+
+
+def test_bench_flops_formula():
+    cfg = Config("t", (2, 4, 2), 4)
+    assert cfg.train_flops == 6 * 4 * (2 * 4 + 4 * 2)
+
+
+@pytest.mark.slow
+def test_bench_quick_json_fields(tmp_path):
+    out = tmp_path / "bench.json"
+    proc = subprocess.run([sys.executable, "-m", "benchmarks", "--quick", "--no-progress", "--json", str(out),
+                           "--plot", str(tmp_path / "sweeps.png")], cwd=ROOT, capture_output=True, text=True,
+                          timeout=300)
+    assert proc.returncode == 0, proc.stderr[-2000:]
+    data = json.loads(out.read_text())
+    assert {"settings", "machine", "configs", "sweeps", "seconds"} <= set(data)
+    assert {"cpu", "cores", "versions"} <= set(data["machine"])
+    assert any(t.get("user_api") == "blas" for t in data["machine"]["threads"])
+    assert list(data["configs"]) == ["tiny", "small", "mnist", "wide"]
+    for name, c in data["configs"].items():
+        assert {"widths", "batch", "train_flops", "gemm", "results", "memory"} <= set(c)
+        assert c["gemm"]["best_flops"] > 0
+        for side in ("scratch", "torch_eager"):
+            for op in OPS:
+                row = c["results"][side][op]
+                assert row["median_s"] > 0 and row["iqr_s"] >= 0
+            assert 0 < c["results"][side]["train_sgd"]["fraction_of_best_gemm"]
+            assert c["memory"][side]["peak_bytes"] > 0
+        assert "skipped" in c["results"]["torch_compile"]["train_sgd"]
+    assert "median_s" in data["configs"]["tiny"]["results"]["micrograd"]["train_sgd"] or \
+        "skipped" in data["configs"]["tiny"]["results"]["micrograd"]["train_sgd"]
+    assert {"batch", "width"} <= set(data["sweeps"])
+    assert (tmp_path / "sweeps.png").stat().st_size > 0
