@@ -51,6 +51,28 @@ def rel_error(got, expected) -> float:
         return _norm(got - expected) / norm
 
 
+# The verdicts of one tensor's comparison. OVERFLOW: both sides hold inf or NaN at the same places
+# (the dtype overflowed on both; inf against NaN counts, as torch's numerical-accuracy notes say an
+# overflowed intermediate may end either way); the values there were not compared, so it is no pass.
+PASS, FAIL, OVERFLOW = "pass", "FAIL", "overflow"
+
+
+def verdict(got, expected, tol: float) -> dict:
+    """{"max_abs", "rel", "result"}: PASS within ``tol``, OVERFLOW where both sides are non-finite
+    at the same places and agree elsewhere, else FAIL. Never a pass on a value not compared."""
+    got, expected = _pair(got, expected)
+    bad_got, bad_expected = ~np.isfinite(got), ~np.isfinite(expected)
+    if not (bad_got.any() or bad_expected.any()):
+        rel = rel_error(got, expected)
+        return {"max_abs": max_abs_error(got, expected), "rel": rel, "result": PASS if rel <= tol else FAIL}
+    if np.array_equal(bad_got, bad_expected):
+        keep = ~bad_got
+        rel = rel_error(got[keep], expected[keep])
+        if rel <= tol:
+            return {"max_abs": max_abs_error(got[keep], expected[keep]), "rel": rel, "result": OVERFLOW}
+    return {"max_abs": math.inf, "rel": math.inf, "result": FAIL}
+
+
 def max_abs_error(got, expected) -> float:
     """max |got − expected|; 0 for shared non-finite entries, inf for unshared ones."""
     got, expected = _pair(got, expected)

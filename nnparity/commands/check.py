@@ -3,6 +3,8 @@ from __future__ import annotations
 
 import json
 
+import numpy as np
+
 from nnparity.usage import UsageError, spec_from_args
 
 
@@ -13,6 +15,9 @@ def add_arguments(parser):
                         help="use a seeded random batch of N rows (default: the spec's inline data, else 4)")
     parser.add_argument("--tol", type=float, metavar="X",
                         help="norm-relative tolerance (default: 1e-12 for float64, 1e-5 for float32)")
+    parser.add_argument("--allow-overflow", action="store_true",
+                        help="exit 0 when tensors overflow (inf or NaN) on both sides at the same places "
+                             "and the rest agree (default: exit 1, as nothing was compared there)")
     parser.add_argument("--json", action="store_true", help="print one JSON object instead of the table")
 
 
@@ -21,10 +26,12 @@ def run(args) -> int:
 
     if args.batch is not None and args.batch < 1:
         raise UsageError(f"--batch: must be >= 1, got {args.batch}")
-    if args.tol is not None and not args.tol > 0:
-        raise UsageError(f"--tol: must be > 0, got {args.tol}")
+    if args.tol is not None and not 0 < args.tol < float("inf"):
+        raise UsageError(f"--tol: must be a finite number > 0, got {args.tol}")
     spec = spec_from_args(args, "check")
-    report = check(spec, dtype=args.dtype, batch=args.batch, tol=args.tol)
+    # Overflow is looked for explicitly (the "overflow" verdict), not warned about on stderr.
+    with np.errstate(over="ignore", invalid="ignore", divide="ignore"):
+        report = check(spec, dtype=args.dtype, batch=args.batch, tol=args.tol, allow_overflow=args.allow_overflow)
     if args.json:
         print(json.dumps(report_to_json(report), allow_nan=False))
     else:
@@ -43,7 +50,21 @@ def format_table(report: dict) -> str:
              f"loss scratch={report['scratch']['loss']:.17g} torch={report['torch']['loss']:.17g}",
              f"{'tensor':<{width}}  {'max abs err':>11}  {'rel err':>11}  result"]
     for name, err in rows:
-        lines.append(f"{name:<{width}}  {err['max_abs']:11.3e}  {err['rel']:11.3e}  {'pass' if err['ok'] else 'FAIL'}")
-    failed = sum(not err["ok"] for _, err in rows)
-    lines.append("all tensors agree" if not failed else f"{failed} of {len(rows)} tensors disagree")
+        lines.append(f"{name:<{width}}  {err['max_abs']:11.3e}  {err['rel']:11.3e}  {err['result']}")
+    lines.append(verdict_line(rows, report))
     return "\n".join(lines)
+
+
+def verdict_line(rows, report: dict) -> str:
+    """The last line: agree, disagree, or overflowed on both sides (never 'agree' on what was not compared)."""
+    failed = sum(err["result"] == "FAIL" for _, err in rows)
+    overflowed = sum(err["result"] == "overflow" for _, err in rows)
+    if failed:
+        return f"{failed} of {len(rows)} tensors disagree"
+    if overflowed:
+        accepted = ("accepted (--allow-overflow)" if report["allow_overflow"]
+                    else "not a pass: --allow-overflow to accept it")
+        rest = "; the rest agree" if overflowed < len(rows) else ""
+        return (f"both overflow: {overflowed} of {len(rows)} tensors are inf or NaN on both sides at the same "
+                f"places and were not compared ({report['dtype']} overflowed){rest}; {accepted}")
+    return "all tensors agree"
