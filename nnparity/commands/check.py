@@ -27,7 +27,7 @@ def run(args) -> int:
     if args.batch is not None and args.batch < 1:
         raise UsageError(f"--batch: must be >= 1, got {args.batch}")
     if args.tol is not None and not 0 < args.tol < float("inf"):
-        raise UsageError(f"--tol: must be a finite number > 0, got {args.tol}")
+        raise UsageError(f"--tol: must be > 0 and finite, got {args.tol}")
     spec = spec_from_args(args, "check")
     # Overflow is looked for explicitly (the "overflow" verdict), not warned about on stderr.
     with np.errstate(over="ignore", invalid="ignore", divide="ignore"):
