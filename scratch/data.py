@@ -317,6 +317,10 @@ def check_targets(y, n: int, outputs: int, loss_name: str, where: str = "y", dty
         if not np.issubdtype(arr.dtype, np.integer) and not (
                 np.issubdtype(arr.dtype, np.floating) and np.all(np.isfinite(arr)) and np.all(arr == np.round(arr))):
             raise SpecError(where, "class indices must be integers")
+        if arr.size and (arr.min() < 0 or arr.max() >= outputs):  # before the cast: 1e300 is no int64
+            i = int(np.argmax((arr < 0) | (arr >= outputs)))
+            raise SpecError(where, f"label {arr[i]:g} at row {i} is out of range for {outputs} classes "
+                                   f"(expected 0..{outputs - 1})")
         arr = arr.astype(np.int64)
         if arr.shape[0] != n:
             raise SpecError(where, f"expected {n} labels (one per row of x), got {arr.shape[0]}")

@@ -157,34 +157,44 @@ class Spec:
 def load_spec(path: str | Path) -> Spec:
     """Read a spec from a .toml or .json file (UTF-8, a BOM allowed). Every failure is a SpecError."""
     path = Path(path)
-    text = _read_text(path)
-    if path.suffix not in (".json", ".toml"):
-        raise SpecError("spec", f"{shown(str(path))}: unknown format {shown(path.suffix)}; expected .toml or .json")
+    return spec_from_bytes(_read_bytes(path), path.suffix, str(path))
+
+
+def spec_from_bytes(data: bytes, suffix: str, name: str = "spec") -> Spec:
+    """A spec from a file's bytes: ``suffix`` (.toml or .json) picks the format, ``name`` is what
+    messages call it. Every failure is a SpecError."""
+    shown_name = shown(name)
+    if suffix not in (".json", ".toml"):
+        raise SpecError("spec", f"{shown_name}: unknown format {shown(suffix)}; expected .toml or .json")
+    text = _decode(data, shown_name)
     try:
-        raw = json.loads(text) if path.suffix == ".json" else tomllib.loads(text)
+        raw = json.loads(text) if suffix == ".json" else tomllib.loads(text)
     except (json.JSONDecodeError, tomllib.TOMLDecodeError) as err:
-        raise SpecError("spec", f"{shown(str(path))}: cannot parse: {err}") from None
+        raise SpecError("spec", f"{shown_name}: cannot parse: {err}") from None
     except RecursionError:
-        raise SpecError("spec", f"{shown(str(path))}: nested too deeply to parse") from None
+        raise SpecError("spec", f"{shown_name}: nested too deeply to parse") from None
     except ValueError:  # an integer of more digits than Python converts (4,300)
-        raise SpecError("spec", f"{shown(str(path))}: cannot parse: an integer of more than 4300 digits") from None
+        raise SpecError("spec", f"{shown_name}: cannot parse: an integer of more than 4300 digits") from None
     return parse_spec(raw)
 
 
-def _read_text(path: Path) -> str:
-    """The file's text, decoded as UTF-8; a BOM is dropped."""
+def _read_bytes(path: Path) -> bytes:
     try:
         if not path.is_file():
             raise SpecError("spec", f"no such file: {shown(str(path))}")
-        data = path.read_bytes()
-    except (OSError, ValueError) as err:  # unreadable, a directory, a NUL in the name
+        return path.read_bytes()
+    except (OSError, ValueError) as err:  # unreadable, a NUL in the name
         raise SpecError("spec", f"cannot read {shown(str(path))}: {getattr(err, 'strerror', None) or err}") from None
+
+
+def _decode(data: bytes, name: str) -> str:
+    """The text, decoded as UTF-8; a BOM is dropped."""
     if data.startswith((b"\xff\xfe", b"\xfe\xff")):
-        raise SpecError("spec", f"{shown(str(path))}: UTF-16 text; save the spec as UTF-8")
+        raise SpecError("spec", f"{name}: UTF-16 text; save the spec as UTF-8")
     try:
         return data.decode("utf-8-sig")
     except UnicodeDecodeError as err:
-        raise SpecError("spec", f"{shown(str(path))}: not UTF-8 (byte 0x{data[err.start]:02x} at offset "
+        raise SpecError("spec", f"{name}: not UTF-8 (byte 0x{data[err.start]:02x} at offset "
                                 f"{err.start}); save the spec as UTF-8") from None
 
 

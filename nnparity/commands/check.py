@@ -22,13 +22,18 @@ def add_arguments(parser):
 
 
 def run(args) -> int:
-    from torch_ref.check import check, report_to_json   # torch only when the command runs, not for --help
-
     if args.batch is not None and args.batch < 1:
         raise UsageError(f"--batch: must be >= 1, got {args.batch}")
     if args.tol is not None and not 0 < args.tol < float("inf"):
         raise UsageError(f"--tol: must be > 0 and finite, got {args.tol}")
-    spec = spec_from_args(args, "check")
+    return run_spec(spec_from_args(args, "check"), args)
+
+
+def run_spec(spec, args) -> int:
+    """Check a loaded spec with the command's options (args.dtype, batch, tol, allow_overflow,
+    json); print the report; the exit code."""
+    from torch_ref.check import check, report_to_json   # torch only when the command runs, not for --help
+
     # Overflow is looked for explicitly (the "overflow" verdict), not warned about on stderr.
     with np.errstate(over="ignore", invalid="ignore", divide="ignore"):
         report = check(spec, dtype=args.dtype, batch=args.batch, tol=args.tol, allow_overflow=args.allow_overflow)
