@@ -61,15 +61,20 @@ def format_table(report: dict) -> str:
 
 
 def verdict_line(rows, report: dict) -> str:
-    """The last line: agree, disagree, or overflowed on both sides (never 'agree' on what was not compared)."""
-    failed = sum(err["result"] == "FAIL" for _, err in rows)
-    overflowed = sum(err["result"] == "overflow" for _, err in rows)
-    if failed:
-        return f"{failed} of {len(rows)} tensors disagree"
-    if overflowed:
-        accepted = ("accepted (--allow-overflow)" if report["allow_overflow"]
-                    else "not a pass: --allow-overflow to accept it")
-        rest = "; the rest agree" if overflowed < len(rows) else ""
-        return (f"both overflow: {overflowed} of {len(rows)} tensors are inf or NaN on both sides at the same "
-                f"places and were not compared ({report['dtype']} overflowed){rest}; {accepted}")
-    return "all tensors agree"
+    """The last line: agree, disagree, or not compared where values overflowed (inf or NaN on both
+    sides, or in torch alone): never 'agree' on what was not compared."""
+    count = {result: sum(err["result"] == result for _, err in rows) for result in ("FAIL", "overflow", "torch overflow")}
+    if count["FAIL"]:
+        return f"{count['FAIL']} of {len(rows)} tensors disagree"
+    if not (count["overflow"] or count["torch overflow"]):
+        return "all tensors agree"
+    parts = []
+    if count["overflow"]:
+        parts.append(f"{count['overflow']} inf or NaN on both sides at the same places ({report['dtype']} overflowed)")
+    if count["torch overflow"]:
+        parts.append(f"{count['torch overflow']} inf or NaN in torch where scratch is finite (torch overflowed an "
+                     f"intermediate: the 'extremal values' of its numerical-accuracy notes)")
+    rest = "; the rest agree" if sum(count.values()) < len(rows) else ""
+    accepted = ("accepted (--allow-overflow)" if report["allow_overflow"]
+                else "not a pass: --allow-overflow to accept it")
+    return f"overflow, not compared: {'; '.join(parts)}{rest}; {accepted}"
