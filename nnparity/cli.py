@@ -12,6 +12,7 @@ import os
 import sys
 from importlib.metadata import PackageNotFoundError, version
 
+from nnparity import interrupts
 from nnparity.usage import UsageError
 from scratch.errors import SpecError
 
@@ -50,14 +51,31 @@ def build_parser(argv: list[str]) -> tuple[argparse.ArgumentParser, object]:
 
 def main(argv: list[str] | None = None) -> int:
     argv = sys.argv[1:] if argv is None else list(argv)
-    parser, module = build_parser(argv)
-    args = parser.parse_args(argv)
+    with interrupts.caught():  # from the start: importing torch alone takes seconds
+        try:
+            parser, module = build_parser(argv)
+            args = parser.parse_args(argv)
+        except interrupts.Interrupted as err:
+            print(interrupts.message(_chosen(argv) or "", err), file=sys.stderr)
+            return err.exit_code
+        return _run(module, args)
+
+
+def _run(module, args) -> int:
+    """The command, with every way it may end as one exit code: bad input 2, a signal 128 + its number."""
     if "" not in sys.path and os.getcwd() not in sys.path:  # user ops ('module:Class') import from the cwd,
         sys.path.insert(0, os.getcwd())                     # as under python -m
     try:
         return module.run(args)
     except (SpecError, UsageError) as err:
         print(f"nnparity {args.command}: {err}", file=sys.stderr)
+        return 2
+    except interrupts.Interrupted as err:
+        print(interrupts.message(args.command, err), file=sys.stderr)
+        return err.exit_code
+    except MemoryError:  # past the up-front estimate (scratch.limits): still one line, not a traceback
+        print(f"nnparity {args.command}: out of memory; make the spec or the batch smaller "
+              f"(the up-front limit is set by NNPARITY_MAX_MEMORY)", file=sys.stderr)
         return 2
     except BrokenPipeError:  # `nnparity ... | head`
         return 0

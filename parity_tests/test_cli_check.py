@@ -66,8 +66,9 @@ def test_cli_check_json_schema(capsys):
     assert set(doc["errors"]) == {"output", "loss", "grads"}
     assert set(doc["errors"]["grads"]) == names
     for err in [doc["errors"]["output"], doc["errors"]["loss"], *doc["errors"]["grads"].values()]:
-        assert set(err) == {"max_abs", "rel"}
-        assert all(isinstance(v, float) and v >= 0 for v in err.values())
+        assert set(err) == {"max_abs", "rel", "result"}
+        assert err["result"] == "pass"
+        assert all(isinstance(err[k], float) and err[k] >= 0 for k in ("max_abs", "rel"))
 
 
 def test_cli_check_json_is_strict(capsys):

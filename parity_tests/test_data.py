@@ -10,9 +10,14 @@ from scratch.data import (DATASETS, MinMaxScaler, Standardizer, batch_order, loa
 from scratch.spec import SpecError, parse_spec
 
 
+# A probability loss needs a probability output (the spec refuses bce or cce on any other).
+OUTPUT_FOR = {"bce": "sigmoid", "cce": "softmax"}
+
+
 def data_spec(name, inputs, outputs, loss="mse", dtype="float64", seed=0, **data):
     return parse_spec({"seed": seed, "dtype": dtype,
-                       "layers": [{"inputs": inputs, "units": 5, "activation": "tanh"}, {"units": outputs}],
+                       "layers": [{"inputs": inputs, "units": 5, "activation": "tanh"},
+                                  {"units": outputs, "activation": OUTPUT_FOR.get(loss, "identity")}],
                        "loss": {"name": loss}, "data": {"name": name, **data}})
 
 

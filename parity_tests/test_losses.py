@@ -205,8 +205,11 @@ def test_bce_matches_bce_with_logits(dtype):
 def test_bce_network_parity_probabilities_near_0_and_1(reduction, dtype):
     """Through check(): an identity output whose explicit weights put p exactly at 0, 1 and near them."""
     probs = [[0.0, 1.0, 1e-12, 1 - 1e-12, 1e-6, 0.5]] if dtype == "float64" else [[0.0, 1.0, 1e-7, 0.999, 1e-4, 0.5]]
-    spec = explicit_spec([probs], biases=[[0.0] * 6], loss="bce", reduction=reduction, dtype=dtype,
-                         x=[[1.0]], y=[[1.0, 0.0, 0.0, 1.0, 0.5, 1.0]])
+    spec = explicit_spec([probs], biases=[[0.0] * 6], activations=["sigmoid"], loss="bce", reduction=reduction,
+                         dtype=dtype, x=[[1.0]], y=[[1.0, 0.0, 0.0, 1.0, 0.5, 1.0]])
+    # The loader refuses bce on an identity output (a user's spec needs probabilities there); the
+    # test sets it after loading, to feed bce probabilities exactly at 0, 1 and near them.
+    spec.layers[0].activation = "identity"
     report = run_check(spec)
     assert np.array_equal(report["scratch"]["output"], np.array(probs, dtype=dtype))
 

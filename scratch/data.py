@@ -284,7 +284,7 @@ def check_inputs(x, inputs: int, where: str = "x", dtype: str = "float64"):
         if arr.dtype == object or arr.dtype.kind not in "biuf":
             raise ValueError
         arr = arr.astype(np.float64)
-    except (ValueError, TypeError):
+    except (ValueError, TypeError, RecursionError, OverflowError):
         raise SpecError(where, "expected a rectangular list of numbers") from None
     if arr.ndim != 2 or arr.shape[0] == 0 or arr.shape[1] != inputs:
         raise SpecError(where, f"expected shape (N, {inputs}) with N >= 1, got {tuple(arr.shape)}")
@@ -309,14 +309,18 @@ def check_targets(y, n: int, outputs: int, loss_name: str, where: str = "y", dty
     Returns them as a NumPy array (float, or int64 for class indices)."""
     try:
         arr = np.asarray(y)
-        if arr.dtype == object:
+        if arr.dtype == object or arr.dtype.kind not in "biuf":  # strings are not numbers, even "1"
             raise ValueError
-    except (ValueError, TypeError):
+    except (ValueError, TypeError, RecursionError, OverflowError):
         raise SpecError(where, "expected a rectangular list of numbers") from None
     if arr.ndim == 1 and loss_name in ("cce", "softmax_cce"):
         if not np.issubdtype(arr.dtype, np.integer) and not (
                 np.issubdtype(arr.dtype, np.floating) and np.all(np.isfinite(arr)) and np.all(arr == np.round(arr))):
             raise SpecError(where, "class indices must be integers")
+        if arr.size and (arr.min() < 0 or arr.max() >= outputs):  # before the cast: 1e300 is no int64
+            i = int(np.argmax((arr < 0) | (arr >= outputs)))
+            raise SpecError(where, f"label {arr[i]:g} at row {i} is out of range for {outputs} classes "
+                                   f"(expected 0..{outputs - 1})")
         arr = arr.astype(np.int64)
         if arr.shape[0] != n:
             raise SpecError(where, f"expected {n} labels (one per row of x), got {arr.shape[0]}")

@@ -102,7 +102,7 @@ class HalfSSE(Loss):
 
 class BCE(Loss):
     """Binary cross-entropy on probabilities p:
-    L = -Σ [t·max(log p, -100) + (1 - t)·max(log(1 - p), -100)] / (N·C).
+    L = -Σ [t·max(log p, -100) + (1 - t)·max(log1p(-p), -100)] / (N·C).
 
     Backward (torch's convention): dL/dp = (p - t) / max(p(1 - p), ε) / (N·C), ε = float32(1e-12).
     Torch twin: nn.BCELoss(reduction).
@@ -115,10 +115,17 @@ class BCE(Loss):
         positive = p > 0
         return xp.maximum(xp.where(positive, xp.log(xp.where(positive, p, 1)), LOG_CLAMP), LOG_CLAMP)
 
+    def _clamped_log1m(self, p):
+        """max(log(1 - p), -100) as log1p(-p), as torch computes it: exact for tiny p (p = 1e-218
+        gives 1e-218, where log(1 - p) rounds to 0)."""
+        xp = self.xp
+        below = p < 1
+        return xp.maximum(xp.where(below, xp.log1p(-xp.where(below, p, 0)), LOG_CLAMP), LOG_CLAMP)
+
     def forward(self, pred, target):
         self.p = pred
         self.t = self._targets(pred, target)
-        per = -(self.t * self._clamped_log(pred) + (1 - self.t) * self._clamped_log(1 - pred))
+        per = -(self.t * self._clamped_log(pred) + (1 - self.t) * self._clamped_log1m(pred))
         return self._reduce(per, pred.size)
 
     def backward(self):

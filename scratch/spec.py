@@ -18,13 +18,22 @@ from typing import Any
 
 from scratch.activations import check_activation
 from scratch.data import DATASETS, check_targets
-from scratch.errors import SpecError
+from scratch.errors import SpecError, shown
 from scratch.initializers import INITIALIZERS
+from scratch.limits import check_memory
 from scratch.losses import LOSSES
 from scratch.optimizers import OPTIMIZERS, check_optimizer_fields
 
 DTYPES = ("float64", "float32")
 REDUCTIONS = ("mean", "sum")
+# The largest magnitude each dtype holds (numpy.finfo(dtype).max), for range checks without numpy.
+DTYPE_MAX = {"float64": 1.7976931348623157e308, "float32": 3.4028234663852886e38}
+# Integers must fit a signed 64-bit integer (seeds, sizes, counts go to numpy and torch as int64).
+INT_MAX = 2**63 - 1
+MAX_LAYERS = 10_000
+# A loss on probabilities needs an output activation that gives them; else the fused form on logits.
+PROBABILITY_OUTPUTS = {"bce": ("sigmoid", "softmax", "step"), "cce": ("softmax", "sigmoid")}
+FUSED_FORM = {"bce": ("sigmoid", "bce_logits"), "cce": ("softmax", "softmax_cce")}
 
 
 # ----------------------------------------------------------------------------------------- tables
@@ -146,21 +155,47 @@ class Spec:
 
 
 def load_spec(path: str | Path) -> Spec:
-    """Read a spec from a .toml or .json file."""
+    """Read a spec from a .toml or .json file (UTF-8, a BOM allowed). Every failure is a SpecError."""
     path = Path(path)
-    if not path.is_file():
-        raise SpecError("spec", f"no such file: {path}")
-    text = path.read_text()
+    return spec_from_bytes(_read_bytes(path), path.suffix, str(path))
+
+
+def spec_from_bytes(data: bytes, suffix: str, name: str = "spec") -> Spec:
+    """A spec from a file's bytes: ``suffix`` (.toml or .json) picks the format, ``name`` is what
+    messages call it. Every failure is a SpecError."""
+    shown_name = shown(name)
+    if suffix not in (".json", ".toml"):
+        raise SpecError("spec", f"{shown_name}: unknown format {shown(suffix)}; expected .toml or .json")
+    text = _decode(data, shown_name)
     try:
-        if path.suffix == ".json":
-            raw = json.loads(text)
-        elif path.suffix == ".toml":
-            raw = tomllib.loads(text)
-        else:
-            raise SpecError("spec", f"{path}: unknown format {path.suffix!r}; expected .toml or .json")
+        raw = json.loads(text) if suffix == ".json" else tomllib.loads(text)
     except (json.JSONDecodeError, tomllib.TOMLDecodeError) as err:
-        raise SpecError("spec", f"{path}: cannot parse: {err}") from None
+        raise SpecError("spec", f"{shown_name}: cannot parse: {err}") from None
+    except RecursionError:
+        raise SpecError("spec", f"{shown_name}: nested too deeply to parse") from None
+    except ValueError:  # an integer of more digits than Python converts (4,300)
+        raise SpecError("spec", f"{shown_name}: cannot parse: an integer of more than 4300 digits") from None
     return parse_spec(raw)
+
+
+def _read_bytes(path: Path) -> bytes:
+    try:
+        if not path.is_file():
+            raise SpecError("spec", f"no such file: {shown(str(path))}")
+        return path.read_bytes()
+    except (OSError, ValueError) as err:  # unreadable, a NUL in the name
+        raise SpecError("spec", f"cannot read {shown(str(path))}: {getattr(err, 'strerror', None) or err}") from None
+
+
+def _decode(data: bytes, name: str) -> str:
+    """The text, decoded as UTF-8; a BOM is dropped."""
+    if data.startswith((b"\xff\xfe", b"\xfe\xff")):
+        raise SpecError("spec", f"{name}: UTF-16 text; save the spec as UTF-8")
+    try:
+        return data.decode("utf-8-sig")
+    except UnicodeDecodeError as err:
+        raise SpecError("spec", f"{name}: not UTF-8 (byte 0x{data[err.start]:02x} at offset "
+                                f"{err.start}); save the spec as UTF-8") from None
 
 
 def dump_spec(spec: Spec, path: str | Path) -> None:
@@ -193,71 +228,96 @@ def _check_keys(raw, cls, where: str) -> None:
                             f"unknown field; expected one of {', '.join(known)}")
 
 
-def _int(value, where: str, minimum: int | None = 1) -> int:
+def _int(value, where: str, minimum: int | None = 1, maximum: int = INT_MAX) -> int:
     if isinstance(value, bool) or not isinstance(value, int):
-        raise SpecError(where, f"expected an integer, got {value!r}")
+        raise SpecError(where, f"expected an integer, got {shown(value)}")
     if minimum is not None and value < minimum:
-        raise SpecError(where, f"must be >= {minimum}, got {value}")
+        raise SpecError(where, f"must be >= {minimum}, got {shown(value)}")
+    if value > maximum:
+        raise SpecError(where, f"must be <= {maximum}, got {shown(value)}")
     return value
 
 
 def _float(value, where: str, low: float | None = None, high: float | None = None,
            low_open: bool = False, high_open: bool = False) -> float:
     if isinstance(value, bool) or not isinstance(value, (int, float)):
-        raise SpecError(where, f"expected a number, got {value!r}")
-    value = float(value)
+        raise SpecError(where, f"expected a number, got {shown(value)}")
+    try:
+        value = float(value) + 0.0  # + 0.0: -0.0 is 0
+    except OverflowError:  # an integer past the float range
+        raise SpecError(where, f"beyond the float range (|v| <= {DTYPE_MAX['float64']:.4g}), "
+                               f"got {shown(value)}") from None
     if not math.isfinite(value):
         raise SpecError(where, f"must be finite, got {value}")
     if low is not None and (value < low or (low_open and value == low)):
-        raise SpecError(where, f"must be {'>' if low_open else '>='} {low}, got {value}")
+        raise SpecError(where, f"must be {'>' if low_open else '>='} {low:g}, got {value:g}")
     if high is not None and (value > high or (high_open and value == high)):
-        raise SpecError(where, f"must be {'<' if high_open else '<='} {high}, got {value}")
+        raise SpecError(where, f"must be {'<' if high_open else '<='} {high:g}, got {value:g}")
     return value
 
 
 def _bool(value, where: str) -> bool:
     if not isinstance(value, bool):
-        raise SpecError(where, f"expected true or false, got {value!r}")
+        raise SpecError(where, f"expected true or false, got {shown(value)}")
     return value
 
 
 def _choice(value, choices, where: str) -> str:
     if not isinstance(value, str) or value not in choices:
-        raise SpecError(where, f"unknown {value!r}; expected one of {', '.join(choices)}")
+        raise SpecError(where, f"unknown {shown(value)}; expected one of {', '.join(choices)}")
     return value
 
 
-def _matrix(value, rows: int | None, cols: int, where: str) -> list:
+def _numbers(value, depth: int, where: str, dtype: str):
+    """A list (depth 1) or list of rows (depth 2) of plain numbers, rectangular, finite and within
+    the dtype's range, as a float64 array. Nothing but int and float is a number here (no strings,
+    no booleans), so nothing is converted behind the user's back."""
+    import numpy as np
+
+    if not isinstance(value, list) or not value:
+        raise SpecError(where, f"expected a non-empty list{' of rows' if depth == 2 else ''} of numbers, "
+                               f"got {shown(value)}")
+    rows = value if depth == 2 else [value]
+    for i, row in enumerate(rows):
+        if not isinstance(row, list):
+            raise SpecError(where, f"expected a row (a list of numbers) at [{i}], got {shown(row)}")
+        if len(row) != len(rows[0]):
+            raise SpecError(where, f"not rectangular: row {i} has {len(row)} values, row 0 has {len(rows[0])}")
+        for j, v in enumerate(row):
+            at = f"[{i}][{j}]" if depth == 2 else f"[{j}]"
+            if type(v) is not float and type(v) is not int:  # type(): bool is not a number here
+                raise SpecError(where, f"expected a number at {at}, got {shown(v)}")
+            if type(v) is int and not -DTYPE_MAX["float64"] <= v <= DTYPE_MAX["float64"]:
+                raise SpecError(where, f"{shown(v, 30)} at {at} is beyond the float range")
+    arr = np.array(value, dtype=np.float64)
+    finite = np.isfinite(arr)
+    bad = ~finite | (np.abs(np.where(finite, arr, 0)) > DTYPE_MAX[dtype])
+    if np.any(bad):
+        i = tuple(int(k) for k in np.argwhere(bad)[0])
+        at = "".join(f"[{k}]" for k in i)
+        if not finite[i]:
+            raise SpecError(where, f"contains NaN or inf (at {at}); expected finite numbers")
+        raise SpecError(where, f"{arr[i]:.4g} at {at} is beyond the {dtype} range (|v| <= "
+                               f"{DTYPE_MAX[dtype]:.4g}); use dtype float64")
+    return arr
+
+
+def _matrix(value, rows: int | None, cols: int, where: str, dtype: str = "float64") -> list:
     """Check a nested list of finite numbers of shape (rows, cols); rows=None: any count >= 1."""
-    import numpy as np
-
-    try:
-        arr = np.asarray(value, dtype=float)
-    except (ValueError, TypeError):
-        raise SpecError(where, "expected a rectangular list of numbers") from None
-    if arr.ndim != 2 or arr.shape[1] != cols or (rows is not None and arr.shape[0] != rows) or arr.shape[0] == 0:
-        want = f"({rows if rows is not None else 'N'}, {cols})"
-        raise SpecError(where, f"expected shape {want}, got {tuple(arr.shape)}")
-    if not np.all(np.isfinite(arr)):
-        raise SpecError(where, "contains NaN or inf")
+    arr = _numbers(value, 2, where, dtype)
+    if arr.shape[1] != cols or (rows is not None and arr.shape[0] != rows):
+        raise SpecError(where, f"expected shape ({rows if rows is not None else 'N'}, {cols}), got {arr.shape}")
     return arr.tolist()
 
 
-def _vector(value, length: int, where: str) -> list:
-    import numpy as np
-
-    try:
-        arr = np.asarray(value, dtype=float)
-    except (ValueError, TypeError):
-        raise SpecError(where, "expected a list of numbers") from None
+def _vector(value, length: int, where: str, dtype: str = "float64") -> list:
+    arr = _numbers(value, 1, where, dtype)
     if arr.shape != (length,):
-        raise SpecError(where, f"expected shape ({length},), got {tuple(arr.shape)}")
-    if not np.all(np.isfinite(arr)):
-        raise SpecError(where, "contains NaN or inf")
+        raise SpecError(where, f"expected shape ({length},), got {arr.shape}")
     return arr.tolist()
 
 
-def _parse_layer(raw: dict, index: int, prev_units: int | None) -> LayerSpec:
+def _parse_layer(raw: dict, index: int, prev_units: int | None, dtype: str) -> LayerSpec:
     where = f"layers[{index}]"
     _check_keys(raw, LayerSpec, where)
     if "units" not in raw:
@@ -274,26 +334,28 @@ def _parse_layer(raw: dict, index: int, prev_units: int | None) -> LayerSpec:
             raise SpecError(f"{where}.inputs",
                             f"{inputs} does not match layers[{index - 1}].units = {prev_units}")
     activation = raw.get("activation", "identity")
-    if not isinstance(activation, str):
-        raise SpecError(f"{where}.activation", f"expected a name, got {activation!r}")
+    if not isinstance(activation, str) or len(activation) > 200:
+        raise SpecError(f"{where}.activation", f"expected a name, got {shown(activation)}")
     params = raw.get("activation_params", {}) or {}
     if not isinstance(params, dict):
         raise SpecError(f"{where}.activation_params", "expected a table of numbers")
-    params = {k: _float(v, f"{where}.activation_params.{k}") for k, v in params.items()}
+    limit = DTYPE_MAX[dtype]
+    params = {k: _float(v, f"{where}.activation_params.{k}", -limit, limit) for k, v in params.items()}
     check_activation(activation, params, where)
     use_bias = _bool(raw.get("use_bias", True), f"{where}.use_bias")
     init = _choice(raw.get("init", "xavier_uniform"), tuple(INITIALIZERS), f"{where}.init")
     init_scale = raw.get("init_scale")
     if init_scale is not None:
-        init_scale = _float(init_scale, f"{where}.init_scale", low=0.0)
+        # a hundredth of the dtype's range: draws of a few standard deviations still fit it
+        init_scale = _float(init_scale, f"{where}.init_scale", low=0.0, high=DTYPE_MAX[dtype] / 100)
     weight = raw.get("weight")
     if weight is not None:
-        weight = _matrix(weight, inputs, units, f"{where}.weight")
+        weight = _matrix(weight, inputs, units, f"{where}.weight", dtype)
     bias = raw.get("bias")
     if bias is not None:
         if not use_bias:
             raise SpecError(f"{where}.bias", "given, but use_bias = false")
-        bias = _vector(bias, units, f"{where}.bias")
+        bias = _vector(bias, units, f"{where}.bias", dtype)
     return LayerSpec(units=units, inputs=inputs, activation=activation, activation_params=params,
                      use_bias=use_bias, init=init, init_scale=init_scale, weight=weight, bias=bias)
 
@@ -339,7 +401,7 @@ def _parse_optimizer(raw: dict) -> OptimizerSpec:
     return out
 
 
-def _parse_data(raw: dict, spec_inputs: int, spec_outputs: int, loss: LossSpec) -> DataSpec:
+def _parse_data(raw: dict, spec_inputs: int, spec_outputs: int, loss: LossSpec, dtype: str) -> DataSpec:
     _check_keys(raw, DataSpec, "data")
     d = DataSpec()
     out = DataSpec(
@@ -360,8 +422,10 @@ def _parse_data(raw: dict, spec_inputs: int, spec_outputs: int, loss: LossSpec) 
     if has_inline:
         if raw.get("x") is None or raw.get("y") is None:
             raise SpecError("data.y" if raw.get("y") is None else "data.x", "missing; inline data needs x and y")
-        out.x = _matrix(raw["x"], None, spec_inputs, "data.x")
-        out.y = check_targets(raw["y"], len(out.x), spec_outputs, loss.name, "data.y").tolist()
+        out.x = _matrix(raw["x"], None, spec_inputs, "data.x", dtype)
+        y = raw["y"]
+        _numbers(y, 2 if isinstance(y, list) and y and isinstance(y[0], list) else 1, "data.y", dtype)
+        out.y = check_targets(y, len(out.x), spec_outputs, loss.name, "data.y", dtype).tolist()
     return out
 
 
@@ -376,13 +440,23 @@ def parse_spec(raw: Any) -> Spec:
     layers_raw = raw.get("layers")
     if not isinstance(layers_raw, list) or not layers_raw:
         raise SpecError("layers", "expected a non-empty list of layer tables ([[layers]] in TOML)")
+    if len(layers_raw) > MAX_LAYERS:
+        raise SpecError("layers", f"{len(layers_raw)} layers; at most {MAX_LAYERS}")
     layers: list[LayerSpec] = []
     for i, layer_raw in enumerate(layers_raw):
-        layers.append(_parse_layer(layer_raw, i, layers[-1].units if layers else None))
+        layers.append(_parse_layer(layer_raw, i, layers[-1].units if layers else None, dtype))
     loss = _parse_loss(raw.get("loss", {}))
+    _check_output_fits_loss(layers, loss)
     optimizer = _parse_optimizer(raw.get("optimizer", {}))
-    data = _parse_data(raw.get("data", {}), layers[0].inputs, layers[-1].units, loss)
-    train_raw = raw.get("train", {})
+    data = _parse_data(raw.get("data", {}), layers[0].inputs, layers[-1].units, loss, dtype)
+    spec = Spec(layers=layers, seed=seed, dtype=dtype, loss=loss, optimizer=optimizer, data=data,
+                train=_parse_train(raw.get("train", {})))
+    _check_dtype_range(spec)
+    check_memory(spec)
+    return spec
+
+
+def _parse_train(train_raw) -> TrainSpec:
     _check_keys(train_raw, TrainSpec, "train")
     t = TrainSpec()
     train = TrainSpec(
@@ -394,4 +468,32 @@ def parse_spec(raw: Any) -> Spec:
     for key in ("loss_tol", "grad_tol"):
         if train_raw.get(key) is not None:
             setattr(train, key, _float(train_raw[key], f"train.{key}", low=0.0))
-    return Spec(layers=layers, seed=seed, dtype=dtype, loss=loss, optimizer=optimizer, data=data, train=train)
+    return train
+
+
+def _check_output_fits_loss(layers: list[LayerSpec], loss: LossSpec) -> None:
+    """A loss on probabilities after an output that gives any real number is refused, with the
+    two ways out: a probability output, or the fused loss on logits. A user's op ('module:Class')
+    is taken on trust: its range is not known here."""
+    allowed = PROBABILITY_OUTPUTS.get(loss.name)
+    output = layers[-1].activation
+    if allowed is None or output in allowed or ":" in output:
+        return
+    where = f"layers[{len(layers) - 1}].activation"
+    probability, fused = FUSED_FORM[loss.name]
+    raise SpecError(where, f"{output!r} does not output probabilities, which loss {loss.name!r} needs; "
+                           f"use activation {probability!r} (or {' or '.join(repr(a) for a in allowed if a != probability)}), "
+                           f"or loss {fused!r} on an identity output (the fused, stable form on logits)")
+
+
+def _check_dtype_range(spec: Spec) -> None:
+    """Every number a float32 spec carries into float32 tensors fits float32 (else it would be inf)."""
+    limit = DTYPE_MAX[spec.dtype]
+    o, t, d = spec.optimizer, spec.train, spec.data
+    fields = {"optimizer.lr": o.lr, "optimizer.momentum": o.momentum, "optimizer.weight_decay": o.weight_decay,
+              "optimizer.eps": o.eps, "optimizer.clip_norm": o.clip_norm, "optimizer.clip_value": o.clip_value,
+              "train.loss_tol": t.loss_tol, "train.grad_tol": t.grad_tol, "data.noise": d.noise}
+    for where, value in fields.items():
+        if value is not None and abs(value) > limit:
+            raise SpecError(where, f"{value:.4g} is beyond the {spec.dtype} range (|v| <= {limit:.4g}); "
+                                   f"use dtype float64")

@@ -5,17 +5,14 @@ import numpy as np
 import torch
 
 from scratch.data import inline_data, random_batch
-from scratch.policy import TOLERANCE, json_safe, max_abs_error, rel_error
+from scratch.limits import check_memory
+from scratch.policy import NOT_COMPARED, PASS, TOLERANCE, json_safe, verdict
 from scratch.network import Network, build_loss as scratch_loss
 from scratch.data import check_inputs, check_targets
 from scratch.device import to_device, to_host
 from scratch.errors import SpecError
 from scratch.spec import Spec
 from torch_ref.model import TORCH_DTYPES, build, build_loss as torch_loss, gradients_to_scratch
-
-
-def _error(got, expected) -> dict:
-    return {"max_abs": max_abs_error(got, expected), "rel": rel_error(got, expected)}
 
 
 def run_scratch(spec: Spec, x: np.ndarray, y: np.ndarray, xp=np) -> dict:
@@ -75,21 +72,25 @@ def validated_batch(spec: Spec, batch: int | None = None, x=None, y=None):
 
 
 def check(spec: Spec, dtype: str | None = None, batch: int | None = None, tol: float | None = None,
-          x=None, y=None) -> dict:
+          x=None, y=None, allow_overflow: bool = False) -> dict:
     """One forward and backward through both networks; the report as plain data.
 
-    Keys: dtype, tol, ok, scratch / torch (output, activations, loss, grads incl. "input"),
-    errors (output, activations, loss, grads): each {"max_abs", "rel", "ok"}.
+    Keys: dtype, tol, ok, overflow (how many tensors overflowed on both sides), allow_overflow,
+    scratch / torch (output, activations, loss, grads incl. "input"), errors (output, activations,
+    loss, grads): each {"max_abs", "rel", "result", "ok"}. A tensor that overflowed (inf or NaN) on
+    both sides is "overflow", in torch alone "torch overflow": ok only with ``allow_overflow``.
     """
     if dtype is not None:
         spec = spec.replace(dtype=dtype)
+    if batch is not None:
+        check_memory(spec, rows=batch, rows_field="--batch")
     x, y = validated_batch(spec, batch, x, y)
     tol = TOLERANCE[spec.dtype] if tol is None else tol
     ours, theirs = run_scratch(spec, x, y), run_torch(spec, x, y)
 
     def err(a, b):
-        e = _error(a, b)  # non-finite entries: rel 0 where both sides agree exactly, else NaN (fails)
-        e["ok"] = bool(e["rel"] <= tol)
+        e = verdict(a, b, tol)
+        e["ok"] = e["result"] == PASS or (allow_overflow and e["result"] in NOT_COMPARED)
         return e
 
     errors = {
@@ -101,6 +102,7 @@ def check(spec: Spec, dtype: str | None = None, batch: int | None = None, tol: f
     }
     flat = [errors["output"], errors["loss"], *errors["activations"].values(), *errors["grads"].values()]
     return {"dtype": spec.dtype, "tol": tol, "ok": all(e["ok"] for e in flat),
+            "overflow": sum(e["result"] in NOT_COMPARED for e in flat), "allow_overflow": allow_overflow,
             "scratch": ours, "torch": theirs, "errors": errors}
 
 
@@ -119,7 +121,7 @@ def report_to_json(report: dict) -> dict:
         return {"output": run["output"], "loss": run["loss"], "grads": run["grads"]}
 
     def error(e):
-        return {"max_abs": e["max_abs"], "rel": e["rel"]}
+        return {"max_abs": e["max_abs"], "rel": e["rel"], "result": e["result"]}
 
     e = report["errors"]
     return plain({

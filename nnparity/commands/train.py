@@ -9,27 +9,39 @@ import json
 import math
 import sys
 
+from nnparity import interrupts
+from nnparity.outputs import check_output_file, write_via_temp
 from nnparity.usage import UsageError
 from scratch.policy import json_safe
 from scratch.spec import load_spec
 from scratch.training import TrainingDiverged, train as train_scratch
 
 
+def _epochs_done(epochs):
+    """A training callback that records finished epochs for the interrupted line; never stops the run."""
+    def done(epoch, history):
+        interrupts.finished(f"{epoch} of {epochs} epochs (not saved)", key="epochs")
+        return False
+    return done
+
+
 def _train_scratch(spec, args, progress):
-    return train_scratch(spec, epochs=args.epochs, progress=progress)
+    return train_scratch(spec, epochs=args.epochs, progress=progress,
+                         callback=_epochs_done(args.epochs or spec.train.epochs))
 
 
 # torch and Lightning are imported only by the backend that uses them: scratch trains without torch.
 def _train_torch(spec, args, progress):
     from torch_ref.training import train
 
-    return train(spec, epochs=args.epochs, progress=progress)
+    return train(spec, epochs=args.epochs, progress=progress, callback=_epochs_done(args.epochs or spec.train.epochs))
 
 
 def _train_lightning(spec, args, progress):
     from torch_ref.lightning import train
 
-    return train(spec, epochs=args.epochs, progress=progress, devices=args.devices, num_nodes=args.num_nodes,
+    return train(spec, epochs=args.epochs, progress=progress, callback=_epochs_done(args.epochs or spec.train.epochs),
+                 devices=args.devices, num_nodes=args.num_nodes,
                  strategy=args.strategy or ("ddp" if args.devices * args.num_nodes > 1 else "auto"))
 
 
@@ -49,6 +61,7 @@ def add_arguments(parser):
     parser.add_argument("--json", action="store_true",
                         help="print the history and the final parameters as one JSON object")
     parser.add_argument("--plot", metavar="FILE.png", help="write the loss curve to this PNG")
+    parser.add_argument("--force", action="store_true", help="overwrite an existing --plot file")
     parser.add_argument("--quiet", action="store_true", help="no progress bar")
     parser.add_argument("--threads", type=int, default=1, metavar="N",
                         help="torch CPU threads (default 1: small networks lose time waking a thread pool, "
@@ -63,8 +76,8 @@ def add_arguments(parser):
 def run(args) -> int:
     if args.epochs is not None and args.epochs < 1:
         raise UsageError(f"--epochs: must be >= 1, got {args.epochs}")
-    if args.plot is not None and not args.plot.lower().endswith(".png"):
-        raise UsageError(f"--plot: expected a .png file name, got {args.plot!r}")
+    if args.plot is not None:  # before any work: a run must not train, then fail to write
+        check_output_file(args.plot, "--plot", args.force, suffix=".png")
     for name in ("devices", "num_nodes", "threads"):
         if getattr(args, name) < 1:
             raise UsageError(f"--{name.replace('_', '-')}: must be >= 1, got {getattr(args, name)}")
@@ -79,20 +92,33 @@ def run(args) -> int:
     try:
         result = BACKENDS[args.backend](spec, args, progress)
     except TrainingDiverged as err:
+        if args.json:  # the history up to the divergence is the user's: print it, the divergence named
+            print(json.dumps(json_safe(diverged_to_json(err, spec, args.backend)), allow_nan=False))
         print(f"nnparity train: {err}", file=sys.stderr)
         return 1
     if getattr(result, "lightning", {}).get("global_rank", 0) != 0:
         return 0  # a DDP process other than rank 0: rank 0 reports the (same) run
-    if args.plot:
-        try:
-            plot_losses(result, args.plot, title=f"{args.spec} ({args.backend})")
-        except OSError as err:
-            raise UsageError(f"--plot: cannot write {args.plot}: {err.strerror or err}") from None
+    # The results first: a plot that fails to write loses nothing that was printed.
     if args.json:
-        print(json.dumps(json_safe(result_to_json(result, spec, args.backend)), allow_nan=False))
+        print(json.dumps(json_safe(result_to_json(result, spec, args.backend)), allow_nan=False), flush=True)
     else:
-        print(summary(result, spec, args))
+        print(summary(result, spec, args), flush=True)
+    interrupts.finished("training, results printed", key="epochs")
+    if args.plot:
+        write_via_temp(args.plot, lambda tmp: plot_losses(result, tmp, title=f"{args.spec} ({args.backend})"),
+                       "--plot")
     return 0
+
+
+def diverged_to_json(err: TrainingDiverged, spec, backend: str) -> dict:
+    """A diverged run as plain data: what was recorded before it, and the divergence itself."""
+    h = err.history
+    history = ({"step_loss": h.step_loss, "epoch_loss": h.epoch_loss, "epoch_accuracy": h.epoch_accuracy,
+                "grad_norm": h.grad_norm} if h is not None else None)
+    return {"backend": backend, "dtype": spec.dtype, "stopped": "diverged",
+            "diverged": {"message": str(err), "what": err.what, "value": err.value, "epoch": err.epoch,
+                         "step": err.step, "batch": err.batch, "parameter": err.parameter},
+            "history": history}
 
 
 def result_to_json(result, spec, backend: str) -> dict:

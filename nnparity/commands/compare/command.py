@@ -9,12 +9,15 @@ from __future__ import annotations
 
 import json
 import os
+import signal
 import subprocess
 import sys
 import tempfile
 import time
 
+from nnparity import interrupts
 from nnparity.commands.compare.report import BACKENDS, analyze, format_table, plot_report, runs_per_backend
+from nnparity.outputs import check_output_file, write_via_temp
 from nnparity.usage import UsageError, spec_from_args
 from scratch.data import batch_order, load_dataset
 from scratch.policy import FLOAT32_DRIFT_BOUND, TRAJECTORY_TOL, json_safe, run_tolerance
@@ -44,8 +47,10 @@ def add_arguments(parser):
     parser.add_argument("--tol", type=float, metavar="X",
                         help=f"per-step relative loss tolerance (default {TRAJECTORY_TOL:g} for float64, "
                              f"{FLOAT32_DRIFT_BOUND:g} for float32)")
-    parser.add_argument("--plot", metavar="FILE.png", default=DEFAULT_PLOT,
-                        help=f"where to write the loss curves (default {DEFAULT_PLOT}); 'none' for no plot")
+    parser.add_argument("--plot", metavar="FILE.png",
+                        help=f"where to write the loss curves (default {DEFAULT_PLOT}, replaced by each run); "
+                             f"'none' for no plot. A file named here that exists is refused unless --force")
+    parser.add_argument("--force", action="store_true", help="overwrite an existing --plot file")
     parser.add_argument("--json", action="store_true", help="print one JSON object instead of the table")
     parser.add_argument("--quiet", action="store_true", help="no progress bar")
 
@@ -58,11 +63,12 @@ def checked_options(args) -> str | None:
             raise UsageError(f"--{name.replace('_', '-')}: must be >= 1, got {value}")
     if args.tol is not None and not args.tol > 0:
         raise UsageError(f"--tol: must be > 0, got {args.tol}")
-    plot = None if args.plot.lower() == "none" else args.plot
-    if plot is not None and not plot.lower().endswith(".png"):
-        raise UsageError(f"--plot: expected a .png file name, got {plot!r}")
-    if plot is not None and not os.path.isdir(os.path.dirname(plot) or "."):
-        raise UsageError(f"--plot: no such directory: {os.path.dirname(plot)}")
+    if args.plot is None:  # the default name is this command's own output: each run replaces it
+        plot = check_output_file(DEFAULT_PLOT, "--plot", replaceable=True)
+    elif args.plot.lower() == "none":
+        plot = None
+    else:
+        plot = check_output_file(args.plot, "--plot", args.force, suffix=".png")
     if args.accelerator == "gpu" and not _cuda_available():
         raise UsageError("--accelerator gpu: no CUDA device is visible")
     return plot
@@ -98,15 +104,16 @@ def run(args) -> int:
             code, results[backend] = _run_child(backend, i, spec, spec_path, tmp, args, progress)
             if code != 0:
                 return 2 if code == 2 else 1
+            interrupts.finished(f"{backend} trained (not reported: the comparison needs all three)",
+                                key="backends")
     report = analyze(results, spec, tol, args)
     report["spec"] = args.spec or "built-in default (the digits MLP of specs/digits.toml)"
-    if plot is not None:
-        try:
-            plot_report(report, results, plot)
-        except OSError as err:
-            raise UsageError(f"--plot: cannot write {plot}: {err.strerror or err}") from None
     report["plot"] = plot
-    print(json.dumps(json_safe(report), allow_nan=False) if args.json else format_table(report))
+    # The results first: a plot that fails to write loses nothing that was printed.
+    print(json.dumps(json_safe(report), allow_nan=False) if args.json else format_table(report), flush=True)
+    interrupts.finished("the report (printed)")
+    if plot is not None:
+        write_via_temp(plot, lambda tmp: plot_report(report, results, tmp), "--plot")
     return 0 if report["ok"] else 1
 
 
@@ -135,14 +142,21 @@ def _run_child(backend: str, index: int, spec, spec_path: str, tmp: str, args, p
     started = time.perf_counter()
     # The child reports finished epochs on stdout, one line each; its stderr is ours.
     child = subprocess.Popen(cmd, stdout=subprocess.PIPE, env=env, text=True)
-    for line in child.stdout:
-        if bar is not None and line.startswith("epoch "):
-            bar.set_description_str(f"{backend} ({index + 1}/{len(BACKENDS)})", refresh=False)
-            bar.update(int(line.split()[1]) - bar.n)
-    code = child.wait()
+    try:
+        for line in child.stdout:
+            if bar is not None and line.startswith("epoch "):
+                bar.set_description_str(f"{backend} ({index + 1}/{len(BACKENDS)})", refresh=False)
+                bar.update(int(line.split()[1]) - bar.n)
+        code = child.wait()
+    except interrupts.Interrupted:
+        interrupts.end_child(child)  # a SIGTERM to this process alone must not leave the child training
+        raise
+    finally:
+        if bar is not None:
+            bar.close()
+    if code in (-signal.SIGINT, -signal.SIGTERM, 128 + signal.SIGINT, 128 + signal.SIGTERM):
+        raise interrupts.Interrupted(abs(code) % 128)  # the child was stopped by a signal: so are we
     process_seconds = time.perf_counter() - started
-    if bar is not None:
-        bar.close()
     if code != 0 or not os.path.exists(out_path):
         return (code or 1), None
     with open(out_path) as f:

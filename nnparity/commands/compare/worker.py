@@ -9,11 +9,13 @@ from __future__ import annotations
 
 import argparse
 import json
+import os
 import sys
 import time
 
 import psutil
 
+from nnparity import interrupts
 from nnparity.commands.compare.report import BACKENDS
 from scratch.data import load_dataset
 from scratch.errors import SpecError
@@ -140,5 +142,17 @@ def main(argv) -> int:
     return 0
 
 
+def quiet_main(argv) -> int:
+    """main, ended by a signal or by its parent going away without a traceback: the parent reports."""
+    interrupts.quiet_exit_on_signals()
+    try:
+        return main(argv)
+    except interrupts.Interrupted as err:
+        return err.exit_code
+    except BrokenPipeError:  # the parent is gone: nobody reads our progress lines
+        os.dup2(os.open(os.devnull, os.O_WRONLY), sys.stdout.fileno())  # no second error at exit's flush
+        return 1
+
+
 if __name__ == "__main__":
-    sys.exit(main(sys.argv[1:]))
+    sys.exit(quiet_main(sys.argv[1:]))

@@ -1,0 +1,78 @@
+"""Ctrl-C and SIGTERM for every command: one line on stderr, exit 130 (SIGINT) or 143 (SIGTERM).
+
+``caught()`` turns both signals into ``Interrupted``, a BaseException that is not a
+KeyboardInterrupt: libraries that swallow KeyboardInterrupt (Lightning's Trainer exits 1 on it)
+let it through, so ``with`` blocks unwind, child processes are ended and temporary folders
+removed on the way out. A command names what it has finished with ``finished(...)``; the one line
+says so. Nothing here is specific to one command.
+"""
+from __future__ import annotations
+
+import contextlib
+import signal
+import subprocess
+import threading
+
+SIGNALS = (signal.SIGINT, signal.SIGTERM)
+_finished: dict[str, str] = {}
+
+
+class Interrupted(BaseException):
+    """A command was stopped by a signal; ``exit_code`` is 128 + the signal's number."""
+
+    def __init__(self, signum: int):
+        super().__init__(signal.Signals(signum).name)
+        self.signum = signum
+        self.exit_code = 128 + signum
+
+
+def _raise(signum, frame):
+    for s in SIGNALS:  # a second Ctrl-C must not cut the clean-up short
+        signal.signal(s, signal.SIG_IGN)
+    raise Interrupted(signum)
+
+
+@contextlib.contextmanager
+def caught():
+    """SIGINT and SIGTERM raise Interrupted inside the block (main thread only; elsewhere a no-op)."""
+    if threading.current_thread() is not threading.main_thread():
+        yield
+        return
+    previous = {s: signal.signal(s, _raise) for s in SIGNALS}
+    _finished.clear()
+    try:
+        yield
+    finally:
+        for s, handler in previous.items():
+            signal.signal(s, handler)
+
+
+def finished(what: str, key: str | None = None) -> None:
+    """Record a finished piece of work for the interrupted line ("scratch trained", say); a later
+    call with the same ``key`` replaces it ("3 of 10 epochs", then "4 of 10 epochs")."""
+    _finished[key or what] = what
+
+
+def message(command: str, err: Interrupted) -> str:
+    """The one line an interrupted command prints."""
+    done = f"; finished before it: {', '.join(_finished.values())}" if _finished else "; nothing had finished"
+    return f"nnparity {command}: interrupted by {err}{done}"
+
+
+def end_child(child: subprocess.Popen, grace: float = 5.0) -> None:
+    """Stop a child process: SIGTERM, then SIGKILL after ``grace`` seconds; wait for it."""
+    if child.poll() is not None:
+        return
+    child.terminate()
+    try:
+        child.wait(timeout=grace)
+    except subprocess.TimeoutExpired:
+        child.kill()
+        child.wait()
+
+
+def quiet_exit_on_signals() -> None:
+    """For a child process (compare's worker): a signal ends it with 128 + signum and no traceback,
+    its parent reports. Installed for the child's whole life."""
+    for s in SIGNALS:
+        signal.signal(s, _raise)

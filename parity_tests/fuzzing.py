@@ -1,0 +1,170 @@
+"""Generators of hostile input for the fuzz tests: spec tables with wrong types, absurd numbers
+and depths in any field, their TOML/JSON text with bytes flipped, and command lines.
+
+Each hypothesis example draws a base (a spec that makes sense, of small sizes) and a seeded
+``random.Random``; ``variants`` derives many inputs from the pair, so that ten thousand inputs
+cost a few hundred hypothesis examples (its own overhead per example dwarfs the loader's work).
+"""
+from __future__ import annotations
+
+import copy
+import json
+import os
+import random
+
+import tomli_w
+from hypothesis import strategies as st
+
+from scratch.activations import ACTIVATIONS
+from scratch.losses import LOSSES
+from scratch.optimizers import OPTIMIZERS
+
+# How many times more inputs the long runs generate (NNPARITY_FUZZ_LONG=1, tests marked slow).
+LONG = os.environ.get("NNPARITY_FUZZ_LONG") == "1"
+SCALE = 10 if LONG else 1
+
+PROBABILITY_OUTPUT = {"bce": "sigmoid", "cce": "softmax"}
+EXTREME_FLOATS = [0.0, -0.0, 1.0, -1.0, 1e-300, 5e-324, 1e3, -1e3, 700.0, -500.0, 1e300, -1e300,
+                  3e38, -3e38, 3.5e38, 1.7e308, float("inf"), float("-inf"), float("nan")]
+HOSTILE_SCALARS = [None, True, False, 0, -1, 1, 2**31, 2**63, 2**64, 10**12, 10**308, 10**400,
+                   -10**400, 10**4400, -0.0, 1e308, -1e308, 3.5e38, 5e-324, float("inf"),
+                   float("nan"), "", "1", "1.5", "nan", "x" * 10_000, "é\u202e\x00", [], {}, [[]],
+                   {"a": 1}, [1, "2"], [True, 1.0], [[1.0], [2.0, 3.0]]]
+
+
+def deep_list(depth: int):
+    value: list = [1.0]
+    for _ in range(depth):
+        value = [value]
+    return value
+
+
+def hostile_value(rng: random.Random):
+    """A value of a wrong type, an absurd size or depth, or a plausible number (any field gets it)."""
+    roll = rng.random()
+    if roll < 0.55:
+        return copy.deepcopy(rng.choice(HOSTILE_SCALARS))
+    if roll < 0.65:
+        return deep_list(rng.choice([3, 50, 900]))
+    if roll < 0.85:
+        return rng.choice(EXTREME_FLOATS) * rng.choice([1, 1, 10, 1e-10])
+    return rng.randint(-10**rng.randint(1, 30), 10**rng.randint(1, 30))
+
+
+@st.composite
+def spec_tables(draw):
+    """A spec that loads (a few units wide, 1-3 layers), with extreme numbers drawn where numbers go."""
+    depth = draw(st.integers(1, 3))
+    widths = [draw(st.integers(1, 4)) for _ in range(depth + 1)]
+    loss = draw(st.sampled_from(list(LOSSES)))
+    if loss in ("cce", "softmax_cce", "bce") and widths[-1] == 1 and loss != "bce":
+        widths[-1] = 2
+    acts = [draw(st.sampled_from(list(ACTIVATIONS))) for _ in range(depth)]
+    acts[-1] = PROBABILITY_OUTPUT.get(loss, draw(st.sampled_from(["identity", acts[-1]])))
+    numbers = st.one_of(st.floats(-3, 3), st.sampled_from(EXTREME_FLOATS[:14]))
+    layers = []
+    for i, act in enumerate(acts):
+        layer = {"units": widths[i + 1], "activation": act}
+        if i == 0:
+            layer["inputs"] = widths[0]
+        if draw(st.booleans()):
+            layer["weight"] = [[draw(numbers) for _ in range(widths[i + 1])] for _ in range(widths[i])]
+            layer["bias"] = [draw(numbers) for _ in range(widths[i + 1])]
+        layers.append(layer)
+    raw = {"seed": draw(st.integers(0, 2**32)), "dtype": draw(st.sampled_from(["float64", "float32"])),
+           "layers": layers, "loss": {"name": loss, "reduction": draw(st.sampled_from(["mean", "sum"]))}}
+    if draw(st.booleans()):
+        n = draw(st.integers(1, 3))
+        raw["data"] = {"x": [[draw(numbers) for _ in range(widths[0])] for _ in range(n)],
+                       "y": _targets(draw, loss, n, widths[-1])}
+    return raw
+
+
+def _targets(draw, loss: str, n: int, outputs: int):
+    if loss in ("cce", "softmax_cce"):
+        return [draw(st.integers(0, outputs - 1)) for _ in range(n)]
+    if loss in ("bce", "bce_logits"):
+        return [[draw(st.sampled_from([0.0, 1.0, 0.5])) for _ in range(outputs)] for _ in range(n)]
+    return [[draw(st.floats(-1e3, 1e3)) for _ in range(outputs)] for _ in range(n)]
+
+
+def _paths(value, prefix=()):
+    """Every path (keys and indices) into a table, five levels deep at most (a spec's own depth;
+    below that lie the hostile values themselves), the table's own path included."""
+    yield prefix
+    if len(prefix) >= 5:
+        return
+    if isinstance(value, dict):
+        for k, v in value.items():
+            yield from _paths(v, prefix + (k,))
+    elif isinstance(value, list) and len(value) <= 8:
+        for i, v in enumerate(value):
+            yield from _paths(v, prefix + (i,))
+
+
+EXTRA_KEYS = ["optimizer", "train", "data", "bogus", "layers"]
+FIELD_NAMES = ["lr", "momentum", "betas", "eps", "epochs", "batch_size", "samples", "noise", "name",
+               "init", "init_scale", "activation_params", "use_bias", "test_fraction", "scale",
+               "clip_norm", "max_backtracks", "seed", "loss_tol", "x", "y", "weight", "bias", "units"]
+
+
+def mutate(raw: dict, rng: random.Random) -> dict:
+    """One to three fields replaced by hostile values, or a field added where it may or may not go."""
+    raw = copy.deepcopy(raw)
+    for _ in range(rng.randint(1, 3)):
+        paths = [p for p in _paths(raw) if p]
+        if rng.random() < 0.3 or not paths:
+            table = raw.setdefault(rng.choice(EXTRA_KEYS), {})
+            if isinstance(table, list) and table and isinstance(table[0], dict):
+                table = table[0]
+            if isinstance(table, dict):
+                table[rng.choice(FIELD_NAMES)] = hostile_value(rng)
+            continue
+        path = rng.choice(paths)
+        node = raw
+        for key in path[:-1]:
+            node = node[key]
+        node[path[-1]] = hostile_value(rng)
+    return raw
+
+
+def to_text(raw: dict, suffix: str) -> bytes:
+    """The table as TOML or JSON bytes; what TOML cannot hold (None, mixed arrays) goes as JSON."""
+    if suffix == ".toml":
+        try:
+            return tomli_w.dumps(raw).encode()
+        except (TypeError, ValueError, RecursionError):
+            pass
+    try:
+        return json.dumps(raw).encode()
+    except (ValueError, RecursionError):  # an integer past the str-conversion limit, a deep list
+        return b'{"layers": ' + b"[" * 5000 + b"]" * 5000 + b"}"
+
+
+def flip(data: bytes, rng: random.Random) -> bytes:
+    """A few bytes replaced, inserted or removed; sometimes a BOM, UTF-16, or brackets a thousand deep."""
+    roll = rng.random()
+    if roll < 0.05:
+        return b"\xef\xbb\xbf" + data
+    if roll < 0.1:
+        return data.decode("utf-8", "replace").encode("utf-16")
+    if roll < 0.15:
+        at = rng.randrange(len(data) + 1)
+        return data[:at] + b"[" * rng.choice([100, 3000]) + data[at:]
+    out = bytearray(data)
+    for _ in range(rng.randint(1, 4)):
+        at = rng.randrange(len(out) + 1)
+        op = rng.random()
+        byte = rng.choice([rng.randrange(256), ord("["), ord("{"), ord('"'), ord("9"), ord("e"), 0xFF, 0x80])
+        if op < 0.4 and at < len(out):
+            out[at] = byte
+        elif op < 0.7:
+            out.insert(at, byte)
+        elif at < len(out):
+            del out[at]
+    return bytes(out)
+
+
+def variants(base: dict, rng: random.Random, count: int, make):
+    """``count`` inputs derived from one base: ``make(base, rng)`` each."""
+    return [make(base, rng) for _ in range(count)]

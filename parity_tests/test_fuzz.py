@@ -1,0 +1,135 @@
+"""Seeded fuzzing of the spec loader, `check` and the command line.
+
+Every input either loads and runs, or fails with the project's own error (SpecError or
+UsageError: one short line, exit 2): never another exception, a MemoryError, a hang or a numpy
+warning (the suite turns those into errors). Each target counts its inputs and asserts it saw at
+least 10,000 (the default run) or 100,000 (NNPARITY_FUZZ_LONG=1, the tests marked slow).
+"""
+from __future__ import annotations
+
+import argparse
+import contextlib
+import io
+import json
+import math
+import random
+import warnings
+
+import pytest
+from hypothesis import HealthCheck, given, settings, strategies as st
+
+from fuzzing import LONG, SCALE, flip, mutate, spec_tables, to_text, variants
+from nnparity.cli import main
+from nnparity.commands.check import run_spec
+from scratch.errors import MAX_FIELD_CHARS, MAX_MESSAGE_CHARS
+from scratch.spec import SpecError, parse_spec, spec_from_bytes
+
+INPUTS = 10_000 * SCALE
+SETTINGS = dict(deadline=None, derandomize=True, database=None,
+                suppress_health_check=[HealthCheck.too_slow, HealthCheck.data_too_large,
+                                       HealthCheck.function_scoped_fixture])
+long_only = pytest.mark.skipif(not LONG, reason="the long fuzz runs: NNPARITY_FUZZ_LONG=1")
+
+
+def assert_clean(err: SpecError) -> None:
+    """The project's own error: one line, short, starting with a field path."""
+    text = str(err)
+    assert "\n" not in text and len(text) <= MAX_FIELD_CHARS + MAX_MESSAGE_CHARS + 2, text[:300]
+
+
+def load_or_refuse(load) -> object | None:
+    try:
+        return load()
+    except SpecError as err:
+        assert_clean(err)
+        return None
+
+
+def fuzz(target, strategy, per_example: int):
+    """Run ``target(base, rng)`` on ``per_example`` inputs from each drawn base until INPUTS ran;
+    return the count (asserted by the caller: a run that generated less proves less)."""
+    seen = [0]
+
+    @settings(max_examples=INPUTS // per_example, **SETTINGS)
+    @given(base=strategy, seed=st.integers(0, 2**32 - 1))
+    def run(base, seed):
+        rng = random.Random(seed)
+        for _ in range(per_example):
+            target(base, rng)
+            seen[0] += 1
+
+    run()
+    return seen[0]
+
+
+# ------------------------------------------------------------------------------------ targets
+
+
+def _tables(base, rng):
+    load_or_refuse(lambda: parse_spec(mutate(base, rng)))
+
+
+def _text(suffix):
+    def target(base, rng):
+        data = flip(to_text(mutate(base, rng) if rng.random() < 0.7 else base, suffix), rng)
+        spec = load_or_refuse(lambda: spec_from_bytes(data, suffix))
+        if spec is not None:  # what loads survives its own round trip
+            assert parse_spec(spec.to_dict()) == spec
+    return target
+
+
+def _bytes(base, rng):
+    data = flip(base, rng) if rng.random() < 0.8 else base
+    load_or_refuse(lambda: spec_from_bytes(data, rng.choice([".toml", ".json"])))
+
+
+CHECK_ARGS = dict(dtype=None, batch=None, tol=None, allow_overflow=False, json=True)
+
+
+def _check(base, rng):
+    """check on every spec that loads: exit 0 only when every compared value is finite."""
+    raw = mutate(base, rng) if rng.random() < 0.3 else base
+    spec = load_or_refuse(lambda: parse_spec(raw))
+    if spec is None:
+        return
+    args = argparse.Namespace(**{**CHECK_ARGS, "batch": rng.choice([None, None, 1, 3])})
+    out = io.StringIO()
+    with warnings.catch_warnings(), contextlib.redirect_stdout(out):
+        warnings.simplefilter("error")  # no warning of any kind reaches stderr
+        try:
+            code = run_spec(spec, args)
+        except SpecError as err:
+            assert_clean(err)
+            return
+    doc = json.loads(out.getvalue())
+    assert code == (0 if doc["ok"] else 1)
+    if code == 0:
+        values = [doc[side]["loss"] for side in ("scratch", "torch")] + _flat(doc["scratch"]) + _flat(doc["torch"])
+        assert all(v is not None and math.isfinite(v) for v in values), "a pass on a value not compared"
+
+
+def _flat(value):
+    if isinstance(value, dict):
+        return [x for v in value.values() for x in _flat(v)]
+    if isinstance(value, list):
+        return [x for v in value for x in _flat(v)]
+    return [value]
+
+
+@pytest.mark.parametrize("target,strategy,per_example", [
+    (_tables, spec_tables(), 50),
+    (_text(".toml"), spec_tables(), 50),
+    (_text(".json"), spec_tables(), 50),
+    (_bytes, st.binary(max_size=300), 50),
+    (_check, spec_tables(), 10),
+], ids=["tables", "toml", "json", "bytes", "check"])
+def test_fuzz_target_clean(target, strategy, per_example):
+    assert fuzz(target, strategy, per_example) >= INPUTS
+
+
+@long_only
+@pytest.mark.slow
+def test_fuzz_target_clean_long():
+    """The long run: NNPARITY_FUZZ_LONG=1 multiplies every target's inputs by ten (the test
+    above then runs 100,000 per target); this marker test only says the run was long."""
+    assert INPUTS == 100_000
