@@ -18,6 +18,8 @@ from pathlib import Path
 
 PROG = "nnparity bench"
 RESULTS = Path(__file__).resolve().parent / "results"
+DESCRIPTION = ("Time the scratch network, torch (eager, compile, the loop, Lightning), JAX and micrograd on the "
+               "benchmark configurations; see benchmarks/README.md.")
 SIDE_LABELS = {"scratch": "scratch (NumPy)", "torch_eager": "torch eager", "torch_compile": "torch.compile",
                "jax_jit": "JAX jit", "micrograd": "micrograd", "scratch_loop": "scratch loop",
                "torch_loop": "torch loop", "lightning": "Lightning"}
@@ -32,9 +34,8 @@ class _Parser(argparse.ArgumentParser):
         raise UsageError(message)
 
 
-def build_parser() -> argparse.ArgumentParser:
-    p = _Parser(prog=PROG, description="Time the scratch network, torch (eager, compile, the loop, "
-                "Lightning), JAX and micrograd on the benchmark configurations; see benchmarks/README.md.")
+def add_arguments(p: argparse.ArgumentParser) -> None:
+    """The options, shared by `python -m benchmarks` and `nnparity bench`."""
     p.add_argument("--device", default="cpu", help="cpu | cuda | all (default cpu)")
     p.add_argument("--dtype", default="float32", help="float32 | float64 (default float32)")
     p.add_argument("--quick", action="store_true", help="skip the large configuration, torch.compile, "
@@ -45,11 +46,20 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--save", action="store_true", help="also keep the results in benchmarks/results/<machine>.json "
                    "(and the plot beside it)")
     p.add_argument("--no-progress", action="store_true", help="no progress bar")
+
+
+def build_parser() -> argparse.ArgumentParser:
+    p = _Parser(prog=PROG, description=DESCRIPTION)
+    add_arguments(p)
     return p
 
 
 def parse_args(argv):
-    args = build_parser().parse_args(argv)
+    return check_args(build_parser().parse_args(argv))
+
+
+def check_args(args):
+    """Validate parsed options (UsageError naming the flag); returns them with defaults filled in."""
     if args.device not in ("cpu", "cuda", "all"):
         raise UsageError(f"--device: {args.device!r}; expected cpu, cuda or all")
     if args.dtype not in ("float32", "float64"):
@@ -57,12 +67,13 @@ def parse_args(argv):
     if args.threads is None:
         args.threads = os.cpu_count() or 1
     else:
+        given = args.threads
         try:
-            args.threads = int(args.threads)
+            args.threads = int(given)
         except ValueError:
             args.threads = 0
         if args.threads < 1:
-            raise UsageError(f"--threads: {args.threads!r}; expected a whole number >= 1")
+            raise UsageError(f"--threads: {given!r}; expected a whole number >= 1")
     if args.plot is not None and not args.plot.lower().endswith(".png"):
         raise UsageError(f"--plot: {args.plot!r}; expected a file name ending in .png")
     for flag, path in (("--json", args.json), ("--plot", args.plot)):

@@ -22,6 +22,7 @@ COMMANDS = {
     "train": ("nnparity.commands.train", "train a spec with one backend (scratch, torch or lightning) and summarize the run"),
     "compare": ("nnparity.commands.compare", "train a spec with the three backends (scratch, torch, lightning) and compare them"),
     "verify": ("nnparity.commands.verify", "check a hand-written backward (module:Class), or a spec's first wrong layer"),
+    "bench": ("nnparity.commands.bench", "time both networks (and torch.compile, JAX, micrograd, Lightning) against the machine's limit"),
 }
 
 

@@ -107,8 +107,9 @@ sys.exit(code)
     ["train", "specs/xor.toml", "--backend", "scratch", "--epochs", "3", "--quiet"],
     ["check", "--help"],
     ["compare", "--help"],
+    ["bench", "--help"],
     ["--help"],
-], ids=["train_scratch", "check_help", "compare_help", "help"])
+], ids=["train_scratch", "check_help", "compare_help", "bench_help", "help"])
 def test_architecture_torch_free_commands_run_without_torch(argv):
     proc = subprocess.run([sys.executable, "-c", BLOCK_TORCH, *argv], cwd=ROOT, capture_output=True,
                           text=True, timeout=120)

@@ -73,3 +73,26 @@ def test_bench_quick_json_fields(tmp_path):
         "skipped" in data["configs"]["tiny"]["results"]["micrograd"]["train_sgd"]
     assert {"batch", "width"} <= set(data["sweeps"])
     assert (tmp_path / "sweeps.png").stat().st_size > 0
+
+
+@pytest.mark.parametrize("argv, message", [
+    (["--threads", "many"], "--threads: 'many'"),
+    (["--device", "tpu"], "--device"),
+    (["--plot", "sweeps.svg"], "--plot"),
+], ids=["threads", "device", "plot_suffix"])
+def test_bench_nnparity_command_bad_input(argv, message, capsys):
+    from nnparity.cli import main as nnparity_main
+
+    assert nnparity_main(["bench", *argv]) == 2
+    err = capsys.readouterr().err.strip()
+    assert err.startswith("nnparity bench: ") and message in err and len(err.splitlines()) == 1
+
+
+def test_bench_nnparity_command_refuses_to_overwrite(tmp_path, capsys):
+    """An existing --json file is kept unless --force: refused before any timing starts."""
+    from nnparity.cli import main as nnparity_main
+
+    kept = tmp_path / "bench.json"
+    kept.write_text("{}")
+    assert nnparity_main(["bench", "--quick", "--json", str(kept)]) == 2
+    assert "--force" in capsys.readouterr().err and kept.read_text() == "{}"
