@@ -223,6 +223,12 @@ def restore(run, ckpt: Checkpoint) -> None:
 # ------------------------------------------------------------------- writing during a run
 
 
+def default_every(steps_per_epoch: int) -> int:
+    """Steps between checkpoints when --every is not given: once per epoch, or every few epochs
+    when an epoch has fewer than 100 steps (an fsync per step would dominate a tiny run)."""
+    return steps_per_epoch * -(-100 // steps_per_epoch)
+
+
 class Interrupted(Exception):
     """Ctrl-C or SIGTERM reached a run that writes checkpoints: the checkpoint at ``path`` was
     written after the step in progress, then the run stopped. ``signum``: the signal."""

@@ -63,6 +63,11 @@ def optimizer_from_common(optimizer: torch.optim.Optimizer, named: dict, state: 
                          else scratch_to_tensor(name, value, p) for key, value in entries.items()}
     groups = optimizer.state_dict()["param_groups"]
     optimizer.load_state_dict({"state": loaded, "param_groups": groups})
+    optimizer_from_common_extra(optimizer, extra)
+
+
+def optimizer_from_common_extra(optimizer: torch.optim.Optimizer, extra: dict) -> None:
+    """The state a torch state_dict does not hold: the last line search, random search's generator."""
     if "last_step" in extra:
         optimizer.last_step = dict(extra["last_step"])
     if "rng" in extra:
@@ -90,3 +95,150 @@ def restore(run, ckpt: Checkpoint) -> None:
     load_scratch_parameters(run.model, ckpt.params)
     optimizer_from_common(run.optimizer, run.named, ckpt.optimizer, ckpt.optimizer_extra)
     run.log.set_state(dict(ckpt.epoch_sums, history=ckpt.history))
+
+
+# ------------------------------------------------------------------------------- torch files
+
+
+def content_digest(obj) -> str:
+    """SHA-256 of a checkpoint dict's content: dict keys in order of their repr, tensors and arrays
+    by dtype, shape and bytes, other values by repr."""
+    h = hashlib.sha256()
+    _feed(h, obj)
+    return h.hexdigest()
+
+
+def _feed(h, obj) -> None:
+    if isinstance(obj, dict):
+        h.update(b"{")
+        for key in sorted(obj, key=repr):
+            h.update(repr(key).encode() + b":")
+            _feed(h, obj[key])
+        h.update(b"}")
+    elif isinstance(obj, (list, tuple)):
+        h.update(b"[")
+        for item in obj:
+            _feed(h, item)
+        h.update(b"]")
+    elif torch.is_tensor(obj) or isinstance(obj, np.ndarray):
+        a = obj.detach().cpu().contiguous().numpy() if torch.is_tensor(obj) else np.ascontiguousarray(obj)
+        h.update(f"<{a.dtype.str}{a.shape}>".encode() + a.tobytes())
+    else:
+        h.update(repr(obj).encode())
+
+
+def read_checked(path) -> dict:
+    """A torch or Lightning checkpoint file as a dict, read with ``weights_only=True`` (nothing but
+    tensors and plain containers is unpickled) and checked against its stored digest, if any."""
+    path = os.fspath(path)
+    if not os.path.isfile(path):
+        raise CheckpointError(f"{path}: no such checkpoint file")
+    try:
+        data = torch.load(path, map_location="cpu", weights_only=True)
+    except pickle.UnpicklingError as err:
+        first = str(err).strip().splitlines()[0] if str(err).strip() else type(err).__name__
+        raise CheckpointError(f"{path}: refused: it holds more than tensors and plain data ({first})") from None
+    except (RuntimeError, EOFError, OSError, zipfile.BadZipFile, ValueError) as err:
+        raise CheckpointError(f"{path}: corrupted or truncated ({str(err).splitlines()[0]})") from None
+    if not isinstance(data, dict):
+        raise CheckpointError(f"{path}: expected a dict of state, got {type(data).__name__}")
+    stored = data.pop(CHECKSUM_KEY, None)
+    if stored is not None and stored != content_digest(data):
+        raise CheckpointError(f"{path}: corrupted (checksum mismatch)")
+    return data
+
+
+def save_checked(data: dict, path) -> None:
+    """torch.save ``data`` with its content digest, atomically (scratch.checkpoint.atomic_write)."""
+    data = dict(data)
+    data[CHECKSUM_KEY] = content_digest(data)
+    buffer = io.BytesIO()
+    torch.save(data, buffer)
+    common.atomic_write(path, lambda f: f.write(buffer.getvalue()))
+
+
+def _record(ckpt: Checkpoint) -> dict:
+    """Everything but the arrays torch keeps itself: spec, position, history, optimizer extras."""
+    return {"spec": ckpt.spec, "epoch": ckpt.epoch, "batch": ckpt.batch, "step": ckpt.step,
+            "history": ckpt.history, "epoch_sums": ckpt.epoch_sums, "optimizer_extra": ckpt.optimizer_extra,
+            "stopped": ckpt.stopped}
+
+
+def _torch_pair(spec, params: dict | None = None):
+    model = build(spec, params)
+    named = scratch_named_parameters(model)
+    from torch_ref.optimizers import make_torch_optimizer  # here: optimizers import nothing of this module
+
+    return model, named, make_torch_optimizer(spec.optimizer, list(named.values()), seed=spec.seed)
+
+
+def to_torch(ckpt: Checkpoint) -> tuple[dict, dict]:
+    """(model state_dict, optimizer state_dict) of the spec's torch twin holding the checkpoint."""
+    model, named, optimizer = _torch_pair(parse_spec(ckpt.spec), ckpt.params)
+    optimizer_from_common(optimizer, named, ckpt.optimizer, ckpt.optimizer_extra)
+    return model.state_dict(), optimizer.state_dict()
+
+
+def from_torch(model_state: dict, optimizer_state: dict | None, record: dict) -> Checkpoint:
+    """A Checkpoint from a torch state_dict of the spec's model (keys ``linears.<i>.weight``), an
+    optimizer state_dict (or None) and nnparity's record (spec, position, history; at least the spec)."""
+    spec = parse_spec(record["spec"])
+    model, named, optimizer = _torch_pair(spec)
+    try:
+        model.load_state_dict(model_state)
+        if optimizer_state is not None:
+            optimizer.load_state_dict(optimizer_state)
+    except (RuntimeError, ValueError, KeyError) as err:
+        raise CheckpointError(f"the state does not fit the spec's model: {str(err).splitlines()[0]}") from None
+    state, extra = optimizer_to_common(optimizer, named)
+    extra.update(record.get("optimizer_extra", {}))
+    sums = record.get("epoch_sums") or {"loss": 0.0, "steps": 0, "correct": 0, "scored": 0}
+    history = record.get("history") or {f: [] for f in common.HISTORY_FIELDS}
+    return Checkpoint(spec=record["spec"], params=to_scratch(model), optimizer=state, optimizer_extra=extra,
+                      backend=record.get("backend", "torch"), epoch=record.get("epoch", 0),
+                      batch=record.get("batch", 0), step=record.get("step", 0), history=history,
+                      epoch_sums=sums, stopped=record.get("stopped"))
+
+
+def write_torch(ckpt: Checkpoint, path) -> None:
+    """A ``.pt`` file: {"model": state_dict, "optimizer": state_dict, "nnparity": record}."""
+    model_state, optimizer_state = to_torch(ckpt)
+    save_checked({"model": model_state, "optimizer": optimizer_state, "nnparity": _record(ckpt)}, path)
+
+
+def read_torch(path, spec: dict | None = None) -> Checkpoint:
+    """A ``.pt`` file (write_torch's, or a user's {"model", "optimizer"} dict; then ``spec`` is needed)."""
+    data = read_checked(path)
+    if "model" not in data:
+        raise CheckpointError(f"{path}: expected a dict with 'model' (a state_dict) and 'optimizer'")
+    return _with_spec(path, data, lambda record: from_torch(data["model"], data.get("optimizer"), record), spec)
+
+
+def read_lightning(path, spec: dict | None = None) -> Checkpoint:
+    """A Lightning ``.ckpt`` of torch_ref.lightning.SpecModule: its ``state_dict`` (keys
+    ``model.linears.<i>.weight``), its first ``optimizer_states`` entry and nnparity's record (which
+    SpecModule adds; without it, ``spec`` is needed and the position comes from Lightning's epoch
+    and global_step, the history empty)."""
+    data = read_checked(path)
+    if "state_dict" not in data:
+        raise CheckpointError(f"{path}: not a Lightning checkpoint (no state_dict)")
+    model_state = {k[len("model."):]: v for k, v in data["state_dict"].items() if k.startswith("model.")}
+    optimizers = data.get("optimizer_states") or [None]
+
+    def convert(record):
+        if "step" not in record:
+            record = dict(record, epoch=int(data.get("epoch", 0)), step=int(data.get("global_step", 0)))
+        return from_torch(model_state, optimizers[0], dict(record, backend="lightning"))
+    return _with_spec(path, data, convert, spec)
+
+
+def _with_spec(path, data: dict, convert, spec: dict | None) -> Checkpoint:
+    record = dict(data.get("nnparity") or {})
+    if spec is not None:
+        record["spec"] = spec
+    if "spec" not in record:
+        raise CheckpointError(f"{path}: holds no spec; name the spec it was trained from")
+    try:
+        return convert(record)
+    except CheckpointError as err:
+        raise CheckpointError(f"{path}: {err}") from None
