@@ -457,6 +457,8 @@ def quiet_lightning() -> None:  # also run at import: DDP's spawned processes im
     warnings.filterwarnings("ignore", message=".*does not have many workers.*")
     warnings.filterwarnings("ignore", message=".*`training_step` returned `None`.*")
     warnings.filterwarnings("ignore", message=".*Checkpoint directory .* exists and is not empty.*")
+    # A checkpoint holds the state after the step (what resuming needs), as ModelCheckpoint warns.
+    warnings.filterwarnings("ignore", message=".*ModelCheckpoint with manual optimization.*")
 
 
 def train(spec, dataset=None, epochs: int | None = None, progress: bool | None = None, callback=None,
@@ -538,12 +540,12 @@ class CheckpointOnSignal(L.Callback):
 
     def on_train_batch_end(self, trainer, pl_module, outputs, batch, batch_idx):
         if self.signals.pending is not None:
-            trainer.save_checkpoint(self.path)
+            trainer.save_checkpoint(self.path, weights_only=False)
             raise Interrupted(self.signals.pending, self.path)
 
     def on_train_end(self, trainer, pl_module):
         pl_module._finished = True
-        trainer.save_checkpoint(self.path)
+        trainer.save_checkpoint(self.path, weights_only=False)
 
 
 def _fit(spec, module, data, epochs, log_dir, ckpt_path=None, **trainer_options):
