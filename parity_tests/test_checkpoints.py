@@ -259,3 +259,28 @@ def test_determinism_two_runs_bit_identical(backend):
     assert first.history.step_loss == second.history.step_loss
     for name, value in first.params.items():
         assert np.array_equal(second.params[name], value), name
+
+
+# ------------------------------------------------------------------------------------ README
+
+
+def test_readme_checkpoints_commands_as_written(tmp_path):
+    """The README's Checkpoints block, run as written (in a scratch directory holding specs/)."""
+    text = open("README.md").read()
+    block = text.split("## Checkpoints", 1)[1].split("```bash\n", 1)[1].split("```", 1)[0]
+    os.symlink(os.path.abspath("specs"), tmp_path / "specs")
+    for line in block.strip().splitlines():
+        words = line.split("#")[0].split()
+        assert words[0] == ".venv/bin/nnparity"
+        proc = nnparity(*words[1:], cwd=tmp_path)
+        _, err = proc.communicate(timeout=300)
+        assert proc.returncode == 0, f"{line}: {err[-2000:]}"
+        if "--every" in words:
+            first = checkpoint.load(tmp_path / "run1" / checkpoint.FILENAME)
+    resumed = checkpoint.load(tmp_path / "run1" / checkpoint.FILENAME)
+    assert first.stopped == resumed.stopped == "epochs" and resumed.equal(first)
+    lightning = checkpoint.load(tmp_path / "run3" / checkpoint.FILENAME)
+    assert lightning.backend == "lightning" and lightning.step == first.step == 450
+    for name, value in first.params.items():   # the same run, by another backend
+        assert rel_error(lightning.params[name], value) <= TRAJECTORY_TOL
+    assert torch_checkpoint.read_torch(tmp_path / "weights.pt").equal(first)

@@ -35,6 +35,7 @@ def run(args) -> int:
     spec = load_spec(args.spec).to_dict() if args.spec else None
     try:
         ckpt = _read(src, spec)
+        os.makedirs(os.path.dirname(os.path.abspath(dst)), exist_ok=True)
         if dst.endswith(".npz"):
             checkpoint.save(ckpt, dst)
         else:
