@@ -1,7 +1,8 @@
 """`nnparity`: a from-scratch NumPy network and its torch.nn twin, proven equal.
 
 Commands: compare (scratch loop, torch loop and Lightning side by side), check (one forward and
-backward, tensor by tensor), verify (a hand-written backward of your own), train.
+backward, tensor by tensor), verify (a hand-written backward of your own), train, convert
+(checkpoints between the three).
 Exit codes: 0 all passed, 1 a parity check failed, 2 bad input (the message names the field).
 """
 from __future__ import annotations
@@ -23,6 +24,7 @@ COMMANDS = {
     "compare": ("nnparity.commands.compare", "train a spec with the three backends (scratch, torch, lightning) and compare them"),
     "verify": ("nnparity.commands.verify", "check a hand-written backward (module:Class), or a spec's first wrong layer"),
     "bench": ("nnparity.commands.bench", "time both networks (and torch.compile, JAX, micrograd, Lightning) against the machine's limit"),
+    "convert": ("nnparity.commands.convert", "move a checkpoint between scratch, torch and Lightning (.npz, .pt, .ckpt)"),
 }
 
 

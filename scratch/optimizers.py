@@ -63,6 +63,22 @@ class Optimizer:
     def step(self, grads: dict, closure=None):
         raise NotImplementedError
 
+    def get_state(self) -> tuple[dict, dict]:
+        """(per-parameter state as copies: name -> {key -> array, ``step`` as an int64 array},
+        the rest as plain JSON-able data): what a checkpoint stores."""
+        state = {name: {key: np.array(value, dtype=np.int64) if key == "step" else np.array(value, copy=True)
+                        for key, value in entries.items()} for name, entries in self.state.items()}
+        last = getattr(self, "last_step", None)
+        return state, ({"last_step": dict(last)} if last else {})
+
+    def set_state(self, state: dict, extra: dict) -> None:
+        """Restore what get_state returned (copies; ``step`` back to an int)."""
+        for name in self.params:
+            self.state[name] = {key: int(value) if key == "step" else np.array(value, copy=True)
+                                for key, value in state.get(name, {}).items()}
+        if "last_step" in extra:
+            self.last_step = dict(extra["last_step"])
+
     def _grads(self, grads: dict) -> dict:
         missing = [key for key in self.params if key not in grads]
         if missing:
@@ -324,6 +340,15 @@ class RandomSearch(Optimizer):
     @classmethod
     def from_spec(cls, opt_spec, params, seed=None):
         return cls(params, lr=opt_spec.lr, seed=_seed(opt_spec, seed))
+
+    def get_state(self) -> tuple[dict, dict]:
+        state, extra = super().get_state()
+        return state, dict(extra, rng=self.rng.bit_generator.state)
+
+    def set_state(self, state: dict, extra: dict) -> None:
+        super().set_state(state, extra)
+        if "rng" in extra:
+            self.rng.bit_generator.state = extra["rng"]
 
     def step(self, grads: dict | None = None, closure=None):
         if closure is None:

@@ -25,10 +25,12 @@ from __future__ import annotations
 import math
 import sys
 import time
+from contextlib import nullcontext
 from dataclasses import dataclass, field
 
 import numpy as np
 
+from scratch import checkpoint
 from scratch.data import CLASS_LOSSES, batch_order, load_dataset
 from scratch.network import Network, build_loss
 from scratch.optimizers import clip_grad_norm, clip_grad_value, global_norm, make_optimizer
@@ -237,6 +239,22 @@ class RunLog:
     def elapsed(self) -> float:
         return time.perf_counter() - self._start
 
+    def get_state(self) -> dict:
+        """The history (copies), step timings and the open epoch's sums: what a checkpoint keeps."""
+        state = {f: list(v) for f, v in vars(self.history).items()}
+        return {"history": dict(state, step_seconds=list(self.step_seconds)), "loss": self._epoch_loss,
+                "steps": self._epoch_steps, "correct": self._correct, "scored": self._scored}
+
+    def set_state(self, state: dict) -> None:
+        """Continue from get_state's record (as a checkpoint holds it)."""
+        history = dict(state["history"])
+        self.step_seconds = [float(s) for s in history.pop("step_seconds", [])]
+        self.history = History(**{f: [float(v) for v in history.get(f, [])] for f in vars(History())})
+        self._epoch_loss, self._epoch_steps = float(state["loss"]), int(state["steps"])
+        self._correct, self._scored = int(state["correct"]), int(state["scored"])
+        if self.bar is not None:
+            self.bar.update(len(self.history.step_loss))
+
 
 def epoch_batches(n: int, spec, epoch: int) -> list:
     """Epoch ``epoch``'s batches as index arrays (shuffled) or slices (in order: views, no copies)."""
@@ -314,7 +332,7 @@ def _test_metrics(run: _Run, dataset) -> tuple[float | None, float | None]:
 
 
 def train(spec, dataset=None, epochs: int | None = None, progress: bool | None = None,
-          callback=None) -> TrainResult:
+          callback=None, checkpoints=None) -> TrainResult:
     """Train the scratch network the spec describes; return its history and final parameters.
 
     Args:
@@ -323,9 +341,12 @@ def train(spec, dataset=None, epochs: int | None = None, progress: bool | None =
         epochs: overrides spec.train.epochs.
         progress: a tqdm bar (shown after 2 s); None: only when stderr is a terminal.
         callback: ``callback(epochs_done, history)`` after each epoch; True stops the run.
+        checkpoints: a scratch.checkpoint.Checkpointer: resume from its checkpoint, write one every
+            N steps, when the run ends, and on SIGINT/SIGTERM (then raise Interrupted).
 
     Raises:
         TrainingDiverged: the loss or a gradient became NaN or inf (names step and parameter).
+        scratch.checkpoint.Interrupted: a signal stopped a run that writes checkpoints.
     """
     dataset = load_dataset(spec) if dataset is None else dataset
     epochs = spec.train.epochs if epochs is None else epochs
@@ -333,21 +354,44 @@ def train(spec, dataset=None, epochs: int | None = None, progress: bool | None =
     batches = epoch_batches(len(x), spec, 0)
     run = _start(spec, len(x), len(batches), epochs, y, progress, callback)
     targets = accuracy_targets(run.rule, y)
-    step = 0
+    position = (0, 0, 0, True)
+    if checkpoints is not None:
+        if checkpoints.resume is not None:
+            checkpoint.restore(run, checkpoints.resume)
+            run.log.stopped = checkpoints.resume.stopped or "epochs"
+        position = checkpoints.start(epochs)
     # Overflow and invalid operations are looked for explicitly (TrainingDiverged), not warned about.
-    with np.errstate(over="ignore", invalid="ignore"):
-        for epoch in range(epochs):
-            if spec.train.shuffle and epoch:
-                batches = epoch_batches(len(x), spec, epoch)
-            for b, rows in enumerate(batches):
-                step += 1
-                batch_targets = None if targets is None else targets[rows]
-                if _train_step(run, x[rows], y[rows], batch_targets, epoch, step, b):
-                    break
-            if run.log.end_epoch():
-                break
+    with np.errstate(over="ignore", invalid="ignore"), (checkpoints.signals if checkpoints else nullcontext()):
+        epoch, step = _loop(run, x, y, targets, epochs, position, checkpoints)
         seconds = run.log.elapsed()
         check_final_parameters(run.params, len(run.log.history.epoch_loss), run.log.history)
+        if checkpoints is not None:
+            checkpoints.finish(checkpoint.capture(run, epoch, 0, step, stopped=run.log.stopped))
         test_loss, test_accuracy = _test_metrics(run, dataset)
     final = {name: p.copy() for name, p in run.params.items()}
     return run.log.finish(final, test_loss, test_accuracy, seconds)
+
+
+def _loop(run: _Run, x, y, targets, epochs: int, position, checkpoints) -> tuple[int, int]:
+    """The epochs from ``position`` (epoch, batch, step, anything to do); returns (the epoch after
+    the last one run, steps done in all)."""
+    epoch0, batch0, step, more = position
+    if not more:
+        return epoch0, step
+    run.log.stopped = "epochs"
+    epoch, batches = epoch0, epoch_batches(len(x), run.spec, epoch0)
+    for epoch in range(epoch0, epochs):
+        if run.spec.train.shuffle and epoch != epoch0:
+            batches = epoch_batches(len(x), run.spec, epoch)
+        for b in range(batch0 if epoch == epoch0 else 0, len(batches)):
+            rows = batches[b]
+            step += 1
+            batch_targets = None if targets is None else targets[rows]
+            stop = _train_step(run, x[rows], y[rows], batch_targets, epoch, step, b)
+            if checkpoints is not None:
+                checkpoints.after_step(step, lambda: checkpoint.capture(run, epoch, b + 1, step))
+            if stop:
+                break
+        if run.log.end_epoch():
+            break
+    return epoch + 1, step

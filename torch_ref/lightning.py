@@ -39,19 +39,24 @@ import sys
 import tempfile
 import time
 import warnings
+from contextlib import nullcontext
 
 import numpy as np
 import torch
 import lightning as L  # after torch, as Lightning's own examples import it
+from lightning.pytorch.callbacks import ModelCheckpoint
 from lightning.pytorch.loggers import CSVLogger
+from lightning.pytorch.plugins.io import TorchCheckpointIO
 from lightning.pytorch.plugins.precision.double import DoublePrecision
 
+from scratch.checkpoint import DeferredSignals, Interrupted, default_every
 from scratch.data import batch_order, load_dataset
 from scratch.errors import SpecError
 from scratch.losses import LOSSES
 from scratch.training import (CLOSURE_OPTIMIZERS, History, RunLog, TrainingDiverged, TrainResult, accuracy_rule,
                               check_final_parameters)
 from torch_ref.model import TORCH_DTYPES, build, build_loss, named_to_scratch, scratch_named_parameters, to_scratch
+from torch_ref.checkpoint import optimizer_from_common_extra, optimizer_to_common, read_checked, save_checked
 from torch_ref.optimizers import make_torch_optimizer
 from torch_ref.training import as_tensor, count_correct, evaluate
 
@@ -87,11 +92,13 @@ class BatchOrderSampler(torch.utils.data.Sampler):
     """
 
     def __init__(self, n: int, batch_size: int | None, shuffle: bool, seed: int,
-                 rank: int = 0, world_size: int = 1, device=None):
+                 rank: int = 0, world_size: int = 1, device=None, start: tuple[int, int] | None = None):
         self.n, self.batch_size, self.shuffle, self.seed = n, batch_size, shuffle, seed
         self.rank, self.world_size = rank, world_size
         self.device = device
-        self.epoch = 0
+        # A resumed run's (epoch, batches already done): that epoch's first pass skips them.
+        self.epoch = 0 if start is None else start[0]
+        self._skip = start
         check_shards(n, batch_size, world_size)
         self._cache: tuple[int, list] | None = None
 
@@ -107,7 +114,9 @@ class BatchOrderSampler(torch.utils.data.Sampler):
         return out
 
     def __iter__(self):
-        return iter(self.batches(self.epoch))
+        skip, self._skip = self._skip, None
+        batches = self.batches(self.epoch)
+        return iter(batches[skip[1]:] if skip is not None and skip[0] == self.epoch else batches)
 
     def __len__(self) -> int:
         size = self.n if self.batch_size is None else min(self.batch_size, self.n)
@@ -134,6 +143,7 @@ class SpecDataModule(L.LightningDataModule):
         super().__init__()
         self.spec = spec
         self.dataset = dataset
+        self.resume_at: tuple[int, int] | None = None   # (epoch, batch) of a resumed run
 
     def setup(self, stage: str | None = None) -> None:
         if self.dataset is None:
@@ -152,7 +162,7 @@ class SpecDataModule(L.LightningDataModule):
         rank, world = (self.trainer.global_rank, self.trainer.world_size) if self.trainer else (0, 1)
         t = self.spec.train
         sampler = BatchOrderSampler(self.x.shape[0], t.batch_size, t.shuffle, self.spec.seed,
-                                    rank, world, device=self.x.device)
+                                    rank, world, device=self.x.device, start=self.resume_at)
         return torch.utils.data.DataLoader(BatchDataset(self.x, self.y), sampler=sampler, batch_size=None)
 
 
@@ -184,6 +194,8 @@ class SpecModule(L.LightningModule):
         self.n_rows, self.steps_per_epoch = n_rows, steps_per_epoch
         self.run_log = None
         self.result_path = None
+        self.resume_record = None        # nnparity's record from the checkpoint resumed (on_load_checkpoint)
+        self.position = (0, 0, 0)        # (epoch, batches of it done, steps done) after the last step
         reduction = spec.loss.reduction or _default_reduction(spec)
         self.mean_reduced = reduction == "mean"
         self.needs_closure = spec.optimizer.name in _closure_optimizers()
@@ -209,7 +221,50 @@ class SpecModule(L.LightningModule):
         self.clip_norm, self.clip_value = self.spec.optimizer.clip_norm, self.spec.optimizer.clip_value
         self._step = 0
         self._epoch_rows_start = 0
+        if self.resume_record is not None:
+            self._resume(self.resume_record)
         self._last = time.perf_counter()
+
+    # ----------------------------------------------------------------------- checkpoints
+
+    def on_save_checkpoint(self, checkpoint: dict) -> None:
+        """Lightning saves the weights, optimizer state and loops; nnparity's record adds the rest."""
+        log_state = self.run_log.get_state()
+        _, extra = optimizer_to_common(self.optimizers().optimizer, self.named)
+        epoch, batch, step = self.position
+        checkpoint["nnparity"] = {"spec": self.spec.to_dict(), "epoch": epoch, "batch": batch, "step": step,
+                                  "history": log_state.pop("history"), "epoch_sums": log_state,
+                                  "optimizer_extra": extra, "stopped": self.stopped}
+
+    def on_load_checkpoint(self, checkpoint: dict) -> None:
+        record = checkpoint.get("nnparity")
+        if record is None:
+            raise SpecError("checkpoint", "this .ckpt holds no nnparity record; `nnparity convert` it with the spec")
+        self.resume_record = record
+        epoch, batch = record["epoch"], record["batch"]
+        if batch >= self.steps_per_epoch:
+            # Saved after an epoch's last step: Lightning restarts with the next epoch's batches
+            # (they are served whole); that epoch's end runs in _resume.
+            epoch, batch = epoch + 1, 0
+        if self.trainer.datamodule is not None:
+            self.trainer.datamodule.resume_at = (epoch, batch)
+
+    def _resume(self, record: dict) -> None:
+        """Continue the run's records and the optimizer's non-tensor state from the checkpoint."""
+        self.run_log.set_state(dict(record["epoch_sums"], history=record["history"]))
+        optimizer_from_common_extra(self.optimizers().optimizer, record["optimizer_extra"])
+        self._step = record["step"]
+        self.position = (record["epoch"], record["batch"], record["step"])
+        self._epoch_rows_start = len(self.run_log.history.step_loss) - record["epoch_sums"]["steps"]
+        if record["batch"] >= self.steps_per_epoch:
+            # Saved after an epoch's last step: Lightning goes on with the next epoch without
+            # running this one's end, so it runs here.
+            self.on_train_epoch_end()
+
+    @property
+    def stopped(self) -> str | None:
+        """Why the run stopped, once it has (None while it goes on)."""
+        return self.run_log.stopped if getattr(self, "_finished", False) else None
 
     def _global(self, value: torch.Tensor) -> torch.Tensor:
         """The sum of ``value`` over all processes (itself on one process)."""
@@ -263,6 +318,7 @@ class SpecModule(L.LightningModule):
         now = time.perf_counter()
         self.run_log.step(loss, norm, correct, global_rows, now - self._last)
         self._last = now
+        self.position = (self.current_epoch, batch_idx + 1, self._step)
 
     def _closure(self, xb, yb, global_rows):
         """The loss of the global batch at the current parameters, without backward."""
@@ -292,6 +348,7 @@ class SpecModule(L.LightningModule):
             self.trainer.should_stop = True
         self._write_steps(first)
         self._epoch_rows_start = len(log.history.step_loss)
+        self.position = (self.position[0] + 1, 0, self.position[2])
 
     def on_train_end(self) -> None:
         """Under DDP rank 0 saves the run, so that a ``ddp_spawn`` caller, whose copy of the
@@ -349,12 +406,13 @@ class Float64Precision(DoublePrecision):
 
 def make_trainer(spec, epochs: int | None = None, devices: int | str = 1, strategy: str = "auto",
                  num_nodes: int = 1, accelerator: str = "auto", log_dir: str | None = None,
-                 progress: bool | None = None, callbacks=(), profiler=None) -> L.Trainer:
+                 progress: bool | None = None, callbacks=(), profiler=None, plugins=()) -> L.Trainer:
     """A Trainer for parity runs: deterministic, lean, reproducible.
 
     - max_epochs from ``epochs`` (default spec.train.epochs); stopping rules are the module's;
     - precision "64-true" for float64 specs ("32-true" for float32);
-    - no sanity validation, no checkpointing, no model summary, no distributed sampler (the
+    - no sanity validation, no model summary, no checkpointing unless ``callbacks`` hold a
+      ModelCheckpoint (``plugins``: e.g. AtomicCheckpointIO), no distributed sampler (the
       module's sampler shards the shared batch order itself);
     - the progress bar only when ``progress`` (None: when stderr is a terminal);
     - CSVLogger under ``log_dir`` (None: a fresh temporary directory), one row per step;
@@ -371,13 +429,14 @@ def make_trainer(spec, epochs: int | None = None, devices: int | str = 1, strate
         devices=devices,
         num_nodes=num_nodes,
         strategy=strategy,
-        **({"plugins": [Float64Precision()]} if spec.dtype == "float64" else {"precision": "32-true"}),
+        **({"plugins": [Float64Precision(), *plugins]} if spec.dtype == "float64"
+           else {"precision": "32-true", "plugins": list(plugins)}),
         max_epochs=spec.train.epochs if epochs is None else epochs,
         deterministic=True,
         benchmark=False,
         num_sanity_val_steps=0,
         limit_val_batches=0,
-        enable_checkpointing=False,
+        enable_checkpointing=any(isinstance(c, ModelCheckpoint) for c in callbacks),
         enable_model_summary=False,
         enable_progress_bar=bool(progress),
         use_distributed_sampler=False,
@@ -397,12 +456,20 @@ def quiet_lightning() -> None:  # also run at import: DDP's spawned processes im
     warnings.filterwarnings("ignore", message=".*isinstance\\(treespec, LeafSpec\\).*")
     warnings.filterwarnings("ignore", message=".*does not have many workers.*")
     warnings.filterwarnings("ignore", message=".*`training_step` returned `None`.*")
+    warnings.filterwarnings("ignore", message=".*Checkpoint directory .* exists and is not empty.*")
+    # A checkpoint holds the state after the step (what resuming needs), as ModelCheckpoint warns.
+    warnings.filterwarnings("ignore", message=".*ModelCheckpoint with manual optimization.*")
 
 
 def train(spec, dataset=None, epochs: int | None = None, progress: bool | None = None, callback=None,
           devices: int | str = 1, strategy: str = "auto", num_nodes: int = 1, accelerator: str = "auto",
-          log_dir: str | None = None, trainer_callbacks=(), profiler=None):
+          log_dir: str | None = None, trainer_callbacks=(), profiler=None, checkpoints: dict | None = None):
     """Train the spec with Lightning; the same arguments and result as torch_ref.training.train.
+
+    ``checkpoints``: {"dir": DIR, "every": N or None, "resume": a .ckpt path or None}: Lightning's
+    ModelCheckpoint writes DIR/last.ckpt every N steps (None: default_every), the run writes it when
+    it ends and on SIGINT/SIGTERM (then raises scratch.checkpoint.Interrupted), and a resumed run
+    starts from ``ckpt_path`` (read with weights_only=True).
 
     Under DDP every process returns the same TrainResult (the recorded losses are the global
     batches'); with ``strategy="ddp_spawn"`` the calling process gets rank 0's result.
@@ -418,10 +485,17 @@ def train(spec, dataset=None, epochs: int | None = None, progress: bool | None =
     data = SpecDataModule(spec, dataset)
     own_dir = log_dir is None
     log_dir = tempfile.mkdtemp(prefix="nnparity-lightning-") if own_dir else str(log_dir)
+    signals, options = nullcontext(), {}
+    if checkpoints is not None:
+        signals = DeferredSignals()
+        options = _checkpoint_options(checkpoints, steps, signals)
+        trainer_callbacks = [*trainer_callbacks, *options.pop("callbacks")]
     try:
-        result, trainer, fit_seconds = _fit(spec, module, data, epochs, log_dir, devices=devices, strategy=strategy,
-                                            num_nodes=num_nodes, accelerator=accelerator, progress=progress,
-                                            callbacks=trainer_callbacks, profiler=profiler)
+        with signals:
+            result, trainer, fit_seconds = _fit(spec, module, data, epochs, log_dir, devices=devices,
+                                                strategy=strategy, num_nodes=num_nodes, accelerator=accelerator,
+                                                progress=progress, callbacks=trainer_callbacks, profiler=profiler,
+                                                **options)
     finally:
         if own_dir:
             shutil.rmtree(log_dir, ignore_errors=True)
@@ -435,7 +509,46 @@ def train(spec, dataset=None, epochs: int | None = None, progress: bool | None =
     return result
 
 
-def _fit(spec, module, data, epochs, log_dir, **trainer_options):
+def _checkpoint_options(checkpoints: dict, steps_per_epoch: int, signals) -> dict:
+    """The callbacks, plugin and ckpt_path that make a run write and resume checkpoints."""
+    path = os.path.join(checkpoints["dir"], "last.ckpt")
+    every = checkpoints.get("every") or default_every(steps_per_epoch)
+    saver = ModelCheckpoint(dirpath=checkpoints["dir"], save_top_k=0, save_last=True, every_n_train_steps=every,
+                            enable_version_counter=False)
+    return {"callbacks": [saver, CheckpointOnSignal(path, signals)], "plugins": [AtomicCheckpointIO()],
+            "ckpt_path": checkpoints.get("resume")}
+
+
+class AtomicCheckpointIO(TorchCheckpointIO):
+    """Lightning's checkpoint files written atomically (temporary file, fsync, rename) with a
+    digest of their content, and read with ``weights_only=True`` and checked against it."""
+
+    def save_checkpoint(self, checkpoint, path, storage_options=None):
+        os.makedirs(os.path.dirname(os.path.abspath(path)), exist_ok=True)
+        save_checked(checkpoint, path)
+
+    def load_checkpoint(self, path, map_location=None, weights_only=None):
+        return read_checked(path)
+
+
+class CheckpointOnSignal(L.Callback):
+    """Writes ``path`` when SIGINT or SIGTERM came during a step (``signals``: DeferredSignals), then
+    stops the run with Interrupted; and writes it once more when the run ends."""
+
+    def __init__(self, path: str, signals):
+        self.path, self.signals = path, signals
+
+    def on_train_batch_end(self, trainer, pl_module, outputs, batch, batch_idx):
+        if self.signals.pending is not None:
+            trainer.save_checkpoint(self.path, weights_only=False)
+            raise Interrupted(self.signals.pending, self.path)
+
+    def on_train_end(self, trainer, pl_module):
+        pl_module._finished = True
+        trainer.save_checkpoint(self.path, weights_only=False)
+
+
+def _fit(spec, module, data, epochs, log_dir, ckpt_path=None, **trainer_options):
     """Make the Trainer, fit, and return (TrainResult without test figures, trainer, fit seconds)."""
     deterministic = torch.are_deterministic_algorithms_enabled()
     warn_only = torch.is_deterministic_algorithms_warn_only_enabled()
@@ -446,7 +559,7 @@ def _fit(spec, module, data, epochs, log_dir, **trainer_options):
     check_shards(len(data.dataset.x_train), spec.train.batch_size, trainer.world_size)  # before DDP starts
     t0 = time.perf_counter()
     try:
-        trainer.fit(module, datamodule=data)
+        trainer.fit(module, datamodule=data, ckpt_path=ckpt_path, weights_only=True if ckpt_path else None)
     except TrainingDiverged:
         raise
     except Exception:  # ddp_spawn wraps a worker's exception: re-raise ours

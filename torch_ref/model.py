@@ -197,6 +197,19 @@ def named_to_scratch(named: dict, grads: bool = False) -> dict[str, np.ndarray]:
     return out
 
 
+def tensor_to_scratch(name: str, tensor: torch.Tensor) -> np.ndarray:
+    """One tensor stored under parameter ``name`` (a parameter, its gradient, an optimizer buffer)
+    as a NumPy array in scratch's layout."""
+    return _to_layout(name, tensor.detach())
+
+
+def scratch_to_tensor(name: str, value, like: torch.Tensor) -> torch.Tensor:
+    """A scratch-layout array stored under parameter ``name`` as a tensor in torch's layout, with
+    the dtype and device of ``like`` (the parameter)."""
+    value = torch.tensor(np.asarray(value), dtype=like.dtype)   # a copy: never the array's memory
+    return (value.T if name.endswith(".weight") else value).contiguous().to(like.device)
+
+
 def _to_layout(name: str, tensor: torch.Tensor) -> np.ndarray:
     tensor = tensor.cpu()
     return (tensor.T if name.endswith(".weight") else tensor).numpy().copy()

@@ -17,6 +17,7 @@ from __future__ import annotations
 
 import math
 import time
+from contextlib import nullcontext
 from dataclasses import dataclass
 
 import numpy as np
@@ -29,6 +30,7 @@ from scratch.training import (CLOSURE_OPTIMIZERS, History, RunLog, TrainingDiver
                               scored_per_row)
 from torch_ref.model import (TORCH_DTYPES, build, build_loss, named_to_scratch, scratch_named_parameters,
                              to_scratch)
+from torch_ref import checkpoint
 from torch_ref.optimizers import make_torch_optimizer
 
 __all__ = ["train", "History", "TrainResult", "TrainingDiverged"]
@@ -115,11 +117,12 @@ def _train_step(run: _Run, xb, yb, targets, epoch: int, step: int, batch: int) -
 
 
 def train(spec, dataset=None, epochs: int | None = None, progress: bool | None = None,
-          callback=None, device=None) -> TrainResult:
+          callback=None, device=None, checkpoints=None) -> TrainResult:
     """Train the torch twin of the spec; the same arguments and result as scratch.training.train.
 
     ``device``: where the model and data live (default CPU). The final parameters come back as
-    NumPy arrays in scratch's (inputs, units) layout.
+    NumPy arrays in scratch's (inputs, units) layout. ``checkpoints``: a
+    scratch.checkpoint.Checkpointer, as for the scratch loop (the same file format).
     """
     dataset = load_dataset(spec) if dataset is None else dataset
     epochs = spec.train.epochs if epochs is None else epochs
@@ -132,26 +135,49 @@ def train(spec, dataset=None, epochs: int | None = None, progress: bool | None =
     y = as_tensor(dataset.y_train, dtype, device)
     rule = accuracy_rule(spec, dataset.y_train)
     targets = None if rule is None else as_tensor(accuracy_targets(rule, dataset.y_train), dtype, device)
-
-    def torch_batches(epoch):
-        batches = epoch_batches(len(x), spec, epoch)
-        return [b if isinstance(b, slice) else torch.as_tensor(b, device=device) for b in batches]
-
-    batches = torch_batches(0)
-    log = RunLog(spec, len(x), len(batches), epochs, rule, progress, callback)
+    log = RunLog(spec, len(x), len(epoch_batches(len(x), spec, 0)), epochs, rule, progress, callback)
     run = _Run(spec, model, build_loss(spec), named, optimizer, rule, log)
-    step = 0
-    for epoch in range(epochs):
-        if spec.train.shuffle and epoch:
-            batches = torch_batches(epoch)
-        for b, rows in enumerate(batches):
-            step += 1
-            if _train_step(run, x[rows], y[rows], None if targets is None else targets[rows], epoch, step, b):
-                break
-        if log.end_epoch():
-            break
-    seconds = log.elapsed()
-    final = to_scratch(model)
-    check_final_parameters(final, len(log.history.epoch_loss), log.history)
+    position = (0, 0, 0, True)
+    if checkpoints is not None:
+        if checkpoints.resume is not None:
+            checkpoint.restore(run, checkpoints.resume)
+            log.stopped = checkpoints.resume.stopped or "epochs"
+        position = checkpoints.start(epochs)
+    with checkpoints.signals if checkpoints is not None else nullcontext():
+        epoch, step = _loop(run, x, y, targets, epochs, position, checkpoints)
+        seconds = log.elapsed()
+        final = to_scratch(model)
+        check_final_parameters(final, len(log.history.epoch_loss), log.history)
+        if checkpoints is not None:
+            checkpoints.finish(checkpoint.capture(run, epoch, 0, step, stopped=log.stopped))
     test_loss, test_accuracy = evaluate(model, run.loss_fn, dataset, spec, rule, device)
     return log.finish(final, test_loss, test_accuracy, seconds)
+
+
+def _loop(run: _Run, x, y, targets, epochs: int, position, checkpoints) -> tuple[int, int]:
+    """The epochs from ``position`` (epoch, batch, step, anything to do); returns (the epoch after
+    the last one run, steps done in all)."""
+    epoch0, batch0, step, more = position
+    if not more:
+        return epoch0, step
+
+    def torch_batches(epoch):
+        batches = epoch_batches(len(x), run.spec, epoch)
+        return [b if isinstance(b, slice) else torch.as_tensor(b, device=x.device) for b in batches]
+
+    run.log.stopped = "epochs"
+    epoch, batches = epoch0, torch_batches(epoch0)
+    for epoch in range(epoch0, epochs):
+        if run.spec.train.shuffle and epoch != epoch0:
+            batches = torch_batches(epoch)
+        for b in range(batch0 if epoch == epoch0 else 0, len(batches)):
+            rows = batches[b]
+            step += 1
+            stop = _train_step(run, x[rows], y[rows], None if targets is None else targets[rows], epoch, step, b)
+            if checkpoints is not None:
+                checkpoints.after_step(step, lambda: checkpoint.capture(run, epoch, b + 1, step))
+            if stop:
+                break
+        if run.log.end_epoch():
+            break
+    return epoch + 1, step

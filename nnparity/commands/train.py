@@ -1,20 +1,24 @@
 """`nnparity train SPEC`: train the spec with one backend and summarize the run.
 
 Exit codes: 0 trained; 1 training diverged (NaN or inf: the message names step and parameter);
-2 bad input (spec, data or option: the message names the field).
+2 bad input (spec, data or option: the message names the field); 128 + the signal number when
+Ctrl-C (130) or SIGTERM (143) stopped a run that writes checkpoints, after writing one.
 """
 from __future__ import annotations
 
 import json
 import math
+import os
 import sys
 
 from nnparity import interrupts
 from nnparity.outputs import check_output_file, write_via_temp
 from nnparity.usage import UsageError
+from scratch import checkpoint
+from scratch.data import load_dataset
 from scratch.policy import json_safe
 from scratch.spec import load_spec
-from scratch.training import TrainingDiverged, train as train_scratch
+from scratch.training import TrainingDiverged, epoch_batches, train as train_scratch
 
 
 def _epochs_done(epochs):
@@ -27,22 +31,80 @@ def _epochs_done(epochs):
 
 def _train_scratch(spec, args, progress):
     return train_scratch(spec, epochs=args.epochs, progress=progress,
-                         callback=_epochs_done(args.epochs or spec.train.epochs))
+                         callback=_epochs_done(args.epochs or spec.train.epochs), checkpoints=checkpointer(spec, args))
 
 
 # torch and Lightning are imported only by the backend that uses them: scratch trains without torch.
 def _train_torch(spec, args, progress):
     from torch_ref.training import train
 
-    return train(spec, epochs=args.epochs, progress=progress, callback=_epochs_done(args.epochs or spec.train.epochs))
+    return train(spec, epochs=args.epochs, progress=progress, callback=_epochs_done(args.epochs or spec.train.epochs),
+                 checkpoints=checkpointer(spec, args))
 
 
 def _train_lightning(spec, args, progress):
+    from torch_ref.checkpoint import read_lightning
     from torch_ref.lightning import train
 
+    checkpoints = None
+    if args.checkpoint:
+        path = checkpoint_path(spec, args, LIGHTNING_FILE)
+        if args.resume:
+            _check_resumable(read_lightning, path, spec)
+        checkpoints = {"dir": args.checkpoint, "every": args.every, "resume": path if args.resume else None}
     return train(spec, epochs=args.epochs, progress=progress, callback=_epochs_done(args.epochs or spec.train.epochs),
                  devices=args.devices, num_nodes=args.num_nodes,
-                 strategy=args.strategy or ("ddp" if args.devices * args.num_nodes > 1 else "auto"))
+                 strategy=args.strategy or ("ddp" if args.devices * args.num_nodes > 1 else "auto"),
+                 checkpoints=checkpoints)
+
+
+LIGHTNING_FILE = "last.ckpt"   # what Lightning's ModelCheckpoint(save_last=True) writes
+
+
+def checkpoint_path(spec, args, filename: str) -> str:
+    """The checkpoint file in --checkpoint DIR, after the checks that keep a user's files safe:
+    an existing checkpoint is continued only with --resume, and only by the same spec."""
+    folder = args.checkpoint
+    if os.path.exists(folder) and not os.path.isdir(folder):
+        raise UsageError(f"--checkpoint: {folder} is a file; expected a directory (made if missing)")
+    path = os.path.join(folder, filename)
+    others = [f for f in (checkpoint.FILENAME, LIGHTNING_FILE) if os.path.exists(os.path.join(folder, f))]
+    if not args.resume:
+        if others:
+            raise UsageError(f"--checkpoint: {folder} already holds a checkpoint ({others[0]}); pass --resume "
+                             f"to continue it, or name another directory")
+        os.makedirs(folder, exist_ok=True)
+        return path
+    if not os.path.exists(path):
+        held = f" (it holds {others[0]}: convert it with `nnparity convert`)" if others else ""
+        raise UsageError(f"--resume: {folder} holds no {filename} to resume with --backend {args.backend}{held}")
+    return path
+
+
+def checkpointer(spec, args):
+    """The scratch and torch loops' Checkpointer for --checkpoint/--every/--resume (None without)."""
+    if not args.checkpoint:
+        return None
+    path = checkpoint_path(spec, args, checkpoint.FILENAME)
+    resume = _check_resumable(checkpoint.load, path, spec) if args.resume else None
+    every = args.every or checkpoint.default_every(len(epoch_batches(_train_rows(spec), spec, 0)))
+    return checkpoint.Checkpointer(path, every=every, resume=resume)
+
+
+def _check_resumable(read, path: str, spec):
+    """The checkpoint at ``path`` (read by ``read``) if it is sound and of this spec; else UsageError."""
+    try:
+        saved = read(path)
+    except checkpoint.CheckpointError as err:
+        raise UsageError(f"--resume: {err}") from None
+    differs = checkpoint.spec_difference(saved.spec, spec.to_dict())
+    if differs:
+        raise UsageError(f"--resume: {path} is another spec's checkpoint ({differs})")
+    return saved
+
+
+def _train_rows(spec) -> int:
+    return len(load_dataset(spec).x_train)
 
 
 # --backend name -> runner(spec, args, progress) -> scratch.training.TrainResult
@@ -71,6 +133,13 @@ def add_arguments(parser):
     parser.add_argument("--num-nodes", type=int, default=1, metavar="M", help="lightning: DDP over M machines")
     parser.add_argument("--strategy", choices=("ddp", "ddp_spawn"),
                         help="lightning: how DDP starts its processes (default ddp when N*M > 1)")
+    parser.add_argument("--checkpoint", metavar="DIR",
+                        help="write checkpoints to DIR (checkpoint.npz; lightning: last.ckpt): every --every "
+                             "steps, when the run ends, and on Ctrl-C or SIGTERM before stopping")
+    parser.add_argument("--every", type=int, metavar="N",
+                        help="with --checkpoint: write one every N steps (default: once per epoch)")
+    parser.add_argument("--resume", action="store_true",
+                        help="with --checkpoint: continue the run saved in DIR, bit for bit")
 
 
 def run(args) -> int:
@@ -83,6 +152,7 @@ def run(args) -> int:
             raise UsageError(f"--{name.replace('_', '-')}: must be >= 1, got {getattr(args, name)}")
     if args.backend != "lightning" and (args.devices > 1 or args.num_nodes > 1 or args.strategy):
         raise UsageError("--devices, --num-nodes and --strategy are for --backend lightning")
+    _check_checkpoint_flags(args)
     spec = load_spec(args.spec)
     progress = False if args.quiet else None
     if args.backend != "scratch":
@@ -96,6 +166,9 @@ def run(args) -> int:
             print(json.dumps(json_safe(diverged_to_json(err, spec, args.backend)), allow_nan=False))
         print(f"nnparity train: {err}", file=sys.stderr)
         return 1
+    except checkpoint.Interrupted as err:
+        print(f"nnparity train: {err}; continue with --resume", file=sys.stderr)
+        return 128 + err.signum
     if getattr(result, "lightning", {}).get("global_rank", 0) != 0:
         return 0  # a DDP process other than rank 0: rank 0 reports the (same) run
     # The results first: a plot that fails to write loses nothing that was printed.
@@ -119,6 +192,15 @@ def diverged_to_json(err: TrainingDiverged, spec, backend: str) -> dict:
             "diverged": {"message": str(err), "what": err.what, "value": err.value, "epoch": err.epoch,
                          "step": err.step, "batch": err.batch, "parameter": err.parameter},
             "history": history}
+
+
+def _check_checkpoint_flags(args) -> None:
+    if (args.every is not None or args.resume) and not args.checkpoint:
+        raise UsageError("--every and --resume need --checkpoint DIR")
+    if args.every is not None and args.every < 1:
+        raise UsageError(f"--every: must be >= 1 (steps between checkpoints), got {args.every}")
+    if args.checkpoint and args.devices * args.num_nodes > 1:
+        raise UsageError("--checkpoint: single-process runs only; drop --devices/--num-nodes or --checkpoint")
 
 
 def result_to_json(result, spec, backend: str) -> dict:

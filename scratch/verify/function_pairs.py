@@ -129,7 +129,7 @@ def _convention(d: Derivative, matched: list, worked: dict, declared: str | None
             use = declared
     else:
         use = declared or next(iter(worked))
-        notes.append(f"convention: matches neither z nor a = f(z); checked as called with "
+        notes.append("convention: matches neither z nor a = f(z); checked as called with "
                      + ("z" if use == "z" else "the activation") + (" (as declared)" if declared else ""))
     form = worked[use][1] if use in worked else next(iter(worked.values()))[1]
     notes.append(f"derivative form: {FORM_TEXT[form]}")
