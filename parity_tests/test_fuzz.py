@@ -116,13 +116,54 @@ def _flat(value):
     return [value]
 
 
+# The command line: each command's own options with hostile values, in random order and number.
+# The positional always names a spec file that is not there, so an argv whose options all pass
+# ends at the spec's one-line error: every input exits 2 without training anything.
+CLI_COMMANDS = {"check": ["no/such/spec.toml"], "train": ["no/such/spec.toml"],
+                "compare": ["no/such/spec.toml"], "verify": ["--spec", "no/such/spec.toml"],
+                "convert": ["no/such/a.npz", "out.npz"]}
+CLI_VALUES = ["0", "-1", "1", "3", "100000000000", "1e308", "-0.0", "inf", "nan", "", "x", "ü", "9" * 5000,
+              "/", ".", "no/such/dir/x.png", "x.png", "x.json", "float16", "float32", "cpu", "gpu", "none",
+              "ddp", "examples.custom_ops:Swish", "--", "-", "\x00", "2**64"]
+
+
+def _options(command: str) -> list:
+    from nnparity.cli import build_parser
+
+    parser, _ = build_parser([command])
+    sub = next(a for a in parser._actions if a.dest == "command").choices[command]
+    return [a for a in sub._actions if a.option_strings and a.dest not in ("help", "spec")]
+
+
+def _cli(command, rng):
+    """One argv of hostile options: exit 2 with the project's one-line error (or argparse's)."""
+    argv = [command, *CLI_COMMANDS[command]]
+    for action in rng.sample(OPTIONS[command], rng.randint(1, min(4, len(OPTIONS[command])))):
+        argv.append(rng.choice(action.option_strings))
+        if action.nargs != 0:
+            argv.append(rng.choice(CLI_VALUES))
+    out, err = io.StringIO(), io.StringIO()
+    with contextlib.redirect_stdout(out), contextlib.redirect_stderr(err):
+        try:
+            code = main(argv)
+        except SystemExit as exit_:   # argparse's own usage error
+            code = exit_.code
+    lines = err.getvalue().strip().splitlines()
+    assert code == 2 and out.getvalue() == "", (argv, code, err.getvalue()[-500:])
+    assert lines and lines[-1].startswith("nnparity") and "Traceback" not in err.getvalue(), (argv, lines[-3:])
+
+
+OPTIONS = {command: _options(command) for command in CLI_COMMANDS}
+
+
 @pytest.mark.parametrize("target,strategy,per_example", [
     (_tables, spec_tables(), 50),
     (_text(".toml"), spec_tables(), 50),
     (_text(".json"), spec_tables(), 50),
     (_bytes, st.binary(max_size=300), 50),
     (_check, spec_tables(), 10),
-], ids=["tables", "toml", "json", "bytes", "check"])
+    (_cli, st.sampled_from(sorted(CLI_COMMANDS)), 50),
+], ids=["tables", "toml", "json", "bytes", "check", "cli"])
 def test_fuzz_target_clean(target, strategy, per_example):
     assert fuzz(target, strategy, per_example) >= INPUTS
 
