@@ -48,7 +48,7 @@ class Config:
 
     @property
     def train_flops(self) -> int:
-        """6 · batch · Σ inputs·units: the issue's count of a train step's FLOPs."""
+        """6 · batch · Σ inputs·units: a train step's FLOPs (forward 2, backward 4 per multiply-add)."""
         return 6 * self.batch * sum(k * n for k, n in zip(self.widths[:-1], self.widths[1:]))
 
 

@@ -43,7 +43,7 @@ def test_cli_check_spec_passes(path, dtype, capsys):
 
 
 def test_cli_check_json_schema(capsys):
-    """Exactly the schema of the issue: dtype, ok, scratch/torch {output, loss, grads incl. input},
+    """Exactly the documented --json schema: dtype, ok, scratch/torch {output, loss, grads incl. input},
     errors {output, loss, grads} each {max_abs, rel}; weights' gradients in (inputs, units) layout."""
     path = ROOT / "specs" / "deep_mixed.json"
     spec = load_spec(path)

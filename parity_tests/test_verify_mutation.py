@@ -1,5 +1,5 @@
 """Smoke test of tools/mutate.py (the mutation check of this suite, run by hand; not part of CI):
-it makes the mutants the issue names, and kills one in a copy of the tree without touching it."""
+it makes every kind of mutant (sign, factor, dropped term, kink, transpose, constant), and kills one in a copy of the tree without touching it."""
 from __future__ import annotations
 
 import hashlib

@@ -3,7 +3,7 @@
 - sgd -> torch.optim.SGD, adam -> torch.optim.Adam, adamw -> torch.optim.AdamW, configured from the
   spec; torch's own update code is what the scratch formulas are checked against.
 - armijo, random_search: torch has neither, so they are torch.optim.Optimizer subclasses here that
-  apply the rule the issue sets (the same rule as scratch) to torch autograd gradients (p.grad).
+  apply the same rule as scratch to torch autograd gradients (p.grad).
 - clipping: torch.nn.utils.clip_grad_norm_ / clip_grad_value_ themselves (apply_clipping).
 
 Use as torch.optim: ``opt.zero_grad(); loss.backward(); apply_clipping(spec, params); opt.step(closure)``;
