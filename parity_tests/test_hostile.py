@@ -75,11 +75,16 @@ def test_hostile_loader_accepts_harmless(text, tmp_path, capsys):
 
 SOFTMAX_1000 = ('[[layers]]\ninputs = 1\nunits = 2\nactivation = "softmax"\nweight = [[1000.0, -1000.0]]\n'
                 '[loss]\nname = "cce"\n[data]\nx = [[1.0]]\ny = [1]\n')
+# found by the fuzzer: inf · 0 = NaN reaches the sigmoid, and torch's BCELoss raises on a NaN probability
+NAN_PROBABILITY = ('dtype = "float32"\n[[layers]]\ninputs = 2\nunits = 2\nweight = [[0.0, 0.0], [0.0, 3e38]]\n'
+                   '[[layers]]\nunits = 1\nweight = [[0.0], [0.0]]\n[[layers]]\nunits = 1\nactivation = "sigmoid"\n'
+                   '[loss]\nname = "bce"\n[data]\nx = [[1.0, 2.0]]\ny = [[0.0]]\n')
 FLOAT32_NEAR_MAX = ('dtype = "float32"\n[[layers]]\ninputs = 2\nunits = 1\nweight = [[3e38], [3e38]]\n'
                     '[loss]\nname = "mse"\n[data]\nx = [[1.0, 1.0]]\ny = [[0.0]]\n')
 
 
-@pytest.mark.parametrize("text", [SOFTMAX_1000, FLOAT32_NEAR_MAX], ids=["softmax-cce-1000", "float32-near-max"])
+@pytest.mark.parametrize("text", [SOFTMAX_1000, FLOAT32_NEAR_MAX, NAN_PROBABILITY],
+                         ids=["softmax-cce-1000", "float32-near-max", "nan-probability-bce"])
 def test_hostile_verdict_overflow_is_no_pass(text, tmp_path, capsys):
     path = tmp_path / "spec.toml"
     path.write_text(text)

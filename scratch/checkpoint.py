@@ -283,8 +283,11 @@ class Checkpointer:
             raise Interrupted(pending, self.path)
 
     def finish(self, ckpt: Checkpoint) -> None:
-        """The run ended: its last checkpoint, with ``stopped`` set."""
+        """The run ended: its last checkpoint, with ``stopped`` set. A signal that came after the
+        last step still stops the command as an interruption (the checkpoint is on disk)."""
         save(ckpt, self.path)
+        if self.signals.pending is not None:
+            raise Interrupted(self.signals.pending, self.path)
 
     def start(self, epochs: int) -> tuple[int, int, int, bool]:
         """(epoch, batch, step) to start from, and whether there is anything left to train."""

@@ -41,13 +41,28 @@ def run_torch(spec: Spec, x: np.ndarray, y: np.ndarray, device: str = "cpu") -> 
     y = np.asarray(y)
     yt = torch.tensor(y, dtype=torch.long if y.dtype.kind in "iu" else dtype, device=device)
     out, trace = model.forward_trace(xt)
-    value = loss_fn(out, yt)
+    try:
+        value = loss_fn(out, yt)
+    except RuntimeError:
+        if bool(torch.isfinite(out).all()):
+            raise
+        # torch's BCELoss refuses a NaN probability: the output already overflowed, so the loss and
+        # every gradient are not numbers on torch's side (the verdict reports the overflow)
+        return _not_numbers(model, xt, out, trace)
     if value.requires_grad:
         value.backward()
     grads = gradients_to_scratch(model)
     grads["input"] = (xt.grad if xt.grad is not None else torch.zeros_like(xt)).cpu().numpy().copy()
     return {"output": out.detach().cpu().numpy(), "activations": [a.detach().cpu().numpy() for a in trace],
             "loss": float(value.detach()), "grads": grads}
+
+
+def _not_numbers(model, xt, out, trace) -> dict:
+    """run_torch's result when torch's loss refused a non-finite output: NaN loss and gradients."""
+    grads = {name: np.full_like(g, np.nan) for name, g in gradients_to_scratch(model).items()}
+    grads["input"] = np.full(tuple(xt.shape), np.nan, dtype=xt.detach().cpu().numpy().dtype)
+    return {"output": out.detach().cpu().numpy(), "activations": [a.detach().cpu().numpy() for a in trace],
+            "loss": float("nan"), "grads": grads}
 
 
 def check_batch(spec: Spec, batch: int | None = None):

@@ -499,6 +499,8 @@ def train(spec, dataset=None, epochs: int | None = None, progress: bool | None =
     finally:
         if own_dir:
             shutil.rmtree(log_dir, ignore_errors=True)
+    if checkpoints is not None and signals.pending is not None:   # came after the last step: still an interrupt
+        raise Interrupted(signals.pending, os.path.join(checkpoints["dir"], "last.ckpt"))
     check_final_parameters(result.params, len(result.history.epoch_loss), result.history)
     # Test loss and accuracy at the final parameters, as the torch loop measures them.
     result.test_loss, result.test_accuracy = evaluate(build(spec, result.params), build_loss(spec), dataset,
