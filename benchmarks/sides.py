@@ -145,7 +145,10 @@ def torch_compile(cfg, op, dtype, threads):
 
 
 def jax_jit(cfg, op, dtype, threads):
-    """The same MLP in JAX, the whole step under one jax.jit (CPU); SGD and Adam written out."""
+    """The same MLP in JAX, the whole step under one jax.jit (CPU); SGD and Adam written out.
+
+    Longer than the others on purpose: a peer's model, loss and both updates read as one JAX
+    program, closures over the same params, which is how a JAX user would write them."""
     try:
         import jax
         import jax.numpy as jnp
@@ -227,7 +230,8 @@ def micrograd(cfg, op, dtype, threads):
     """Karpathy's micrograd (scalar autograd, Python floats): the tiny network only.
 
     micrograd has no exp or log; the two nodes softmax cross-entropy needs are added here in
-    micrograd's own style. Python floats are float64 whatever --dtype says.
+    micrograd's own style. Python floats are float64 whatever --dtype says. Long for the same reason
+    as jax_jit: the peer's whole program in one place.
     """
     if cfg.name != "tiny":
         raise Skip("micrograd runs the tiny network only (scalar autograd: hours at larger sizes)")
