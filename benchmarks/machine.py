@@ -96,8 +96,6 @@ def gemm_list(cfg) -> list[tuple[str, int, int, int]]:
 
 
 def _operands(layout, m, k, n, dtype, rng):
-    import numpy as np
-
     if layout == "NN":
         a, b = rng.standard_normal((m, k)), rng.standard_normal((k, n))
         return a.astype(dtype), b.astype(dtype), False, False

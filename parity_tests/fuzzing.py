@@ -1,8 +1,9 @@
 """Generators of hostile input for the fuzz tests: spec tables with wrong types, absurd numbers
-and depths in any field, their TOML/JSON text with bytes flipped, and command lines.
+and depths in any field, and their TOML/JSON text with bytes flipped (the command-line target
+lives in test_fuzz.py).
 
 Each hypothesis example draws a base (a spec that makes sense, of small sizes) and a seeded
-``random.Random``; ``variants`` derives many inputs from the pair, so that ten thousand inputs
+``random.Random``; the fuzz test derives many inputs from the pair, so that ten thousand inputs
 cost a few hundred hypothesis examples (its own overhead per example dwarfs the loader's work).
 """
 from __future__ import annotations
@@ -17,7 +18,6 @@ from hypothesis import strategies as st
 
 from scratch.activations import ACTIVATIONS
 from scratch.losses import LOSSES
-from scratch.optimizers import OPTIMIZERS
 
 # How many times more inputs the long runs generate (NNPARITY_FUZZ_LONG=1, tests marked slow).
 LONG = os.environ.get("NNPARITY_FUZZ_LONG") == "1"
@@ -164,7 +164,3 @@ def flip(data: bytes, rng: random.Random) -> bytes:
             del out[at]
     return bytes(out)
 
-
-def variants(base: dict, rng: random.Random, count: int, make):
-    """``count`` inputs derived from one base: ``make(base, rng)`` each."""
-    return [make(base, rng) for _ in range(count)]

@@ -4,7 +4,6 @@ without changing a bit; corrupted, truncated and malicious files are refused, no
 from __future__ import annotations
 
 import os
-import pickle
 import signal
 import subprocess
 import sys

@@ -18,7 +18,7 @@ import warnings
 import pytest
 from hypothesis import HealthCheck, given, settings, strategies as st
 
-from fuzzing import LONG, SCALE, flip, mutate, spec_tables, to_text, variants
+from fuzzing import LONG, SCALE, flip, mutate, spec_tables, to_text
 from nnparity.cli import main
 from nnparity.commands.check import run_spec
 from scratch.errors import MAX_FIELD_CHARS, MAX_MESSAGE_CHARS

@@ -166,7 +166,7 @@ def test_hostile_output_refused_before_work(command, plot, fragment, tmp_path, c
     (tmp_path / "a_dir.png").mkdir()
     code, out, err = run_cli(capsys, command, str(SQUARE), "--plot", plot, "--quiet")
     assert code == 2 and out == ""
-    assert_one_line(err, command, f"--plot: ")
+    assert_one_line(err, command, "--plot: ")
     assert fragment in err
 
 
