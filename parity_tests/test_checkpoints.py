@@ -11,6 +11,7 @@ import time
 
 import numpy as np
 import pytest
+import lightning.pytorch as L
 import torch
 
 from scratch import checkpoint
@@ -101,6 +102,31 @@ def test_resume_after_signal_bit_identical(tmp_path, backend, optimizer, signum)
     for name, value in expected.params.items():
         assert np.array_equal(resumed.params[name], value), name
     assert resumed.equal(expected)   # optimizer state, history and position too, bit for bit
+
+
+class _SignalAtEpochEnd(L.Callback):
+    """Sends the process ``signum`` at the end of the first epoch, after every batch hook has run:
+    the moment at which Lightning's own SIGTERM handler would end fit with exit 0."""
+
+    def __init__(self, signum: int):
+        self.signum = signum
+
+    def on_train_epoch_end(self, trainer, pl_module):
+        if trainer.current_epoch == 0:
+            os.kill(os.getpid(), self.signum)
+
+
+@pytest.mark.parametrize("signum", [signal.SIGTERM, signal.SIGINT], ids=lambda s: signal.Signals(s).name)
+def test_lightning_signal_between_steps_interrupts(tmp_path, signum):
+    spec = xor_spec("adam", 3)
+    before = {s: signal.getsignal(s) for s in (signal.SIGINT, signal.SIGTERM)}
+    with pytest.raises(checkpoint.Interrupted) as caught:
+        train_lightning(spec, progress=False, checkpoints={"dir": str(tmp_path), "every": EVERY},
+                        trainer_callbacks=[_SignalAtEpochEnd(signum)])
+    assert caught.value.signum == signum
+    saved = read("lightning", tmp_path / "last.ckpt")
+    assert saved.stopped is None and saved.step == 3   # the first step of the second epoch, then stopped
+    assert {s: signal.getsignal(s) for s in before} == before   # the handlers are put back
 
 
 # ---------------------------------------------------------------------------- interchange

@@ -257,6 +257,13 @@ class DeferredSignals:
             self._before = {s: signal.signal(s, self._note) for s in self.SIGNALS}
         return self
 
+    def reclaim(self) -> None:
+        """Put the noting handlers back after a library replaced them (Lightning's Trainer installs
+        its own SIGTERM handler when fit starts, which ends the run with exit 0 between steps)."""
+        if self._before and threading.current_thread() is threading.main_thread():
+            for s in self.SIGNALS:
+                signal.signal(s, self._note)
+
     def __exit__(self, *exc):
         for s, handler in self._before.items():
             signal.signal(s, handler)

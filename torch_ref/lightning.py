@@ -540,6 +540,11 @@ class CheckpointOnSignal(L.Callback):
     def __init__(self, path: str, signals):
         self.path, self.signals = path, signals
 
+    def on_train_start(self, trainer, pl_module):
+        # The Trainer has just installed its SIGTERM handler; a SIGTERM it sees between our hooks
+        # would end fit with SystemExit(None), exit 0 and no checkpoint of the last step.
+        self.signals.reclaim()
+
     def on_train_batch_end(self, trainer, pl_module, outputs, batch, batch_idx):
         if self.signals.pending is not None:
             trainer.save_checkpoint(self.path, weights_only=False)
