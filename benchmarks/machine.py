@@ -11,6 +11,7 @@ from __future__ import annotations
 import os
 import platform
 import socket
+import time
 from importlib import metadata
 
 
@@ -67,6 +68,17 @@ def machine_info() -> dict:
     return info
 
 
+#: seconds to wait before timing a side: OpenBLAS's threads spin for ~0.1 s after a product
+#: returns (THREAD_TIMEOUT) and torch's OpenMP pool spins too; on 2 cores a pool still spinning
+#: halves the next library's rate (torch.mm right after np.matmul: 71 instead of 149 GFLOP/s).
+SETTLE_S = 0.25
+
+
+def settle() -> None:
+    """Let the previous side's thread pools go idle before the next side is timed."""
+    time.sleep(SETTLE_S)
+
+
 def fix_threads(n: int):
     """Every pool at ``n`` threads: torch's intra-op pool, OpenMP and BLAS (threadpoolctl).
     Returns the threadpoolctl limiter (keep a reference) or None without threadpoolctl."""
@@ -114,21 +126,24 @@ def gemm_rates(cfg, dtype: str, threads: int, min_run_time: float = 0.05) -> dic
     rng = np.random.default_rng(1)
     shapes = gemm_list(cfg)
     per_shape = {}
+    operands = {}
     for shape in dict.fromkeys(shapes):
         layout, m, k, n = shape
         a, b, ta, tb = _operands(layout, m, k, n, dtype, rng)
-        a_, b_ = (a.T if ta else a), (b.T if tb else b)
-        out = np.empty((m, n), dtype=dtype)
         ta_, tb_ = torch.from_numpy(a), torch.from_numpy(b)
-        ta_, tb_ = (ta_.T if ta else ta_), (tb_.T if tb else tb_)
-        flops = 2 * m * k * n
-        row = {"layout": layout, "m": m, "k": k, "n": n}
-        for lib, stmt, env in (("numpy", "np.matmul(a, b, out=o)", {"np": np, "a": a_, "b": b_, "o": out}),
-                               ("torch", "torch.mm(a, b)", {"torch": torch, "a": ta_, "b": tb_})):
-            meas = Timer(stmt, globals=env, num_threads=threads).blocked_autorange(min_run_time=min_run_time)
+        operands[shape] = {"numpy": {"np": np, "a": a.T if ta else a, "b": b.T if tb else b,
+                                     "o": np.empty((m, n), dtype=dtype)},
+                           "torch": {"torch": torch, "a": ta_.T if ta else ta_, "b": tb_.T if tb else tb_}}
+        per_shape[shape] = {"layout": layout, "m": m, "k": k, "n": n}
+    # one library at a time, each after the other's threads went idle (see settle)
+    for lib, stmt in (("numpy", "np.matmul(a, b, out=o)"), ("torch", "torch.mm(a, b)")):
+        settle()
+        for shape, row in per_shape.items():
+            _, m, k, n = shape
+            meas = Timer(stmt, globals=operands[shape][lib], num_threads=threads).blocked_autorange(
+                min_run_time=min_run_time)
             row[f"{lib}_s"] = meas.median
-            row[f"{lib}_flops"] = flops / meas.median
-        per_shape[shape] = row
+            row[f"{lib}_flops"] = 2 * m * k * n / meas.median
     total = sum(2 * m * k * n for _, m, k, n in shapes)
     result = {"shapes": list(per_shape.values())}
     for lib in ("numpy", "torch"):

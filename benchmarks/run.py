@@ -16,7 +16,7 @@ import time
 
 from benchmarks import sides
 from benchmarks.configs import CONFIGS, OPS, QUICK_SKIPS, config
-from benchmarks.machine import gemm_rates
+from benchmarks.machine import gemm_rates, settle
 
 #: the sides timed by the harness itself, in the report's order
 STEP_SIDES = ("scratch", "torch_eager", "torch_compile", "jax_jit", "micrograd")
@@ -29,6 +29,7 @@ def measure_step(step, threads: int, min_run_time: float, repeats: int) -> dict:
     """Median and spread of one step's wall time (torch.utils.benchmark)."""
     from torch.utils.benchmark import Timer
 
+    settle()
     t0 = time.perf_counter()
     step()
     first = time.perf_counter() - t0
