@@ -54,6 +54,9 @@ BAD = [
     ("unknown-loss", edit(BASE, ["loss", "name"], "hinge"), "loss.name", "expected one of"),
     ("unknown-init", edit(BASE, ["layers", 0, "init"], "glorot"), "layers[0].init", "expected one of"),
     ("unknown-dtype", edit(BASE, ["dtype"], "float16"), "dtype", "float64, float32"),
+    ("unknown-device", edit(BASE, ["device"], "tpu"), "device", "expected one of cpu, cuda"),
+    ("device-not-a-name", edit(BASE, ["device"], 0), "device", "expected one of cpu, cuda"),
+    ("device-case", edit(BASE, ["device"], "CUDA"), "device", "expected one of cpu, cuda"),
     ("unknown-reduction", edit(BASE, ["loss", "reduction"], "avg"), "loss.reduction", "mean, sum"),
     ("reduction-not-allowed", edit(edit(BASE, ["loss", "name"], "sse"), ["loss", "reduction"], "mean"),
      "loss.reduction", "expected one of sum"),
@@ -227,6 +230,19 @@ def test_spec_round_trip_every_field(tmp_path):
         back = load_spec(tmp_path / f"s{suffix}")
         assert back == spec
         assert back.data.y == [2, 0] and back.layers[0].weight == raw["layers"][0]["weight"]
+
+
+@pytest.mark.parametrize("device", ["cpu", "cuda"])
+def test_spec_device_round_trip(device, tmp_path):
+    """The device is a spec field like dtype: defaulted, dumped and loaded back; whether CUDA is
+    there is a question for the command that runs, not for the parser."""
+    assert parse_spec(BASE).device == "cpu"
+    spec = parse_spec(edit(BASE, ["device"], device))
+    assert spec.device == device and spec.to_dict()["device"] == device
+    for suffix in (".toml", ".json"):
+        dump_spec(spec, tmp_path / f"s{suffix}")
+        assert load_spec(tmp_path / f"s{suffix}") == spec
+    assert spec.replace(device="cpu").device == "cpu"
 
 
 def test_spec_replace_validates():

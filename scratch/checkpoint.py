@@ -32,9 +32,13 @@ from dataclasses import dataclass, field
 
 import numpy as np
 
+from scratch.device import host_copy, to_device
+
 FORMAT = "nnparity-checkpoint"
 VERSION = 1
 FILENAME = "checkpoint.npz"          # the name inside a --checkpoint directory (scratch, torch)
+# Spec fields a resumed run may change: the epochs to train, and where it trains.
+RESUMABLE_CHANGES = ("train.epochs", "device")
 HISTORY_FIELDS = ("step_loss", "epoch_loss", "epoch_accuracy", "grad_norm", "step_seconds")
 
 
@@ -178,11 +182,12 @@ def _from_arrays(path: str, arrays: dict) -> Checkpoint:
 
 def spec_difference(saved: dict, current: dict) -> str | None:
     """The first field where two specs (as dicts) differ, as 'field: saved X, given Y'; None if equal.
-    ``train.epochs`` may differ (a resumed run can be given more or fewer epochs)."""
+    ``train.epochs`` may differ (a resumed run can be given more or fewer epochs), and so may
+    ``device`` (a checkpoint holds host arrays: a run saved on a GPU continues on the CPU)."""
     def walk(a, b, where):
         if isinstance(a, dict) and isinstance(b, dict):
             for key in sorted(set(a) | set(b)):
-                if f"{where}{key}" == "train.epochs":
+                if f"{where}{key}" in RESUMABLE_CHANGES:
                     continue
                 found = walk(a.get(key), b.get(key), f"{where}{key}.")
                 if found:
@@ -203,7 +208,7 @@ def capture(run, epoch: int, batch: int, step: int, stopped: str | None = None,
     """A scratch run's state (scratch.training's _Run) at position (epoch, batch), ``step`` steps done."""
     state, extra = run.optimizer.get_state()
     log_state = run.log.get_state()
-    return Checkpoint(spec=run.spec.to_dict(), params={k: p.copy() for k, p in run.params.items()},
+    return Checkpoint(spec=run.spec.to_dict(), params={k: host_copy(p, run.xp) for k, p in run.params.items()},
                       optimizer=state, optimizer_extra=extra, backend=backend, epoch=epoch, batch=batch,
                       step=step, history=log_state.pop("history"), epoch_sums=log_state, stopped=stopped)
 
@@ -215,7 +220,7 @@ def restore(run, ckpt: Checkpoint) -> None:
         value = ckpt.params[name]
         if value.shape != p.shape:
             raise CheckpointError(f"param {name}: shape {value.shape} in the checkpoint, {p.shape} in the spec")
-        p[...] = value
+        p[...] = to_device(value, run.xp)
     run.optimizer.set_state(ckpt.optimizer, ckpt.optimizer_extra)
     run.log.set_state(dict(ckpt.epoch_sums, history=ckpt.history))
 

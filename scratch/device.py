@@ -48,3 +48,9 @@ def to_host(array, xp=None):
     """An array of any device back to a NumPy array (the one explicit way out)."""
     asnumpy = getattr(xp, "asnumpy", None) if xp is not None and xp is not np else None
     return asnumpy(array) if asnumpy is not None else np.asarray(array)
+
+
+def host_copy(array, xp=None):
+    """A NumPy copy of an array of any device, sharing no memory with it (a live parameter keeps
+    changing after the copy is taken)."""
+    return np.array(to_host(array, xp))

@@ -18,6 +18,7 @@ from typing import Any
 
 from scratch.activations import check_activation
 from scratch.data import DATASETS, check_targets
+from scratch.device import DEVICES
 from scratch.errors import SpecError, shown
 from scratch.initializers import INITIALIZERS
 from scratch.limits import check_memory
@@ -113,6 +114,8 @@ class Spec:
     layers: list[LayerSpec]                      # at least one
     seed: int = 0                                # seeds initializers, random batches and batch order
     dtype: str = "float64"                       # float64 | float32
+    device: str = "cpu"                          # cpu | cuda (scratch on CuPy, torch on CUDA); whether
+    #                                              it is there is checked when a command runs
     loss: LossSpec = field(default_factory=LossSpec)
     optimizer: OptimizerSpec = field(default_factory=OptimizerSpec)
     data: DataSpec = field(default_factory=DataSpec)
@@ -437,6 +440,7 @@ def parse_spec(raw: Any) -> Spec:
     _check_keys(raw, Spec, "")
     seed = _int(raw.get("seed", 0), "seed", minimum=0)
     dtype = _choice(raw.get("dtype", "float64"), DTYPES, "dtype")
+    device = _choice(raw.get("device", "cpu"), DEVICES, "device")
     layers_raw = raw.get("layers")
     if not isinstance(layers_raw, list) or not layers_raw:
         raise SpecError("layers", "expected a non-empty list of layer tables ([[layers]] in TOML)")
@@ -449,7 +453,7 @@ def parse_spec(raw: Any) -> Spec:
     _check_output_fits_loss(layers, loss)
     optimizer = _parse_optimizer(raw.get("optimizer", {}))
     data = _parse_data(raw.get("data", {}), layers[0].inputs, layers[-1].units, loss, dtype)
-    spec = Spec(layers=layers, seed=seed, dtype=dtype, loss=loss, optimizer=optimizer, data=data,
+    spec = Spec(layers=layers, seed=seed, dtype=dtype, device=device, loss=loss, optimizer=optimizer, data=data,
                 train=_parse_train(raw.get("train", {})))
     _check_dtype_range(spec)
     check_memory(spec)

@@ -19,6 +19,20 @@ After each epoch: loss_tol stops the run when the epoch loss (the mean of its st
 Accuracy, where it applies (see ``accuracy_rule``), is counted from the same forward passes as
 the losses: the epoch accuracy is the share of the epoch's predictions, made before each step,
 that were right. Test loss and accuracy are measured once, at the final parameters.
+
+Devices. ``device`` (the spec's ``device``, or the argument) picks the array module
+(scratch.device.array_module: NumPy on ``cpu``, CuPy on ``cuda``). The data move to the device
+once, the network, loss and optimizer live there, and the parameters and history come back to
+the host once, at the end. On NumPy each step's loss, gradient norm and hit count are read as
+they are made (``HostSteps``). On a device a step keeps them as device values, and the epoch's
+records come back in one transfer at its end (``DeviceSteps``): a NaN or inf is found there, and
+TrainingDiverged still names the first bad step and carries the history before it (the steps
+after it were computed and are dropped; the parameter it names is diagnosed from the arrays of
+the epoch's end, where the NaN has usually spread). Two host reads per step remain by design,
+where the spec asks for a decision at every step: ``train.grad_tol`` reads ‖g‖ after each
+backward, and the closure optimizers (armijo, random_search) read the closure's losses to compare
+them. On a device the step times measure the queueing of each step's work (the GPU runs
+asynchronously); the read at each epoch's end waits for it.
 """
 from __future__ import annotations
 
@@ -32,6 +46,7 @@ import numpy as np
 
 from scratch import checkpoint
 from scratch.data import CLASS_LOSSES, batch_order, load_dataset
+from scratch.device import array_module, host_copy, to_device, to_host
 from scratch.network import Network, build_loss
 from scratch.optimizers import clip_grad_norm, clip_grad_value, global_norm, make_optimizer
 
@@ -143,11 +158,12 @@ def accuracy_targets(rule, y):
     return y > 0.5
 
 
-def count_correct(rule, out, targets) -> int:
-    """How many of ``out``'s predictions match ``targets`` (rows for argmax, elements for threshold)."""
+def count_correct(rule, out, targets):
+    """How many of ``out``'s predictions match ``targets`` (rows for argmax, elements for threshold),
+    as a 0-d integer array on out's device (``int()`` of it is a host read)."""
     if rule[0] == "argmax":
-        return int(np.count_nonzero(out.argmax(axis=1) == targets))
-    return int(np.count_nonzero((out > rule[1]) == targets))
+        return (out.argmax(axis=1) == targets).sum()
+    return ((out > rule[1]) == targets).sum()
 
 
 def scored_per_row(rule, outputs: int) -> int:
@@ -256,6 +272,75 @@ class RunLog:
             self.bar.update(len(self.history.step_loss))
 
 
+class HostSteps:
+    """Where a loop's steps go on the host (NumPy, torch on the CPU): each step's loss, gradient
+    norm and hit count are read as they are made, and a NaN or inf stops the run at once.
+
+    ``arrays(what)`` gives the arrays a divergence is diagnosed from (name -> host ndarray): the
+    parameters for ``what == "loss"``, the gradients for ``"gradient norm"``."""
+
+    def __init__(self, log: RunLog, arrays):
+        self.log, self.arrays = log, arrays
+
+    def check(self, what: str, value, at: tuple[int, int, int]) -> None:
+        """TrainingDiverged if ``value`` (the loss or gradient norm of the step at (epoch, step,
+        batch)) is NaN or inf."""
+        value = float(value)
+        if not math.isfinite(value):
+            raise TrainingDiverged.diagnose(what, value, *at, self.arrays(what), self.log.history)
+
+    def read(self, value) -> float:
+        """One value as a Python float, now (a host read on a device)."""
+        return float(value)
+
+    def add(self, loss, norm, correct, rows: int, seconds: float, at: tuple[int, int, int]) -> None:
+        """Record a finished step (``correct``: None where no accuracy applies)."""
+        self.log.step(float(loss), float(norm), 0 if correct is None else int(correct), rows, seconds)
+
+    def flush(self) -> None:
+        """Nothing waits on the host: every step was recorded as it ended."""
+
+
+class DeviceSteps(HostSteps):
+    """Where a loop's steps go on a device: their loss, gradient norm and hit count stay device
+    scalars until ``flush`` (at each epoch's end, and before a checkpoint), which brings the lot
+    back in one transfer, checks the steps in order for NaN or inf, and records them.
+
+    ``stack(values)``: device scalars (or 1-d arrays) stacked into one float64 device array;
+    ``host(array)``: that array on the host, as a NumPy array."""
+
+    def __init__(self, log: RunLog, arrays, stack, host):
+        super().__init__(log, arrays)
+        self.stack, self.host = stack, host
+        self.losses, self.norms, self.hits, self.steps = [], [], [], []
+
+    def check(self, what: str, value, at: tuple[int, int, int]) -> None:
+        """Left to ``flush``: a check now would wait for the device."""
+
+    def read(self, value) -> float:
+        return float(self.host(self.stack([value]))[0])
+
+    def add(self, loss, norm, correct, rows: int, seconds: float, at: tuple[int, int, int]) -> None:
+        self.losses.append(loss)
+        self.norms.append(norm)
+        if correct is not None:
+            self.hits.append(correct)
+        self.steps.append((rows, seconds, at))
+
+    def flush(self) -> None:
+        if not self.steps:
+            return
+        columns = [self.losses, self.norms] + ([self.hits] if self.hits else [])
+        values = self.host(self.stack([self.stack(column) for column in columns]))   # the one transfer
+        steps, hits = self.steps, bool(self.hits)
+        self.losses, self.norms, self.hits, self.steps = [], [], [], []
+        for i, (rows, seconds, at) in enumerate(steps):
+            loss, norm = float(values[0, i]), float(values[1, i])
+            super().check("loss", loss, at)
+            super().check("gradient norm", norm, at)
+            self.log.step(loss, norm, int(values[2, i]) if hits else 0, rows, seconds)
+
+
 def epoch_batches(n: int, spec, epoch: int) -> list:
     """Epoch ``epoch``'s batches as index arrays (shuffled) or slices (in order: views, no copies)."""
     order = batch_order(n, spec.train.batch_size, spec.train.shuffle, spec.seed, epoch)
@@ -269,7 +354,8 @@ def epoch_batches(n: int, spec, epoch: int) -> list:
 
 @dataclass
 class _Run:
-    """The live state of one scratch training run: the network, its loss and optimizer, the log."""
+    """The live state of one scratch training run: the network, its loss and optimizer, the log,
+    and where its steps are recorded (HostSteps on NumPy, DeviceSteps on a device)."""
 
     spec: object
     net: Network
@@ -277,62 +363,93 @@ class _Run:
     optimizer: object
     rule: str | None
     log: RunLog
+    steps: HostSteps | None = None
 
     @property
     def params(self) -> dict:
         return self.net.parameters()
 
+    @property
+    def xp(self):
+        """The array module the run's arrays live in (NumPy, CuPy or the test suite's strict one)."""
+        return self.net.xp
 
-def _start(spec, n_rows: int, steps_per_epoch: int, epochs: int, y, progress, callback) -> _Run:
-    net = Network.from_spec(spec)
+
+def _start(spec, xp, n_rows: int, steps_per_epoch: int, epochs: int, y, progress, callback) -> _Run:
+    net = Network.from_spec(spec, xp=xp)
     optimizer = make_optimizer(spec.optimizer, net.parameters(), seed=spec.seed)
     rule = accuracy_rule(spec, y)
     log = RunLog(spec, n_rows, steps_per_epoch, epochs, rule, progress, callback)
-    return _Run(spec, net, build_loss(spec), optimizer, rule, log)
+    run = _Run(spec, net, build_loss(spec, xp=xp), optimizer, rule, log)
+    run.steps = _steps(run)
+    return run
 
 
-def _train_step(run: _Run, xb, yb, targets, epoch: int, step: int, batch: int) -> bool:
-    """One step on one batch: forward, loss, backward, clipping, update. True: stop (gradient small)."""
+def _steps(run: _Run) -> HostSteps:
+    """Where the run's steps go: read at once on NumPy, read once per epoch on a device."""
+    xp = run.xp
+
+    def arrays(what: str) -> dict:   # a diverged step's parameters (loss) or gradients, on the host
+        live = run.params if what == "loss" else run.net.gradients()
+        return {name: to_host(a, xp) for name, a in live.items()}
+
+    if xp is np:
+        return HostSteps(run.log, arrays)
+    return DeviceSteps(run.log, arrays, stack=lambda values: xp.stack(values).astype(xp.float64),
+                       host=lambda a: to_host(a, xp))
+
+
+def _train_step(run: _Run, xb, yb, targets, at: tuple[int, int, int]) -> bool:
+    """One step on one batch: forward, loss, backward, clipping, update. True: stop (gradient small).
+    ``at``: (epoch, step, batch), counted from 1, for a divergence's message."""
     t0 = time.perf_counter()
-    net, loss_fn, opt = run.net, run.loss_fn, run.spec.optimizer
+    net, loss_fn, steps = run.net, run.loss_fn, run.steps
     out = net.forward(xb)
-    loss = float(loss_fn.forward(out, yb))
-    if not math.isfinite(loss):
-        raise TrainingDiverged.diagnose("loss", loss, epoch + 1, step, batch + 1, run.params, run.log.history)
+    loss = loss_fn.forward(out, yb)
+    steps.check("loss", loss, at)
     net.backward(loss_fn.backward())
     grads = net.gradients()
     norm = global_norm(grads)
-    if not math.isfinite(norm):
-        raise TrainingDiverged.diagnose("gradient norm", norm, epoch + 1, step, batch + 1, grads, run.log.history)
-    correct = count_correct(run.rule, out, targets) if run.rule else 0
-    stop = run.log.gradient_small(norm)
+    steps.check("gradient norm", norm, at)
+    correct = count_correct(run.rule, out, targets) if run.rule else None
+    # grad_tol decides at every step: a host read of the norm, by design (only when it is set)
+    stop = run.log.grad_tol is not None and run.log.gradient_small(steps.read(norm))
     if not stop:
-        if opt.clip_norm is not None:
-            clip_grad_norm(grads, opt.clip_norm, norm)
-        if opt.clip_value is not None:
-            clip_grad_value(grads, opt.clip_value, norm)    # the norm is for its return only
-        if opt.name in CLOSURE_OPTIMIZERS:
-            run.optimizer.step(grads, closure=lambda: float(loss_fn.forward(net.forward(xb), yb)))
-        else:
-            run.optimizer.step(grads)
-    run.log.step(loss, norm, correct, out.shape[0], time.perf_counter() - t0)
+        _update(run, grads, norm, xb, yb)
+    steps.add(loss, norm, correct, out.shape[0], time.perf_counter() - t0, at)
     return stop
+
+
+def _update(run: _Run, grads: dict, norm, xb, yb) -> None:
+    """Clipping as the spec asks (clip_norm, then clip_value), then the optimizer's step."""
+    opt = run.spec.optimizer
+    if opt.clip_norm is not None:
+        clip_grad_norm(grads, opt.clip_norm, norm)
+    if opt.clip_value is not None:
+        clip_grad_value(grads, opt.clip_value, norm)    # the norm is for its return only
+    if opt.name in CLOSURE_OPTIMIZERS:
+        # line search and random search compare losses on the host: one read per evaluation, by design
+        run.optimizer.step(grads, closure=lambda: run.steps.read(run.loss_fn.forward(run.net.forward(xb), yb)))
+    else:
+        run.optimizer.step(grads)
 
 
 def _test_metrics(run: _Run, dataset) -> tuple[float | None, float | None]:
     """(test loss, test accuracy) at the final weights; None where there is no test split or rule."""
     if dataset.x_test is None or not len(dataset.x_test):
         return None, None
-    out = run.net.forward(dataset.x_test)
-    test_loss = float(run.loss_fn.forward(out, dataset.y_test))
+    xp = run.xp
+    out = run.net.forward(to_device(dataset.x_test, xp))
+    test_loss = float(to_host(run.loss_fn.forward(out, to_device(dataset.y_test, xp)), xp))
     if run.rule is None:
         return test_loss, None
     scored = out.shape[0] * scored_per_row(run.rule, run.spec.outputs)
-    return test_loss, count_correct(run.rule, out, accuracy_targets(run.rule, dataset.y_test)) / scored
+    targets = to_device(accuracy_targets(run.rule, dataset.y_test), xp)
+    return test_loss, int(to_host(count_correct(run.rule, out, targets), xp)) / scored
 
 
 def train(spec, dataset=None, epochs: int | None = None, progress: bool | None = None,
-          callback=None, checkpoints=None) -> TrainResult:
+          callback=None, checkpoints=None, device: str | None = None) -> TrainResult:
     """Train the scratch network the spec describes; return its history and final parameters.
 
     Args:
@@ -343,33 +460,61 @@ def train(spec, dataset=None, epochs: int | None = None, progress: bool | None =
         callback: ``callback(epochs_done, history)`` after each epoch; True stops the run.
         checkpoints: a scratch.checkpoint.Checkpointer: resume from its checkpoint, write one every
             N steps, when the run ends, and on SIGINT/SIGTERM (then raise Interrupted).
+        device: ``cpu`` (NumPy) or ``cuda`` (CuPy), or an array module itself (the test suite's
+            strict stand-in for CuPy); default: the spec's ``device``. The result's parameters and
+            history are on the host (NumPy arrays, Python floats) either way.
 
     Raises:
         TrainingDiverged: the loss or a gradient became NaN or inf (names step and parameter).
         scratch.checkpoint.Interrupted: a signal stopped a run that writes checkpoints.
+        SpecError: naming ``device``, when the device cannot be had (no CuPy, no CUDA device).
     """
     dataset = load_dataset(spec) if dataset is None else dataset
     epochs = spec.train.epochs if epochs is None else epochs
-    x, y = dataset.x_train, dataset.y_train
+    device = spec.device if device is None else device
+    xp = array_module(device) if isinstance(device, str) else device
+    x, y = to_device(dataset.x_train, xp), to_device(dataset.y_train, xp)   # the data's one move
     batches = epoch_batches(len(x), spec, 0)
-    run = _start(spec, len(x), len(batches), epochs, y, progress, callback)
-    targets = accuracy_targets(run.rule, y)
-    position = (0, 0, 0, True)
-    if checkpoints is not None:
-        if checkpoints.resume is not None:
-            checkpoint.restore(run, checkpoints.resume)
-            run.log.stopped = checkpoints.resume.stopped or "epochs"
-        position = checkpoints.start(epochs)
+    run = _start(spec, xp, len(x), len(batches), epochs, dataset.y_train, progress, callback)
+    targets = None if run.rule is None else to_device(accuracy_targets(run.rule, dataset.y_train), xp)
+    position = _position(run, checkpoints, epochs)
     # Overflow and invalid operations are looked for explicitly (TrainingDiverged), not warned about.
     with np.errstate(over="ignore", invalid="ignore"), (checkpoints.signals if checkpoints else nullcontext()):
         epoch, step = _loop(run, x, y, targets, epochs, position, checkpoints)
         seconds = run.log.elapsed()
-        check_final_parameters(run.params, len(run.log.history.epoch_loss), run.log.history)
+        final = {name: host_copy(p, xp) for name, p in run.params.items()}   # the parameters' one move back
+        check_final_parameters(final, len(run.log.history.epoch_loss), run.log.history)
         if checkpoints is not None:
             checkpoints.finish(checkpoint.capture(run, epoch, 0, step, stopped=run.log.stopped))
         test_loss, test_accuracy = _test_metrics(run, dataset)
-    final = {name: p.copy() for name, p in run.params.items()}
     return run.log.finish(final, test_loss, test_accuracy, seconds)
+
+
+def _position(run: _Run, checkpoints, epochs: int) -> tuple[int, int, int, bool]:
+    """Where the loop starts (epoch, batch, step, anything to do), after restoring the checkpoint
+    a resumed run continues."""
+    if checkpoints is None:
+        return 0, 0, 0, True
+    if checkpoints.resume is not None:
+        checkpoint.restore(run, checkpoints.resume)
+        run.log.stopped = checkpoints.resume.stopped or "epochs"
+    return checkpoints.start(epochs)
+
+
+def _capture(run: _Run, epoch: int, batch: int, step: int) -> checkpoint.Checkpoint:
+    """A checkpoint of the run now: the steps a device still holds are recorded first."""
+    run.steps.flush()
+    return checkpoint.capture(run, epoch, batch, step)
+
+
+def _device_batches(batches: list, xp) -> list:
+    """An epoch's batches for xp's device: slices as they are; index arrays moved in one transfer
+    (views of one device array), not one per step."""
+    if xp is np or not batches or isinstance(batches[0], slice):
+        return batches
+    rows = to_device(np.concatenate(batches), xp)
+    ends = np.cumsum([len(b) for b in batches]).tolist()
+    return [rows[start:end] for start, end in zip([0] + ends[:-1], ends)]
 
 
 def _loop(run: _Run, x, y, targets, epochs: int, position, checkpoints) -> tuple[int, int]:
@@ -379,19 +524,20 @@ def _loop(run: _Run, x, y, targets, epochs: int, position, checkpoints) -> tuple
     if not more:
         return epoch0, step
     run.log.stopped = "epochs"
-    epoch, batches = epoch0, epoch_batches(len(x), run.spec, epoch0)
+    epoch, batches = epoch0, _device_batches(epoch_batches(len(x), run.spec, epoch0), run.xp)
     for epoch in range(epoch0, epochs):
         if run.spec.train.shuffle and epoch != epoch0:
-            batches = epoch_batches(len(x), run.spec, epoch)
+            batches = _device_batches(epoch_batches(len(x), run.spec, epoch), run.xp)
         for b in range(batch0 if epoch == epoch0 else 0, len(batches)):
             rows = batches[b]
             step += 1
             batch_targets = None if targets is None else targets[rows]
-            stop = _train_step(run, x[rows], y[rows], batch_targets, epoch, step, b)
+            stop = _train_step(run, x[rows], y[rows], batch_targets, (epoch + 1, step, b + 1))
             if checkpoints is not None:
-                checkpoints.after_step(step, lambda: checkpoint.capture(run, epoch, b + 1, step))
+                checkpoints.after_step(step, lambda: _capture(run, epoch, b + 1, step))
             if stop:
                 break
+        run.steps.flush()   # the epoch's records: on a device, their one read
         if run.log.end_epoch():
             break
     return epoch + 1, step
