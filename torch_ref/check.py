@@ -9,7 +9,7 @@ from scratch.limits import check_memory
 from scratch.policy import NOT_COMPARED, PASS, TOLERANCE, json_safe, verdict
 from scratch.network import Network, build_loss as scratch_loss
 from scratch.data import check_inputs, check_targets
-from scratch.device import to_device, to_host
+from scratch.device import array_module, to_device, to_host
 from scratch.errors import SpecError
 from scratch.spec import Spec
 from torch_ref.model import TORCH_DTYPES, build, build_loss as torch_loss, gradients_to_scratch
@@ -88,7 +88,8 @@ def validated_batch(spec: Spec, batch: int | None = None, x=None, y=None):
 
 def check(spec: Spec, dtype: str | None = None, batch: int | None = None, tol: float | None = None,
           x=None, y=None, allow_overflow: bool = False) -> dict:
-    """One forward and backward through both networks; the report as plain data.
+    """One forward and backward through both networks, on the spec's ``device`` (scratch on CuPy
+    and torch on CUDA for ``cuda``); the report as plain data.
 
     Keys: dtype, tol, ok, overflow (how many tensors overflowed on both sides), allow_overflow,
     scratch / torch (output, activations, loss, grads incl. "input"), errors (output, activations,
@@ -101,7 +102,7 @@ def check(spec: Spec, dtype: str | None = None, batch: int | None = None, tol: f
         check_memory(spec, rows=batch, rows_field="--batch")
     x, y = validated_batch(spec, batch, x, y)
     tol = TOLERANCE[spec.dtype] if tol is None else tol
-    ours, theirs = run_scratch(spec, x, y), run_torch(spec, x, y)
+    ours, theirs = run_scratch(spec, x, y, xp=array_module(spec.device)), run_torch(spec, x, y, device=spec.device)
 
     def err(a, b):
         e = verdict(a, b, tol)

@@ -12,10 +12,15 @@ Per step: zero_grad; forward and loss (recorded before the update); backward; th
 gradient norm (recorded before clipping); NaN/inf -> TrainingDiverged; grad_tol stops without
 stepping; clip_grad_norm_, then clip_grad_value_; ``optimizer.step()`` (``step(closure)`` for the
 optimizers that evaluate it). Data tensors are made once; batches are tensor indexing.
+
+``device`` (default: the spec's ``device``): where the model and the data live, moved there once.
+On the CPU each step's loss and norm are read as they are made, as they always were
+(scratch.training.HostSteps); on CUDA they stay on the device and come back once per epoch
+(scratch.training.DeviceSteps), as in the scratch loop, with the same two per-step host reads
+by design: ``train.grad_tol`` and the closure optimizers.
 """
 from __future__ import annotations
 
-import math
 import time
 from contextlib import nullcontext
 from dataclasses import dataclass
@@ -25,8 +30,8 @@ import torch
 from torch.nn.utils import clip_grad_norm_, clip_grad_value_, get_total_norm
 
 from scratch.data import load_dataset
-from scratch.training import (CLOSURE_OPTIMIZERS, History, RunLog, TrainingDiverged, TrainResult,
-                              accuracy_rule, accuracy_targets, check_final_parameters, epoch_batches,
+from scratch.training import (CLOSURE_OPTIMIZERS, DeviceSteps, History, HostSteps, RunLog, TrainingDiverged,
+                              TrainResult, accuracy_rule, accuracy_targets, check_final_parameters, epoch_batches,
                               scored_per_row)
 from torch_ref.model import (TORCH_DTYPES, build, build_loss, named_to_scratch, scratch_named_parameters,
                              to_scratch)
@@ -69,7 +74,8 @@ def evaluate(model, loss_fn, dataset, spec, rule, device=None) -> tuple[float | 
 
 @dataclass
 class _Run:
-    """The live state of one torch training run: the model, its loss and optimizer, the log."""
+    """The live state of one torch training run: the model, its loss and optimizer, the log, and
+    where its steps are recorded (HostSteps on the CPU, DeviceSteps on CUDA)."""
 
     spec: object
     model: torch.nn.Module
@@ -78,55 +84,70 @@ class _Run:
     optimizer: object
     rule: str | None
     log: RunLog
+    steps: HostSteps | None = None
 
 
-def _train_step(run: _Run, xb, yb, targets, epoch: int, step: int, batch: int) -> bool:
-    """One step on one batch: forward, loss, backward, clipping, update. True: stop (gradient small)."""
+def _steps(run: _Run, device: torch.device) -> HostSteps:
+    """Where the run's steps go: read at once on the CPU, read once per epoch on CUDA."""
+    def arrays(what: str) -> dict:   # a diverged step's parameters (loss) or gradients, on the host
+        return named_to_scratch(run.named, grads=what != "loss")
+
+    if device.type == "cpu":
+        return HostSteps(run.log, arrays)
+    return DeviceSteps(run.log, arrays, stack=lambda values: torch.stack(values).double(),
+                       host=lambda t: t.cpu().numpy())
+
+
+def _train_step(run: _Run, xb, yb, targets, at: tuple[int, int, int]) -> bool:
+    """One step on one batch: forward, loss, backward, clipping, update. True: stop (gradient small).
+    ``at``: (epoch, step, batch), counted from 1, for a divergence's message."""
     t0 = time.perf_counter()
-    model, loss_fn, opt, params = run.model, run.loss_fn, run.spec.optimizer, list(run.named.values())
+    steps = run.steps
     run.optimizer.zero_grad()
-    out = model(xb)
-    loss_t = loss_fn(out, yb)
-    loss = loss_t.item()
-    if not math.isfinite(loss):
-        raise TrainingDiverged.diagnose("loss", loss, epoch + 1, step, batch + 1, named_to_scratch(run.named),
-                                        run.log.history)
-    loss_t.backward()
-    grads = [p.grad for p in params if p.grad is not None]
-    norm = get_total_norm(grads).item() if grads else 0.0
-    if not math.isfinite(norm):
-        raise TrainingDiverged.diagnose("gradient norm", norm, epoch + 1, step, batch + 1,
-                                        named_to_scratch(run.named, grads=True), run.log.history)
+    out = run.model(xb)
+    loss = run.loss_fn(out, yb)
+    steps.check("loss", loss.detach(), at)
+    loss.backward()
+    grads = [p.grad for p in run.named.values() if p.grad is not None]
+    norm = get_total_norm(grads) if grads else torch.zeros((), device=out.device)
+    steps.check("gradient norm", norm, at)
     with torch.no_grad():
-        correct = int(count_correct(run.rule, out, targets)) if run.rule else 0
-    stop = run.log.gradient_small(norm)
+        correct = count_correct(run.rule, out, targets) if run.rule else None
+    # grad_tol decides at every step: a host read of the norm, by design (only when it is set)
+    stop = run.log.grad_tol is not None and run.log.gradient_small(steps.read(norm))
     if not stop:
-        if opt.clip_norm is not None:
-            clip_grad_norm_(params, opt.clip_norm)
-        if opt.clip_value is not None:
-            clip_grad_value_(params, opt.clip_value)
-        if opt.name in CLOSURE_OPTIMIZERS:
-            def closure():
-                with torch.no_grad():
-                    return loss_fn(model(xb), yb)
-            run.optimizer.step(closure)
-        else:
-            run.optimizer.step()
-    run.log.step(loss, norm, correct, out.shape[0], time.perf_counter() - t0)
+        _update(run, xb, yb)
+    steps.add(loss.detach(), norm, correct, out.shape[0], time.perf_counter() - t0, at)
     return stop
+
+
+def _update(run: _Run, xb, yb) -> None:
+    """Clipping as the spec asks (clip_norm, then clip_value), then the optimizer's step."""
+    opt, params = run.spec.optimizer, list(run.named.values())
+    if opt.clip_norm is not None:
+        clip_grad_norm_(params, opt.clip_norm)
+    if opt.clip_value is not None:
+        clip_grad_value_(params, opt.clip_value)
+    if opt.name in CLOSURE_OPTIMIZERS:
+        def closure():
+            with torch.no_grad():
+                return run.loss_fn(run.model(xb), yb)
+        run.optimizer.step(closure)
+    else:
+        run.optimizer.step()
 
 
 def train(spec, dataset=None, epochs: int | None = None, progress: bool | None = None,
           callback=None, device=None, checkpoints=None) -> TrainResult:
     """Train the torch twin of the spec; the same arguments and result as scratch.training.train.
 
-    ``device``: where the model and data live (default CPU). The final parameters come back as
-    NumPy arrays in scratch's (inputs, units) layout. ``checkpoints``: a
-    scratch.checkpoint.Checkpointer, as for the scratch loop (the same file format).
+    ``device``: where the model and data live ("cpu", "cuda"; default: the spec's ``device``). The
+    final parameters come back as NumPy arrays in scratch's (inputs, units) layout. ``checkpoints``:
+    a scratch.checkpoint.Checkpointer, as for the scratch loop (the same file format).
     """
     dataset = load_dataset(spec) if dataset is None else dataset
     epochs = spec.train.epochs if epochs is None else epochs
-    device = torch.device("cpu" if device is None else device)
+    device = torch.device(spec.device if device is None else device)
     dtype = TORCH_DTYPES[spec.dtype]
     model = build(spec).to(device)
     named = scratch_named_parameters(model)
@@ -137,6 +158,7 @@ def train(spec, dataset=None, epochs: int | None = None, progress: bool | None =
     targets = None if rule is None else as_tensor(accuracy_targets(rule, dataset.y_train), dtype, device)
     log = RunLog(spec, len(x), len(epoch_batches(len(x), spec, 0)), epochs, rule, progress, callback)
     run = _Run(spec, model, build_loss(spec), named, optimizer, rule, log)
+    run.steps = _steps(run, device)
     position = (0, 0, 0, True)
     if checkpoints is not None:
         if checkpoints.resume is not None:
@@ -173,11 +195,19 @@ def _loop(run: _Run, x, y, targets, epochs: int, position, checkpoints) -> tuple
         for b in range(batch0 if epoch == epoch0 else 0, len(batches)):
             rows = batches[b]
             step += 1
-            stop = _train_step(run, x[rows], y[rows], None if targets is None else targets[rows], epoch, step, b)
+            stop = _train_step(run, x[rows], y[rows], None if targets is None else targets[rows],
+                               (epoch + 1, step, b + 1))
             if checkpoints is not None:
-                checkpoints.after_step(step, lambda: checkpoint.capture(run, epoch, b + 1, step))
+                checkpoints.after_step(step, lambda: _capture(run, epoch, b + 1, step))
             if stop:
                 break
+        run.steps.flush()   # the epoch's records: on CUDA, their one read
         if run.log.end_epoch():
             break
     return epoch + 1, step
+
+
+def _capture(run: _Run, epoch: int, batch: int, step: int):
+    """A checkpoint of the run now: the steps CUDA still holds are recorded first."""
+    run.steps.flush()
+    return checkpoint.capture(run, epoch, batch, step)
