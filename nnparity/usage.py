@@ -1,6 +1,9 @@
-"""The CLI's usage error and spec lookup, shared by every command (a leaf: it imports no command)."""
+"""The CLI's usage error, spec lookup and device choice, shared by every command (a leaf: it
+imports no command)."""
 from __future__ import annotations
 
+from scratch.device import DEVICES, array_module
+from scratch.errors import SpecError
 from scratch.spec import load_spec
 
 
@@ -15,3 +18,32 @@ def spec_from_args(args, command: str):
     from nnparity.defaults import default_spec   # a default is built only when no SPEC is given
 
     return default_spec(command)
+
+
+def add_device_argument(parser, who: str) -> None:
+    """``--device cpu|cuda``: overrides the spec's ``device`` (``who`` says what trains there)."""
+    parser.add_argument("--device", choices=DEVICES,
+                        help=f"where {who} run (cuda: scratch on CuPy, torch on CUDA); default: the spec's "
+                             f"device field (cpu unless it says cuda)")
+
+
+def spec_on_device(spec, args, scratch: bool = True, torch: bool = True):
+    """The spec with ``--device`` (if given) in its ``device`` field, after checking that the
+    device can be had by the sides that run there: CuPy for scratch, ``torch.cuda.is_available()``
+    for torch. A SpecError naming ``--device`` (or the spec's ``device``) and what is valid
+    otherwise: exit 2, one line. On cpu nothing is imported."""
+    field = "--device" if getattr(args, "device", None) else "device"
+    device = getattr(args, "device", None) or spec.device
+    if device == "cuda":
+        if scratch:
+            array_module(device, field)
+        if torch:
+            _torch_sees_cuda(field)
+    return spec if device == spec.device else spec.replace(device=device)
+
+
+def _torch_sees_cuda(field: str) -> None:
+    import torch   # only for cuda: a command on the CPU may not need torch at all
+
+    if not torch.cuda.is_available():
+        raise SpecError(field, "cuda: torch sees no CUDA device (torch.cuda.is_available() is false); use cpu")

@@ -5,7 +5,7 @@ import json
 
 import numpy as np
 
-from nnparity.usage import UsageError, spec_from_args
+from nnparity.usage import UsageError, add_device_argument, spec_from_args, spec_on_device
 
 
 def add_arguments(parser):
@@ -18,6 +18,7 @@ def add_arguments(parser):
     parser.add_argument("--allow-overflow", action="store_true",
                         help="exit 0 when tensors overflow (inf or NaN) on both sides at the same places "
                              "and the rest agree (default: exit 1, as nothing was compared there)")
+    add_device_argument(parser, "both networks")
     parser.add_argument("--json", action="store_true", help="print one JSON object instead of the table")
 
 
@@ -31,8 +32,10 @@ def run(args) -> int:
 
 def run_spec(spec, args) -> int:
     """Check a loaded spec with the command's options (args.dtype, batch, tol, allow_overflow,
-    json); print the report; the exit code."""
+    device, json); print the report; the exit code."""
     from torch_ref.check import check, report_to_json   # torch only when the command runs, not for --help
+
+    spec = spec_on_device(spec, args)
 
     # Overflow is looked for explicitly (the "overflow" verdict), not warned about on stderr.
     with np.errstate(over="ignore", invalid="ignore", divide="ignore"):

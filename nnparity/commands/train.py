@@ -13,7 +13,7 @@ import sys
 
 from nnparity import interrupts
 from nnparity.outputs import check_output_file, write_via_temp
-from nnparity.usage import UsageError
+from nnparity.usage import UsageError, add_device_argument, spec_on_device
 from scratch import checkpoint
 from scratch.data import load_dataset
 from scratch.policy import json_safe
@@ -55,7 +55,7 @@ def _train_lightning(spec, args, progress):
     return train(spec, epochs=args.epochs, progress=progress, callback=_epochs_done(args.epochs or spec.train.epochs),
                  devices=args.devices, num_nodes=args.num_nodes,
                  strategy=args.strategy or ("ddp" if args.devices * args.num_nodes > 1 else "auto"),
-                 checkpoints=checkpoints)
+                 accelerator="gpu" if spec.device == "cuda" else "auto", checkpoints=checkpoints)
 
 
 LIGHTNING_FILE = "last.ckpt"   # what Lightning's ModelCheckpoint(save_last=True) writes
@@ -125,6 +125,7 @@ def add_arguments(parser):
     parser.add_argument("--plot", metavar="FILE.png", help="write the loss curve to this PNG")
     parser.add_argument("--force", action="store_true", help="overwrite an existing --plot file")
     parser.add_argument("--quiet", action="store_true", help="no progress bar")
+    add_device_argument(parser, "scratch and the torch loop (lightning: its accelerator)")
     parser.add_argument("--threads", type=int, default=1, metavar="N",
                         help="torch CPU threads (default 1: small networks lose time waking a thread pool, "
                              "badly so on a busy machine; as `nnparity compare`)")
@@ -153,7 +154,8 @@ def run(args) -> int:
     if args.backend != "lightning" and (args.devices > 1 or args.num_nodes > 1 or args.strategy):
         raise UsageError("--devices, --num-nodes and --strategy are for --backend lightning")
     _check_checkpoint_flags(args)
-    spec = load_spec(args.spec)
+    spec = spec_on_device(load_spec(args.spec), args, scratch=args.backend == "scratch",
+                          torch=args.backend != "scratch")
     progress = False if args.quiet else None
     if args.backend != "scratch":
         import torch
@@ -211,6 +213,7 @@ def result_to_json(result, spec, backend: str) -> dict:
     return {
         "backend": backend,
         "dtype": spec.dtype,
+        "device": spec.device,
         "stopped": result.stopped,
         "epochs": len(h.epoch_loss),
         "steps": steps,
@@ -235,7 +238,7 @@ def summary(result, spec, args) -> str:
            "callback": lambda: "stopped by the callback"}[result.stopped]()
     per_step = result.seconds / steps * 1e3 if steps else 0.0
     lines = [f"nnparity train {args.spec}  backend={args.backend}  dtype={spec.dtype}  "
-             f"optimizer={spec.optimizer.name}",
+             f"optimizer={spec.optimizer.name}" + (f"  device={spec.device}" if spec.device != "cpu" else ""),
              f"stopped: {why} ({len(h.epoch_loss)} epochs, {steps} steps) in {result.seconds:.3f} s "
              f"({per_step:.3f} ms/step)"]
     final = f"final loss {h.epoch_loss[-1]:.6g} (mean over the last epoch's steps)" if h.epoch_loss else "no epoch"

@@ -18,7 +18,7 @@ import time
 from nnparity import interrupts
 from nnparity.commands.compare.report import BACKENDS, analyze, format_table, plot_report, runs_per_backend
 from nnparity.outputs import check_output_file, write_via_temp
-from nnparity.usage import UsageError, spec_from_args
+from nnparity.usage import UsageError, add_device_argument, spec_from_args, spec_on_device
 from scratch.data import batch_order, load_dataset
 from scratch.policy import FLOAT32_DRIFT_BOUND, TRAJECTORY_TOL, json_safe, run_tolerance
 
@@ -36,8 +36,10 @@ def add_arguments(parser):
                         help="machines for Lightning's DDP (see README, 'Compare with Lightning')")
     parser.add_argument("--strategy", choices=("ddp", "ddp_spawn"), default="ddp",
                         help="Lightning's DDP launcher when --devices/--num-nodes > 1 (default ddp)")
+    add_device_argument(parser, "scratch and the torch loop (and Lightning, on cuda)")
     parser.add_argument("--accelerator", choices=("auto", "cpu", "gpu"), default="auto",
-                        help="where torch and Lightning train (auto: CUDA when present); scratch runs NumPy on CPU")
+                        help="where torch and Lightning train when the device is cpu (auto: CUDA when present); "
+                             "scratch then runs NumPy on the CPU")
     parser.add_argument("--threads", type=int, default=1, metavar="N",
                         help="CPU threads for each backend (torch, OpenMP and BLAS; default 1)")
     parser.add_argument("--repeat", type=int, default=3, metavar="K",
@@ -75,8 +77,9 @@ def checked_options(args) -> str | None:
 
 
 def spec_to_compare(args):
-    """The spec with the command line's overrides, its data loaded once to fail early on bad data."""
-    spec = spec_from_args(args, "compare")
+    """The spec with the command line's overrides (the device checked: the children train there),
+    its data loaded once to fail early on bad data."""
+    spec = spec_on_device(spec_from_args(args, "compare"), args)
     if args.dtype:
         spec = spec.replace(dtype=args.dtype)
     if args.epochs:

@@ -95,6 +95,7 @@ def analyze(results: dict, spec, tol: float, args) -> dict:
     same_steps = all(backends[b]["same_steps"] for b in ("torch", "lightning"))
     return {
         "dtype": spec.dtype,
+        "device": spec.device,
         "tol": tol,
         "ok": bool(same_steps and worst <= tol),
         "max_step_rel_diff": worst,

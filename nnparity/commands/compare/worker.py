@@ -59,7 +59,8 @@ def parse_args(argv):
 
 
 def make_trainer(args, spec, dataset):
-    """(train(callback) -> TrainResult, rank() -> this process's global rank) for the backend.
+    """(train(callback) -> TrainResult, rank() -> this process's global rank) for the backend, on
+    the spec's device (scratch: NumPy or CuPy; the parent checked that the device is there).
 
     torch and Lightning are imported here, not at the top: the scratch child never imports torch,
     so that its peak memory is NumPy's alone."""
@@ -69,19 +70,23 @@ def make_trainer(args, spec, dataset):
     import torch
 
     torch.set_num_threads(args.threads)
+    # the spec's device (cuda: --device cuda, or the spec's own) puts every backend there; on cpu,
+    # --accelerator says where torch and Lightning train
+    on_cuda = spec.device == "cuda"
     if args.backend == "torch":
         from torch_ref.training import train
-        cuda = args.accelerator == "gpu" or (args.accelerator == "auto" and torch.cuda.is_available())
+        cuda = on_cuda or args.accelerator == "gpu" or (args.accelerator == "auto" and torch.cuda.is_available())
         device = "cuda" if cuda else "cpu"
         return (lambda cb: train(spec, dataset, progress=False, callback=cb, device=device)), (lambda: 0)
     from lightning.fabric.utilities.rank_zero import rank_zero_only
 
     from torch_ref.lightning import train
     strategy = args.strategy if args.devices * args.num_nodes > 1 else "auto"
+    accelerator = "gpu" if on_cuda else args.accelerator
 
     def run(cb):
         return train(spec, dataset, progress=False, callback=cb, devices=args.devices, num_nodes=args.num_nodes,
-                     strategy=strategy, accelerator=args.accelerator)
+                     strategy=strategy, accelerator=accelerator)
     return run, (lambda: getattr(rank_zero_only, "rank", 0) or 0)
 
 
