@@ -12,6 +12,7 @@ from scratch.activations import Activation, make_activation
 from scratch.initializers import initial_parameters
 from scratch.layers import Dense
 from scratch.losses import Loss, make_loss
+from scratch.packed import pack, still_packed
 
 
 class Network:
@@ -28,18 +29,32 @@ class Network:
         self.layers = layers
         self.activations = activations
         self.xp = xp
+        self._packed_params = self._packed_grads = None
 
     @classmethod
     def from_spec(cls, spec, xp=np, params: dict | None = None) -> "Network":
-        """Build the network the spec describes, with its seeded initial weights (or ``params``)."""
+        """Build the network the spec describes, with its seeded initial weights (or ``params``).
+
+        Its parameters, and the gradients backward writes, each live in one buffer (scratch/packed.py),
+        so an optimizer updates all of them in one pass.
+        """
         params = initial_parameters(spec) if params is None else params
+        names = [f"layers.{i}.{kind}" for i in range(len(spec.layers)) for kind in ("weight", "bias")
+                 if f"layers.{i}.{kind}" in params]
+        arrays = {name: xp.asarray(params[name]) for name in names}
+        packed = len({a.dtype for a in arrays.values()}) == 1
+        live = pack(arrays, xp) if packed else {name: a.copy() for name, a in arrays.items()}
         layers, activations = [], []
         for i, layer in enumerate(spec.layers):
-            weight = xp.asarray(params[f"layers.{i}.weight"]).copy()
-            bias = params.get(f"layers.{i}.bias")
-            layers.append(Dense(weight, None if bias is None else xp.asarray(bias).copy(), xp=xp))
+            layers.append(Dense(live[f"layers.{i}.weight"], live.get(f"layers.{i}.bias"), xp=xp))
             activations.append(make_activation(layer.activation, layer.activation_params, xp=xp))
-        return cls(layers, activations, xp=xp)
+        net = cls(layers, activations, xp=xp)
+        if packed:
+            net._packed_params = live
+            net._packed_grads = grads = pack(arrays, xp)   # zeros until the first backward
+            for i, layer in enumerate(layers):
+                layer.grad_weight, layer.grad_bias = grads[f"layers.{i}.weight"], grads.get(f"layers.{i}.bias")
+        return net
 
     # ------------------------------------------------------------------------------ passes
 
@@ -79,20 +94,19 @@ class Network:
 
     def parameters(self) -> dict:
         """Named parameters (the live arrays: an optimizer updates them in place)."""
-        out = {}
-        for i, layer in enumerate(self.layers):
-            out[f"layers.{i}.weight"] = layer.weight
-            if layer.bias is not None:
-                out[f"layers.{i}.bias"] = layer.bias
-        return out
+        return still_packed(self._named(lambda layer: (layer.weight, layer.bias)), self._packed_params)
 
     def gradients(self) -> dict:
         """Named gradients from the last backward, keyed as parameters()."""
+        return still_packed(self._named(lambda layer: (layer.grad_weight, layer.grad_bias)), self._packed_grads)
+
+    def _named(self, pick) -> dict:
         out = {}
         for i, layer in enumerate(self.layers):
-            out[f"layers.{i}.weight"] = layer.grad_weight
+            weight, bias = pick(layer)
+            out[f"layers.{i}.weight"] = weight
             if layer.bias is not None:
-                out[f"layers.{i}.bias"] = layer.grad_bias
+                out[f"layers.{i}.bias"] = bias
         return out
 
     def load_parameters(self, params: dict) -> None:
