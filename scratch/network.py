@@ -51,7 +51,7 @@ class Network:
         net = cls(layers, activations, xp=xp)
         if packed:
             net._packed_params = live
-            net._packed_grads = grads = pack(arrays, xp)   # zeros until the first backward
+            net._packed_grads = grads = pack(arrays, xp, copy=False)   # zeros until the first backward
             for i, layer in enumerate(layers):
                 layer.grad_weight, layer.grad_bias = grads[f"layers.{i}.weight"], grads.get(f"layers.{i}.bias")
         return net
@@ -62,6 +62,8 @@ class Network:
         """Run forward; return the output and every layer's activation a_i (the last is the output)."""
         trace = []
         a = x
+        for layer in self.layers:   # the last pass's saved inputs go first, not after the new ones exist
+            layer.x = None
         for layer, activation in zip(self.layers, self.activations):
             a = activation.forward(layer.forward(a))
             trace.append(a)
@@ -77,11 +79,16 @@ class Network:
 
         ``input_grad=False`` (a training step): skip dL/dx, the first layer's costliest product
         that no update uses, and return None.
+
+        As torch's backward (without retain_graph), it lets go of the layer inputs forward kept,
+        each as soon as its layer is done, so they are not held through the rest of the step:
+        another backward needs another forward.
         """
         grad = grad_out
         last = len(self.layers) - 1
         for i, (layer, activation) in enumerate(zip(reversed(self.layers), reversed(self.activations))):
             grad = layer.backward(activation.backward(grad), input_grad=input_grad or i < last)
+            layer.x = None
         return grad
 
     def loss_and_gradients(self, x, y, loss: Loss):

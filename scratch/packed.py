@@ -33,14 +33,15 @@ def views_of(flat, layout) -> dict:
     return views
 
 
-def pack(arrays: dict, xp, dtype=None) -> Packed:
-    """A Packed copy of ``arrays`` (all of one dtype) on xp; ``dtype`` None: the arrays' own."""
+def pack(arrays: dict, xp, copy: bool = True) -> Packed:
+    """Arrays (all of one dtype) packed on xp: a copy of their values, or (``copy=False``) zeros
+    of their layout, whose pages the system gives only when first written."""
     layout = tuple((name, tuple(a.shape)) for name, a in arrays.items())
-    dtype = dtype or next(iter(arrays.values())).dtype
-    flat = xp.zeros(sum(math.prod(shape) for _, shape in layout), dtype=dtype)
+    flat = xp.zeros(sum(math.prod(shape) for _, shape in layout), dtype=next(iter(arrays.values())).dtype)
     views = views_of(flat, layout)
-    for name, a in arrays.items():
-        views[name][...] = a
+    if copy:
+        for name, a in arrays.items():
+            views[name][...] = a
     return Packed(views, flat, layout)
 
 
