@@ -110,6 +110,9 @@ class DeviceArray:
     T = property(lambda self: DeviceArray(self._data.T))
     flags = property(lambda self: self._data.flags)
 
+    def __array_namespace__(self, api_version=None):
+        return strict
+
     def __repr__(self):
         return f"DeviceArray(shape={self.shape}, dtype={self.dtype})"
 

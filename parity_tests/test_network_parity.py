@@ -192,3 +192,20 @@ def test_network_parity_hypothesis(case):
     report = check(spec, batch=batch)
     assert_parity(report)
     assert report["tol"] == CHECK_TOL[spec.dtype]
+
+
+def test_network_backward_lets_go_of_the_step():
+    """As torch's backward: once a layer is done, the input forward saved for it is released (a
+    large network holds no activations between steps); the gradients are the same either way."""
+    from scratch.network import Network, build_loss
+
+    spec = make_spec(["relu", "identity"], "softmax_cce")
+    net, loss = Network.from_spec(spec), build_loss(spec)
+    rng = np.random.default_rng(0)
+    x, y = rng.normal(size=(4, spec.inputs)), rng.integers(0, spec.layers[-1].units, size=4)
+    net.loss_and_gradients(x, y, loss)
+    first = {name: g.copy() for name, g in net.gradients().items()}
+    assert all(layer.x is None for layer in net.layers)
+    net.loss_and_gradients(x, y, loss)   # a new forward: the same gradients again
+    for name, g in net.gradients().items():
+        assert np.array_equal(g, first[name]), name

@@ -33,7 +33,7 @@ def test_dense_backward_gets_every_kind_of_mutant():
     assert {m.operator for m in mutants} == {"scale", "flip-sign", "swap", "transpose", "drop-term"}
     descriptions = {m.description for m in mutants}
     assert "self.x.T -> self.x" in descriptions
-    assert "grad_out.sum(axis=0) -> grad_out (reduction dropped)" in descriptions
+    assert "grad_out.sum(axis=0, out=self.grad_bias) -> grad_out (reduction dropped)" in descriptions
     original = (REPO / "scratch/layers.py").read_text()
     for m in mutants:
         assert m.qualname == "Dense.backward" and m.source != original

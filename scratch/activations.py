@@ -121,11 +121,12 @@ class ReLU(Activation):
 
     def forward(self, z):
         self.positive = z > 0
-        # max(z, 0): one vectorised pass (where() is ~8x slower); NaN stays NaN, as torch.relu
-        return self.xp.maximum(z, 0).astype(z.dtype, copy=False)
+        # max(z, 0): one vectorised pass (where() is ~8x slower); NaN stays NaN, as torch.relu;
+        # the Python 0 takes z's dtype (NumPy 2 and CuPy), so float32 stays float32
+        return self.xp.maximum(z, 0)
 
     def backward(self, grad_out):
-        return self.xp.where(self.positive, grad_out, 0).astype(grad_out.dtype, copy=False)
+        return self.xp.where(self.positive, grad_out, 0)
 
 
 class LeakyReLU(Activation):

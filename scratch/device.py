@@ -12,6 +12,8 @@ when the device ``cuda`` is asked for.
 """
 from __future__ import annotations
 
+import sys
+
 import numpy as np
 
 from scratch.errors import SpecError
@@ -37,6 +39,19 @@ def array_module(device: str = "cpu", field: str = "device"):
     if count < 1:
         raise SpecError(field, "cuda: no CUDA device is visible; use cpu")
     return cupy
+
+
+def namespace_of(array):
+    """The array module an array belongs to: NumPy, CuPy, or whatever its ``__array_namespace__`` names."""
+    if isinstance(array, np.ndarray):
+        return np
+    cupy = sys.modules.get("cupy")   # imported already if the array is CuPy's
+    if cupy is not None and isinstance(array, cupy.ndarray):
+        return cupy
+    get = getattr(type(array), "__array_namespace__", None)
+    if get is None:
+        raise TypeError(f"expected an array (NumPy, CuPy or an array-API array), got {type(array).__name__}")
+    return get(array)
 
 
 def to_device(array, xp):

@@ -14,7 +14,7 @@ class Dense:
 
     Speed: the bias is added in place (no second temporary), the matrix products go to BLAS with
     transposed views (no copies), and each backward writes the parameter gradients into the arrays
-    the previous backward left (``grad_weight`` is live, like torch's ``.grad``:
+    the previous backward left, or that Network gave it (``grad_weight`` is live, like torch's ``.grad``:
     copy them to keep them past the next backward). ``backward(g, input_grad=False)`` skips
     dL/dx, which a training step does not need for the first layer.
     """
@@ -46,10 +46,12 @@ class Dense:
 
     def backward(self, grad_out, input_grad: bool = True):
         xp = self.xp
-        dtype = np.result_type(self.x.dtype, grad_out.dtype)
+        dtype = grad_out.dtype if grad_out.dtype == self.x.dtype else np.result_type(self.x.dtype, grad_out.dtype)
         if self.grad_weight is None or self.grad_weight.dtype != dtype:
             self.grad_weight = xp.empty(self.weight.shape, dtype=dtype)
         xp.matmul(self.x.T, grad_out, out=self.grad_weight)
         if self.bias is not None:
-            self.grad_bias = grad_out.sum(axis=0)
+            if self.grad_bias is None or self.grad_bias.dtype != dtype:
+                self.grad_bias = xp.empty(self.bias.shape, dtype=dtype)
+            grad_out.sum(axis=0, out=self.grad_bias)
         return grad_out @ self.weight.T if input_grad else None

@@ -12,6 +12,7 @@ from scratch.activations import Activation, make_activation
 from scratch.initializers import initial_parameters
 from scratch.layers import Dense
 from scratch.losses import Loss, make_loss
+from scratch.packed import pack, still_packed
 
 
 class Network:
@@ -28,18 +29,32 @@ class Network:
         self.layers = layers
         self.activations = activations
         self.xp = xp
+        self._packed_params = self._packed_grads = None
 
     @classmethod
     def from_spec(cls, spec, xp=np, params: dict | None = None) -> "Network":
-        """Build the network the spec describes, with its seeded initial weights (or ``params``)."""
+        """Build the network the spec describes, with its seeded initial weights (or ``params``).
+
+        Its parameters, and the gradients backward writes, each live in one buffer (scratch/packed.py),
+        so an optimizer updates all of them in one pass.
+        """
         params = initial_parameters(spec) if params is None else params
+        names = [f"layers.{i}.{kind}" for i in range(len(spec.layers)) for kind in ("weight", "bias")
+                 if f"layers.{i}.{kind}" in params]
+        arrays = {name: xp.asarray(params[name]) for name in names}
+        packed = len({a.dtype for a in arrays.values()}) == 1
+        live = pack(arrays, xp) if packed else {name: a.copy() for name, a in arrays.items()}
         layers, activations = [], []
         for i, layer in enumerate(spec.layers):
-            weight = xp.asarray(params[f"layers.{i}.weight"]).copy()
-            bias = params.get(f"layers.{i}.bias")
-            layers.append(Dense(weight, None if bias is None else xp.asarray(bias).copy(), xp=xp))
+            layers.append(Dense(live[f"layers.{i}.weight"], live.get(f"layers.{i}.bias"), xp=xp))
             activations.append(make_activation(layer.activation, layer.activation_params, xp=xp))
-        return cls(layers, activations, xp=xp)
+        net = cls(layers, activations, xp=xp)
+        if packed:
+            net._packed_params = live
+            net._packed_grads = grads = pack(arrays, xp, copy=False)   # zeros until the first backward
+            for i, layer in enumerate(layers):
+                layer.grad_weight, layer.grad_bias = grads[f"layers.{i}.weight"], grads.get(f"layers.{i}.bias")
+        return net
 
     # ------------------------------------------------------------------------------ passes
 
@@ -47,6 +62,8 @@ class Network:
         """Run forward; return the output and every layer's activation a_i (the last is the output)."""
         trace = []
         a = x
+        for layer in self.layers:   # the last pass's saved inputs go first, not after the new ones exist
+            layer.x = None
         for layer, activation in zip(self.layers, self.activations):
             a = activation.forward(layer.forward(a))
             trace.append(a)
@@ -62,11 +79,16 @@ class Network:
 
         ``input_grad=False`` (a training step): skip dL/dx, the first layer's costliest product
         that no update uses, and return None.
+
+        As torch's backward (without retain_graph), it lets go of the layer inputs forward kept,
+        each as soon as its layer is done, so they are not held through the rest of the step:
+        another backward needs another forward.
         """
         grad = grad_out
         last = len(self.layers) - 1
         for i, (layer, activation) in enumerate(zip(reversed(self.layers), reversed(self.activations))):
             grad = layer.backward(activation.backward(grad), input_grad=input_grad or i < last)
+            layer.x = None
         return grad
 
     def loss_and_gradients(self, x, y, loss: Loss):
@@ -79,20 +101,19 @@ class Network:
 
     def parameters(self) -> dict:
         """Named parameters (the live arrays: an optimizer updates them in place)."""
-        out = {}
-        for i, layer in enumerate(self.layers):
-            out[f"layers.{i}.weight"] = layer.weight
-            if layer.bias is not None:
-                out[f"layers.{i}.bias"] = layer.bias
-        return out
+        return still_packed(self._named(lambda layer: (layer.weight, layer.bias)), self._packed_params)
 
     def gradients(self) -> dict:
         """Named gradients from the last backward, keyed as parameters()."""
+        return still_packed(self._named(lambda layer: (layer.grad_weight, layer.grad_bias)), self._packed_grads)
+
+    def _named(self, pick) -> dict:
         out = {}
         for i, layer in enumerate(self.layers):
-            out[f"layers.{i}.weight"] = layer.grad_weight
+            weight, bias = pick(layer)
+            out[f"layers.{i}.weight"] = weight
             if layer.bias is not None:
-                out[f"layers.{i}.bias"] = layer.grad_bias
+                out[f"layers.{i}.bias"] = bias
         return out
 
     def load_parameters(self, params: dict) -> None:

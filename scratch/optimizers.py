@@ -16,6 +16,10 @@ Contract (shared with torch_ref/optimizers.py and the training loops):
 ``OPTIMIZERS`` maps the spec's optimizer names to these classes; scratch/spec.py validates
 ``optimizer.name`` against its keys and torch_ref/optimizers.py keeps the twin registry.
 
+Devices: the parameters' array module (NumPy, CuPy; ``scratch.device.namespace_of``) runs every
+update, clipping included, with no host read; the exceptions are the rules that compare losses
+(Armijo's condition, random search's acceptance), which read ``closure()`` on the host.
+
 Each optimizer declares the spec fields it reads (``reads``; lr and the clipping fields are read
 by all); a non-default value of a field the chosen optimizer does not read is an error (SpecError
 naming the field), never silently ignored.
@@ -27,10 +31,13 @@ per step, not bit for bit. The formulas below follow torch's order of operations
 from __future__ import annotations
 
 import dataclasses
+from typing import NamedTuple
 
 import numpy as np
 
+from scratch.device import namespace_of, to_host
 from scratch.errors import SpecError
+from scratch.packed import views_of
 
 # Spec fields every optimizer reads (the clipping fields are applied by the training step).
 COMMON_FIELDS = ("name", "lr", "clip_norm", "clip_value")
@@ -38,7 +45,15 @@ COMMON_FIELDS = ("name", "lr", "clip_norm", "clip_value")
 
 
 class Optimizer:
-    """Base class: holds the live parameters (a dict name -> float array) and per-parameter state."""
+    """Base class: holds the live parameters (a dict name -> float array) and per-parameter state.
+
+    Every update runs in place over ``segments``: the whole buffer at once when the parameters and
+    the gradients are packed alike (``Network.parameters()`` and ``Network.gradients()``, see
+    scratch/packed.py), else one parameter at a time; the parameters' state entries are then
+    views of one buffer too. Either way the arithmetic of every element is the same. Temporaries
+    live in work buffers kept between steps (no allocation per step), and a large NumPy update
+    goes through them in blocks of ``BLOCK`` elements, so they stay in cache.
+    """
 
     name = ""
     reads: tuple[str, ...] = ()      # the OptimizerSpec fields it reads, beyond COMMON_FIELDS
@@ -51,7 +66,10 @@ class Optimizer:
                 raise TypeError(f"params[{key!r}]: expected a float array (updated in place), "
                                 f"got {type(p).__name__} {getattr(p, 'dtype', '')}")
         self.params = params
+        self.xp = namespace_of(next(iter(params.values())))
         self.state: dict[str, dict] = {key: {} for key in params}
+        self._work: dict = {}
+        self._packed_state: dict = {}    # state key -> (flat buffer, its per-parameter views)
 
     @classmethod
     def from_spec(cls, opt_spec, params: dict, seed: int | None = None) -> "Optimizer":
@@ -64,20 +82,27 @@ class Optimizer:
         raise NotImplementedError
 
     def get_state(self) -> tuple[dict, dict]:
-        """(per-parameter state as copies: name -> {key -> array, ``step`` as an int64 array},
+        """(per-parameter state as host copies: name -> {key -> array, ``step`` as an int64 array},
         the rest as plain JSON-able data): what a checkpoint stores."""
-        state = {name: {key: np.array(value, dtype=np.int64) if key == "step" else np.array(value, copy=True)
+        state = {name: {key: np.array(value, dtype=np.int64) if key == "step" else self._host_copy(value)
                         for key, value in entries.items()} for name, entries in self.state.items()}
         last = getattr(self, "last_step", None)
         return state, ({"last_step": dict(last)} if last else {})
 
     def set_state(self, state: dict, extra: dict) -> None:
-        """Restore what get_state returned (copies; ``step`` back to an int)."""
+        """Restore what get_state returned (copies, on the parameters' device; ``step`` back to an int)."""
         for name in self.params:
-            self.state[name] = {key: int(value) if key == "step" else np.array(value, copy=True)
+            self.state[name] = {key: int(value) if key == "step" else self.xp.asarray(np.array(value, copy=True))
                                 for key, value in state.get(name, {}).items()}
         if "last_step" in extra:
             self.last_step = dict(extra["last_step"])
+
+    def _host_copy(self, value) -> np.ndarray:
+        return np.array(value, copy=True) if self.xp is np else to_host(value, self.xp)
+
+    def _host_float(self, value) -> float:
+        """A loss or a sum read on the host: the one place an optimizer leaves the device."""
+        return float(to_host(value, self.xp))
 
     def _grads(self, grads: dict) -> dict:
         missing = [key for key in self.params if key not in grads]
@@ -85,29 +110,77 @@ class Optimizer:
             raise KeyError(f"grads: no gradient for {', '.join(missing)}")
         return grads
 
+    # ------------------------------------------------------------------------- segments
 
-# Elements per block of an in-place update: the work stays in cache and no parameter-sized
-# temporary is allocated (a 4096x4096 float32 temporary is 64 MiB of fresh pages every step).
+    def _segments(self, grads: dict) -> list["_Segment"]:
+        """What an update runs over: the whole buffers when parameters and gradients are packed
+        alike, else one segment per parameter."""
+        layout = getattr(self.params, "layout", None)
+        if layout is not None and getattr(grads, "layout", None) == layout:
+            return [_Segment(tuple(self.params), self.params.flat, grads.flat, True)]
+        return [_Segment((key,), p, grads[key], False) for key, p in self.params.items()]
+
+    def _state(self, segment: "_Segment", key: str):
+        """State ``key`` over the segment, and whether it is new (zeros, first step). Packed: one
+        buffer whose views are the parameters' entries (rebuilt if set_state replaced them)."""
+        if not segment.packed:
+            entry = self.state[segment.names[0]]
+            new = key not in entry
+            if new:
+                entry[key] = self.xp.zeros_like(segment.p)
+            return entry[key], new
+        entries = [self.state[name].get(key) for name in segment.names]
+        cached = self._packed_state.get(key)
+        if cached is not None and all(e is v for e, v in zip(entries, cached[1].values())):
+            return cached[0], False
+        flat = self.xp.zeros_like(segment.p)
+        views = views_of(flat, self.params.layout)
+        for name, entry in zip(segment.names, entries):
+            if entry is not None:
+                views[name][...] = entry
+            self.state[name][key] = views[name]
+        self._packed_state[key] = (flat, views)
+        return flat, all(e is None for e in entries)
+
+    def _count_step(self, segment: "_Segment") -> int:
+        """The segment's step number t = 1, 2, ..., kept per parameter in ``state[name]["step"]``."""
+        t = self.state[segment.names[0]].get("step", 0) + 1
+        for name in segment.names:
+            self.state[name]["step"] = t
+        return t
+
+    def _work_buffers(self, like, count: int) -> list:
+        """``count`` arrays shaped and typed as ``like``, kept between steps."""
+        key = (like.shape, like.dtype, count)
+        buffers = self._work.get(key)
+        if buffers is None:
+            buffers = self._work[key] = [self.xp.empty_like(like) for _ in range(count)]
+        return buffers
+
+
+class _Segment(NamedTuple):
+    names: tuple[str, ...]    # the parameters it covers
+    p: object                 # their values (a parameter, or the packed buffer)
+    g: object                 # their gradients, the same shape
+    packed: bool
+
+
+# Elements per block of a NumPy update: its temporaries stay in cache, and are never
+# parameter-sized (a 4096x4096 float32 temporary is 64 MiB of fresh pages every step).
 BLOCK = 1 << 16
 
 
-def _sub_scaled(p, scale: float, g) -> None:
-    """p -= scale·g, with the same roundings as ``p -= scale * g`` but no full-size temporary."""
-    if (not isinstance(p, np.ndarray) or not isinstance(g, np.ndarray) or p.size <= BLOCK
-            or not (p.flags.c_contiguous and g.flags.c_contiguous) or p.shape != g.shape):
-        p -= scale * g
-        return
-    flat_p, flat_g = p.reshape(-1), g.reshape(-1)
-    work = np.empty(BLOCK, dtype=np.result_type(scale * flat_g[:1]))
-    for start in range(0, flat_p.size, BLOCK):
-        block = flat_g[start:start + BLOCK]
-        tmp = work[:block.size]
-        np.multiply(block, scale, out=tmp)
-        flat_p[start:start + BLOCK] -= tmp
+def _pieces(*arrays) -> list[tuple]:
+    """The arrays whole, or for large contiguous NumPy arrays of one shape, matching blocks of them."""
+    first = arrays[0]
+    if first.size <= BLOCK or not all(isinstance(a, np.ndarray) and a.flags.c_contiguous
+                                      and a.shape == first.shape for a in arrays):
+        return [arrays]
+    flats = [a.reshape(-1) for a in arrays]
+    return [tuple(f[start:start + BLOCK] for f in flats) for start in range(0, first.size, BLOCK)]
 
 
 # -------------------------------------------------------------------------------------- SGD
-
 
 class SGD(Optimizer):
     """Stochastic gradient descent with momentum, dampening, Nesterov and weight decay, torch's form.
@@ -152,31 +225,50 @@ class SGD(Optimizer):
     def step(self, grads: dict, closure=None):
         grads = self._grads(grads)
         loss = None if closure is None else closure()
-        for key, p in self.params.items():
-            g = grads[key]
-            if self.weight_decay != 0:
-                g = g + self.weight_decay * p
-            if self.momentum != 0:
-                state = self.state[key]
-                buf = state.get("momentum_buffer")
-                if buf is None:
-                    buf = state["momentum_buffer"] = g.copy()
-                else:
-                    buf *= self.momentum
-                    buf += (1 - self.dampening) * g
-                g = g + self.momentum * buf if self.nesterov else buf
-            _sub_scaled(p, self.lr, g)
+        for segment in self._segments(grads):
+            buffer, first = self._state(segment, "momentum_buffer") if self.momentum != 0 else (None, False)
+            for piece in _pieces(segment.p, segment.g, *(() if buffer is None else (buffer,))):
+                self._update(*piece, first=first)
         return loss
+
+    def _update(self, p, g, buffer=None, first: bool = False) -> None:
+        """One piece of the step, in place, in torch's order (see the class docstring)."""
+        xp = self.xp
+        decayed, tmp = self._work_buffers(g, 2)
+        if self.weight_decay != 0:
+            xp.multiply(p, self.weight_decay, out=decayed)
+            decayed += g                                   # g + wd·p
+            g = decayed
+        if buffer is not None:
+            if first:
+                buffer[...] = g                            # v starts at g, undampened
+            else:
+                buffer *= self.momentum
+                xp.multiply(g, 1 - self.dampening, out=tmp)
+                buffer += tmp                              # μ·v + (1 − τ)·g
+            if self.nesterov:
+                xp.multiply(buffer, self.momentum, out=tmp)
+                tmp += g                                   # g + μ·v
+                g = tmp
+            else:
+                g = buffer
+        xp.multiply(g, self.lr, out=tmp)
+        p -= tmp
 
 
 # ------------------------------------------------------------------------------------- Adam
 
 
-def _lerp(start, end, weight: float):
-    """start + weight·(end − start), evaluated as torch.lerp does (the other end for weight ≥ ½)."""
+def _lerp(start, end, weight: float, tmp, xp) -> None:
+    """start ← start + weight·(end − start) in place, evaluated as torch.lerp does (the other end
+    for weight ≥ ½); ``tmp``: a work array of start's shape."""
+    xp.subtract(end, start, out=tmp)
     if abs(weight) < 0.5:
-        return start + weight * (end - start)
-    return end - (end - start) * (1 - weight)
+        tmp *= weight
+        start += tmp
+    else:
+        tmp *= 1 - weight
+        xp.subtract(end, tmp, out=start)
 
 
 class Adam(Optimizer):
@@ -211,25 +303,38 @@ class Adam(Optimizer):
     def step(self, grads: dict, closure=None):
         grads = self._grads(grads)
         loss = None if closure is None else closure()
-        beta1, beta2 = self.betas
-        for key, p in self.params.items():
-            g = grads[key]
-            state = self.state[key]
-            if not state:
-                state.update(step=0, exp_avg=np.zeros_like(p), exp_avg_sq=np.zeros_like(p))
-            state["step"] += 1
-            t = float(state["step"])
-            if self.weight_decay != 0:
-                if self.decoupled:
-                    p *= 1 - self.lr * self.weight_decay
-                else:
-                    g = g + self.weight_decay * p
-            m = state["exp_avg"] = _lerp(state["exp_avg"], g, 1 - beta1)
-            v = state["exp_avg_sq"] = state["exp_avg_sq"] * beta2 + (1 - beta2) * g * g
-            step_size = self.lr / (1 - beta1 ** t)
-            denom = np.sqrt(v) / (1 - beta2 ** t) ** 0.5 + self.eps
-            p += (-step_size) * m / denom
+        for segment in self._segments(grads):
+            m, _ = self._state(segment, "exp_avg")
+            v, _ = self._state(segment, "exp_avg_sq")
+            t = self._count_step(segment)
+            for piece in _pieces(segment.p, segment.g, m, v):
+                self._update(*piece, t=t)
         return loss
+
+    def _update(self, p, g, m, v, t: int) -> None:
+        """One piece of step t, in place, in torch's order (see the class docstring)."""
+        xp = self.xp
+        beta1, beta2 = self.betas
+        decayed, tmp, denom = self._work_buffers(g, 3)
+        if self.weight_decay != 0:
+            if self.decoupled:
+                p *= 1 - self.lr * self.weight_decay
+            else:
+                xp.multiply(p, self.weight_decay, out=decayed)
+                decayed += g                                   # g + wd·p
+                g = decayed
+        _lerp(m, g, 1 - beta1, tmp, xp)                        # m + (1 − β₁)·(g − m)
+        v *= beta2
+        xp.multiply(g, 1 - beta2, out=tmp)
+        tmp *= g
+        v += tmp                                               # β₂·v + (1 − β₂)·g²
+        step_size = self.lr / (1 - beta1 ** t)
+        xp.sqrt(v, out=denom)
+        denom /= (1 - beta2 ** t) ** 0.5
+        denom += self.eps                                      # √v / √(1 − β₂ᵗ) + ε
+        xp.multiply(m, -step_size, out=tmp)
+        tmp /= denom
+        p += tmp
 
 
 class AdamW(Adam):
@@ -295,13 +400,15 @@ class Armijo(Optimizer):
         grads = self._grads(grads)
         grads = {key: grads[key].copy() for key in self.params}  # the direction stays put
         x0 = {key: p.copy() for key, p in self.params.items()}
-        f0 = float(closure())
-        slope = -sum(float(np.sum(grads[key] * grads[key])) for key in self.params)  # ∇fᵀd, d = −g
+        f0 = self._host_float(closure())
+        # ∇fᵀd with d = −g: each parameter's sum widened to float64 before they are added
+        squares = [(grads[key] * grads[key]).sum().astype(self.xp.float64) for key in self.params]
+        slope = -self._host_float(sum(squares[1:], squares[0]))
         for l in range(self.max_backtracks + 1):
             t = self.lr * self.beta ** l
             for key, p in self.params.items():
                 p[...] = x0[key] - t * grads[key]
-            f = float(closure())
+            f = self._host_float(closure())
             if f <= f0 + self.sigma * t * slope:
                 self.last_step = dict(t=t, backtracks=l, accepted=True, loss_before=f0, loss_after=f)
                 return f0
@@ -354,25 +461,17 @@ class RandomSearch(Optimizer):
         if closure is None:
             raise ValueError("random_search: step needs closure() returning the loss at the current parameters")
         x0 = {key: p.copy() for key, p in self.params.items()}
-        f0 = float(closure())
+        f0 = self._host_float(closure())
         for key, p in self.params.items():
-            noise = self.lr * self.rng.standard_normal(p.shape)
-            p += _asarray_like(p, noise)
-        f = float(closure())
+            noise = self.lr * self.rng.standard_normal(p.shape)   # drawn on the host, as torch's twin draws it
+            p += self.xp.asarray(noise, dtype=p.dtype)
+        f = self._host_float(closure())
         accepted = f < f0
         if not accepted:
             for key, p in self.params.items():
                 p[...] = x0[key]
         self.last_step = dict(accepted=accepted, loss_before=f0, loss_after=f if accepted else f0)
         return f0
-
-
-def _asarray_like(p, values: np.ndarray):
-    """NumPy values as an array of p's kind and dtype (NumPy, or CuPy through __array_namespace__)."""
-    if isinstance(p, np.ndarray):
-        return values.astype(p.dtype)
-    xp = p.__array_namespace__()
-    return xp.asarray(values, dtype=p.dtype)
 
 
 def _seed(opt_spec, seed: int | None) -> int:
@@ -386,28 +485,39 @@ def _seed(opt_spec, seed: int | None) -> int:
 # ------------------------------------------------------------------------------- clipping
 
 
-def global_norm(grads: dict) -> float:
-    """The L2 norm of all gradients as one vector, as torch: ‖(‖g₁‖, ‖g₂‖, ...)‖."""
-    norms = np.array([float(np.linalg.norm(g.reshape(-1))) for g in grads.values()])
-    return float(np.linalg.norm(norms)) if norms.size else 0.0
+def global_norm(grads: dict):
+    """The L2 norm of all gradients as one vector, as torch: ‖(‖g₁‖, ‖g₂‖, ...)‖, each ‖gᵢ‖ in gᵢ's
+    dtype, the outer norm in float64. A float64 scalar on the gradients' device (a NumPy scalar,
+    which is a float, on the CPU): reading it on the host is the caller's choice."""
+    if not grads:
+        return 0.0
+    xp = namespace_of(next(iter(grads.values())))
+    norms = []
+    for g in grads.values():
+        flat = g.reshape(-1)
+        norms.append(xp.sqrt(flat.dot(flat)).astype(xp.float64))   # np.linalg.norm's own formula
+    stacked = xp.stack(norms)
+    return xp.sqrt(stacked.dot(stacked))
 
 
-def clip_grad_norm(grads: dict, max_norm: float, total: float | None = None) -> float:
+def clip_grad_norm(grads: dict, max_norm: float, total=None):
     """Scale all gradients in place so their global L2 norm is at most max_norm; return the norm before.
 
         total = ‖(‖g₁‖, ‖g₂‖, ...)‖₂;   c = min(max_norm / (total + 1e-6), 1);   gᵢ ← c·gᵢ
     (the 1e-6 and the multiply by c even when c = 1 are torch's). Torch twin:
     torch.nn.utils.clip_grad_norm_(parameters, max_norm), which also returns the total norm.
     ``total``: global_norm(grads) when the caller has it already (not computed again).
+    No host read: c stays on the gradients' device.
     """
     total = global_norm(grads) if total is None else total
-    coef = min(float(max_norm) / (total + 1e-6), 1.0)
     for g in grads.values():
-        g *= coef
+        xp = namespace_of(g)
+        coef = xp.minimum(float(max_norm) / (total + 1e-6), 1.0)
+        g *= xp.asarray(coef, dtype=g.dtype)   # c rounded to g's dtype first, as a Python float would be
     return total
 
 
-def clip_grad_value(grads: dict, value: float, total: float | None = None) -> float:
+def clip_grad_value(grads: dict, value: float, total=None):
     """Clamp every gradient element in place to [−value, value]; return the global norm before.
 
     Torch twin: torch.nn.utils.clip_grad_value_(parameters, value) (which returns None; the norm
@@ -416,11 +526,11 @@ def clip_grad_value(grads: dict, value: float, total: float | None = None) -> fl
     total = global_norm(grads) if total is None else total
     value = float(value)
     for g in grads.values():
-        np.clip(g, -value, value, out=g)
+        namespace_of(g).clip(g, -value, value, out=g)
     return total
 
 
-def apply_clipping(opt_spec, grads: dict) -> float:
+def apply_clipping(opt_spec, grads: dict):
     """Clip ``grads`` in place as the spec asks (clip_norm, then clip_value); return the global norm
     before clipping. Torch twin: torch_ref.optimizers.apply_clipping."""
     total = global_norm(grads)

@@ -5,7 +5,7 @@
     .venv/bin/python tools/mutate.py --select Sigmoid.backward --limit 3 --json out.json
 
 Targets (the derivatives and updates written by hand in scratch/): every activation's and loss's
-``backward`` (and ``Loss._scale``), ``Dense.backward``, the optimizers' ``step`` methods with
+``backward`` (and ``Loss._scale``), ``Dense.backward``, the optimizers' ``step`` and ``_update`` methods with
 ``_lerp`` and the clipping functions. Mutations, applied to the AST of one function at a time:
 
     flip a sign     a + b ↔ a − b, −x → x, p −= … ↔ p += …, return −(…)
@@ -50,7 +50,7 @@ TARGETS = {
                            "parity_tests/test_finite_diff.py"]),
     "scratch/layers.py": (lambda q: q == "Dense.backward",
                           ["parity_tests/test_network_parity.py", "parity_tests/test_finite_diff.py"]),
-    "scratch/optimizers.py": (lambda q: q.endswith(".step") or q in (
+    "scratch/optimizers.py": (lambda q: q.endswith((".step", "._update")) or q in (
         "_lerp", "global_norm", "clip_grad_norm", "clip_grad_value"),
                               ["parity_tests/test_optimizers.py"]),
 }
