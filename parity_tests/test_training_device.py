@@ -31,15 +31,18 @@ OPTIMIZERS = {
 }
 
 
-class CountingStrict(StrictNamespace):
-    """The strict namespace, counting the explicit reads back to the host (``asnumpy``)."""
+@pytest.fixture
+def reads(monkeypatch) -> list:
+    """Every explicit read back to the host from the strict device (``asnumpy``, whoever calls it:
+    the loop, the optimizers), one entry each."""
+    calls, read = [], StrictNamespace.asnumpy
 
-    def __init__(self):
-        self.reads = 0
+    def counted(value):
+        calls.append(getattr(value, "shape", ()))
+        return read(value)
 
-    def asnumpy(self, value):
-        self.reads += 1
-        return StrictNamespace.asnumpy(value)
+    monkeypatch.setattr(StrictNamespace, "asnumpy", staticmethod(counted))
+    return calls
 
 
 def assert_on_host(result) -> None:
@@ -61,15 +64,27 @@ def test_training_device_strict_trajectory_is_numpys(optimizer, shuffle):
     assert_on_host(ours)
 
 
+@pytest.mark.parametrize("optimizer", [{"name": "armijo", "lr": 4.0}, {"name": "random_search", "lr": 0.05}],
+                         ids=["armijo", "random_search"])
+def test_training_device_strict_closure_optimizers_read_their_losses(optimizer, reads):
+    """Line search and random search compare losses on the host: explicit reads (the strict device
+    refuses any other), at least two per step, and the trajectory is still NumPy's."""
+    spec = parse_spec(square_spec(epochs=30) | {"optimizer": optimizer})
+    ours, numpy_run = scratch_train(spec, device=strict), scratch_train(spec)
+    assert_same_run(ours, numpy_run, TRAJECTORY_TOL, f"strict against NumPy, {optimizer['name']}")
+    assert len(reads) >= 30 + len(ours.params) + 2 * 30
+
+
 @pytest.mark.parametrize("dtype", ["float64", "float32"])
-def test_training_device_strict_reads_back_once_per_epoch(dtype):
+def test_training_device_strict_reads_back_once_per_epoch(dtype, reads):
     spec = parse_spec(moons_spec(dtype=dtype))           # 4 epochs of 10 steps, a test split
-    counting = CountingStrict()
-    result = scratch_train(spec, device=counting)
+    result = scratch_train(spec, device=strict)
     epochs, params = len(result.history.epoch_loss), len(result.params)
     assert len(result.history.step_loss) == 40 and epochs == 4
-    # one read per epoch; at the end one per parameter, the test loss and the test hits
-    assert counting.reads == epochs + params + 2
+    # one read per epoch (its 10 steps' loss, norm and hits); at the end one per parameter, the
+    # test loss and the test hits
+    assert reads[:epochs] == [(3, 10)] * epochs
+    assert len(reads) == epochs + params + 2
     assert result.params["layers.0.weight"].dtype == np.dtype(dtype)
 
 

@@ -428,8 +428,9 @@ def _update(run: _Run, grads: dict, norm, xb, yb) -> None:
     if opt.clip_value is not None:
         clip_grad_value(grads, opt.clip_value, norm)    # the norm is for its return only
     if opt.name in CLOSURE_OPTIMIZERS:
-        # line search and random search compare losses on the host: one read per evaluation, by design
-        run.optimizer.step(grads, closure=lambda: run.steps.read(run.loss_fn.forward(run.net.forward(xb), yb)))
+        # line search and random search read each loss the closure gives on the host, to compare
+        # them: the optimizer's reads, by design
+        run.optimizer.step(grads, closure=lambda: run.loss_fn.forward(run.net.forward(xb), yb))
     else:
         run.optimizer.step(grads)
 
