@@ -1,6 +1,7 @@
 """The scratch training loop: epochs of mini-batches, history, stopping rules, divergence checks.
 
-``train(spec, dataset=None, epochs=None, progress=None, callback=None) -> TrainResult``
+``train(spec, dataset=None, epochs=None, progress=None, callback=None, checkpoints=None, device=None)
+-> TrainResult``
 
 Each step, on the rows ``scratch.data.batch_order(n, batch_size, shuffle, seed, epoch)`` names
 (the order every loop shares: scratch, torch_ref.training, Lightning):

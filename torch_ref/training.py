@@ -1,6 +1,7 @@
 """The plain torch training loop: the scratch loop's twin, step for step.
 
-``train(spec, dataset=None, epochs=None, progress=None, callback=None, device=None) -> TrainResult``
+``train(spec, dataset=None, epochs=None, progress=None, callback=None, device=None, checkpoints=None)
+-> TrainResult``
 
 Same batches (scratch.data.batch_order), same order of operations and the same records
 (History, TrainResult, RunLog: plain bookkeeping shared with scratch.training), but the maths is
