@@ -28,7 +28,7 @@ class HostRoundTrip(TypeError):
 
 # Namespace functions a scratch op may call: a subset of CuPy's NumPy-compatible API.
 FUNCTIONS = frozenset("""
-    abs absolute add all any arange argmax argmin asarray broadcast_to clip concatenate copy
+    abs absolute add all any arange argmax argmin asarray bitwise_and broadcast_to clip concatenate copy
     divide dot empty empty_like equal exp expm1 full full_like greater greater_equal isfinite isinf
     isnan less less_equal log log1p logical_and logical_not logical_or matmul maximum mean minimum
     multiply negative ones ones_like outer power reciprocal reshape sign sqrt square stack subtract

@@ -66,6 +66,22 @@ def test_relu_kink_gradient_zero():
     assert np.array_equal(op.backward(np.full((1, 3), 5.0)), np.zeros((1, 3)))
 
 
+@pytest.mark.parametrize("dtype", DTYPES)
+def test_relu_backward_is_torchs_where_bit_for_bit(dtype):
+    """Non-finite and signed-zero gradients pass where z > 0 untouched and become +0 elsewhere,
+    exactly as torch's threshold_backward (z <= 0 ? 0 : g)."""
+    z = np.array([[-1.0, 0.0, 2.0, -0.0, 3.0, -2.0, 1e-30, -1e-30]], dtype=dtype)
+    g = np.array([[np.nan, np.inf, np.nan, -np.inf, -0.0, -0.0, -np.inf, 5.0]], dtype=dtype)
+    op = make_activation("relu")
+    op.forward(z)
+    ours = op.backward(g)
+    zt = torch.tensor(z, requires_grad=True)
+    torch.relu(zt).backward(torch.tensor(g))
+    theirs = zt.grad.numpy()
+    assert ours.dtype == theirs.dtype
+    assert np.array_equal(ours.view(f"i{ours.itemsize}"), theirs.view(f"i{theirs.itemsize}"))
+
+
 def test_leaky_relu_kink_gradient_slope():
     op = make_activation("leaky_relu", {"negative_slope": 0.25})
     op.forward(np.zeros((1, 2)))

@@ -127,6 +127,8 @@ def test_compare_with_two_ddp_processes(capsys, tmp_path):
     (["--plot", "curves.pdf"], "--plot: expected a .png"),
     (["--plot", "no/such/dir/curves.png"], "--plot: no such directory"),
     (["--tol", "-1"], "--tol: must be > 0"),
+    (["--tol", "inf"], "--tol: must be > 0 and finite"),
+    (["--tol", "nan"], "--tol: must be > 0 and finite"),
     ([str(SPECS / "xor.toml"), "--devices", "8"], "cannot be split over 8 processes"),
 ])
 def test_bad_input_exits_2_with_one_line_and_starts_nothing(capsys, tmp_path, monkeypatch, argv, message):

@@ -114,19 +114,27 @@ class Tanh(Activation):
         return grad_out * (1 - self.a * self.a)
 
 
+_SAME_WIDTH_INT = {2: np.int16, 4: np.int32, 8: np.int64}   # float16/32/64 -> the integers of their width
+
+
 class ReLU(Activation):
     """a = max(z, 0).  Backward: 1 for z > 0, else 0 (0 at z = 0, as torch).  Torch twin: nn.ReLU."""
 
     name = "relu"
 
     def forward(self, z):
-        self.positive = z > 0
-        # max(z, 0): one vectorised pass (where() is ~8x slower); NaN stays NaN, as torch.relu;
-        # the Python 0 takes z's dtype (NumPy 2 and CuPy), so float32 stays float32
+        # keep: all ones where z > 0, all zeros elsewhere, as integers of z's width (see backward)
+        self.keep = -(z > 0).astype(_SAME_WIDTH_INT[z.dtype.itemsize])
+        # max(z, 0): one vectorised pass; NaN stays NaN, as torch.relu; the Python 0 takes z's
+        # dtype (NumPy 2 and CuPy), so float32 stays float32
         return self.xp.maximum(z, 0)
 
     def backward(self, grad_out):
-        return self.xp.where(self.positive, grad_out, 0)
+        if grad_out.dtype.itemsize != self.keep.dtype.itemsize:
+            return self.xp.where(self.keep != 0, grad_out, 0)
+        # where(z > 0, g, 0) bit for bit, as g's bits AND keep: where() branches on every element,
+        # ~15x slower on a mask with no pattern (a tenth of a wide network's step)
+        return self.xp.bitwise_and(grad_out.view(self.keep.dtype), self.keep).view(grad_out.dtype)
 
 
 class LeakyReLU(Activation):

@@ -5,7 +5,7 @@ import json
 
 import numpy as np
 
-from nnparity.usage import UsageError, add_device_argument, spec_from_args, spec_on_device
+from nnparity.usage import UsageError, add_device_argument, check_tolerance, spec_from_args, spec_on_device
 
 
 def add_arguments(parser):
@@ -25,8 +25,7 @@ def add_arguments(parser):
 def run(args) -> int:
     if args.batch is not None and args.batch < 1:
         raise UsageError(f"--batch: must be >= 1, got {args.batch}")
-    if args.tol is not None and not 0 < args.tol < float("inf"):
-        raise UsageError(f"--tol: must be > 0 and finite, got {args.tol}")
+    check_tolerance(args.tol)
     return run_spec(spec_from_args(args, "check"), args)
 
 

@@ -18,7 +18,7 @@ import time
 from nnparity import interrupts
 from nnparity.commands.compare.report import BACKENDS, analyze, format_table, plot_report, runs_per_backend
 from nnparity.outputs import check_output_file, write_via_temp
-from nnparity.usage import UsageError, add_device_argument, spec_from_args, spec_on_device
+from nnparity.usage import UsageError, add_device_argument, check_tolerance, spec_from_args, spec_on_device
 from scratch.data import batch_order, load_dataset
 from scratch.policy import FLOAT32_DRIFT_BOUND, TRAJECTORY_TOL, json_safe, run_tolerance
 
@@ -63,8 +63,7 @@ def checked_options(args) -> str | None:
         value = getattr(args, name)
         if value is not None and value < 1:
             raise UsageError(f"--{name.replace('_', '-')}: must be >= 1, got {value}")
-    if args.tol is not None and not args.tol > 0:
-        raise UsageError(f"--tol: must be > 0, got {args.tol}")
+    check_tolerance(args.tol)
     if args.plot is None:  # the default name is this command's own output: each run replaces it
         plot = check_output_file(DEFAULT_PLOT, "--plot", replaceable=True)
     elif args.plot.lower() == "none":
