@@ -15,7 +15,7 @@ import numpy as np
 import pytest
 
 from conftest import CHECK_TOL, TRAJECTORY_TOL, assert_same_run
-from scratch.checkpoint import Checkpointer, load
+from scratch.checkpoint import Checkpointer, load, spec_difference
 from scratch.errors import SpecError
 from scratch.spec import parse_spec
 from scratch.training import TrainingDiverged, train as scratch_train
@@ -133,6 +133,16 @@ def test_training_device_strict_resumes_a_numpy_checkpoint(tmp_path):
     resumed = scratch_train(spec, device=strict, checkpoints=Checkpointer(tmp_path / "on.npz", resume=load(path)))
     whole = scratch_train(spec)
     assert_same_run(resumed, whole, TRAJECTORY_TOL, "NumPy's checkpoint resumed on the strict device")
+
+
+def test_training_device_checkpoint_resumes_on_another_device():
+    """A checkpoint holds host arrays: one saved on a GPU (or before specs had a device) resumes on
+    the CPU; any other field that differs is still named."""
+    current = parse_spec(square_spec()).to_dict()
+    saved_on_gpu = dict(current, device="cuda")
+    saved_before = {k: v for k, v in current.items() if k != "device"}
+    assert spec_difference(saved_on_gpu, current) is None and spec_difference(saved_before, current) is None
+    assert spec_difference(dict(saved_on_gpu, seed=1), current).startswith("seed:")
 
 
 @pytest.mark.skipif(_cuda_ready(), reason="checks the refusal on a machine without CUDA and CuPy")
