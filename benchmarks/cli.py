@@ -140,9 +140,12 @@ def format_table(data: dict) -> str:
     return "\n".join(lines)
 
 
+def _slug(text: str) -> str:
+    return re.sub(r"[^A-Za-z0-9]+", "-", text).strip("-").lower()
+
+
 def machine_name(info: dict) -> str:
-    cpu = re.sub(r"[^A-Za-z0-9]+", "-", info["cpu"]).strip("-").lower()
-    return f"{cpu}-{info['cores']}core"
+    return f"{_slug(info['cpu'])}-{info['cores']}core"
 
 
 def run(args) -> int:
@@ -156,26 +159,47 @@ def run(args) -> int:
     limiter = fix_threads(args.threads)  # noqa: F841  (keeps the limits in force)
     data = {"settings": {"device": args.device, "dtype": args.dtype, "threads": args.threads, "quick": args.quick},
             "machine": machine_info(), "devices": {}}
-    if args.device in ("cuda", "all"):
-        data["devices"]["cuda"] = {"skipped": "GPU timings are not built yet (a later issue)" if _cuda_available()
-                                   else "no CUDA device here"}
+    gpu = args.device in ("cuda", "all") and _cuda_available()
+    if args.device == "all" and not gpu:
+        data["devices"]["cuda"] = {"skipped": "no CUDA device here (torch.cuda.is_available() is False)"}
         print(f"{PROG}: cuda skipped: {data['devices']['cuda']['skipped']}", file=sys.stderr)
-    if args.device == "cuda":
-        return _finish(args, data, started)
     from tqdm import tqdm
 
+    from benchmarks import gpu as gpu_run
     from benchmarks import run as bench_run
     from benchmarks import sweeps
 
-    names = bench_run.config_names(args.quick)
-    total = bench_run.steps_total(names, args.quick) + sweeps.sweep_steps(args.quick)
+    names = bench_run.config_names(args.quick) if args.device != "cuda" else []
+    total = (bench_run.steps_total(names, args.quick) + sweeps.sweep_steps(args.quick) if names else 0) \
+        + (gpu_run.steps_total(args.quick) if gpu else 0)
     with tqdm(total=total, desc="bench", unit="step", disable=args.no_progress or not sys.stderr.isatty(),
               leave=False) as bar:
-        data["configs"] = bench_run.run_all(args.dtype, args.threads, args.quick, bar)
-        data["sweeps"] = sweeps.sweep(args.dtype, args.threads, args.quick, bar)
+        if names:
+            data["configs"] = bench_run.run_all(args.dtype, args.threads, args.quick, bar)
+            data["sweeps"] = sweeps.sweep(args.dtype, args.threads, args.quick, bar)
+            data["devices"]["cpu"] = "timed"
+        if gpu:
+            data["gpu"] = gpu_run.run_all(args.dtype, args.quick, bar)
+            data["devices"]["cuda"] = "timed"
     data["machine"]["threads"] = thread_info()
-    data["devices"]["cpu"] = "timed"
     return _finish(args, data, started)
+
+
+def _plots(data: dict, path: str, dtype: str, threads) -> list[str]:
+    """The sweeps (CPU) to ``path``, the GPU's chart to ``path`` too, or beside it when both ran."""
+    written = []
+    if "sweeps" in data:
+        from benchmarks.sweeps import plot
+
+        plot(data["sweeps"], path, f"{data['machine']['cpu']}, {dtype}, {threads} threads")
+        written.append(path)
+    if "gpu" in data:
+        from benchmarks.gpu import plot
+
+        gpu_path = path if "sweeps" not in data else str(Path(path).with_suffix("")) + "-gpu.png"
+        plot(data["gpu"], gpu_path)
+        written.append(gpu_path)
+    return written
 
 
 def _finish(args, data, started) -> int:
@@ -187,25 +211,25 @@ def _finish(args, data, started) -> int:
         print("BLAS: " + ", ".join(f"{t.get('internal_api')} {t.get('version', '')} kernel "
                                    f"{t.get('architecture', '?')} x{t.get('num_threads')}" for t in blas))
         print(format_table(data))
-    if args.plot and "sweeps" in data:
-        from benchmarks.sweeps import plot
+    if "gpu" in data:
+        from benchmarks.gpu import format_table as gpu_table
 
-        plot(data["sweeps"], args.plot, f"{data['machine']['cpu']}, {args.dtype}, {args.threads} threads")
-        print(f"plot: {args.plot}")
+        print(gpu_table(data["gpu"]))
+    if args.plot:
+        for path in _plots(data, args.plot, args.dtype, args.threads):
+            print(f"plot: {path}")
     text = json.dumps(data, indent=1, default=_json_default)
     if args.json == "-":
         print(text)
     elif args.json:
         Path(args.json).write_text(text)
         print(f"json: {args.json}")
-    if args.save and "configs" in data:
+    if args.save:
         RESULTS.mkdir(exist_ok=True)
-        stem = RESULTS / f"{machine_name(data['machine'])}-{args.dtype}"
+        name = machine_name(data["machine"]) if "configs" in data else _slug(data["gpu"]["device"]["name"])
+        stem = RESULTS / f"{name}-{args.dtype}"
         stem.with_suffix(".json").write_text(text)
-        if "sweeps" in data:
-            from benchmarks.sweeps import plot
-
-            plot(data["sweeps"], str(stem) + "-sweeps.png", f"{data['machine']['cpu']}, {args.dtype}, {args.threads} threads")
+        _plots(data, str(stem) + ("-sweeps.png" if "sweeps" in data else "-gpu.png"), args.dtype, args.threads)
         print(f"saved: {stem}.json")
     print(f"total {data['seconds']:.1f} s")
     return 0

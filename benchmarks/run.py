@@ -42,6 +42,18 @@ def measure_step(step, threads: int, min_run_time: float, repeats: int) -> dict:
     return {"median_s": m.median, "iqr_s": m.iqr, "runs": len(m.times), "per_run": m.number_per_run}
 
 
+def each_side(ops, side_names, bar, label: str):
+    """(op, side) for every operation and side, in the order they are timed, with the progress
+    bar showing each and counting it once done (skipped ones too)."""
+    for op in ops:
+        for side in side_names:
+            if bar is not None:
+                bar.set_postfix_str(f"{label} {op} {side}")
+            yield op, side
+            if bar is not None:
+                bar.update(1)
+
+
 def _side_ops(side: str, quick: bool) -> tuple[str, ...]:
     if side == "torch_compile":
         return () if quick else COMPILE_OPS
@@ -53,26 +65,21 @@ def run_config(cfg, dtype: str, threads: int, quick: bool, bar=None) -> dict:
     min_run_time = 0.1 if quick else 0.3
     repeats = 3 if large else 5
     results: dict[str, dict] = {side: {} for side in STEP_SIDES}
-    for op in OPS:
-        for side in STEP_SIDES:
-            if bar is not None:
-                bar.set_postfix_str(f"{cfg.name} {op} {side}")
-            if op not in _side_ops(side, quick):
-                results[side][op] = {"skipped": "--quick: torch.compile takes ~10 s per step" if quick
-                                     else "torch.compile: timed on the SGD train step only"}
-                continue
-            try:
-                step = getattr(sides, side)(cfg, op, dtype, threads)
-                row = measure_step(step, threads, min_run_time, repeats)
-                if hasattr(step, "compile_seconds"):
-                    row["compile_s"] = step.compile_seconds
-                results[side][op] = row
-            except sides.Skip as exc:
-                results[side][op] = {"skipped": str(exc)}
-            finally:
-                step = None
-            if bar is not None:
-                bar.update(1)
+    for op, side in each_side(OPS, STEP_SIDES, bar, cfg.name):
+        if op not in _side_ops(side, quick):
+            results[side][op] = {"skipped": "--quick: torch.compile takes ~10 s per step" if quick
+                                 else "torch.compile: timed on the SGD train step only"}
+            continue
+        try:
+            step = getattr(sides, side)(cfg, op, dtype, threads)
+            row = measure_step(step, threads, min_run_time, repeats)
+            if hasattr(step, "compile_seconds"):
+                row["compile_s"] = step.compile_seconds
+            results[side][op] = row
+        except sides.Skip as exc:
+            results[side][op] = {"skipped": str(exc)}
+        finally:
+            step = None
     for backend, side in zip(("scratch", "torch", "lightning"), LOOP_SIDES):
         if bar is not None:
             bar.set_postfix_str(f"{cfg.name} loop {backend}")
@@ -101,16 +108,21 @@ def run_config(cfg, dtype: str, threads: int, quick: bool, bar=None) -> dict:
             "gemm": gemm, "results": results, **summary}
 
 
-def measure_memory(names, dtype: str, threads: int) -> dict:
-    """Each side in a process of its own (benchmarks.memory)."""
+def measure_memory(names, dtype: str, threads: int, fresh: bool = True) -> dict:
+    """Each side in a process of its own (benchmarks.memory), and with ``fresh`` one per
+    configuration too: a process that ran a smaller configuration first keeps memory its
+    allocator reuses (torch's does), which would flatter the next configuration's delta."""
     out = {}
     for side in MEMORY_SIDES:
-        proc = subprocess.run([sys.executable, "-m", "benchmarks.memory", side, dtype, str(threads), *names],
-                              capture_output=True, text=True)
-        if proc.returncode:
-            out[side] = {"error": (proc.stderr.strip().splitlines() or ["failed"])[-1]}
-        else:
-            out[side] = json.loads(proc.stdout.strip().splitlines()[-1])
+        rows = {}
+        for group in ([[name] for name in names] if fresh else [list(names)]):
+            proc = subprocess.run([sys.executable, "-m", "benchmarks.memory", side, dtype, str(threads), *group],
+                                  capture_output=True, text=True)
+            if proc.returncode:
+                rows.update({name: {"error": (proc.stderr.strip().splitlines() or ["failed"])[-1]} for name in group})
+            else:
+                rows.update(json.loads(proc.stdout.strip().splitlines()[-1]))
+        out[side] = rows
     return out
 
 
@@ -127,7 +139,7 @@ def run_all(dtype: str, threads: int, quick: bool, bar=None) -> dict:
     configs = {}
     for name in names:
         configs[name] = run_config(config(name), dtype, threads, quick, bar)
-    memory = measure_memory(names, dtype, threads)
+    memory = measure_memory(names, dtype, threads, fresh=not quick)
     for name in names:
         configs[name]["memory"] = {side: rows.get(name, rows) for side, rows in memory.items()}
     return configs

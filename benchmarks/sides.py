@@ -313,11 +313,12 @@ def micrograd(cfg, op, dtype, threads):
 # ------------------------------------------------------------------- training loops (per step)
 
 
-def training_loop(backend: str, cfg, dtype, threads, steps: int):
+def training_loop(backend: str, cfg, dtype, threads, steps: int, device: str = "cpu", whole_run: bool = False):
     """Median seconds per step of a whole training loop (scratch.training, torch_ref.training or
     Lightning's Trainer, as ``nnparity compare`` runs them) on the configuration's SGD spec:
     every step's extras included (loss as a float, gradient norm, accuracy, logging).
-    Returns (median, iqr, steps timed)."""
+    Returns (median, iqr, steps timed); ``whole_run``: (the run's seconds per step, steps) instead,
+    for a device, where a step's own time is only the queueing of its work."""
     import statistics
 
     import numpy as np
@@ -332,6 +333,7 @@ def training_loop(backend: str, cfg, dtype, threads, steps: int):
     y = rng.integers(0, cfg.widths[-1], size=len(x))
     raw = spec_dict(cfg.widths, cfg.batch, dtype)
     raw["train"] = {"epochs": 2, "batch_size": cfg.batch, "shuffle": False}
+    raw["device"] = device
     spec = Spec.from_dict(raw)
     if backend == "scratch":
         from scratch.training import train
@@ -344,6 +346,8 @@ def training_loop(backend: str, cfg, dtype, threads, steps: int):
         else:
             from torch_ref.lightning import train
     result = train(spec, Dataset(x, y), progress=False)
+    if whole_run:
+        return result.seconds / len(result.step_seconds), len(result.step_seconds)
     times = result.step_seconds[batches:]          # the second epoch: warm
     q = statistics.quantiles(times, n=4) if len(times) > 1 else [times[0]] * 3
     return statistics.median(times), q[2] - q[0], len(times)

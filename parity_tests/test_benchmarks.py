@@ -50,12 +50,14 @@ def test_bench_flops_formula():
 @pytest.mark.slow
 def test_bench_quick_json_fields(tmp_path):
     out = tmp_path / "bench.json"
-    proc = subprocess.run([sys.executable, "-m", "benchmarks", "--quick", "--no-progress", "--json", str(out),
+    proc = subprocess.run([sys.executable, "-m", "benchmarks", "--quick", "--device", "all", "--no-progress", "--json", str(out),
                            "--plot", str(tmp_path / "sweeps.png")], cwd=ROOT, capture_output=True, text=True,
                           timeout=300)
     assert proc.returncode == 0, proc.stderr[-2000:]
     data = json.loads(out.read_text())
     assert {"settings", "machine", "configs", "sweeps", "seconds"} <= set(data)
+    assert data["devices"]["cpu"] == "timed"
+    assert "gpu" in data or "no CUDA device" in data["devices"]["cuda"]["skipped"]
     assert {"cpu", "cores", "versions"} <= set(data["machine"])
     assert any(t.get("user_api") == "blas" for t in data["machine"]["threads"])
     assert list(data["configs"]) == ["tiny", "small", "mnist", "wide"]
@@ -96,3 +98,53 @@ def test_bench_nnparity_command_refuses_to_overwrite(tmp_path, capsys):
     kept.write_text("{}")
     assert nnparity_main(["bench", "--quick", "--json", str(kept)]) == 2
     assert "--force" in capsys.readouterr().err and kept.read_text() == "{}"
+
+
+# ---------------------------------------------------------------------------------- the GPU
+
+
+def test_bench_gpu_configs_add_large_at_batch_8192():
+    from benchmarks import gpu
+
+    assert gpu.gpu_config(gpu.LARGE_8192) == Config(gpu.LARGE_8192, CONFIGS["large"][0], 8192)
+    assert gpu.config_names(quick=False) == [*CONFIGS, gpu.LARGE_8192]
+    assert not set(gpu.QUICK_SKIPS) & set(gpu.config_names(quick=True))
+
+
+@pytest.mark.parametrize("op", ["forward", "train_sgd", "train_adam"])
+def test_bench_gpu_scratch_step_stays_on_the_device(op):
+    """The scratch side the GPU benchmark times, run on the strict device namespace (which refuses
+    every host round-trip) through the GPU timing helper."""
+    from benchmarks import gpu
+    from strict_xp import strict
+
+    step = gpu.scratch_device(config("small"), op, "float32", strict)
+    row = gpu.time_step(step, min_run_time=0.02, synchronize=lambda: None)
+    assert row["median_s"] > 0 and row["iqr_s"] >= 0 and row["runs"] >= 3 and row["per_run"] >= 1
+
+
+@pytest.mark.gpu
+@pytest.mark.skipif("not __import__('torch').cuda.is_available()", reason="needs CUDA")
+def test_bench_gpu_tiny_fields():
+    from benchmarks import gpu
+
+    result = gpu.run_config(gpu.gpu_config("tiny"), "float32", quick=True)
+    assert set(result["gemm_peaks"]) == {"fp32", "tf32", "bf16"}
+    for side in ("scratch_cupy", "torch_fp32", "torch_graphs"):
+        row = result["results"][side]["train_sgd"]
+        assert row["median_s"] > 0, row
+        assert isinstance(row["activities_per_step"], float) and row["activities_per_step"] >= 1, row
+
+
+def test_bench_gpu_check_script_skips_cleanly_without_cuda(tmp_path):
+    torch = pytest.importorskip("torch")
+    if torch.cuda.is_available():
+        pytest.skip("a CUDA device is present: the script would run for real")
+    env = {**__import__("os").environ, "PYTHON": sys.executable}
+    proc = subprocess.run(["bash", str(ROOT / "benchmarks" / "gpu_check.sh"), str(tmp_path / "out")], env=env,
+                          capture_output=True, text=True, timeout=300)
+    assert proc.returncode == 0, proc.stdout + proc.stderr
+    summary = (tmp_path / "out" / "summary.txt").read_text()
+    assert "GPU parts are skipped" in summary and "gpu tests (expected to skip): exit 0" in summary
+    assert "torch" in (tmp_path / "out" / "env.txt").read_text()
+    assert "skipped" in (tmp_path / "out" / "gpu-tests.log").read_text()
