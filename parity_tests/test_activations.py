@@ -82,6 +82,18 @@ def test_relu_backward_is_torchs_where_bit_for_bit(dtype):
     assert np.array_equal(ours.view(f"i{ours.itemsize}"), theirs.view(f"i{theirs.itemsize}"))
 
 
+def test_relu_backward_gradient_of_another_width():
+    """A float64 gradient into a float32 ReLU (the keep mask's width differs): the same rule,
+    dL/dz = g where z > 0, else 0, in the gradient's dtype."""
+    z = np.array([[-1.5, 0.0, 2.0, 3.0]], dtype=np.float32)
+    g = np.array([[4.0, 5.0, -6.0, 7.0]])
+    op = make_activation("relu")
+    op.forward(z)
+    got = op.backward(g)
+    assert got.dtype == np.float64
+    assert np.array_equal(got, np.array([[0.0, 0.0, -6.0, 7.0]]))
+
+
 def test_leaky_relu_kink_gradient_slope():
     op = make_activation("leaky_relu", {"negative_slope": 0.25})
     op.forward(np.zeros((1, 2)))
