@@ -70,8 +70,9 @@ def test_relu_kink_gradient_zero():
 def test_relu_backward_is_torchs_where_bit_for_bit(dtype):
     """Non-finite and signed-zero gradients pass where z > 0 untouched and become +0 elsewhere,
     exactly as torch's threshold_backward (z <= 0 ? 0 : g)."""
-    z = np.array([[-1.0, 0.0, 2.0, -0.0, 3.0, -2.0, 1e-30, -1e-30]], dtype=dtype)
-    g = np.array([[np.nan, np.inf, np.nan, -np.inf, -0.0, -0.0, -np.inf, 5.0]], dtype=dtype)
+    z = np.array([[-1.0, 0.0, 2.0, -0.0, 3.0, -2.0, 1e-30, -1e-30, 1.0, 4.0]], dtype=dtype)
+    # 1/3 and -0.1 have every mantissa bit in play: a mask off by one bit would show
+    g = np.array([[np.nan, np.inf, np.nan, -np.inf, -0.0, -0.0, -np.inf, 5.0, 1 / 3, -0.1]], dtype=dtype)
     op = make_activation("relu")
     op.forward(z)
     ours = op.backward(g)
