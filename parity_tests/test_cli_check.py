@@ -1,5 +1,5 @@
-"""`nnparity check`: every example spec passes in both dtypes, the table, the --json schema of the
-issue, and the exit codes 0 / 1 / 2."""
+"""`nnparity check`: every example spec passes in both dtypes, the table, the --json schema,
+and the exit codes 0 / 1 / 2."""
 from __future__ import annotations
 
 import json
