@@ -510,9 +510,11 @@ def clip_grad_norm(grads: dict, max_norm: float, total=None):
     No host read: c stays on the gradients' device.
     """
     total = global_norm(grads) if total is None else total
+    coef = None
     for g in grads.values():
-        xp = namespace_of(g)
-        coef = xp.minimum(float(max_norm) / (total + 1e-6), 1.0)
+        if coef is None:   # once, on the gradients' device
+            xp = namespace_of(g)
+            coef = xp.minimum(float(max_norm) / (total + 1e-6), 1.0)
         g *= xp.asarray(coef, dtype=g.dtype)   # c rounded to g's dtype first, as a Python float would be
     return total
 
