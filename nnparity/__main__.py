@@ -1,6 +1,6 @@
 """`python -m nnparity`: the same as the `nnparity` console script."""
 import sys
 
-from nnparity.cli import main
+from nnparity.cli import console_main
 
-sys.exit(main())
+sys.exit(console_main())

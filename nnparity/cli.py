@@ -10,12 +10,11 @@ from __future__ import annotations
 import argparse
 import importlib
 import os
+import signal
 import sys
 from importlib.metadata import PackageNotFoundError, version
 
-from nnparity import interrupts
-from nnparity.usage import UsageError
-from scratch.errors import SpecError
+from nnparity import interrupts  # light: the rest (NumPy, torch) is imported once signals are caught
 
 # Command -> (module with add_arguments(parser) and run(args) -> exit code, one-line help).
 COMMANDS = {
@@ -64,8 +63,21 @@ def main(argv: list[str] | None = None) -> int:
         return _run(module, args)
 
 
+def console_main(argv: list[str] | None = None) -> int:
+    """The `nnparity` console script and `python -m nnparity`: ``main``, with SIGINT and SIGTERM
+    ignored outside it. Once the command has ended, a signal that comes while the interpreter
+    shuts down would otherwise turn its exit code into a traceback, or an abort inside torch's
+    teardown."""
+    for s in interrupts.SIGNALS:
+        signal.signal(s, signal.SIG_IGN)
+    return main(argv)
+
+
 def _run(module, args) -> int:
     """The command, with every way it may end as one exit code: bad input 2, a signal 128 + its number."""
+    from nnparity.usage import UsageError
+    from scratch.errors import SpecError
+
     if "" not in sys.path and os.getcwd() not in sys.path:  # user ops ('module:Class') import from the cwd,
         sys.path.insert(0, os.getcwd())                     # as under python -m
     try:
@@ -85,4 +97,4 @@ def _run(module, args) -> int:
 
 
 if __name__ == "__main__":
-    sys.exit(main())
+    sys.exit(console_main())

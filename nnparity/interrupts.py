@@ -5,12 +5,17 @@ KeyboardInterrupt: libraries that swallow KeyboardInterrupt (Lightning's Trainer
 let it through, so ``with`` blocks unwind, child processes are ended and temporary folders
 removed on the way out. A command names what it has finished with ``finished(...)``; the one line
 says so. Nothing here is specific to one command.
+
+A signal that comes while a module is being imported is held until the import has finished: an
+exception thrown into the middle of an import can leave a C extension (torch's C++ half) half
+initialized, and a command stopped that way was seen to end in SIGABRT instead of the line.
 """
 from __future__ import annotations
 
 import contextlib
 import signal
 import subprocess
+import sys
 import threading
 
 SIGNALS = (signal.SIGINT, signal.SIGTERM)
@@ -26,10 +31,47 @@ class Interrupted(BaseException):
         self.exit_code = 128 + signum
 
 
-def _raise(signum, frame):
+def _importing(frame) -> bool:
+    """Whether ``frame`` is importlib's own (a module is being found, loaded or run for an import)."""
+    return frame.f_code.co_filename.startswith("<frozen importlib._bootstrap")
+
+
+def _in_import(frame) -> bool:
+    """Whether ``frame`` or a caller of it is importing a module."""
+    while frame is not None:
+        if _importing(frame):
+            return True
+        frame = frame.f_back
+    return False
+
+
+_held: list[int] = []  # the signal held until the import in progress has finished (at most one)
+_profile_before: list = []  # the profile function the watch replaced, put back when it ends
+
+
+def _watch_import_end(frame, event, arg):
+    """A profile function (main thread, only while a signal is held): when the outermost import
+    frame returns, the held signal is acted on. Interrupted comes out of the import statement,
+    with the module imported whole."""
+    if event == "return" and _importing(frame) and not _in_import(frame.f_back):
+        sys.setprofile(_profile_before.pop() if _profile_before else None)
+        _interrupt(_held.pop())
+
+
+def _interrupt(signum: int):
     for s in SIGNALS:  # a second Ctrl-C must not cut the clean-up short
         signal.signal(s, signal.SIG_IGN)
     raise Interrupted(signum)
+
+
+def _raise(signum, frame):
+    if _in_import(frame):
+        if not _held:  # a second Ctrl-C meanwhile changes nothing
+            _held.append(signum)
+            _profile_before.append(sys.getprofile())
+            sys.setprofile(_watch_import_end)
+        return
+    _interrupt(signum)
 
 
 @contextlib.contextmanager
@@ -43,6 +85,10 @@ def caught():
     try:
         yield
     finally:
+        if _held and sys.getprofile() is _watch_import_end:  # the block ended inside the import
+            sys.setprofile(_profile_before.pop() if _profile_before else None)
+        _held.clear()
+        _profile_before.clear()
         for s, handler in previous.items():
             signal.signal(s, handler)
 

@@ -12,13 +12,16 @@ from pathlib import Path
 import psutil
 import pytest
 
+from nnparity import interrupts
+
 ROOT = Path(__file__).resolve().parents[1]
 DIGITS = str(ROOT / "specs" / "digits.toml")
 CODES = {signal.SIGINT: 130, signal.SIGTERM: 143}
 
 
 def start(tmp_path, *argv) -> subprocess.Popen:
-    env = {**os.environ, "TMPDIR": str(tmp_path)}  # compare's temporary folder lands where we look
+    # compare's temporary folder lands where we look; verify's examples import from the checkout
+    env = {**os.environ, "TMPDIR": str(tmp_path), "PYTHONPATH": str(ROOT)}
     return subprocess.Popen([sys.executable, "-m", "nnparity", *argv], cwd=tmp_path, env=env,
                             stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
 
@@ -70,14 +73,58 @@ def test_interrupt_compare_ends_child(sig, tmp_path):
     assert not list(tmp_path.glob("nnparity-compare-*")), "temporary folder left behind"
 
 
+def loaded(proc: subprocess.Popen, library: str) -> bool:
+    """Whether the process has mapped a shared library whose file name holds ``library``."""
+    try:
+        return any(library in Path(m.path).name for m in psutil.Process(proc.pid).memory_maps())
+    except (psutil.NoSuchProcess, psutil.AccessDenied):
+        return proc.poll() is not None  # it ended: stop waiting, the test sees how
+
+
+@pytest.mark.parametrize("library", ["_multiarray_umath", "libtorch_cpu"], ids=["in-numpy-import", "in-torch-import"])
 @pytest.mark.parametrize("argv", [("check", "--batch", "3"), ("verify", "examples.custom_ops:Swish")],
                          ids=["check", "verify"])
-def test_interrupt_short_commands(argv, tmp_path):
-    """Interrupted early (in the imports): still one line and 130."""
+def test_interrupt_short_commands(argv, library, tmp_path):
+    """Interrupted in the middle of importing NumPy or torch (its C++ half just loaded): the signal
+    is held until that import has finished, then the command stops with one line and 130. Never a
+    traceback, an abort, or the command carrying on to its end."""
     proc = start(tmp_path, *argv)
-    time.sleep(0.5)
+    wait_for(lambda: loaded(proc, library))
     code, out, err = stop(proc, signal.SIGINT)
-    if code == 0:  # it finished before the signal came: nothing to test on this machine
-        pytest.skip("the command finished before the signal")
-    assert code == 130 and out == ""
+    assert code == 130 and out == "", (code, out, err)
     assert_one_line(err, argv[0], signal.SIGINT)
+
+
+def test_interrupt_after_command_ignored(tmp_path):
+    """A signal that comes once the command has ended, while the interpreter shuts down, changes
+    nothing: the command's own exit code, no traceback."""
+    script = ("import os, signal, sys, time\n"
+              "from nnparity.cli import console_main\n"
+              "code = console_main(['check', '--batch', '3'])\n"
+              "os.kill(os.getpid(), signal.SIGINT)\n"
+              "os.kill(os.getpid(), signal.SIGTERM)\n"
+              "time.sleep(0.2)\n"
+              "sys.exit(code)\n")
+    done = subprocess.run([sys.executable, "-c", script], cwd=tmp_path, capture_output=True, text=True, timeout=120)
+    assert done.returncode == 0 and done.stderr == "", done.stderr
+    assert "all tensors agree" in done.stdout
+
+
+def test_interrupt_in_import_held_until_imported(tmp_path, monkeypatch):
+    """A signal that comes while a module is being imported stops the command as soon as that
+    import has finished: the module is imported whole, Interrupted comes out of the import."""
+    (tmp_path / "signalled_module.py").write_text(
+        "import os, signal\n"
+        "os.kill(os.getpid(), signal.SIGINT)  # its handler runs here, in the middle of the import\n"
+        "import colorsys  # a nested import ends first: not yet the time\n"
+        "total = sum(range(100_000))\n"
+        "imported_whole = True\n")
+    monkeypatch.syspath_prepend(str(tmp_path))
+    monkeypatch.delitem(sys.modules, "signalled_module", raising=False)
+    with pytest.raises(interrupts.Interrupted) as stopped:
+        with interrupts.caught():
+            import signalled_module  # noqa: F401
+    assert sys.modules.pop("signalled_module").imported_whole
+    assert stopped.value.exit_code == 130
+    assert sys.getprofile() is None  # the watch on the import is gone
+    assert signal.getsignal(signal.SIGINT) is signal.default_int_handler  # put back as it was
