@@ -143,3 +143,13 @@ def assert_same_run(a, b, tol: float, what: str) -> dict:
     bad = {k: v for k, v in errors.items() if not v <= tol}
     assert not bad, f"{what}: beyond {tol:g}: {bad}"
     return errors
+
+
+def cuda_ready() -> bool:
+    """Whether both device sides can run here: torch sees a CUDA device and CuPy has a driver."""
+    try:
+        import cupy
+        import torch
+        return torch.cuda.is_available() and cupy.cuda.runtime.getDeviceCount() > 0
+    except Exception:   # no CuPy, or CuPy without a driver
+        return False

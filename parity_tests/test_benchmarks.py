@@ -10,7 +10,7 @@ import pytest
 
 from benchmarks.cli import main
 from benchmarks.configs import CONFIGS, OPS, Config, config
-from test_device_parity import _cuda_ready
+from conftest import cuda_ready
 
 ROOT = Path(__file__).resolve().parent.parent
 
@@ -125,7 +125,7 @@ def test_bench_gpu_scratch_step_stays_on_the_device(op):
 
 
 @pytest.mark.gpu
-@pytest.mark.skipif(not _cuda_ready(), reason="needs CUDA and CuPy")
+@pytest.mark.skipif(not cuda_ready(), reason="needs CUDA and CuPy")
 def test_bench_gpu_tiny_fields():
     from benchmarks import gpu
 

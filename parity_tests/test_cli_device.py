@@ -10,7 +10,7 @@ import pytest
 
 from nnparity.cli import main
 from scratch.spec import load_spec
-from test_device_parity import _cuda_ready
+from conftest import cuda_ready
 
 ROOT = Path(__file__).resolve().parents[1]
 XOR = str(ROOT / "specs" / "xor.toml")
@@ -25,7 +25,7 @@ COMMANDS = {
     "train_torch": ["train", XOR, *OPTIONS["train"], "--backend", "torch"],
     "compare": ["compare", XOR, *OPTIONS["compare"]],
 }
-NO_CUDA = pytest.mark.skipif(_cuda_ready(), reason="checks the refusal on a machine without CUDA and CuPy")
+NO_CUDA = pytest.mark.skipif(cuda_ready(), reason="checks the refusal on a machine without CUDA and CuPy")
 
 
 def run(capsys, argv) -> tuple[int, str, str]:

@@ -14,7 +14,7 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from conftest import CHECK_TOL, assert_close
+from conftest import CHECK_TOL, assert_close, cuda_ready
 from scratch.activations import ACTIVATIONS, make_activation
 from scratch.data import random_batch
 from scratch.device import to_host
@@ -27,19 +27,10 @@ from torch_ref.model import FORWARD_ONLY, TORCH_DTYPES, TORCH_LOSSES, torch_acti
 SPECS = sorted((Path(__file__).resolve().parents[1] / "specs").glob("*.toml"))
 
 
-def _cuda_ready() -> bool:
-    try:
-        import cupy
-        import torch
-        return torch.cuda.is_available() and cupy.cuda.runtime.getDeviceCount() > 0
-    except Exception:   # no CuPy, or CuPy without a driver
-        return False
-
-
 DEVICES = [
     pytest.param("strict", id="strict"),
     pytest.param("cuda", id="cuda", marks=[pytest.mark.gpu,
-                                           pytest.mark.skipif(not _cuda_ready(), reason="needs CUDA and CuPy")]),
+                                           pytest.mark.skipif(not cuda_ready(), reason="needs CUDA and CuPy")]),
 ]
 
 

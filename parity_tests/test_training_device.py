@@ -14,13 +14,12 @@ from __future__ import annotations
 import numpy as np
 import pytest
 
-from conftest import CHECK_TOL, TRAJECTORY_TOL, assert_same_run
+from conftest import CHECK_TOL, TRAJECTORY_TOL, assert_same_run, cuda_ready
 from scratch.checkpoint import Checkpointer, load, spec_difference
 from scratch.errors import SpecError
 from scratch.spec import parse_spec
 from scratch.training import TrainingDiverged, train as scratch_train
 from strict_xp import StrictNamespace, strict
-from test_device_parity import _cuda_ready
 from test_training import diverging_spec, moons_spec, square_spec
 
 OPTIMIZERS = {
@@ -145,7 +144,7 @@ def test_training_device_checkpoint_resumes_on_another_device():
     assert spec_difference(dict(saved_on_gpu, seed=1), current).startswith("seed:")
 
 
-@pytest.mark.skipif(_cuda_ready(), reason="checks the refusal on a machine without CUDA and CuPy")
+@pytest.mark.skipif(cuda_ready(), reason="checks the refusal on a machine without CUDA and CuPy")
 def test_training_device_cuda_unavailable_is_a_spec_error_naming_device():
     spec = parse_spec(square_spec(epochs=2) | {"device": "cuda"})      # parsing does not look for CUDA
     with pytest.raises(SpecError) as info:
@@ -167,7 +166,7 @@ def true_float32():
     torch.backends.cuda.matmul.allow_tf32, torch.backends.cudnn.allow_tf32 = before
 
 
-CUDA = pytest.mark.skipif(not _cuda_ready(), reason="needs CUDA and CuPy")
+CUDA = pytest.mark.skipif(not cuda_ready(), reason="needs CUDA and CuPy")
 
 
 @pytest.mark.gpu

@@ -35,7 +35,7 @@ from typing import NamedTuple
 
 import numpy as np
 
-from scratch.device import namespace_of, to_host
+from scratch.device import host_copy, namespace_of, to_host
 from scratch.errors import SpecError
 from scratch.packed import views_of
 
@@ -84,7 +84,7 @@ class Optimizer:
     def get_state(self) -> tuple[dict, dict]:
         """(per-parameter state as host copies: name -> {key -> array, ``step`` as an int64 array},
         the rest as plain JSON-able data): what a checkpoint stores."""
-        state = {name: {key: np.array(value, dtype=np.int64) if key == "step" else self._host_copy(value)
+        state = {name: {key: np.array(value, dtype=np.int64) if key == "step" else host_copy(value, self.xp)
                         for key, value in entries.items()} for name, entries in self.state.items()}
         last = getattr(self, "last_step", None)
         return state, ({"last_step": dict(last)} if last else {})
@@ -96,9 +96,6 @@ class Optimizer:
                                 for key, value in state.get(name, {}).items()}
         if "last_step" in extra:
             self.last_step = dict(extra["last_step"])
-
-    def _host_copy(self, value) -> np.ndarray:
-        return np.array(value, copy=True) if self.xp is np else to_host(value, self.xp)
 
     def _host_float(self, value) -> float:
         """A loss or a sum read on the host: the one place an optimizer leaves the device."""
@@ -510,12 +507,11 @@ def clip_grad_norm(grads: dict, max_norm: float, total=None):
     No host read: c stays on the gradients' device.
     """
     total = global_norm(grads) if total is None else total
-    coef = None
-    for g in grads.values():
-        if coef is None:   # once, on the gradients' device
-            xp = namespace_of(g)
-            coef = xp.minimum(float(max_norm) / (total + 1e-6), 1.0)
-        g *= xp.asarray(coef, dtype=g.dtype)   # c rounded to g's dtype first, as a Python float would be
+    if grads:
+        xp = namespace_of(next(iter(grads.values())))
+        coef = xp.minimum(float(max_norm) / (total + 1e-6), 1.0)   # once, on the gradients' device
+        for g in grads.values():
+            g *= xp.asarray(coef, dtype=g.dtype)   # c rounded to g's dtype first, as a Python float would be
     return total
 
 
