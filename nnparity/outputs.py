@@ -12,6 +12,7 @@ import tempfile
 from pathlib import Path
 
 from nnparity.usage import UsageError
+from scratch.checkpoint import umask_mode
 
 
 def check_output_file(path: str, flag: str, force: bool = False, suffix: str | None = None,
@@ -52,8 +53,9 @@ def write_via_temp(path: str, write, flag: str) -> None:
     """``write(tmp_path)`` to a temporary file beside ``path``, then rename it into place."""
     p = Path(path)
     fd, tmp = tempfile.mkstemp(prefix=f".{p.name}.", suffix=p.suffix, dir=str(p.parent) if str(p.parent) else ".")
-    os.close(fd)
     try:
+        os.fchmod(fd, umask_mode())   # mkstemp makes it 0600; the file gets what the umask gives
+        os.close(fd)
         write(tmp)
         os.replace(tmp, path)
     except OSError as err:

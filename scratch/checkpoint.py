@@ -121,6 +121,7 @@ def atomic_write(path, write) -> None:
     folder = os.path.dirname(os.path.abspath(path))
     fd, tmp = tempfile.mkstemp(prefix=".tmp-", suffix=os.path.basename(path), dir=folder)
     try:
+        os.fchmod(fd, umask_mode())   # mkstemp makes it 0600; a written file gets what the umask gives
         with os.fdopen(fd, "wb") as f:
             write(f)
             f.flush()
@@ -135,6 +136,13 @@ def atomic_write(path, write) -> None:
         os.fsync(dir_fd)   # the rename itself survives a power cut
     finally:
         os.close(dir_fd)
+
+
+def umask_mode() -> int:
+    """The permissions a new file gets under the process's umask: 0666 & ~umask."""
+    mask = os.umask(0)
+    os.umask(mask)
+    return 0o666 & ~mask
 
 
 def load(path) -> Checkpoint:
