@@ -76,8 +76,8 @@ def checked_options(args) -> str | None:
 
 
 def spec_to_compare(args):
-    """The spec with the command line's overrides (the device checked: the children train there),
-    its data loaded once to fail early on bad data."""
+    """(The spec with the command line's overrides (the device checked: the children train there),
+    its training rows): its data loaded once, to fail early on bad data."""
     spec = spec_on_device(spec_from_args(args, "compare"), args)
     if args.dtype:
         spec = spec.replace(dtype=args.dtype)
@@ -89,12 +89,12 @@ def spec_to_compare(args):
     if smallest < world:
         raise UsageError(f"--devices: a global batch of {smallest} row(s) cannot be split over {world} "
                          f"processes; use fewer devices or a larger train.batch_size")
-    return spec
+    return spec, len(dataset.x_train)
 
 
 def run(args) -> int:
     plot = checked_options(args)
-    spec = spec_to_compare(args)
+    spec, n_rows = spec_to_compare(args)
     tol = args.tol if args.tol is not None else run_tolerance(spec.dtype)
     progress = not args.quiet and sys.stderr.isatty()
     with tempfile.TemporaryDirectory(prefix="nnparity-compare-") as tmp:
@@ -108,7 +108,8 @@ def run(args) -> int:
                 return 2 if code == 2 else 1
             interrupts.finished(f"{backend} trained (not reported: the comparison needs all three)",
                                 key="backends")
-    report = analyze(results, spec, tol, args)
+    report = analyze(results, spec, tol, n_rows, args.devices, args.num_nodes, args.strategy, args.threads,
+                     args.repeat)
     report["spec"] = args.spec or "built-in default (the digits MLP of specs/digits.toml)"
     report["plot"] = plot
     # The results first: a plot that fails to write loses nothing that was printed.
@@ -131,7 +132,7 @@ def _run_child(backend: str, index: int, spec, spec_path: str, tmp: str, args, p
     cmd = [sys.executable, "-m", "nnparity.commands.compare.worker", backend, spec_path, out_path,
            "--devices", str(args.devices), "--num-nodes", str(args.num_nodes), "--strategy", args.strategy,
            "--accelerator", args.accelerator, "--threads", str(args.threads),
-           "--repeat", str(runs_per_backend(args))]
+           "--repeat", str(runs_per_backend(args.devices * args.num_nodes, args.repeat))]
     env = dict(os.environ)
     for var in ("OMP_NUM_THREADS", "OPENBLAS_NUM_THREADS", "MKL_NUM_THREADS"):
         env[var] = str(args.threads)
@@ -139,7 +140,7 @@ def _run_child(backend: str, index: int, spec, spec_path: str, tmp: str, args, p
     if progress:
         from tqdm import tqdm   # only with a terminal to draw on
 
-        bar = tqdm(total=spec.train.epochs * runs_per_backend(args), desc=f"{backend} ({index + 1}/{len(BACKENDS)}): starting",
+        bar = tqdm(total=spec.train.epochs * runs_per_backend(args.devices * args.num_nodes, args.repeat), desc=f"{backend} ({index + 1}/{len(BACKENDS)}): starting",
                    unit="epoch", leave=False, dynamic_ncols=True, file=sys.stderr)
     started = time.perf_counter()
     # The child reports finished epochs on stdout, one line each; its stderr is ours.

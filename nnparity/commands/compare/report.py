@@ -11,15 +11,15 @@ from __future__ import annotations
 import math
 import statistics
 
-from scratch.data import batch_order, load_dataset
+from scratch.data import batch_order
 from scratch.policy import rel_error
 
 BACKENDS = ("scratch", "torch", "lightning")
 
 
-def runs_per_backend(args) -> int:
+def runs_per_backend(world_size: int, repeat: int) -> int:
     """Training runs per backend: timings are the best of them (DDP: one run, see --repeat)."""
-    return 1 if args.devices * args.num_nodes > 1 else args.repeat
+    return 1 if world_size > 1 else repeat
 
 
 def step_rel_diff(losses, reference) -> list[float]:
@@ -84,10 +84,10 @@ def backend_entry(backend: str, result: dict, reference: dict, per_epoch: int) -
     return entry
 
 
-def analyze(results: dict, spec, tol: float, args) -> dict:
-    """The comparison report as plain data (what --json prints)."""
-    n = len(load_dataset(spec).x_train)
-    per_epoch = len(batch_order(n, spec.train.batch_size, False, spec.seed, 0))
+def analyze(results: dict, spec, tol: float, n_rows: int, devices: int = 1, num_nodes: int = 1,
+            strategy: str = "ddp", threads: int = 1, repeat: int = 1) -> dict:
+    """The comparison report as plain data (what --json prints); ``n_rows``: the training rows."""
+    per_epoch = len(batch_order(n_rows, spec.train.batch_size, False, spec.seed, 0))
     backends = {b: backend_entry(b, results[b], results["scratch"], per_epoch) for b in BACKENDS}
     t, lt = backends["torch"]["median_step_seconds"], backends["lightning"]["median_step_seconds"]
     overhead = {"per_step_seconds": lt - t, "ratio": lt / t} if t and lt else {"per_step_seconds": None, "ratio": None}
@@ -102,11 +102,11 @@ def analyze(results: dict, spec, tol: float, args) -> dict:
         "steps_per_epoch": per_epoch,
         "epochs": spec.train.epochs,
         "batch_size": spec.train.batch_size,
-        "devices": args.devices,
-        "num_nodes": args.num_nodes,
-        "strategy": args.strategy if args.devices * args.num_nodes > 1 else None,
-        "threads": args.threads,
-        "runs_per_backend": runs_per_backend(args),
+        "devices": devices,
+        "num_nodes": num_nodes,
+        "strategy": strategy if devices * num_nodes > 1 else None,
+        "threads": threads,
+        "runs_per_backend": runs_per_backend(devices * num_nodes, repeat),
         "lightning_overhead": overhead,
         "backends": backends,
     }
