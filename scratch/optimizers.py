@@ -528,10 +528,11 @@ def clip_grad_value(grads: dict, value: float, total=None):
     return total
 
 
-def apply_clipping(opt_spec, grads: dict):
+def apply_clipping(opt_spec, grads: dict, total=None):
     """Clip ``grads`` in place as the spec asks (clip_norm, then clip_value); return the global norm
-    before clipping. Torch twin: torch_ref.optimizers.apply_clipping."""
-    total = global_norm(grads)
+    before clipping (``total``, when the caller has it already). Torch twin:
+    torch_ref.optimizers.apply_clipping. The scratch loop clips through it."""
+    total = global_norm(grads) if total is None else total
     if opt_spec.clip_norm is not None:
         clip_grad_norm(grads, opt_spec.clip_norm, total)
     if opt_spec.clip_value is not None:

@@ -49,7 +49,7 @@ from scratch import checkpoint
 from scratch.data import CLASS_LOSSES, batch_order, load_dataset
 from scratch.device import array_module, host_copy, to_device, to_host
 from scratch.network import Network, build_loss
-from scratch.optimizers import clip_grad_norm, clip_grad_value, global_norm, make_optimizer
+from scratch.optimizers import apply_clipping, global_norm, make_optimizer
 
 # Optimizers whose step evaluates closure() (the others would spend a forward pass on it).
 CLOSURE_OPTIMIZERS = ("armijo", "random_search")
@@ -424,10 +424,7 @@ def _train_step(run: _Run, xb, yb, targets, at: tuple[int, int, int]) -> bool:
 def _update(run: _Run, grads: dict, norm, xb, yb) -> None:
     """Clipping as the spec asks (clip_norm, then clip_value), then the optimizer's step."""
     opt = run.spec.optimizer
-    if opt.clip_norm is not None:
-        clip_grad_norm(grads, opt.clip_norm, norm)
-    if opt.clip_value is not None:
-        clip_grad_value(grads, opt.clip_value, norm)    # the norm is for its return only
+    apply_clipping(opt, grads, norm)
     if opt.name in CLOSURE_OPTIMIZERS:
         # line search and random search read each loss the closure gives on the host, to compare
         # them: the optimizer's reads, by design

@@ -140,14 +140,16 @@ def make_torch_optimizer(opt_spec, params, seed: int | None = None) -> torch.opt
     return TORCH_OPTIMIZERS[opt_spec.name](opt_spec, params, seed)
 
 
-def apply_clipping(opt_spec, params) -> float:
+def apply_clipping(opt_spec, params, total=None):
     """Clip the parameters' .grad in place as the spec asks, with torch's own functions
     (clip_grad_norm_ to opt_spec.clip_norm, then clip_grad_value_ to opt_spec.clip_value);
-    return the global L2 norm of the gradients before clipping (torch.nn.utils.get_total_norm)."""
+    return the global L2 norm of the gradients before clipping (torch.nn.utils.get_total_norm, as
+    a float; ``total``, as given, when the caller has it already). The torch loop clips through it."""
     params = [p for p in params if p.grad is not None]
     if not params:
-        return 0.0
-    total = float(torch.nn.utils.get_total_norm([p.grad for p in params]))
+        return 0.0 if total is None else total
+    if total is None:
+        total = float(torch.nn.utils.get_total_norm([p.grad for p in params]))
     if opt_spec.clip_norm is not None:
         torch.nn.utils.clip_grad_norm_(params, opt_spec.clip_norm)
     if opt_spec.clip_value is not None:

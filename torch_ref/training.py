@@ -6,7 +6,7 @@
 Same batches (scratch.data.batch_order), same order of operations and the same records
 (History, TrainResult, RunLog: plain bookkeeping shared with scratch.training), but the maths is
 torch's: torch_ref.model.build (nn.Linear + torch activations), build_loss (torch's losses),
-autograd for the gradients, torch.nn.utils.get_total_norm / clip_grad_norm_ / clip_grad_value_,
+autograd for the gradients, torch.nn.utils.get_total_norm, clipping through torch_ref.optimizers.apply_clipping,
 and the torch optimizer from torch_ref.optimizers.make_torch_optimizer.
 
 Per step: zero_grad; forward and loss (recorded before the update); backward; the global
@@ -28,7 +28,7 @@ from dataclasses import dataclass
 
 import numpy as np
 import torch
-from torch.nn.utils import clip_grad_norm_, clip_grad_value_, get_total_norm
+from torch.nn.utils import get_total_norm
 
 from scratch.data import load_dataset
 from scratch.training import (CLOSURE_OPTIMIZERS, DeviceSteps, History, HostSteps, RunLog, TrainingDiverged,
@@ -37,7 +37,7 @@ from scratch.training import (CLOSURE_OPTIMIZERS, DeviceSteps, History, HostStep
 from torch_ref.model import (TORCH_DTYPES, build, build_loss, named_to_scratch, scratch_named_parameters,
                              to_scratch)
 from torch_ref import checkpoint
-from torch_ref.optimizers import make_torch_optimizer
+from torch_ref.optimizers import apply_clipping, make_torch_optimizer
 
 __all__ = ["train", "History", "TrainResult", "TrainingDiverged"]
 
@@ -117,18 +117,15 @@ def _train_step(run: _Run, xb, yb, targets, at: tuple[int, int, int]) -> bool:
     # grad_tol decides at every step: a host read of the norm, by design (only when it is set)
     stop = run.log.grad_tol is not None and run.log.gradient_small(steps.read(norm))
     if not stop:
-        _update(run, xb, yb)
+        _update(run, norm, xb, yb)
     steps.add(loss.detach(), norm, correct, out.shape[0], time.perf_counter() - t0, at)
     return stop
 
 
-def _update(run: _Run, xb, yb) -> None:
+def _update(run: _Run, norm, xb, yb) -> None:
     """Clipping as the spec asks (clip_norm, then clip_value), then the optimizer's step."""
-    opt, params = run.spec.optimizer, list(run.named.values())
-    if opt.clip_norm is not None:
-        clip_grad_norm_(params, opt.clip_norm)
-    if opt.clip_value is not None:
-        clip_grad_value_(params, opt.clip_value)
+    opt = run.spec.optimizer
+    apply_clipping(opt, run.named.values(), norm)
     if opt.name in CLOSURE_OPTIMIZERS:
         def closure():
             with torch.no_grad():
