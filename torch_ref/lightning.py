@@ -53,12 +53,12 @@ from scratch.checkpoint import DeferredSignals, Interrupted, default_every
 from scratch.data import batch_order, load_dataset
 from scratch.errors import SpecError
 from scratch.losses import LOSSES
-from scratch.training import (CLOSURE_OPTIMIZERS, History, RunLog, TrainingDiverged, TrainResult, accuracy_rule,
-                              check_final_parameters)
+from scratch.loop import (CLOSURE_OPTIMIZERS, History, RunLog, TrainingDiverged, TrainResult, accuracy_rule,
+                          check_final_parameters, count_correct)
 from torch_ref.model import TORCH_DTYPES, build, build_loss, named_to_scratch, scratch_named_parameters, to_scratch
 from torch_ref.checkpoint import optimizer_from_common_extra, optimizer_to_common, read_checked, save_checked
 from torch_ref.optimizers import make_torch_optimizer
-from torch_ref.training import as_tensor, count_correct, evaluate
+from torch_ref.training import as_tensor, evaluate
 
 STRATEGIES = ("auto", "ddp", "ddp_spawn")
 
@@ -177,7 +177,7 @@ _PLAIN_ATTRIBUTES = frozenset({"_current_fx_name"})
 class SpecModule(L.LightningModule):
     """The spec's network, loss and optimizer, trained exactly as the torch loop trains them.
 
-    ``run_log`` (scratch.training.RunLog) records every step, as the scratch and torch loops do.
+    ``run_log`` (scratch.loop.RunLog) records every step, as the scratch and torch loops do.
     """
 
     def __init__(self, spec, epochs: int | None = None, callback=None, rule=None, n_rows: int = 0,

@@ -4,7 +4,7 @@
 -> TrainResult``
 
 Same batches (scratch.data.batch_order), same order of operations and the same records
-(History, TrainResult, RunLog: plain bookkeeping shared with scratch.training), but the maths is
+(History, TrainResult, RunLog: the bookkeeping of scratch.loop, which every loop shares), but the maths is
 torch's: torch_ref.model.build (nn.Linear + torch activations), build_loss (torch's losses),
 autograd for the gradients, torch.nn.utils.get_total_norm, clipping through torch_ref.optimizers.apply_clipping,
 and the torch optimizer from torch_ref.optimizers.make_torch_optimizer.
@@ -16,8 +16,8 @@ optimizers that evaluate it). Data tensors are made once; batches are tensor ind
 
 ``device`` (default: the spec's ``device``): where the model and the data live, moved there once.
 On the CPU each step's loss and norm are read as they are made, as they always were
-(scratch.training.HostSteps); on CUDA they stay on the device and come back once per epoch
-(scratch.training.DeviceSteps), as in the scratch loop, with the same two per-step host reads
+(scratch.loop.HostSteps); on CUDA they stay on the device and come back once per epoch
+(scratch.loop.DeviceSteps), as in the scratch loop, with the same two per-step host reads
 by design: ``train.grad_tol`` and the closure optimizers.
 """
 from __future__ import annotations
@@ -31,9 +31,9 @@ import torch
 from torch.nn.utils import get_total_norm
 
 from scratch.data import load_dataset
-from scratch.training import (CLOSURE_OPTIMIZERS, DeviceSteps, History, HostSteps, RunLog, TrainingDiverged,
-                              TrainResult, accuracy_rule, accuracy_targets, check_final_parameters, epoch_batches,
-                              scored_per_row)
+from scratch.loop import (CLOSURE_OPTIMIZERS, DeviceSteps, History, HostSteps, RunLog, TrainingDiverged, TrainResult,
+                          accuracy_rule, accuracy_targets, check_final_parameters, count_correct, epoch_batches,
+                          run_epochs, scored_per_row, start_position)
 from torch_ref.model import (TORCH_DTYPES, build, build_loss, named_to_scratch, scratch_named_parameters,
                              to_scratch)
 from torch_ref import checkpoint
@@ -50,13 +50,6 @@ def as_tensor(a, dtype: torch.dtype, device=None) -> torch.Tensor:
     if a.dtype.kind in "iu":
         return torch.as_tensor(a, dtype=torch.long, device=device)
     return torch.as_tensor(a, dtype=dtype, device=device)
-
-
-def count_correct(rule, out, targets) -> torch.Tensor:
-    """Hits under scratch.training's accuracy rule, as a 0-d tensor (no host sync until asked)."""
-    if rule[0] == "argmax":
-        return (out.argmax(dim=1) == targets).sum()
-    return ((out > rule[1]) == targets).sum()
 
 
 def evaluate(model, loss_fn, dataset, spec, rule, device=None) -> tuple[float | None, float | None]:
@@ -157,12 +150,7 @@ def train(spec, dataset=None, epochs: int | None = None, progress: bool | None =
     log = RunLog(spec, len(x), len(epoch_batches(len(x), spec, 0)), epochs, rule, progress, callback)
     run = _Run(spec, model, build_loss(spec), named, optimizer, rule, log)
     run.steps = _steps(run, device)
-    position = (0, 0, 0, True)
-    if checkpoints is not None:
-        if checkpoints.resume is not None:
-            checkpoint.restore(run, checkpoints.resume)
-            log.stopped = checkpoints.resume.stopped or "epochs"
-        position = checkpoints.start(epochs)
+    position = start_position(run, checkpoints, epochs, checkpoint.restore)
     with checkpoints.signals if checkpoints is not None else nullcontext():
         epoch, step = _loop(run, x, y, targets, epochs, position, checkpoints)
         seconds = log.elapsed()
@@ -175,37 +163,13 @@ def train(spec, dataset=None, epochs: int | None = None, progress: bool | None =
 
 
 def _loop(run: _Run, x, y, targets, epochs: int, position, checkpoints) -> tuple[int, int]:
-    """The epochs from ``position`` (epoch, batch, step, anything to do); returns (the epoch after
-    the last one run, steps done in all)."""
-    epoch0, batch0, step, more = position
-    if not more:
-        return epoch0, step
-
-    def torch_batches(epoch):
+    """The shared epoch loop (scratch.loop.run_epochs) with the torch step on tensors."""
+    def batches_of(epoch):
         batches = epoch_batches(len(x), run.spec, epoch)
         return [b if isinstance(b, slice) else torch.as_tensor(b, device=x.device) for b in batches]
 
-    run.log.stopped = "epochs"
-    epoch, batches = epoch0, torch_batches(epoch0)
-    for epoch in range(epoch0, epochs):
-        if run.spec.train.shuffle and epoch != epoch0:
-            batches = torch_batches(epoch)
-        for b in range(batch0 if epoch == epoch0 else 0, len(batches)):
-            rows = batches[b]
-            step += 1
-            stop = _train_step(run, x[rows], y[rows], None if targets is None else targets[rows],
-                               (epoch + 1, step, b + 1))
-            if checkpoints is not None:
-                checkpoints.after_step(step, lambda: _capture(run, epoch, b + 1, step))
-            if stop:
-                break
-        run.steps.flush()   # the epoch's records: on CUDA, their one read
-        if run.log.end_epoch():
-            break
-    return epoch + 1, step
+    def step(rows, at):
+        return _train_step(run, x[rows], y[rows], None if targets is None else targets[rows], at)
 
-
-def _capture(run: _Run, epoch: int, batch: int, step: int):
-    """A checkpoint of the run now: the steps CUDA still holds are recorded first."""
-    run.steps.flush()
-    return checkpoint.capture(run, epoch, batch, step)
+    return run_epochs(run, epochs, position, checkpoints, batches_of, step,
+                      capture=lambda epoch, batch, done: checkpoint.capture(run, epoch, batch, done))
