@@ -75,12 +75,13 @@ def interrupt(backend: str, spec_file, folder, signum: int) -> str:
     return err
 
 
-CASES = [(b, o, signal.SIGKILL) for b in ("scratch", "torch", "lightning") for o in OPTIMIZERS] + [
-    ("scratch", "adam", signal.SIGTERM), ("torch", "sgd", signal.SIGINT),
-    ("lightning", "adam", signal.SIGTERM), ("lightning", "armijo", signal.SIGINT)]
+# One kill-and-resume per backend, per signal and per optimizer kind (moments, momentum, closure).
+CASES = [("scratch", "adam", signal.SIGKILL), ("torch", "sgd", signal.SIGINT), ("lightning", "armijo", signal.SIGTERM)]
 
 
-@pytest.mark.parametrize("backend,optimizer,signum", CASES,
+@pytest.mark.parametrize("backend,optimizer,signum",
+                         [pytest.param(*case, marks=[pytest.mark.slow] if case[0] != "scratch" else [])
+                          for case in CASES],
                          ids=[f"{b}-{o}-{signal.Signals(s).name}" for b, o, s in CASES])
 def test_resume_after_signal_bit_identical(tmp_path, backend, optimizer, signum):
     spec = xor_spec(optimizer, EPOCHS[backend])
@@ -289,6 +290,7 @@ def test_determinism_two_runs_bit_identical(backend):
 # ------------------------------------------------------------------------------------ README
 
 
+@pytest.mark.slow
 def test_readme_checkpoints_commands_as_written(tmp_path):
     """The README's Checkpoints block, run as written (in a scratch directory holding specs/)."""
     text = open("README.md").read()

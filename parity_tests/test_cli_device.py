@@ -92,6 +92,7 @@ def test_cli_device_cpu_overrides_the_specs_cuda(capsys, tmp_path):
     assert json.loads(out)["device"] == "cpu" and json.loads(out)["steps"] == 3
 
 
+@pytest.mark.slow
 def test_cli_device_cpu_compare_agrees(capsys):
     code, out, err = run(capsys, [*COMMANDS["compare"], "--json", "--device", "cpu"])
     assert code == 0, err

@@ -161,8 +161,8 @@ OPTIONS = {command: _options(command) for command in CLI_COMMANDS}
     (_text(".toml"), spec_tables(), 50),
     (_text(".json"), spec_tables(), 50),
     (_bytes, st.binary(max_size=300), 50),
-    (_check, spec_tables(), 10),
-    (_cli, st.sampled_from(sorted(CLI_COMMANDS)), 50),
+    pytest.param(_check, spec_tables(), 10, marks=pytest.mark.slow),
+    pytest.param(_cli, st.sampled_from(sorted(CLI_COMMANDS)), 50, marks=pytest.mark.slow),
 ], ids=["tables", "toml", "json", "bytes", "check", "cli"])
 def test_fuzz_target_clean(target, strategy, per_example):
     assert fuzz(target, strategy, per_example) >= INPUTS
