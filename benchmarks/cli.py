@@ -16,6 +16,8 @@ import sys
 import time
 from pathlib import Path
 
+from benchmarks.formatting import fmt_bytes, fmt_time
+
 PROG = "nnparity bench"
 RESULTS = Path(__file__).resolve().parent / "results"
 DESCRIPTION = ("Time the scratch network, torch (eager, compile, the loop, Lightning), JAX and micrograd on the "
@@ -36,8 +38,8 @@ class _Parser(argparse.ArgumentParser):
 
 def add_arguments(p: argparse.ArgumentParser) -> None:
     """The options, shared by `python -m benchmarks` and `nnparity bench`."""
-    p.add_argument("--device", default="cpu", help="cpu | cuda | all (default cpu)")
-    p.add_argument("--dtype", default="float32", help="float32 | float64 (default float32)")
+    p.add_argument("--device", default="cpu", metavar="{cpu,cuda,all}", help="where to time (default cpu)")
+    p.add_argument("--dtype", default="float32", metavar="{float32,float64}", help="precision (default float32)")
     p.add_argument("--quick", action="store_true", help="skip the large configuration, torch.compile, "
                    "the training loops; shorter timings and sweeps (under a minute)")
     p.add_argument("--json", metavar="FILE", help="write every figure as one JSON object ('-': stdout)")
@@ -48,14 +50,14 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
     p.add_argument("--no-progress", action="store_true", help="no progress bar")
 
 
-def build_parser() -> argparse.ArgumentParser:
-    p = _Parser(prog=PROG, description=DESCRIPTION)
+def build_parser(prog: str = PROG) -> argparse.ArgumentParser:
+    p = _Parser(prog=prog, description=DESCRIPTION)
     add_arguments(p)
     return p
 
 
-def parse_args(argv):
-    return check_args(build_parser().parse_args(argv))
+def parse_args(argv, prog: str = PROG):
+    return check_args(build_parser(prog).parse_args(argv))
 
 
 def check_args(args):
@@ -91,20 +93,6 @@ def _cuda_available() -> bool:
         return False
 
 
-def _fmt_time(seconds) -> str:
-    if seconds is None:
-        return "-"
-    if seconds < 1e-3:
-        return f"{seconds * 1e6:.1f} µs"
-    if seconds < 1:
-        return f"{seconds * 1e3:.2f} ms"
-    return f"{seconds:.2f} s"
-
-
-def _fmt_bytes(n) -> str:
-    return "-" if n is None else f"{n / 2**20:.0f} MiB"
-
-
 def format_table(data: dict) -> str:
     from benchmarks.configs import OPS
 
@@ -119,23 +107,25 @@ def format_table(data: dict) -> str:
                f"{'SGD vs torch':>12} {'Adam vs torch':>13} {'SGD %peak':>9} {'peak mem':>9} {'mem delta':>9}"
         lines.append(head)
         for side, ops in c["results"].items():
-            cells = [_fmt_time(ops.get(op, {}).get("median_s")) for op in OPS]
+            cells = [fmt_time(ops.get(op, {}).get("median_s")) for op in OPS]
             if all(x == "-" for x in cells):
                 reason = next((r.get("skipped") for r in ops.values() if "skipped" in r), "")
                 lines.append(f"  {SIDE_LABELS.get(side, side):16} skipped: {reason}")
                 continue
             sgd, adam = ops.get("train_sgd", {}), ops.get("train_adam", {})
             vs = [f"{r['speedup_vs_torch_eager']:.2f}x" if "speedup_vs_torch_eager" in r else "-" for r in (sgd, adam)]
-            frac = f"{100 * sgd['fraction_of_best_gemm']:.1f}%" if "fraction_of_best_gemm" in sgd else "-"
+            frac = "fault" if "yardstick_fault" in sgd else \
+                f"{100 * sgd['fraction_of_best_gemm']:.1f}%" if "fraction_of_best_gemm" in sgd else "-"
             mem = c.get("memory", {}).get(side, {})
             lines.append(f"  {SIDE_LABELS.get(side, side):16} " + " ".join(f"{x:>10}" for x in cells)
-                         + f" {vs[0]:>12} {vs[1]:>13} {frac:>9} {_fmt_bytes(mem.get('peak_bytes')):>9}"
-                         f" {_fmt_bytes(mem.get('delta_bytes')):>9}")
+                         + f" {vs[0]:>12} {vs[1]:>13} {frac:>9} {fmt_bytes(mem.get('peak_bytes')):>9}"
+                         f" {fmt_bytes(mem.get('delta_bytes')):>9}")
             if "compile_s" in sgd:
                 lines[-1] += f"   (compile {sgd['compile_s']:.1f} s)"
     lines.append("\nvs torch: torch eager's median / this side's (>1: faster than torch eager). %peak: "
-                 "6·batch·Σ inputs·units FLOPs per step over the best GEMM rate NumPy or torch reach at the "
-                 "configuration's own shapes. peak mem: the side's own process (imports included); "
+                 "the FLOPs of the products a step does, per second, over the best GEMM rate NumPy or torch "
+                 "reach at the configuration's own shapes, measured before and after its sides (fault: above "
+                 "that rate, which was then under-measured). peak mem: the side's own process (imports included); "
                  "delta: above its RSS before the step was built.")
     return "\n".join(lines)
 
@@ -155,7 +145,9 @@ def run(args) -> int:
         print(f"{PROG}: --device cuda: no CUDA device here (torch.cuda.is_available() is False); "
               f"run --device cpu", file=sys.stderr)
         return 2
-    started = time.perf_counter()
+    from benchmarks.load import LoadWatch
+
+    started, watch = time.perf_counter(), LoadWatch()
     limiter = fix_threads(args.threads)  # noqa: F841  (keeps the limits in force)
     data = {"settings": {"device": args.device, "dtype": args.dtype, "threads": args.threads, "quick": args.quick},
             "machine": machine_info(), "devices": {}}
@@ -182,6 +174,7 @@ def run(args) -> int:
             data["gpu"] = gpu_run.run_all(args.dtype, args.quick, bar)
             data["devices"]["cuda"] = "timed"
     data["machine"]["threads"] = thread_info()
+    data["load"] = watch.report()
     return _finish(args, data, started)
 
 
@@ -232,7 +225,25 @@ def _finish(args, data, started) -> int:
         _plots(data, str(stem) + ("-sweeps.png" if "sweeps" in data else "-gpu.png"), args.dtype, args.threads)
         print(f"saved: {stem}.json")
     print(f"total {data['seconds']:.1f} s")
+    for warning in load_warnings(data):
+        print(f"{PROG}: warning: {warning}", file=sys.stderr)
     return 0
+
+
+def load_warnings(data: dict) -> list[str]:
+    """One line per reason the run's figures are unreliable: the machine's load, a GEMM rate that
+    drifted, a figure above the rate it is measured against."""
+    load = data.get("load", {})
+    warnings = [f"{reason}: the ratios are unreliable; rerun on a quiet machine" for reason in load.get("reasons", [])]
+    for name, c in data.get("configs", {}).items():
+        drift = c.get("gemm", {}).get("drift", 0)
+        if drift > 0.1:
+            warnings.append(f"{name}: the GEMM rate moved by {100 * drift:.0f}% between before and after its sides")
+        for side, ops in c.get("results", {}).items():
+            for op, row in ops.items():
+                if "yardstick_fault" in row:
+                    warnings.append(f"{name} {side} {op}: {row['yardstick_fault']}")
+    return warnings
 
 
 def _json_default(value):
@@ -243,10 +254,10 @@ def _json_default(value):
     return str(value)
 
 
-def main(argv: list[str] | None = None) -> int:
+def main(argv: list[str] | None = None, prog: str = PROG) -> int:
     try:
-        args = parse_args(sys.argv[1:] if argv is None else argv)
+        args = parse_args(sys.argv[1:] if argv is None else argv, prog)
     except UsageError as exc:
-        print(f"{PROG}: {exc}", file=sys.stderr)
+        print(f"{prog}: {exc}", file=sys.stderr)
         return 2
     return run(args)

@@ -48,8 +48,9 @@ class Config:
 
     @property
     def train_flops(self) -> int:
-        """6 · batch · Σ inputs·units: a train step's FLOPs (forward 2, backward 4 per multiply-add)."""
-        return 6 * self.batch * sum(k * n for k, n in zip(self.widths[:-1], self.widths[1:]))
+        """A train step's FLOPs, counting only the products it does: 2·m·k·n for each of
+        `gemm_shapes` (forward 2 and backward 4 per multiply-add, less the first layer's dL/dx)."""
+        return sum(2 * m * k * n for m, k, n in self.gemm_shapes)
 
 
 def spec_dict(widths, batch: int, dtype: str = "float32", optimizer: dict | None = None) -> dict:

@@ -28,6 +28,7 @@ import statistics
 import time
 
 from benchmarks.configs import CONFIGS, Config, config, make_batches, make_spec
+from benchmarks.formatting import fmt_bytes, fmt_time
 from benchmarks.machine import gemm_list
 from benchmarks.run import each_side
 from benchmarks.sides import Skip
@@ -58,7 +59,7 @@ def sync() -> None:
     torch.cuda.synchronize()
 
 
-def time_step(step, min_run_time: float = 0.3, synchronize=sync) -> dict:
+def timed_step(step, min_run_time: float = 0.3, synchronize=sync) -> dict:
     """Median seconds per call of ``step``, the device synchronised around every block of calls."""
     step()
     synchronize()
@@ -212,7 +213,7 @@ def gemm_peak(cfg, precision: str, min_run_time: float = 0.1) -> dict:
         a = torch.randn((k, m) if layout == "TN" else (m, k), device="cuda", dtype=dtype)
         b = torch.randn((n, k) if layout == "NT" else (k, n), device="cuda", dtype=dtype)
         a_, b_ = (a.T if layout == "TN" else a), (b.T if layout == "NT" else b)
-        t = time_step(lambda: torch.mm(a_, b_), min_run_time)["median_s"]
+        t = timed_step(lambda: torch.mm(a_, b_), min_run_time)["median_s"]
         seconds[(layout, m, k, n)] = t
         best = max(best, 2 * m * k * n / t)
     total = sum(2 * m * k * n for _, m, k, n in gemm_list(cfg))
@@ -301,7 +302,7 @@ def run_config(cfg, dtype: str, quick: bool, bar=None) -> dict:
         try:
             with DeviceMemory() as memory:
                 step = globals()[side](cfg, op, dtype)
-                row = time_step(step, min_run_time)
+                row = timed_step(step, min_run_time)
                 row["memory"] = memory.read()
             if cfg.name == "tiny" and op == "train_sgd":
                 row["activities_per_step"] = activities_per_step(step)
@@ -355,7 +356,6 @@ def steps_total(quick: bool) -> int:
 
 
 def format_table(gpu: dict) -> str:
-    from benchmarks.cli import _fmt_bytes, _fmt_time
 
     device = gpu["device"]
     lines = [f"\nGPU: {device['name']} ({device['memory_bytes'] / 2**30:.0f} GiB), torch {device['torch']} "
@@ -368,7 +368,7 @@ def format_table(gpu: dict) -> str:
                      f"{'SGD %peak':>9} {'peak mem':>9} {'GPU acts/step':>13}")
         for side, ops in c["results"].items():
             sgd = ops.get("train_sgd", {})
-            cells = [_fmt_time(ops.get(op, {}).get("median_s")) for op in GPU_OPS]
+            cells = [fmt_time(ops.get(op, {}).get("median_s")) for op in GPU_OPS]
             if all(x == "-" for x in cells):
                 lines.append(f"  {side:16} skipped: {sgd.get('skipped', '')}")
                 continue
@@ -379,7 +379,7 @@ def format_table(gpu: dict) -> str:
             acts = sgd.get("activities_per_step", "-")
             acts = f"{acts:.0f}" if isinstance(acts, float) else "-"
             lines.append(f"  {side:16} " + " ".join(f"{x:>10}" for x in cells)
-                         + f" {vs:>12} {frac:>9} {_fmt_bytes(held):>9} {acts:>13}")
+                         + f" {vs:>12} {frac:>9} {fmt_bytes(held):>9} {acts:>13}")
     lines.append("\nvs torch: torch eager fp32 (fp64 for float64) over this side. %peak: 6·batch·Σ inputs·units "
                  "FLOPs per step over the GPU's GEMM rate at the configuration's shapes in the side's precision. "
                  "peak mem: scratch, the CuPy pool's bytes held; torch, max allocated.")

@@ -8,8 +8,11 @@ The scratch process never imports torch.
 """
 from __future__ import annotations
 
+import argparse
 import json
 import sys
+
+from benchmarks.run import STEP_SIDES
 
 
 def _status(field: str) -> int:
@@ -33,7 +36,15 @@ def main(argv=None) -> int:
     from benchmarks import sides
     from benchmarks.configs import config
 
-    side, dtype, threads, *names = (argv if argv is not None else sys.argv[1:])
+    p = argparse.ArgumentParser(prog="python -m benchmarks.memory",
+                                description="Peak memory of one side's SGD train step, each configuration "
+                                            "after the last, in this process; prints one JSON line.")
+    p.add_argument("side", choices=STEP_SIDES, help="the side to build")
+    p.add_argument("dtype", choices=["float32", "float64"])
+    p.add_argument("threads", type=int)
+    p.add_argument("names", nargs="+", metavar="CONFIG", help="benchmark configurations (tiny, small, ...)")
+    args = p.parse_args(argv)
+    side, dtype, threads, names = args.side, args.dtype, args.threads, args.names
     make = getattr(sides, side)
     if side != "scratch":
         import torch  # noqa: F401  (the import's memory is the baseline, not the configuration's)

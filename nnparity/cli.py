@@ -1,8 +1,8 @@
 """`nnparity`: a from-scratch NumPy network and its torch.nn twin, proven equal.
 
 Commands: compare (scratch loop, torch loop and Lightning side by side), check (one forward and
-backward, tensor by tensor), verify (a hand-written backward of your own), train, convert
-(checkpoints between the three).
+backward, tensor by tensor), verify (a hand-written backward of your own), train, bench (timings
+against torch and the machine's limit), convert (checkpoints between the three).
 Exit codes: 0 all passed, 1 a parity check failed, 2 bad input (the message names the field).
 """
 from __future__ import annotations

@@ -12,11 +12,13 @@ from pathlib import Path
 import pytest
 
 ROOT = Path(__file__).resolve().parents[1]
-PACKAGES = ("scratch", "torch_ref", "nnparity")
-# what each layer may not import (anywhere in its modules, function-local imports too)
+PACKAGES = ("scratch", "torch_ref", "nnparity", "benchmarks")
+# what each layer may not import (anywhere in its modules, function-local imports too); the
+# benchmarks time scratch and torch_ref and are run by nnparity's bench command
 FORBIDDEN = {
-    "scratch": ("torch", "lightning", "torch_ref", "nnparity"),
-    "torch_ref": ("nnparity",),
+    "scratch": ("torch", "lightning", "torch_ref", "nnparity", "benchmarks"),
+    "torch_ref": ("nnparity", "benchmarks"),
+    "benchmarks": ("nnparity",),
 }
 
 
