@@ -3,7 +3,8 @@ stop signals held until a step ends (``DeferredSignals``), and a repeating alarm
 
 Handlers can be set only from the main thread: elsewhere ``install`` sets nothing, and ``alarm``
 arms no timer. Every user puts back the handlers it found, so they nest: the command line's
-(nnparity.interrupts), a checkpointing run's inside it, verify's time limit inside either.
+(nnparity.interrupts), a checkpointing run's inside it, verify's time limit
+(nnparity.verify.time_limit) inside either.
 Standard library only.
 """
 from __future__ import annotations

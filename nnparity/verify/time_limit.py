@@ -9,8 +9,8 @@ from __future__ import annotations
 
 from contextlib import contextmanager
 
+from nnparity.verify.load import OpError
 from scratch.signals import alarm
-from scratch.verify.load import OpError
 
 PROBE_TIME_LIMIT = 5.0     # seconds per call on one probe group: generous for 6×5 arrays
 REFIRE_SECONDS = 0.5       # after the limit, the alarm again this often (user code may swallow one)
