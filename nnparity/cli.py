@@ -15,6 +15,7 @@ import sys
 from importlib.metadata import PackageNotFoundError, version
 
 from nnparity import interrupts  # light: the rest (NumPy, torch) is imported once signals are caught
+from scratch.signals import install
 
 # Command -> (module with add_arguments(parser) and run(args) -> exit code, one-line help).
 COMMANDS = {
@@ -59,7 +60,7 @@ def main(argv: list[str] | None = None) -> int:
             args = parser.parse_args(argv)
         except interrupts.Interrupted as err:
             print(interrupts.message(_chosen(argv) or "", err), file=sys.stderr)
-            return err.exit_code
+            return interrupts.exit_code(err)
         return _run(module, args)
 
 
@@ -68,8 +69,7 @@ def console_main(argv: list[str] | None = None) -> int:
     ignored outside it. Once the command has ended, a signal that comes while the interpreter
     shuts down would otherwise turn its exit code into a traceback, or an abort inside torch's
     teardown."""
-    for s in interrupts.SIGNALS:
-        signal.signal(s, signal.SIG_IGN)
+    install(dict.fromkeys(interrupts.SIGNALS, signal.SIG_IGN))
     return main(argv)
 
 
@@ -87,7 +87,7 @@ def _run(module, args) -> int:
         return 2
     except interrupts.Interrupted as err:
         print(interrupts.message(args.command, err), file=sys.stderr)
-        return err.exit_code
+        return interrupts.exit_code(err)
     except MemoryError:  # past the up-front estimate (scratch.limits): still one line, not a traceback
         print(f"nnparity {args.command}: out of memory; make the spec or the batch smaller "
               f"(the up-front limit is set by NNPARITY_MAX_MEMORY)", file=sys.stderr)

@@ -1,10 +1,9 @@
 """Ctrl-C and SIGTERM for every command: one line on stderr, exit 130 (SIGINT) or 143 (SIGTERM).
 
-``caught()`` turns both signals into ``Interrupted``, a BaseException that is not a
-KeyboardInterrupt: libraries that swallow KeyboardInterrupt (Lightning's Trainer exits 1 on it)
-let it through, so ``with`` blocks unwind, child processes are ended and temporary folders
-removed on the way out. A command names what it has finished with ``finished(...)``; the one line
-says so. Nothing here is specific to one command.
+``caught()`` turns both signals into scratch.signals' ``Interrupted`` (the one type every signal
+user raises, the checkpointing loops too), so ``with`` blocks unwind, child processes are ended
+and temporary folders removed on the way out. A command names what it has finished with
+``finished(...)``; the one line says so. Nothing here is specific to one command.
 
 A signal that comes while a module is being imported is held until the import has finished: an
 exception thrown into the middle of an import can leave a C extension (torch's C++ half) half
@@ -16,19 +15,16 @@ import contextlib
 import signal
 import subprocess
 import sys
-import threading
 
-SIGNALS = (signal.SIGINT, signal.SIGTERM)
+from scratch.signals import STOP_SIGNALS, Interrupted, handlers, install
+
+SIGNALS = STOP_SIGNALS
 _finished: dict[str, str] = {}
 
 
-class Interrupted(BaseException):
-    """A command was stopped by a signal; ``exit_code`` is 128 + the signal's number."""
-
-    def __init__(self, signum: int):
-        super().__init__(signal.Signals(signum).name)
-        self.signum = signum
-        self.exit_code = 128 + signum
+def exit_code(err: Interrupted) -> int:
+    """The exit status of a command a signal stopped: 128 + its number (130 SIGINT, 143 SIGTERM)."""
+    return 128 + err.signum
 
 
 def _importing(frame) -> bool:
@@ -59,8 +55,7 @@ def _watch_import_end(frame, event, arg):
 
 
 def _interrupt(signum: int):
-    for s in SIGNALS:  # a second Ctrl-C must not cut the clean-up short
-        signal.signal(s, signal.SIG_IGN)
+    install(dict.fromkeys(SIGNALS, signal.SIG_IGN))  # a second Ctrl-C must not cut the clean-up short
     raise Interrupted(signum)
 
 
@@ -77,20 +72,23 @@ def _raise(signum, frame):
 @contextlib.contextmanager
 def caught():
     """SIGINT and SIGTERM raise Interrupted inside the block (main thread only; elsewhere a no-op)."""
-    if threading.current_thread() is not threading.main_thread():
-        yield
-        return
-    previous = {s: signal.signal(s, _raise) for s in SIGNALS}
-    _finished.clear()
-    try:
-        yield
-    finally:
-        if _held and sys.getprofile() is _watch_import_end:  # the block ended inside the import
-            sys.setprofile(_profile_before.pop() if _profile_before else None)
-        _held.clear()
-        _profile_before.clear()
-        for s, handler in previous.items():
-            signal.signal(s, handler)
+    with handlers(dict.fromkeys(SIGNALS, _raise)) as installed:
+        if not installed:
+            yield
+            return
+        _finished.clear()
+        try:
+            yield
+        finally:
+            _drop_held()
+
+
+def _drop_held() -> None:
+    """Forget a held signal, and stop watching for its import's end."""
+    if _held and sys.getprofile() is _watch_import_end:  # the block ended inside the import
+        sys.setprofile(_profile_before.pop() if _profile_before else None)
+    _held.clear()
+    _profile_before.clear()
 
 
 def finished(what: str, key: str | None = None) -> None:
@@ -120,5 +118,4 @@ def end_child(child: subprocess.Popen, grace: float = 5.0) -> None:
 def quiet_exit_on_signals() -> None:
     """For a child process (compare's worker): a signal ends it with 128 + signum and no traceback,
     its parent reports. Installed for the child's whole life."""
-    for s in SIGNALS:
-        signal.signal(s, _raise)
+    install(dict.fromkeys(SIGNALS, _raise))

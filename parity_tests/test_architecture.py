@@ -1,6 +1,7 @@
 """The layout's rules, read from the source: the one direction of imports (scratch <- torch_ref <-
-nnparity), no import cycle between the project's modules (function-local imports included), and
-commands that need no torch working where torch cannot be imported."""
+nnparity), no import cycle between the project's modules (function-local imports included), the
+verify tool's torch-free part importing only NumPy and scratch, and commands and modules that need
+no torch working where torch cannot be imported."""
 from __future__ import annotations
 
 import ast
@@ -50,8 +51,8 @@ def project_imports(module: str) -> set[str]:
 
 
 def test_architecture_finds_the_layers():
-    assert {"scratch.spec", "scratch.verify.check", "torch_ref.model", "torch_ref.verify.autograd",
-            "nnparity.cli", "nnparity.commands.compare.worker"} <= set(MODULES)
+    assert {"scratch.spec", "scratch.signals", "torch_ref.model", "nnparity.verify.op_check",
+            "nnparity.verify.autograd.references", "nnparity.cli", "nnparity.commands.compare.worker"} <= set(MODULES)
 
 
 @pytest.mark.parametrize("layer", sorted(FORBIDDEN))
@@ -59,6 +60,22 @@ def test_architecture_imports_point_one_way(layer):
     bad = [f"{module} imports {name}" for module in MODULES if module.split(".")[0] == layer
            for name in imported_names(MODULES[module])
            if name.split(".")[0] in FORBIDDEN[layer]]
+    assert not bad, "\n".join(bad)
+
+
+# nnparity.verify's torch-free part: everything under it but its autograd part
+VERIFY_CORE = sorted(m for m in MODULES if (m == "nnparity.verify" or m.startswith("nnparity.verify."))
+                     and not m.startswith("nnparity.verify.autograd"))
+VERIFY_CORE_MAY_IMPORT = ("numpy", "scratch")
+
+
+def test_architecture_verify_core_imports_only_numpy_and_scratch():
+    """The torch-free part of the verify tool imports the standard library, NumPy, scratch and
+    itself: not torch, torch_ref, its autograd part or the rest of nnparity."""
+    assert "nnparity.verify.time_limit" in VERIFY_CORE and "nnparity.verify.autograd.twins" not in VERIFY_CORE
+    bad = [f"{module} imports {name}" for module in VERIFY_CORE for name in imported_names(MODULES[module])
+           if not (name.split(".")[0] in sys.stdlib_module_names or name.split(".")[0] in VERIFY_CORE_MAY_IMPORT
+                   or name == "__future__" or name in VERIFY_CORE)]
     assert not bad, "\n".join(bad)
 
 
@@ -91,13 +108,15 @@ def test_architecture_cycle_check_sees_function_local_imports(tmp_path):
     assert "scratch.spec" in imported_names(source)
 
 
-BLOCK_TORCH = """
+NO_TORCH = """
 import importlib.abc, sys
 class NoTorch(importlib.abc.MetaPathFinder):
     def find_spec(self, name, path=None, target=None):
         if name.split(".")[0] in ("torch", "lightning"):
             raise ImportError(f"{name} is blocked in this test")
 sys.meta_path.insert(0, NoTorch())
+"""
+BLOCK_TORCH = NO_TORCH + """
 from nnparity.cli import main
 code = main(sys.argv[1:])
 assert "torch" not in sys.modules
@@ -119,6 +138,28 @@ def test_architecture_torch_free_commands_run_without_torch(argv):
     assert "Traceback" not in proc.stderr and proc.stdout
 
 
+IMPORT_WITHOUT_TORCH = NO_TORCH + """
+import importlib
+for name in sys.argv[1:]:
+    importlib.import_module(name)
+assert "torch" not in sys.modules
+"""
+
+
+def test_architecture_verify_core_imports_without_torch():
+    """Every module of the verify tool's torch-free part imports where torch cannot be imported."""
+    proc = subprocess.run([sys.executable, "-c", IMPORT_WITHOUT_TORCH, *VERIFY_CORE], cwd=ROOT,
+                          capture_output=True, text=True, timeout=120)
+    assert proc.returncode == 0, proc.stderr
+
+
+def test_architecture_torch_blocker_blocks_imports():
+    """The same blocker stops a module of the autograd part."""
+    proc = subprocess.run([sys.executable, "-c", IMPORT_WITHOUT_TORCH, "nnparity.verify.autograd"], cwd=ROOT,
+                          capture_output=True, text=True, timeout=120)
+    assert proc.returncode != 0 and "blocked in this test" in proc.stderr
+
+
 def test_architecture_torch_blocker_blocks():
     """The blocker above really blocks: a command that needs torch fails under it."""
     proc = subprocess.run([sys.executable, "-c", BLOCK_TORCH, "check", "specs/xor.toml"], cwd=ROOT,
@@ -137,7 +178,7 @@ def layout_table() -> dict[str, str]:
     return rows
 
 
-@pytest.mark.parametrize("folder", ["scratch/", "scratch/verify/", "torch_ref/", "torch_ref/verify/", "nnparity/"])
+@pytest.mark.parametrize("folder", ["scratch/", "torch_ref/", "nnparity/", "nnparity/verify/", "nnparity/verify/autograd/"])
 def test_architecture_readme_layout_table_matches_the_tree(folder):
     row = layout_table()[folder]
     named = set(re.findall(r"`([\w/]+\.py)`", row))

@@ -17,6 +17,7 @@ import torch
 from scratch import checkpoint
 from scratch.checkpoint import Checkpointer, CheckpointError
 from scratch.policy import TRAJECTORY_TOL, rel_error
+from scratch.signals import Interrupted
 from scratch.spec import dump_spec, load_spec, parse_spec
 from scratch.training import train as train_scratch
 from torch_ref import checkpoint as torch_checkpoint
@@ -121,7 +122,7 @@ class _SignalAtEpochEnd(L.Callback):
 def test_lightning_signal_between_steps_interrupts(tmp_path, signum):
     spec = xor_spec("adam", 3)
     before = {s: signal.getsignal(s) for s in (signal.SIGINT, signal.SIGTERM)}
-    with pytest.raises(checkpoint.Interrupted) as caught:
+    with pytest.raises(Interrupted) as caught:
         train_lightning(spec, progress=False, checkpoints={"dir": str(tmp_path), "every": EVERY},
                         trainer_callbacks=[_SignalAtEpochEnd(signum)])
     assert caught.value.signum == signum

@@ -9,7 +9,7 @@ from conftest import FD_STEP, FD_TOL, make_spec
 from scratch.activations import ACTIVATIONS
 from scratch.data import random_batch
 from scratch.policy import rel_error
-from scratch.verify.finite_diff import network_numeric_gradients, numeric_gradient
+from nnparity.verify.finite_diff import network_numeric_gradients, numeric_gradient
 from scratch.losses import LOSSES
 from scratch.network import Network, build_loss
 

@@ -136,6 +136,14 @@ def test_interrupt_in_import_held_until_imported(tmp_path, monkeypatch):
         with interrupts.caught():
             import signalled_module  # noqa: F401
     assert sys.modules.pop("signalled_module").imported_whole
-    assert stopped.value.exit_code == 130
+    assert interrupts.exit_code(stopped.value) == 130 and stopped.value.path is None
     assert sys.getprofile() is None  # the watch on the import is gone
     assert signal.getsignal(signal.SIGINT) == before  # put back as it was
+
+
+def test_interrupt_handlers_load_before_numpy():
+    """The command line sets its handlers (nnparity.interrupts on scratch.signals) before NumPy
+    loads: a signal during NumPy's import is then held, not a traceback."""
+    script = "import sys\nimport nnparity.interrupts\nassert 'numpy' not in sys.modules, sorted(sys.modules)\n"
+    done = subprocess.run([sys.executable, "-c", script], cwd=ROOT, capture_output=True, text=True, timeout=60)
+    assert done.returncode == 0, done.stderr

@@ -75,7 +75,7 @@ def test_scratch_import_without_torch():
     pulled = json.loads(out.stdout)
     assert set(pulled) == set(modules)
     assert {name: mods for name, mods in pulled.items() if mods} == {}, "scratch must not import torch"
-    assert {"scratch.spec", "scratch.policy", "scratch.verify.check", "scratch.verify.diagnosis"} <= set(modules)
+    assert {"scratch.spec", "scratch.policy", "scratch.signals", "scratch.checkpoint"} <= set(modules)
 
 
 def test_scratch_source_never_names_torch_import():

@@ -17,8 +17,8 @@ for _p in (str(REPO), str(REPO / "parity_tests")):
         sys.path.append(_p)
 
 from nnparity.cli import main  # noqa: E402
-from torch_ref.testing import assert_backward_correct  # noqa: E402
-from torch_ref.verify import verify  # noqa: E402
+from nnparity.verify.autograd.testing import assert_backward_correct  # noqa: E402
+from nnparity.verify.autograd import verify  # noqa: E402
 
 CORRECT = {
     "sigmoid_z": ("examples.function_ops:sigmoid", "expressed in z: call it with z"),

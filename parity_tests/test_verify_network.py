@@ -19,7 +19,7 @@ from scratch.losses import MSE  # noqa: E402
 from scratch.network import Network  # noqa: E402
 from scratch.spec import SpecError, parse_spec  # noqa: E402
 from torch_ref.check import check  # noqa: E402
-from torch_ref.verify.layerwise import first_wrong_layer  # noqa: E402
+from nnparity.verify.autograd.layerwise import first_wrong_layer  # noqa: E402
 
 
 def four_layers(activations=("tanh", "tanh", "tanh", "tanh"), loss="mse", **extra):

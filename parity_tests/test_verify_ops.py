@@ -17,8 +17,8 @@ for _p in (str(REPO), str(REPO / "parity_tests")):
 
 from scratch.activations import ACTIVATIONS  # noqa: E402
 from scratch.policy import FD_TOL, TOLERANCE  # noqa: E402
-from scratch.verify.check import OpError  # noqa: E402
-from torch_ref.verify.autograd import REF_MODULE, REF_OWN, verify  # noqa: E402
+from nnparity.verify.op_check import OpError  # noqa: E402
+from nnparity.verify.autograd.references import REF_MODULE, REF_OWN, verify  # noqa: E402
 
 CORRECT = ["Swish", "Softplus", "Softmax", "HuberLoss", "BCELoss", "Dense"]
 

@@ -24,15 +24,14 @@ from __future__ import annotations
 import hashlib
 import json
 import os
-import signal
 import tempfile
-import threading
 import zipfile
 from dataclasses import dataclass, field
 
 import numpy as np
 
 from scratch.device import host_copy, to_device
+from scratch.signals import DeferredSignals, Interrupted
 
 FORMAT = "nnparity-checkpoint"
 VERSION = 1
@@ -240,48 +239,6 @@ def default_every(steps_per_epoch: int) -> int:
     """Steps between checkpoints when --every is not given: once per epoch, or every few epochs
     when an epoch has fewer than 100 steps (an fsync per step would dominate a tiny run)."""
     return steps_per_epoch * -(-100 // steps_per_epoch)
-
-
-class Interrupted(Exception):
-    """Ctrl-C or SIGTERM reached a run that writes checkpoints: the checkpoint at ``path`` was
-    written after the step in progress, then the run stopped. ``signum``: the signal."""
-
-    def __init__(self, signum: int, path: str):
-        self.signum, self.path = signum, path
-        super().__init__(f"interrupted by {signal.Signals(signum).name}; checkpoint written to {path}")
-
-
-class DeferredSignals:
-    """While active (``with``), SIGINT and SIGTERM are only noted (``pending``), so that the step in
-    progress ends and a checkpoint is written before the run stops; the handlers that were there
-    before are put back on exit. Only the main thread can set handlers: elsewhere it does nothing."""
-
-    SIGNALS = (signal.SIGINT, signal.SIGTERM)
-
-    def __init__(self):
-        self.pending: int | None = None
-        self._before: dict = {}
-
-    def _note(self, signum, frame):
-        self.pending = signum
-
-    def __enter__(self):
-        if threading.current_thread() is threading.main_thread():
-            self._before = {s: signal.signal(s, self._note) for s in self.SIGNALS}
-        return self
-
-    def reclaim(self) -> None:
-        """Put the noting handlers back after a library replaced them (Lightning's Trainer installs
-        its own SIGTERM handler when fit starts, which ends the run with exit 0 between steps)."""
-        if self._before and threading.current_thread() is threading.main_thread():
-            for s in self.SIGNALS:
-                signal.signal(s, self._note)
-
-    def __exit__(self, *exc):
-        for s, handler in self._before.items():
-            signal.signal(s, handler)
-        self._before = {}
-        return False
 
 
 class Checkpointer:

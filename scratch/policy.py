@@ -1,5 +1,5 @@
 """The tolerance policy and its error measures: the one home of both (and of the JSON rule for
-non-finite numbers). Torch-free, so scratch, its verify tool, torch_ref, the CLI, the examples
+non-finite numbers). Torch-free, so scratch, torch_ref, the CLI and its verify tool, the examples
 and the test suite all import it from here.
 
 Every tolerance bounds a norm-relative error ‖got − expected‖ / ‖expected‖ (the max abs error

@@ -169,7 +169,8 @@ def train(spec, dataset=None, epochs: int | None = None, progress: bool | None =
 
     Raises:
         TrainingDiverged: the loss or a gradient became NaN or inf (names step and parameter).
-        scratch.checkpoint.Interrupted: a signal stopped a run that writes checkpoints.
+        scratch.signals.Interrupted: a signal stopped a run that writes checkpoints (its ``path``:
+            the checkpoint written before it stopped).
         SpecError: naming ``device``, when the device cannot be had (no CuPy, no CUDA device).
     """
     dataset = load_dataset(spec) if dataset is None else dataset

@@ -49,7 +49,8 @@ from lightning.pytorch.loggers import CSVLogger
 from lightning.pytorch.plugins.io import TorchCheckpointIO
 from lightning.pytorch.plugins.precision.double import DoublePrecision
 
-from scratch.checkpoint import DeferredSignals, Interrupted, default_every
+from scratch.checkpoint import default_every
+from scratch.signals import DeferredSignals, Interrupted
 from scratch.data import batch_order, load_dataset
 from scratch.errors import SpecError
 from scratch.losses import LOSSES
@@ -468,7 +469,7 @@ def train(spec, dataset=None, epochs: int | None = None, progress: bool | None =
 
     ``checkpoints``: {"dir": DIR, "every": N or None, "resume": a .ckpt path or None}: Lightning's
     ModelCheckpoint writes DIR/last.ckpt every N steps (None: default_every), the run writes it when
-    it ends and on SIGINT/SIGTERM (then raises scratch.checkpoint.Interrupted), and a resumed run
+    it ends and on SIGINT/SIGTERM (then raises scratch.signals.Interrupted), and a resumed run
     starts from ``ckpt_path`` (read with weights_only=True).
 
     Under DDP every process returns the same TrainResult (the recorded losses are the global

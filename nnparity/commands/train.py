@@ -17,6 +17,7 @@ from nnparity.usage import UsageError, add_device_argument, spec_on_device
 from scratch import checkpoint
 from scratch.data import load_dataset
 from scratch.policy import json_safe
+from scratch.signals import Interrupted
 from scratch.spec import load_spec
 from scratch.training import TrainingDiverged, epoch_batches, train as train_scratch
 
@@ -168,9 +169,11 @@ def run(args) -> int:
             print(json.dumps(json_safe(diverged_to_json(err, spec, args.backend)), allow_nan=False))
         print(f"nnparity train: {err}", file=sys.stderr)
         return 1
-    except checkpoint.Interrupted as err:
-        print(f"nnparity train: {err}; continue with --resume", file=sys.stderr)
-        return 128 + err.signum
+    except Interrupted as err:
+        if err.path is None:  # no checkpoint to resume from: the command line's one line
+            raise
+        print(f"nnparity train: interrupted by {err}; continue with --resume", file=sys.stderr)
+        return interrupts.exit_code(err)
     if getattr(result, "lightning", {}).get("global_rank", 0) != 0:
         return 0  # a DDP process other than rank 0: rank 0 reports the (same) run
     # The results first: a plot that fails to write loses nothing that was printed.

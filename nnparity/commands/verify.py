@@ -5,21 +5,21 @@
     nnparity verify mypkg.layers:affine_forward          (with affine_backward)
     nnparity verify --spec SPEC [--batch N] [--json]
 
-The first forms check one op (torch_ref.verify), a class or a function with its hand-written
-derivative (scratch.verify.forms): against autograd of its ``torch_module()`` (or torch's module of
-the same name), autograd of its own NumPy forward run on torch tensors, and finite differences. The second runs
-a spec's network (custom activations by import path) and names the first layer, from the output
-back, whose gradient disagrees with torch (torch_ref.verify.layerwise). Import paths resolve from the
-current directory. Exit 0: everything agrees; 1: a gradient disagrees; 2: bad input.
+The first forms check one op (nnparity.verify.autograd), a class or a function with its
+hand-written derivative (nnparity.verify.forms): against autograd of its ``torch_module()`` (or
+torch's module of the same name), autograd of its own NumPy forward run on torch tensors, and
+finite differences. The second runs a spec's network (custom activations by import path) and
+names the first layer, from the output back, whose gradient disagrees with torch
+(nnparity.verify.autograd.layerwise). Import paths resolve from the current directory. Exit 0: everything agrees; 1: a gradient disagrees; 2: bad input.
 """
 from __future__ import annotations
 
 import json
 
 from nnparity.usage import UsageError
+from nnparity.verify.load import KINDS, OpError
+from nnparity.verify.time_limit import PROBE_TIME_LIMIT
 from scratch.spec import load_spec
-from scratch.verify.limits import PROBE_TIME_LIMIT
-from scratch.verify.load import KINDS, OpError
 
 
 def add_arguments(parser):
@@ -56,13 +56,13 @@ def run(args) -> int:
                 raise UsageError(f"{flag} applies to one op, not to --spec")
         if args.batch is not None and args.batch < 1:
             raise UsageError(f"--batch: must be >= 1, got {args.batch}")
-        from torch_ref.verify import first_wrong_layer   # torch only when the command runs
+        from nnparity.verify.autograd import first_wrong_layer   # torch only when the command runs
 
         report = first_wrong_layer(load_spec(args.spec), batch=args.batch)
     else:
         if args.batch is not None:
             raise UsageError("--batch applies to --spec")
-        from torch_ref.verify import verify
+        from nnparity.verify.autograd import verify
 
         try:
             report = verify(args.target, kind=args.kind, seed=args.seed, grad=args.grad,

@@ -153,7 +153,7 @@ def quiet_main(argv) -> int:
     try:
         return main(argv)
     except interrupts.Interrupted as err:
-        return err.exit_code
+        return interrupts.exit_code(err)
     except BrokenPipeError:  # the parent is gone: nobody reads our progress lines
         os.dup2(os.open(os.devnull, os.O_WRONLY), sys.stdout.fileno())  # no second error at exit's flush
         return 1

@@ -1,7 +1,7 @@
 """Verify a user's hand-written backward against torch autograd, and against finite differences.
 
-Three references, on the same probes (scratch.verify.probes) and the same hand-written gradients
-(scratch.verify.check.evaluate):
+Three references, on the same probes (nnparity.verify.probes) and the same hand-written gradients
+(nnparity.verify.op_check.evaluate):
 
 1. ``torch_module``: autograd of the user's torch forward, when the class gives a
    ``torch_module(**params)`` classmethod (the convention torch_ref.model.torch_activation uses
@@ -13,9 +13,9 @@ Three references, on the same probes (scratch.verify.probes) and the same hand-w
    from its module (``np``, ``from numpy import exp``) rebound to torch. Used only when it builds an
    autograd graph and reproduces the NumPy forward on every probe to 1e-12; otherwise the report
    says why not and goes on without it.
-3. finite differences, always (scratch.verify.finite_diff).
+3. finite differences, always (nnparity.verify.finite_diff).
 
-torch_ref computes no derivative itself: torch's autograd does, on the user's own forward.
+Nothing here computes a derivative itself: torch's autograd does, on the user's own forward.
 """
 from __future__ import annotations
 
@@ -24,14 +24,14 @@ import types
 import numpy as np
 import torch
 
+from nnparity.verify.autograd.twins import attach_named_twin
+from nnparity.verify.diagnosis import GroupData, compare
+from nnparity.verify.forms import load_ops
+from nnparity.verify.load import OpUnderTest, layer_parameters
+from nnparity.verify.op_check import Evaluation, clone, evaluate, fd_checks, new_report, reference_checks, reviewed
+from nnparity.verify.report import Check, OpReport
+from nnparity.verify.time_limit import PROBE_TIME_LIMIT, configured
 from scratch.policy import TOLERANCE
-from scratch.verify.check import Evaluation, clone, evaluate, fd_checks, new_report, reference_checks, reviewed
-from scratch.verify.diagnosis import GroupData, compare
-from scratch.verify.forms import load_ops
-from scratch.verify.limits import PROBE_TIME_LIMIT, configured
-from scratch.verify.load import OpUnderTest, layer_parameters
-from scratch.verify.report import Check, OpReport
-from torch_ref.verify.twins import attach_named_twin
 
 TORCH_TOLERANCE = TOLERANCE["float64"]
 REF_MODULE = "torch_module() autograd"
@@ -245,7 +245,7 @@ def verify(target, kind: str | None = None, seed: int = 0, grad=None, convention
     ``target``: a class with forward/backward, a function (with its derivative ``grad``, found by
     name when not given; a loss; an ``X_forward`` with its ``X_backward``), a (forward, backward)
     pair, or the import path ``module:name`` of one. ``convention``: "z" or "a", how a function's
-    derivative is called (default: read from its values). Raises scratch.verify.load.OpError when
+    derivative is called (default: read from its values). Raises nnparity.verify.load.OpError when
     it cannot be verified as given (the CLI's exit 2).
     """
     report = None
@@ -267,7 +267,7 @@ def verify(target, kind: str | None = None, seed: int = 0, grad=None, convention
 
 
 def verify_op(op: OpUnderTest, seed: int = 0, time_limit_s: float | None = PROBE_TIME_LIMIT) -> OpReport:
-    """One op (scratch.verify.load's form) checked against every reference that applies."""
+    """One op (nnparity.verify.load's form) checked against every reference that applies."""
     with configured(time_limit_s):
         attach_named_twin(op)
     evaluation = evaluate(op, seed, time_limit_s=time_limit_s)

@@ -5,7 +5,7 @@ The first input is the batch x (N, D); the others are the layer's parameters, th
 guessed from their names (w, W, weight: (D, M); b, bias: (M,)), or all inputs given by a function
 ``X_example(rng)`` in the same module returning them as a tuple. Each gradient backward returns is
 checked, named by its position and the forward's parameter name. Torch twin: autograd of the
-forward run on tensors (torch_ref.verify).
+forward run on tensors (nnparity.verify.autograd).
 """
 from __future__ import annotations
 
@@ -13,11 +13,11 @@ import inspect
 
 import numpy as np
 
-from scratch.verify import probes
-from scratch.verify.calls import array, call
-from scratch.verify.derivatives import required_parameters
-from scratch.verify.load import OpError, OpUnderTest
-from scratch.verify.rebind import with_array_module
+from nnparity.verify import probes
+from nnparity.verify.calls import array, call
+from nnparity.verify.derivatives import required_parameters
+from nnparity.verify.load import OpError, OpUnderTest
+from nnparity.verify.rebind import with_array_module
 
 D, M = 4, 3
 ORDINALS = ("1st", "2nd", "3rd") + tuple(f"{k}th" for k in range(4, 20))

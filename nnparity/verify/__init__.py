@@ -1,6 +1,7 @@
 """The torch-free half of `nnparity verify`: a hand-written backward checked on probes against
-central finite differences, with a diagnosis of what is wrong. torch_ref.verify adds the autograd
-references on the same evaluation.
+central finite differences, with a diagnosis of what is wrong. Its modules import only NumPy and
+scratch (importing them never imports torch); nnparity.verify.autograd adds the autograd
+references on the same evaluation, and ``assert_backward_correct`` for a user's test suite.
 
 Public API:
 - ``load_op(target, kind=None) -> OpUnderTest``, ``OpError``, ``KINDS`` (load: what a verifiable op
@@ -8,17 +9,17 @@ Public API:
 - ``load_ops(target, grad=None, kind=None, convention=None) -> [OpUnderTest]`` (forms: a class, a
   function with its derivative, a loss function, or a forward/backward pair with a cache, read into
   the op form; function_pairs, derivatives, loss_functions, layer_functions hold each reading);
-- ``evaluate(op, seed) -> Evaluation``, ``fd_checks(evaluation)``, ``verify_fd(target)`` (check);
-- ``PROBE_TIME_LIMIT``, ``ProbeTimeout`` (limits: each call into user code is time-limited);
+- ``evaluate(op, seed) -> Evaluation``, ``fd_checks(evaluation)``, ``verify_fd(target)`` (op_check);
+- ``PROBE_TIME_LIMIT``, ``ProbeTimeout`` (time_limit: each call into user code is time-limited);
 - ``Check``, ``OpReport`` (report: the verdict and its text and JSON forms);
 - ``GroupData``, ``compare``, ``diagnose`` (diagnosis: how got and expected differ).
 """
-from scratch.verify.check import Evaluation, evaluate, fd_checks, verify_fd
-from scratch.verify.diagnosis import GroupData, compare, diagnose
-from scratch.verify.forms import load_ops
-from scratch.verify.limits import PROBE_TIME_LIMIT, ProbeTimeout
-from scratch.verify.load import KINDS, OpError, OpUnderTest, load_op
-from scratch.verify.report import Check, OpReport
+from nnparity.verify.diagnosis import GroupData, compare, diagnose
+from nnparity.verify.forms import load_ops
+from nnparity.verify.load import KINDS, OpError, OpUnderTest, load_op
+from nnparity.verify.op_check import Evaluation, evaluate, fd_checks, verify_fd
+from nnparity.verify.report import Check, OpReport
+from nnparity.verify.time_limit import PROBE_TIME_LIMIT, ProbeTimeout
 
 __all__ = ["KINDS", "PROBE_TIME_LIMIT", "Check", "Evaluation", "GroupData", "OpError", "OpReport", "OpUnderTest",
            "ProbeTimeout", "compare", "diagnose", "evaluate", "fd_checks", "load_op", "load_ops", "verify_fd"]

@@ -2,9 +2,9 @@
 ``torch.autograd.gradcheck``."""
 from __future__ import annotations
 
-from scratch.verify.limits import PROBE_TIME_LIMIT
-from scratch.verify.load import OpError
-from torch_ref.verify.autograd import verify
+from nnparity.verify.autograd.references import verify
+from nnparity.verify.load import OpError
+from nnparity.verify.time_limit import PROBE_TIME_LIMIT
 
 
 def assert_backward_correct(target, grad=None, *, convention: str | None = None, kind: str | None = None,
@@ -16,9 +16,9 @@ def assert_backward_correct(target, grad=None, *, convention: str | None = None,
     by name: ``f_prime``, ``f_derivative``, ``df``, ...), a loss function, an ``X_forward``
     (with ``X_backward``), a ``(forward, backward)`` pair, or an import path ``module:name``.
     An op that cannot be verified as given (no derivative found, wrong signature, a call past the
-    time limit) raises ``ValueError`` (scratch.verify.load.OpError) naming what is wrong.
+    time limit) raises ``ValueError`` (nnparity.verify.load.OpError) naming what is wrong.
 
-        from torch_ref.testing import assert_backward_correct
+        from nnparity.verify.autograd.testing import assert_backward_correct
         assert_backward_correct(sigmoid, sigmoid_prime)
     """
     report = verify(target, kind=kind, seed=seed, grad=grad, convention=convention, time_limit_s=time_limit_s)

@@ -4,17 +4,17 @@ or one function returning ``(L, dL/dpred)`` (the classic ``softmax_loss(x, y)``)
 Read on one random batch before any check: whether the targets are values of pred's shape or
 class indices (N,) (tried when values make it raise), and whether predictions must be
 probabilities (tried when real values give NaN, inf or an exception). Torch twin: autograd of
-the loss run on tensors (torch_ref.verify).
+the loss run on tensors (nnparity.verify.autograd).
 """
 from __future__ import annotations
 
 import numpy as np
 
-from scratch.verify import probes
-from scratch.verify.calls import array, call
-from scratch.verify.derivatives import required_parameters
-from scratch.verify.load import OpError, OpUnderTest
-from scratch.verify.rebind import with_array_module
+from nnparity.verify import probes
+from nnparity.verify.calls import array, call
+from nnparity.verify.derivatives import required_parameters
+from nnparity.verify.load import OpError, OpUnderTest
+from nnparity.verify.rebind import with_array_module
 
 
 def _labels(target, xp):

@@ -1,4 +1,4 @@
-"""Every form a hand-derived gradient is written in, read into the op form of scratch.verify.load.
+"""Every form a hand-derived gradient is written in, read into the op form of nnparity.verify.load.
 
 - a class with forward/backward (load.py);
 - a function and its derivative, ``f(z)`` with ``df`` (function_pairs.py): elementwise, row-wise,
@@ -16,11 +16,11 @@ from __future__ import annotations
 import importlib
 import inspect
 
-from scratch.verify.derivatives import Derivative, required_parameters
-from scratch.verify.function_pairs import pair_ops
-from scratch.verify.layer_functions import layer_op
-from scratch.verify.load import OpError, load_op, resolve_op
-from scratch.verify.loss_functions import loss_op
+from nnparity.verify.derivatives import Derivative, required_parameters
+from nnparity.verify.function_pairs import pair_ops
+from nnparity.verify.layer_functions import layer_op
+from nnparity.verify.load import OpError, load_op, resolve_op
+from nnparity.verify.loss_functions import loss_op
 
 PARTNERS = ("{f}_derivative", "{f}_prime", "{f}_grad", "d{f}", "d_{f}", "{f}_backward", "{f}_gradient",
             "{f}_deriv")

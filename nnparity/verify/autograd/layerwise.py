@@ -20,11 +20,11 @@ from dataclasses import asdict, dataclass, field
 import numpy as np
 import torch
 
-from scratch.verify.diagnosis import GroupData, compare
+from nnparity.verify.diagnosis import GroupData, compare
+from nnparity.verify.load import layer_gradients
 from scratch.network import Network, build_loss as scratch_loss
-from scratch.verify.load import layer_gradients
-from scratch.spec import Spec
 from scratch.policy import TOLERANCE, json_safe, rel_error
+from scratch.spec import Spec
 from torch_ref.check import validated_batch
 from torch_ref.model import TORCH_DTYPES, build, build_loss as torch_loss
 

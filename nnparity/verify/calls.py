@@ -6,9 +6,9 @@ import warnings
 
 import numpy as np
 
-from scratch.verify.derivatives import DerivativeShapeError
-from scratch.verify.limits import current_limit, time_limit
-from scratch.verify.load import OpError
+from nnparity.verify.derivatives import DerivativeShapeError
+from nnparity.verify.load import OpError
+from nnparity.verify.time_limit import current_limit, time_limit
 
 
 def call(what: str, fn, *args, **kwargs):

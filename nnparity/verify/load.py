@@ -111,7 +111,7 @@ class OpUnderTest:
     cls: type
     kind: str
     target: str
-    # for ops adapted from functions (scratch.verify.forms):
+    # for ops adapted from functions (nnparity.verify.forms):
     notes: list = field(default_factory=list)   # how the form was read, for the report
     input_name: str | None = None                # the input's name in the user's signature
     labels: bool = False                         # a loss whose targets are class indices

@@ -1,6 +1,6 @@
 """Verify a hand-derived backward without torch: run the op on the probes, compare with finite
-differences. torch_ref.verify adds the torch references on the same evaluation. What a
-verifiable op looks like: scratch.verify.load.
+differences. nnparity.verify.autograd adds the torch references on the same evaluation. What a
+verifiable op looks like: nnparity.verify.load.
 """
 from __future__ import annotations
 
@@ -11,14 +11,14 @@ from dataclasses import dataclass, field
 
 import numpy as np
 
+from nnparity.verify import probes
+from nnparity.verify.diagnosis import GroupData, compare
+from nnparity.verify.finite_diff import FDResult, elementwise_derivative, jacobian_rows, scalar_derivative
+from nnparity.verify.forms import load_ops
+from nnparity.verify.load import OpError, OpUnderTest, layer_gradients, layer_parameters
+from nnparity.verify.report import Check, OpReport
+from nnparity.verify.time_limit import PROBE_TIME_LIMIT, time_limit
 from scratch.policy import FD_TOL
-from scratch.verify import probes
-from scratch.verify.diagnosis import GroupData, compare
-from scratch.verify.finite_diff import FDResult, elementwise_derivative, jacobian_rows, scalar_derivative
-from scratch.verify.limits import PROBE_TIME_LIMIT, time_limit
-from scratch.verify.forms import load_ops
-from scratch.verify.load import OpError, OpUnderTest, layer_gradients, layer_parameters
-from scratch.verify.report import Check, OpReport
 
 
 
@@ -379,7 +379,7 @@ def reviewed(evaluation: Evaluation, checks: list[Check]) -> list[Check]:
 
 def verify_fd(target, kind: str | None = None, seed: int = 0, grad=None, convention: str | None = None) -> OpReport:
     """Finite differences only (no torch): the torch-free half of ``nnparity verify``; every form
-    of scratch.verify.forms (a function's keyword parameters at each probed value)."""
+    of nnparity.verify.forms (a function's keyword parameters at each probed value)."""
     report = None
     for op in load_ops(target, grad, kind, convention, seed):
         evaluation = evaluate(op, seed)

@@ -9,9 +9,9 @@ import numpy as np
 import torch
 from torch import nn
 
-from scratch.verify import probes
-from scratch.verify.calls import call
-from scratch.verify.load import OpError, OpUnderTest
+from nnparity.verify import probes
+from nnparity.verify.calls import call
+from nnparity.verify.load import OpError, OpUnderTest
 
 TWINS = {
     "relu": lambda p: nn.ReLU(),

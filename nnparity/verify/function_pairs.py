@@ -6,7 +6,7 @@ How the pair is read (on one batch of random z, before any check):
   ``row`` (f takes one 1-D row: a tutorial softmax; it is run row by row), or ``batch-wide``
   (a row of f(z) changes with the other rows: a softmax normalising over the whole array, which is
   reported as a failed check);
-- the derivative's form (scratch.verify.derivatives): elementwise, Jacobian or VJP;
+- the derivative's form (nnparity.verify.derivatives): elementwise, Jacobian or VJP;
 - the *convention*: df called with z, or with the activation a = f(z) (``s*(1-s)`` vs
   ``a*(1-a)``). Both are tried against finite differences; the one that matches is used and
   reported. A convention declared by ``convention=`` or by the parameter's name (``a``, ``s``,
@@ -17,14 +17,14 @@ from __future__ import annotations
 
 import numpy as np
 
+from nnparity.verify import probes
+from nnparity.verify.calls import array, call
+from nnparity.verify.derivatives import FORM_TEXT, Derivative, DerivativeShapeError, keyword_defaults, vjp
+from nnparity.verify.finite_diff import elementwise_derivative, jacobian_rows
+from nnparity.verify.load import OpError, OpUnderTest
+from nnparity.verify.rebind import with_array_module
+from nnparity.verify.report import Check
 from scratch.policy import rel_error
-from scratch.verify import probes
-from scratch.verify.calls import array, call
-from scratch.verify.derivatives import FORM_TEXT, Derivative, DerivativeShapeError, keyword_defaults, vjp
-from scratch.verify.finite_diff import elementwise_derivative, jacobian_rows
-from scratch.verify.load import OpError, OpUnderTest
-from scratch.verify.rebind import with_array_module
-from scratch.verify.report import Check
 
 DETECT = 1e-5     # agreement with rough finite differences that identifies a convention (not a verdict)
 CONVENTION_TEXT = {"z": "derivative of a = f(z), expressed in z: call it with z",

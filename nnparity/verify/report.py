@@ -5,8 +5,8 @@ import dataclasses
 import math
 from dataclasses import dataclass, field
 
+from nnparity.verify.diagnosis import Element
 from scratch.policy import json_safe
-from scratch.verify.diagnosis import Element
 
 MEASURE = "norm-relative error ‖got − expected‖/‖expected‖ per probe group (max abs where ‖expected‖ = 0)"
 
