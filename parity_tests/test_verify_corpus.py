@@ -29,7 +29,7 @@ KNOWN_WRONG: dict[str, list[str]] = {
     "false FAIL: a (y_true, y_pred) loss is read as loss(pred, target) and differentiated in "
     "y_true": ["loss/loss_pairs/mse", "loss/loss_pairs/huber", "loss/loss_pairs/mae", "loss/loss_pairs/log_cosh",
                "loss/loss_pairs/binary_cross_entropy", "loss/loss_pairs/hinge", "loss/loss_pairs/kl_divergence",
-               "loss/loss_pairs/categorical_crossentropy"],
+               "loss/loss_pairs/categorical_crossentropy", "loss/loss_pairs/rmse"],
     "false FAIL: a softmax-CE gradient written for one-hot targets is probed with targets that are "
     "not one-hot": ["loss/loss_pairs/cross_entropy_onehot"],
     "false FAIL: a loss class taking class indices gets float targets and its forward raises "
@@ -71,6 +71,8 @@ KNOWN_WRONG: dict[str, list[str]] = {
     "refused: a backward taking two upstream gradients (dnext_h, dnext_c) is not accepted":
         ["course/course_layers/lstm_step", "course/course_slips_a/lstm_step", "course/course_slips_b/lstm_step",
          "course/course_slips_c/lstm_step"],
+    "refused: a row-wise class (Softmax) is detected as such but checked only when --kind vector is "
+    "given": ["class/layer_classes/Softmax"],
     "refused: a constructor with required arguments (FullyConnected(n_out), Linear(in, out), "
     "BatchNorm1d(num_features))": ["class/layer_classes/FullyConnected", "class/layer_class_slips/FullyConnected",
                                    "class/layer_classes/Linear", "class/layer_class_slips/Linear",

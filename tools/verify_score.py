@@ -39,7 +39,7 @@ def tally(rows):
     by_family = {family: Counter({v: 0 for v in VERDICTS}) for family in FAMILIES}
     for row in rows:
         by_family[row["family"]][row["verdict"]] += 1
-    total = sum(by_family.values(), Counter({v: 0 for v in VERDICTS}))
+    total = {v: sum(counts[v] for counts in by_family.values()) for v in VERDICTS}
     return by_family, total
 
 
@@ -71,13 +71,20 @@ def main(argv=None) -> int:
     cases = [c for c in CASES if (not args.family or c["family"] in args.family)
              and (not args.case or any(c["id"].startswith(p) for p in args.case))]
     rows = score(cases)
-    if args.json:
+    try:
+        report(rows, args.json)
+    except BrokenPipeError:  # `verify_score.py | head`
+        pass
+    return 0
+
+
+def report(rows, as_json: bool):
+    if as_json:
         by_family, total = tally(rows)
         print(json.dumps({"total": dict(total), "cases": len(rows),
                           "by_family": {f: dict(c) for f, c in by_family.items()}, "rows": rows}, indent=1))
     else:
         print_table(rows)
-    return 0
 
 
 if __name__ == "__main__":

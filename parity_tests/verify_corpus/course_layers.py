@@ -384,3 +384,30 @@ def softmax_loss(x, y):
     dx[np.arange(N), y] -= 1
     dx /= N
     return loss, dx
+
+
+def affine_relu_forward(x, w, b):
+    """The layer_utils sandwich: affine then relu."""
+    a, fc_cache = affine_forward(x, w, b)
+    out, relu_cache = relu_forward(a)
+    cache = (fc_cache, relu_cache)
+    return out, cache
+
+
+def affine_relu_backward(dout, cache):
+    fc_cache, relu_cache = cache
+    da = relu_backward(dout, relu_cache)
+    dx, dw, db = affine_backward(da, fc_cache)
+    return dx, dw, db
+
+
+def sigmoid_forward(x):
+    out = 1 / (1 + np.exp(-x))
+    cache = out
+    return out, cache
+
+
+def sigmoid_backward(dout, cache):
+    out = cache
+    dx = dout * out * (1 - out)
+    return dx

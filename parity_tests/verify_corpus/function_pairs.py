@@ -142,3 +142,38 @@ def softmax(x):
 def softmax_jacobian(x):
     s = softmax(x).reshape(-1, 1)
     return np.diagflat(s) - np.dot(s, s.T)
+
+
+def silu(x):
+    return x / (1 + np.exp(-x))
+
+
+def silu_grad(x):
+    s = 1 / (1 + np.exp(-x))
+    return s * (1 + x * (1 - s))
+
+
+def log_sigmoid(x):
+    return -np.logaddexp(0, -x)
+
+
+def log_sigmoid_derivative(x):
+    return 1 / (1 + np.exp(x))
+
+
+def gaussian(x):
+    """The radial basis activation e^(−x²)."""
+    return np.exp(-x ** 2)
+
+
+def gaussian_derivative(x):
+    return -2 * x * np.exp(-x ** 2)
+
+
+def bipolar_sigmoid(x):
+    return 2 / (1 + np.exp(-x)) - 1
+
+
+def bipolar_sigmoid_prime(x):
+    y = bipolar_sigmoid(x)
+    return 0.5 * (1 + y) * (1 - y)

@@ -146,3 +146,34 @@ class SoftmaxCrossEntropy:
         grad = self.probs.copy()
         grad[np.arange(n), self.labels] -= 1
         return grad / n
+
+
+class Softmax:
+    """Softmax over each row; backward is the Jacobian-vector product s ⊙ (g − Σ g s)."""
+
+    def __call__(self, x):
+        return self.forward(x)
+
+    def forward(self, x):
+        e = np.exp(x - x.max(axis=1, keepdims=True))
+        self.out = e / e.sum(axis=1, keepdims=True)
+        return self.out
+
+    def backward(self, grad):
+        return self.out * (grad - np.sum(grad * self.out, axis=1, keepdims=True))
+
+
+class LeakyReLU:
+
+    def __init__(self, alpha=0.01):
+        self.alpha = alpha
+
+    def __call__(self, x):
+        return self.forward(x)
+
+    def forward(self, x):
+        self.x = x
+        return np.where(x > 0, x, self.alpha * x)
+
+    def backward(self, grad):
+        return grad * np.where(self.x > 0, 1.0, self.alpha)

@@ -128,3 +128,20 @@ def log_cosh(y_true, y_pred):
 
 def log_cosh_prime(y_true, y_pred):
     return np.tanh(y_pred - y_true) / y_true.size
+
+
+def l2_loss(pred, target):
+    """½‖pred − target‖², summed (no mean): the gradient is the residual."""
+    return 0.5 * np.sum((pred - target) ** 2)
+
+
+def l2_loss_grad(pred, target):
+    return pred - target
+
+
+def rmse(y_true, y_pred):
+    return np.sqrt(np.mean((y_pred - y_true) ** 2))
+
+
+def rmse_prime(y_true, y_pred):
+    return (y_pred - y_true) / (y_true.size * rmse(y_true, y_pred))

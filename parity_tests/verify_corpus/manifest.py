@@ -28,6 +28,8 @@ _LAYERS = [
     ("word_embedding", "word_embedding_forward", "word_embedding_backward", "word_embedding"),
     ("temporal_affine", "temporal_affine_forward", "temporal_affine_backward", "temporal_affine"),
     ("lstm_step", "lstm_step_forward", "lstm_step_backward", "lstm_step"),
+    ("affine_relu", "affine_relu_forward", "affine_relu_backward", "affine2d"),
+    ("sigmoid", "sigmoid_forward", "sigmoid_backward", "relu"),
 ]
 _LAYER_BY_STEM = {stem: (fwd, bwd, key) for stem, fwd, bwd, key in _LAYERS}
 _LOSS_FNS = [("temporal_softmax_loss", "temporal_softmax"), ("svm_loss", "scores"), ("softmax_loss", "scores")]
@@ -111,6 +113,10 @@ _PAIRS = [
     ("selu", "selu_derivative", "z", "scale applied on the negative side only"),
     ("arctan", "arctan_derivative", "z", "1/(1 − x²): sign in the denominator"),
     ("logistic", "logistic_derivative", "a", "a(1 + a): sign slip in the a-form"),
+    ("silu", "silu_grad", "z", None),
+    ("log_sigmoid", "log_sigmoid_derivative", "z", None),
+    ("gaussian", "gaussian_derivative", "z", None),
+    ("bipolar_sigmoid", "bipolar_sigmoid_prime", "z", None),
 ]
 
 def _pair_case(module, f, df, convention, truth, note):
@@ -155,6 +161,8 @@ _LOSSES = [
     ("mae", "mae_prime", "true_pred", "real", "no ÷N although the loss is a mean"),
     ("bce_with_logits", "bce_with_logits_grad", "pred_target", "logits_binary", "σ(1 − σ) multiplied in again"),
     ("log_cosh", "log_cosh_prime", "true_pred", "real", None),
+    ("l2_loss", "l2_loss_grad", "pred_target", "real", None),
+    ("rmse", "rmse_prime", "true_pred", "real", None),
 ]
 
 def _loss_case(module, loss, grad, order, kind, truth, note):
@@ -217,8 +225,18 @@ _CLASSES = [
     ("SoftmaxCrossEntropy", ("class_loss", "index"), "not divided by N"),
 ]
 
+_CLASSES_CORRECT_ONLY = [
+    # (class, probe, extra flags): Softmax once as written, once with the --kind its refusal asks for
+    ("Softmax", ("class_layer", ()), ()),
+    ("Softmax", ("class_layer", ()), ("--kind", "vector")),
+    ("LeakyReLU", ("class_layer", (), True), ()),
+]
+
 CLASSES = ([_case(f"class/layer_classes/{name}", "layer_classes", [f"{PKG}.layer_classes:{name}"], "correct", "",
                   probe) for name, probe, _ in _CLASSES]
+           + [_case(" ".join([f"class/layer_classes/{name}", *flags]), "layer_classes",
+                    [f"{PKG}.layer_classes:{name}", *flags], "correct", "", probe)
+              for name, probe, flags in _CLASSES_CORRECT_ONLY]
            + [_case(f"class/layer_class_slips/{name}", "layer_classes", [f"{PKG}.layer_class_slips:{name}"], "slip",
                     note, probe) for name, probe, note in _CLASSES])
 
