@@ -1,0 +1,172 @@
+"""The real-style corpus (parity_tests/verify_corpus): hand-derived gradients as courses, tutorials
+and from-scratch frameworks write them, correct ones and planted slips.
+
+(a) The ground truth is the corpus's own: every correct case agrees with central finite
+    differences in float64 and every slip differs (verify_corpus/ground_truth.py, no nnparity code).
+(b) `nnparity verify` gives each case the right verdict: exit 0 for a correct one, 1 for a slip.
+    The cases it gets wrong today are strict xfails whose reason says what it does instead; a case
+    it starts getting right fails as XPASS until its entry in KNOWN_WRONG is removed.
+(c) No slip passes unless it is a listed false PASS.
+
+`python tools/verify_score.py` prints the same verdicts as a table by family."""
+from __future__ import annotations
+
+import importlib
+
+import numpy as np
+import pytest
+
+from parity_tests.verify_corpus import ground_truth
+from parity_tests.verify_corpus.manifest import CASES, FAMILIES
+from parity_tests.verify_corpus.runner import run_case
+
+# What verify does today on the cases it gets wrong, by what it does; each id is a manifest case.
+KNOWN_WRONG: dict[str, list[str]] = {
+    "false PASS: the forward is probed with a 2-D x only, so a dx never reshaped back to x's "
+    "(N, d1, d2) goes unseen": ["course/course_slips_c/affine"],
+    "false PASS: a (y_true, y_pred) loss is read as loss(pred, target) and differentiated in "
+    "y_true, where the flipped sign is right": ["loss/loss_slips/mse"],
+    "false FAIL: a (y_true, y_pred) loss is read as loss(pred, target) and differentiated in "
+    "y_true": ["loss/loss_pairs/mse", "loss/loss_pairs/huber", "loss/loss_pairs/mae", "loss/loss_pairs/log_cosh",
+               "loss/loss_pairs/binary_cross_entropy", "loss/loss_pairs/hinge", "loss/loss_pairs/kl_divergence",
+               "loss/loss_pairs/categorical_crossentropy", "loss/loss_pairs/rmse"],
+    "false FAIL: a softmax-CE gradient written for one-hot targets is probed with targets that are "
+    "not one-hot": ["loss/loss_pairs/cross_entropy_onehot"],
+    "false FAIL: a loss class taking class indices gets float targets and its forward raises "
+    "IndexError, reported as a failed check": ["class/layer_classes/SoftmaxCrossEntropy"],
+    "false FAIL: wrong only at the kink z = 0 (slope 1 there, torch's subgradient 0.01), which "
+    "verify counts as a failure": ["function/function_pairs/leaky_relu"],
+    "refused: no derivative found by name (_der, Prime, Gradient, derivative_ prefix, deriv_ prefix, "
+    "_jacobian are not tried)": ["function/function_pairs/sigmoid", "function/function_slips/sigmoid",
+                                 "function/function_pairs/tanh", "function/function_slips/tanh",
+                                 "function/function_pairs/softplus", "function/function_slips/softplus",
+                                 "function/function_pairs/elu", "function/function_slips/elu",
+                                 "function/function_pairs/swish", "function/function_slips/swish",
+                                 "function/function_pairs/softmax"],
+    "refused: the nonlin(x, deriv=False) flag style is not recognised (no derivative found)":
+        ["function/flag_sigmoid_a/nonlin", "function/flag_sigmoid_z/nonlin", "function/flag_tanh_a/nonlin",
+         "function/flag_slip_off_by_one/nonlin", "function/flag_slip_copy_paste/nonlin",
+         "function/flag_slip_z_sign/nonlin"],
+    "refused: cannot guess the shape of an input it has no rule for (gamma, dropout_param, prev_h, "
+    "h0) and asks for X_example(rng)":
+        ["course/course_layers/batchnorm", "course/course_layers/batchnorm_alt", "course/course_slips_a/batchnorm",
+         "course/course_slips_a/batchnorm_alt", "course/course_slips_b/batchnorm",
+         "course/course_slips_b/batchnorm_alt", "course/course_slips_c/batchnorm",
+         "course/course_layers/layernorm", "course/course_slips_a/layernorm", "course/course_slips_b/layernorm",
+         "course/course_layers/dropout", "course/course_slips_a/dropout", "course/course_slips_b/dropout",
+         "course/course_layers/rnn_step", "course/course_slips_a/rnn_step", "course/course_slips_c/rnn_step",
+         "course/course_layers/rnn", "course/course_slips_b/rnn", "course/course_slips_d/rnn"],
+    "refused: a forward with a param dict (conv_param) or extra arrays (mask) is not read as a "
+    "layer or a loss": ["course/course_layers/conv", "course/course_slips_a/conv", "course/course_slips_b/conv",
+                        "course/course_slips_c/conv", "course/course_layers/temporal_softmax_loss",
+                        "course/course_slips_a/temporal_softmax_loss",
+                        "course/course_slips_b/temporal_softmax_loss"],
+    "refused: max_pool_forward_naive(x, pool_param) is taken for a loss(pred, target) and raises":
+        ["course/course_layers/maxpool", "course/course_slips_a/maxpool", "course/course_slips_b/maxpool"],
+    "refused: word_embedding_forward(x, W) gets float x, not integer indices, and raises":
+        ["course/course_layers/word_embedding", "course/course_slips_a/word_embedding"],
+    "refused: temporal_affine_forward's 3-D x is probed as 2-D and the forward raises":
+        ["course/course_layers/temporal_affine", "course/course_slips_a/temporal_affine",
+         "course/course_slips_b/temporal_affine"],
+    "refused: a backward taking two upstream gradients (dnext_h, dnext_c) is not accepted":
+        ["course/course_layers/lstm_step", "course/course_slips_a/lstm_step", "course/course_slips_b/lstm_step",
+         "course/course_slips_c/lstm_step"],
+    "refused: a row-wise class (Softmax) is detected as such but checked only when --kind vector is "
+    "given": ["class/layer_classes/Softmax"],
+    "refused: a constructor with required arguments (FullyConnected(n_out), Linear(in, out), "
+    "BatchNorm1d(num_features))": ["class/layer_classes/FullyConnected", "class/layer_class_slips/FullyConnected",
+                                   "class/layer_classes/Linear", "class/layer_class_slips/Linear",
+                                   "class/layer_classes/BatchNorm1d", "class/layer_class_slips/BatchNorm1d"],
+    "refused: a whole network (Nielsen's backprop(x, y), TwoLayerNet.loss(X, y) -> (loss, grads)) "
+    "has no forward/backward": ["network/nielsen_network", "network/nielsen_slip_cost_sign",
+                                "network/nielsen_slip_output_sp", "network/nielsen_slip_hidden_sp",
+                                "network/nielsen_slip_wrong_activation", "network/nielsen_network2",
+                                "network/nielsen_network2_slip", "network/two_layer_net",
+                                "network/two_layer_slip_b1_from_scores", "network/two_layer_slip_no_relu_mask",
+                                "network/two_layer_slip_reg_factor"],
+    "refused: Nielsen's cost classes (fn(a, y), delta(z, a, y)) have no forward/backward":
+        ["network/nielsen_network2/QuadraticCost", "network/nielsen_network2/CrossEntropyCost",
+         "network/nielsen_network2_slip/CrossEntropyCost"],
+    "refused: min-char-rnn's lossFun(inputs, targets, hprev) over module globals is not a known form":
+        ["network/min_char_rnn", "network/min_char_rnn_slip_no_dhnext", "network/min_char_rnn_slip_whh_state"],
+}
+REASON = {case_id: reason for reason, ids in KNOWN_WRONG.items() for case_id in ids}
+KNOWN_FALSE_PASS = {case_id for case_id, reason in REASON.items() if reason.startswith("false PASS")}
+
+CORRECT = [c for c in CASES if c["truth"] == "correct"]
+SLIPS = [c for c in CASES if c["truth"] == "slip"]
+
+_outcomes: dict[str, object] = {}
+
+
+def outcome(case):
+    """One run per case per session, shared by (b) and (c)."""
+    if case["id"] not in _outcomes:
+        _outcomes[case["id"]] = run_case(case)
+    return _outcomes[case["id"]]
+
+
+def _param(case):
+    marks = ()
+    if case["id"] in REASON:
+        marks = pytest.mark.xfail(strict=True, raises=AssertionError, reason=REASON[case["id"]])
+    return pytest.param(case, id=case["id"], marks=marks)
+
+
+# ------------------------------------------------------------------------------ the manifest
+
+
+def test_verify_corpus_manifest_is_well_formed():
+    ids = [c["id"] for c in CASES]
+    assert len(ids) == len(set(ids)) >= 130
+    assert {c["family"] for c in CASES} == set(FAMILIES)
+    assert {c["truth"] for c in CASES} == {"correct", "slip"}
+    assert all(c["note"] for c in SLIPS) and not any(c["note"] for c in CORRECT)
+    assert 0.35 <= len(CORRECT) / len(CASES) <= 0.65
+    assert set(REASON) <= set(ids), set(REASON) - set(ids)
+    assert sum(len(v) for v in KNOWN_WRONG.values()) == len(REASON), "an id listed twice"
+
+
+@pytest.mark.parametrize("case", CASES, ids=[c["id"] for c in CASES])
+def test_verify_corpus_target_resolves(case):
+    module_name, name = case["argv"][0].split(":")
+    assert callable(getattr(importlib.import_module(module_name), name))
+
+
+# ------------------------------------------------------------------------------ (a) ground truth
+
+
+def test_verify_corpus_finite_differences_see_a_wrong_derivative():
+    """The helper itself: x³ has derivative 3x², and 2x² is caught."""
+    x = np.array([0.5, -1.5, 2.0])
+    numeric = ground_truth.numeric_grad(lambda: np.sum(x ** 3), x)
+    assert ground_truth.rel_error(3 * x ** 2, numeric) < ground_truth.AGREE_TOL
+    assert ground_truth.rel_error(2 * x ** 2, numeric) > ground_truth.DIFFER_TOL
+    assert ground_truth.rel_error((3 * x ** 2)[:2], numeric) == float("inf")
+
+
+@pytest.mark.parametrize("case", CORRECT, ids=[c["id"] for c in CORRECT])
+def test_verify_corpus_correct_cases_agree_with_finite_differences(case):
+    errors = ground_truth.errors(case)
+    assert max(err for _, err in errors) < ground_truth.AGREE_TOL, errors
+
+
+@pytest.mark.parametrize("case", SLIPS, ids=[c["id"] for c in SLIPS])
+def test_verify_corpus_slip_cases_differ_from_finite_differences(case):
+    errors = ground_truth.errors(case)
+    assert max(err for _, err in errors) > ground_truth.DIFFER_TOL, errors
+
+
+# ------------------------------------------------------------------------------ (b), (c) verify's verdicts
+
+
+@pytest.mark.parametrize("case", [_param(c) for c in CASES])
+def test_verify_corpus_case_gets_the_right_verdict(case):
+    result = outcome(case)
+    expected = 0 if case["truth"] == "correct" else 1
+    assert result.exit_code == expected, f"{result.verdict} (exit {result.exit_code}): {result.last_line}"
+
+
+def test_verify_corpus_no_slip_passes_unless_a_known_false_pass():
+    passed = {c["id"] for c in SLIPS if outcome(c).exit_code == 0}
+    assert passed <= KNOWN_FALSE_PASS, sorted(passed - KNOWN_FALSE_PASS)
