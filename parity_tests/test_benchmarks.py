@@ -2,6 +2,7 @@
 from __future__ import annotations
 
 import json
+import os
 import subprocess
 import sys
 from pathlib import Path
@@ -224,10 +225,14 @@ def test_bench_unreliable_names_every_fault():
             "configs": {"wide": {"gemm": {"drift": 0.3}, "results": {"scratch": {"train_sgd": {
                 "yardstick_fault": "faster than the GEMM rate", "peak_fault": "above the theoretical peak",
                 "unreliable": "its blocks spread 25%"}}}}}}
+    point = {"scratch": 1.0, "scratch_iqr": 0.01, "torch_eager": 2.0, "torch_eager_iqr": 0.02}
+    data["sweeps"] = {"batch": [{"batch": 1, **point}, {"batch": 16, **point, "torch_eager_iqr": 0.5}],
+                      "width": [{"width": 16, **point}]}
     warnings = unreliable(data)
-    assert len(warnings) == 5 and "unreliable" in warnings[0] and "moved by 30%" in warnings[1]
+    assert len(warnings) == 6 and "unreliable" in warnings[0] and "moved by 30%" in warnings[1]
     assert warnings[2] == "wide: unreliable ratios: scratch train_sgd (its blocks spread 25%)"
     assert warnings[3].startswith("wide scratch train_sgd: faster") and "theoretical peak" in warnings[4]
+    assert warnings[5].startswith("sweeps: points whose blocks spread") and warnings[5].endswith(": batch 16")
 
 
 def test_bench_quiet_check_sees_a_background_load(tmp_path):
@@ -292,6 +297,28 @@ def test_bench_quick_json_fields(tmp_path):
         assert all(r["speedup"] > 0 and r["scratch_iqr"] >= 0 for r in data["sweeps"][axis])
         assert isinstance(data["sweeps"][f"{axis}_crossovers"], list)
     assert plot.stat().st_size > 0 and f"plot: {plot}" in proc.stderr
+
+
+@pytest.mark.slow
+def test_bench_quick_under_load_warns(tmp_path):
+    """A --quick run (tiny) beside a real CPU hog on every core says, before and after, that the
+    machine is not quiet, and its JSON says the run is unreliable."""
+    stop = tmp_path / "stop"
+    hog = (f"import os, time\nend = time.monotonic() + 240\n"
+           f"while time.monotonic() < end and not os.path.exists({str(stop)!r}):\n    pass\n")
+    hogs = [subprocess.Popen([sys.executable, "-c", hog]) for _ in range(os.cpu_count() or 1)]
+    try:
+        proc = subprocess.run([sys.executable, "-m", "nnparity.bench", "--quick", "--config", "tiny", "--no-progress",
+                               "--json"], cwd=ROOT, capture_output=True, text=True, timeout=300)
+    finally:
+        stop.touch()
+        for h in hogs:
+            h.wait(timeout=60)
+    assert proc.returncode == 0, proc.stderr[-2000:]
+    data = json.loads(proc.stdout)
+    assert not data["load"]["reliable"] and not data["reliable"]
+    assert "warning: the machine is not quiet" in proc.stderr
+    assert "the ratios are unreliable; rerun on a quiet machine" in proc.stderr
 
 
 @pytest.mark.parametrize("argv, message", [

@@ -125,7 +125,7 @@ def _config_head(name: str, c: dict) -> str:
             f"{c['train_flops'] / 1e9:.3g} GFLOP)\n  GEMM at its shapes, GFLOP/s: best "
             f"{_gflops(gemm['best_flops'])} ±{100 * gemm['best_spread']:.0f}% ({gemm['best_set'].replace('_', ' ')}); "
             f"{sets}; measured {len(gemm['samples_flops'])} times around the train steps, apart by "
-            f"{100 * gemm['drift']:.0f}%")
+            f"{100 * gemm['drift']:.0f}%; {gemm['seconds']:.1f} s of the configuration's {c['seconds']:.1f} s")
 
 
 def _side_line(side: str, ops: dict, mem: dict) -> str:
@@ -274,9 +274,11 @@ def _report(args, data) -> None:
 
         print(gpu_table(data["gpu"]))
     load = data["load"]
-    print(f"\nload: other processes {_percent(load['other_load_fraction'])} of the CPUs, steal "
-          f"{_percent(load['steal_fraction'])}, loadavg {load['loadavg'][0] if load['loadavg'] else '-'}, "
-          f"clock {load['mhz']} MHz: " + ("quiet" if load["reliable"] else "NOT quiet"))
+    mhz = " -> ".join(f"{m:.0f}" for m in load["mhz"] if m) or "-"
+    loadavg = f"{load['loadavg'][0]:.2f}" if load["loadavg"] else "-"
+    print(f"\nload over the run: other processes {_percent(load['other_load_fraction'])} of the CPUs, steal "
+          f"{_percent(load['steal_fraction'])}, loadavg {loadavg}, clock {mhz} MHz: "
+          + ("quiet" if load["reliable"] else "NOT quiet"))
 
 
 def _percent(fraction) -> str:
@@ -310,11 +312,13 @@ def _finish(args, data, started) -> int:
 def unreliable(data: dict) -> list[str]:
     """One line per reason the run's figures are unreliable: the machine's load, a GEMM rate that
     drifted, ratios on medians that spread, a fraction above the rate or peak it is measured against."""
+    from nnparity.bench.run import DRIFT_LIMIT, SPREAD_LIMIT
+
     load = data.get("load", {})
     lines = [f"{reason}: the ratios are unreliable; rerun on a quiet machine" for reason in load.get("reasons", [])]
     for name, c in data.get("configs", {}).items():
         drift = c.get("gemm", {}).get("drift", 0)
-        if drift > 0.1:
+        if drift > DRIFT_LIMIT:
             lines.append(f"{name}: the GEMM rate moved by {100 * drift:.0f}% between its measurements")
         shaky = [f"{side} {op} ({row['unreliable']})" for side, ops in c.get("results", {}).items()
                  for op, row in ops.items() if "unreliable" in row]
@@ -325,6 +329,10 @@ def unreliable(data: dict) -> list[str]:
                 for fault in ("yardstick_fault", "peak_fault"):
                     if fault in row:
                         lines.append(f"{name} {side} {op}: {row[fault]}")
+    shaky = [f"{axis} {row[axis]}" for axis in ("batch", "width") for row in data.get("sweeps", {}).get(axis, [])
+             if any(row[f"{side}_iqr"] > SPREAD_LIMIT * row[side] for side in ("scratch", "torch_eager"))]
+    if shaky:
+        lines.append(f"sweeps: points whose blocks spread more than {100 * SPREAD_LIMIT:.0f}%: " + ", ".join(shaky))
     return lines
 
 

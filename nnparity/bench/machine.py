@@ -160,6 +160,7 @@ def gemm_rates(cfg, dtype: str, threads: int, min_run_time: float = 0.05,
     them) with its spread (Σ IQR / Σ median of the blocks). ``best_flops``: the highest set rate."""
     import numpy as np
 
+    started = time.perf_counter()
     rng = np.random.default_rng(1)
     shapes = gemm_list(cfg)
     per_shape = {shape: {"layout": shape[0], "m": shape[1], "k": shape[2], "n": shape[3]}
@@ -178,5 +179,6 @@ def gemm_rates(cfg, dtype: str, threads: int, min_run_time: float = 0.05,
             result["sets"][f"{lib}_{temp}"] = {"flops": total / seconds,
                                                "spread": sum(per_shape[s][f"{lib}_{temp}_iqr_s"] for s in shapes) / seconds}
     best = max(result["sets"], key=lambda key: result["sets"][key]["flops"])
-    result.update(best_flops=result["sets"][best]["flops"], best_spread=result["sets"][best]["spread"], best_set=best)
+    result.update(best_flops=result["sets"][best]["flops"], best_spread=result["sets"][best]["spread"], best_set=best,
+                  seconds=time.perf_counter() - started)
     return result

@@ -88,6 +88,7 @@ def run_config(cfg, dtype: str, threads: int, quick: bool, bar=None, peak: dict 
     """Every side and operation of one configuration, and the GEMM rate measured interleaved with
     them: before the train steps (warm and cold operands), between SGD's and Adam's sides and after
     Adam's (warm); each train step is judged against the higher of the two measurements around it."""
+    started = time.perf_counter()
     large = cfg.batch * sum(k * n for k, n in zip(cfg.widths[:-1], cfg.widths[1:])) > 1e9
     min_run_time = 0.1 if quick else 0.3
     repeats = 3 if large else 5
@@ -119,7 +120,7 @@ def run_config(cfg, dtype: str, threads: int, quick: bool, bar=None, peak: dict 
     yardsticks["train_sgd_loop"] = yardsticks["train_sgd"]
     judge(results, cfg.train_flops, yardsticks, peak or {})
     return {"widths": list(cfg.widths), "batch": cfg.batch, "train_flops": cfg.train_flops,
-            "gemm": gemm, "yardsticks": {op: yardsticks[op] for op in TRAIN_OPS}, "results": results}
+            "seconds": time.perf_counter() - started, "gemm": gemm, "yardsticks": {op: yardsticks[op] for op in TRAIN_OPS}, "results": results}
 
 
 def gemm_summary(samples: list[dict]) -> dict:
@@ -128,7 +129,7 @@ def gemm_summary(samples: list[dict]) -> dict:
     best = max(samples, key=lambda s: s["best_flops"])
     rates = [s["best_flops"] for s in samples]
     return {**best, "samples_flops": rates, "drift": (max(rates) - min(rates)) / max(rates),
-            "cold_warm_sets": samples[0]["sets"]}
+            "cold_warm_sets": samples[0]["sets"], "seconds": sum(s["seconds"] for s in samples)}
 
 
 def bracketing_rate(before: dict, after: dict) -> dict:
