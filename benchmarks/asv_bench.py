@@ -1,15 +1,15 @@
 """The asv suite (airspeed velocity, as NumPy and SciPy track regressions): ``asv.conf.json`` at
 the repository root points here. It times scratch's steps on the same configurations and with
-the same step code as the harness (benchmarks.sides.scratch), so ``asv continuous main HEAD``
+the same step code as the harness (nnparity.bench.sides.scratch), so ``asv continuous main HEAD``
 flags a commit that slows scratch and ``asv publish`` draws the history. The large
 configuration is left out (minutes per commit on 2 cores); torch is not timed here (it does not
 change between this project's commits).
 """
 from __future__ import annotations
 
-from benchmarks import sides
-from benchmarks.configs import OPS, config
-from benchmarks.machine import fix_threads
+from nnparity.bench import sides
+from nnparity.bench.configs import OPS, config
+from nnparity.bench.machine import fix_threads
 
 ASV_CONFIGS = ["tiny", "small", "mnist", "wide"]
 THREADS = 2

@@ -14,12 +14,13 @@ import pytest
 
 ROOT = Path(__file__).resolve().parents[1]
 PACKAGES = ("scratch", "torch_ref", "nnparity", "benchmarks")
-# what each layer may not import (anywhere in its modules, function-local imports too); the
-# benchmarks time scratch and torch_ref and are run by nnparity's bench command
+# what each layer may not import (anywhere in its modules, function-local imports too). The
+# harness, nnparity.bench, times scratch and torch_ref and is part of nnparity; benchmarks/ (the
+# asv suite, not installed) uses the harness, and nothing installed imports it.
 FORBIDDEN = {
     "scratch": ("torch", "lightning", "torch_ref", "nnparity", "benchmarks"),
     "torch_ref": ("nnparity", "benchmarks"),
-    "benchmarks": ("nnparity",),
+    "nnparity": ("benchmarks",),
 }
 
 
@@ -52,7 +53,35 @@ def project_imports(module: str) -> set[str]:
 
 def test_architecture_finds_the_layers():
     assert {"scratch.spec", "scratch.signals", "torch_ref.model", "nnparity.verify.op_check",
-            "nnparity.verify.autograd.references", "nnparity.cli", "nnparity.commands.compare.worker"} <= set(MODULES)
+            "nnparity.verify.autograd.references", "nnparity.cli", "nnparity.commands.compare.worker",
+            "nnparity.bench.cli", "benchmarks.asv_bench"} <= set(MODULES)
+
+
+def test_architecture_harness_is_imported_only_by_its_command():
+    """nnparity.bench is a leaf of nnparity: only the bench command (and the asv suite) imports it,
+    and it imports no command."""
+    importers = {module for module in MODULES if not module.startswith(("nnparity.bench", "benchmarks."))
+                 and any(name.startswith("nnparity.bench") for name in project_imports(module))}
+    assert importers == {"nnparity.commands.bench"}
+    into_commands = [module for module in MODULES if module.startswith("nnparity.bench")
+                     and any(name.startswith("nnparity.commands") or name == "nnparity.cli"
+                             for name in project_imports(module))]
+    assert not into_commands
+
+
+def test_architecture_wheel_adds_only_the_projects_names():
+    """The installed packages are scratch, torch_ref and nnparity (no top-level benchmarks), and
+    every folder of theirs holding modules is one of them."""
+    import tomllib
+
+    setup = tomllib.loads((ROOT / "pyproject.toml").read_text())["tool"]["setuptools"]
+    packages = set(setup["packages"])
+    assert {name.split(".")[0] for name in packages} == {"scratch", "torch_ref", "nnparity"}
+    on_disk = {module_name(p.parent / "__init__.py") for top in ("scratch", "torch_ref", "nnparity")
+               for p in (ROOT / top).rglob("*.py")}
+    assert packages == on_disk
+    assert setup["package-data"] == {"nnparity.bench": ["specs/*.toml"]}
+    assert list((ROOT / "nnparity" / "bench" / "specs").glob("*.toml"))
 
 
 @pytest.mark.parametrize("layer", sorted(FORBIDDEN))
@@ -178,7 +207,8 @@ def layout_table() -> dict[str, str]:
     return rows
 
 
-@pytest.mark.parametrize("folder", ["scratch/", "torch_ref/", "nnparity/", "nnparity/verify/", "nnparity/verify/autograd/"])
+@pytest.mark.parametrize("folder", ["scratch/", "torch_ref/", "nnparity/", "nnparity/verify/",
+                                    "nnparity/verify/autograd/", "nnparity/bench/", "benchmarks/"])
 def test_architecture_readme_layout_table_matches_the_tree(folder):
     row = layout_table()[folder]
     named = set(re.findall(r"`([\w/]+\.py)`", row))

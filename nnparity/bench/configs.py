@@ -1,7 +1,7 @@
 """The benchmark configurations: ReLU MLPs on softmax cross-entropy, as specs in specs/' format.
 
-Each configuration lives in ``benchmarks/specs/<name>.toml`` (the same TOML as the project's
-``specs/``, so ``nnparity check benchmarks/specs/tiny.toml`` works on it) with its batch size in
+Each configuration lives in ``nnparity/bench/specs/<name>.toml`` (the same TOML as the project's
+``specs/``, so ``nnparity check nnparity/bench/specs/tiny.toml`` works on it) with its batch size in
 ``[train] batch_size``. Inputs are standard normal rows, targets uniform class indices: the
 timings do not depend on the values, only on the shapes.
 """

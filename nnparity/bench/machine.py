@@ -97,59 +97,88 @@ def fix_threads(n: int):
 
 # ------------------------------------------------------------------------------------- GEMMs
 
+#: cold operands: enough distinct copies to pass this many bytes, so no copy is in cache when used
+COLD_BYTES = 64 * 2**20
+COLD_MAX_COPIES = 32
+
 
 def gemm_list(cfg) -> list[tuple[str, int, int, int]]:
-    """(layout, m, k, n) of every product in one train step, first layer's dL/dx included
-    (as the 6·batch·Σ inputs·units count is): NN forward, TN weight gradient, NT input gradient."""
+    """(layout, m, k, n) of every product in one train step, as ``Config.gemm_shapes`` counts them:
+    NN forward, TN weight gradient, NT input gradient (none for the first layer)."""
     out = []
-    for k, n in zip(cfg.widths[:-1], cfg.widths[1:]):
-        out += [("NN", cfg.batch, k, n), ("TN", k, cfg.batch, n), ("NT", cfg.batch, n, k)]
+    for i, (k, n) in enumerate(zip(cfg.widths[:-1], cfg.widths[1:])):
+        out += [("NN", cfg.batch, k, n), ("TN", k, cfg.batch, n)]
+        if i > 0:
+            out.append(("NT", cfg.batch, n, k))
     return out
 
 
 def _operands(layout, m, k, n, dtype, rng):
+    """(a, b) as the product uses them, views of arrays stored in the layout's order."""
     if layout == "NN":
-        a, b = rng.standard_normal((m, k)), rng.standard_normal((k, n))
-        return a.astype(dtype), b.astype(dtype), False, False
+        return rng.standard_normal((m, k)).astype(dtype), rng.standard_normal((k, n)).astype(dtype)
     if layout == "TN":   # a stored (k, m), used transposed
-        return rng.standard_normal((k, m)).astype(dtype), rng.standard_normal((k, n)).astype(dtype), True, False
-    return rng.standard_normal((m, k)).astype(dtype), rng.standard_normal((n, k)).astype(dtype), False, True
+        return rng.standard_normal((k, m)).astype(dtype).T, rng.standard_normal((k, n)).astype(dtype)
+    return rng.standard_normal((m, k)).astype(dtype), rng.standard_normal((n, k)).astype(dtype).T
 
 
-def gemm_rates(cfg, dtype: str, threads: int, min_run_time: float = 0.05) -> dict:
-    """FLOP/s of NumPy's BLAS and torch at each distinct GEMM of the configuration, and over the
-    whole train step's set (Σ flops / Σ seconds, products counted as often as the step does them)."""
+def cold_copies(a, b) -> int:
+    """Distinct operand pairs to rotate through so that none is still cached when used again."""
+    return int(min(COLD_MAX_COPIES, max(1, -(-COLD_BYTES // max(a.nbytes + b.nbytes, 1)))))
+
+
+def _timers(shape, dtype, rng, threads, temperatures):
+    """(lib, temperature) -> torch.utils.benchmark Timer of one product at ``shape``."""
+    import itertools
+
     import numpy as np
     import torch
     from torch.utils.benchmark import Timer
 
+    layout, m, k, n = shape
+    a, b = _operands(layout, m, k, n, dtype, rng)
+    pairs = {"warm": [(a, b)]}
+    if "cold" in temperatures:
+        pairs["cold"] = [(a, b)] + [_operands(layout, m, k, n, dtype, rng) for _ in range(cold_copies(a, b) - 1)]
+    out = np.empty((m, n), dtype=dtype)
+    timers = {}
+    for temp in temperatures:
+        np_next = itertools.cycle(pairs[temp]).__next__
+        torch_next = itertools.cycle([(torch.from_numpy(x), torch.from_numpy(y)) for x, y in pairs[temp]]).__next__
+        timers["numpy", temp] = Timer("np.matmul(*nxt(), out=o)", globals={"np": np, "nxt": np_next, "o": out},
+                                      num_threads=threads)
+        timers["torch", temp] = Timer("torch.mm(*nxt())", globals={"torch": torch, "nxt": torch_next},
+                                      num_threads=threads)
+    return timers
+
+
+def gemm_rates(cfg, dtype: str, threads: int, min_run_time: float = 0.05,
+               temperatures: tuple[str, ...] = ("warm", "cold")) -> dict:
+    """FLOP/s of NumPy's BLAS and torch at every GEMM of the configuration's train step, on warm
+    operands (the same pair each call) and cold ones (a rotation of pairs past the cache), each
+    over the whole step's set (Σ flops / Σ seconds, products counted as often as the step does
+    them) with its spread (Σ IQR / Σ median of the blocks). ``best_flops``: the highest set rate."""
+    import numpy as np
+
+    started = time.perf_counter()
     rng = np.random.default_rng(1)
     shapes = gemm_list(cfg)
-    per_shape = {}
-    operands = {}
-    for shape in dict.fromkeys(shapes):
-        layout, m, k, n = shape
-        a, b, ta, tb = _operands(layout, m, k, n, dtype, rng)
-        ta_, tb_ = torch.from_numpy(a), torch.from_numpy(b)
-        operands[shape] = {"numpy": {"np": np, "a": a.T if ta else a, "b": b.T if tb else b,
-                                     "o": np.empty((m, n), dtype=dtype)},
-                           "torch": {"torch": torch, "a": ta_.T if ta else ta_, "b": tb_.T if tb else tb_}}
-        per_shape[shape] = {"layout": layout, "m": m, "k": k, "n": n}
-    # one library at a time, each after the other's threads went idle (see settle)
-    for lib, stmt in (("numpy", "np.matmul(a, b, out=o)"), ("torch", "torch.mm(a, b)")):
-        settle()
-        for shape, row in per_shape.items():
-            _, m, k, n = shape
-            meas = Timer(stmt, globals=operands[shape][lib], num_threads=threads).blocked_autorange(
-                min_run_time=min_run_time)
-            row[f"{lib}_s"] = meas.median
-            row[f"{lib}_flops"] = 2 * m * k * n / meas.median
+    per_shape = {shape: {"layout": shape[0], "m": shape[1], "k": shape[2], "n": shape[3]}
+                 for shape in dict.fromkeys(shapes)}
+    timers = {shape: _timers(shape, dtype, rng, threads, temperatures) for shape in per_shape}
     total = sum(2 * m * k * n for _, m, k, n in shapes)
-    result = {"shapes": list(per_shape.values())}
+    result = {"shapes": list(per_shape.values()), "min_run_time_s": min_run_time, "sets": {}}
+    # one library at a time, each after the other's threads went idle (see settle)
     for lib in ("numpy", "torch"):
-        seconds = sum(per_shape[s][f"{lib}_s"] for s in shapes)
-        result[f"{lib}_set_flops"] = total / seconds
-        result[f"{lib}_best_shape_flops"] = max(r[f"{lib}_flops"] for r in per_shape.values())
-    result["best_flops"] = max(result["numpy_set_flops"], result["torch_set_flops"])
-    result["best_lib"] = "numpy" if result["numpy_set_flops"] >= result["torch_set_flops"] else "torch"
+        for temp in temperatures:
+            settle()
+            for shape, row in per_shape.items():
+                meas = timers[shape][lib, temp].blocked_autorange(min_run_time=min_run_time)
+                row[f"{lib}_{temp}_s"], row[f"{lib}_{temp}_iqr_s"] = meas.median, meas.iqr
+            seconds = sum(per_shape[s][f"{lib}_{temp}_s"] for s in shapes)
+            result["sets"][f"{lib}_{temp}"] = {"flops": total / seconds,
+                                               "spread": sum(per_shape[s][f"{lib}_{temp}_iqr_s"] for s in shapes) / seconds}
+    best = max(result["sets"], key=lambda key: result["sets"][key]["flops"])
+    result.update(best_flops=result["sets"][best]["flops"], best_spread=result["sets"][best]["spread"], best_set=best,
+                  seconds=time.perf_counter() - started)
     return result

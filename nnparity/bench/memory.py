@@ -1,4 +1,4 @@
-"""Peak memory of one side, in a process of its own: ``python -m benchmarks.memory SIDE DTYPE CONFIG...``.
+"""Peak memory of one side, in a process of its own: ``python -m nnparity.bench.memory SIDE DTYPE CONFIG...``.
 
 For each configuration (smallest first) the process resets its high-water mark (Linux:
 ``/proc/self/clear_refs``), builds the side's SGD train step, runs it 3 times and reads VmHWM.
@@ -12,7 +12,7 @@ import argparse
 import json
 import sys
 
-from benchmarks.run import STEP_SIDES
+from nnparity.bench.run import STEP_SIDES
 
 
 def _status(field: str) -> int:
@@ -32,17 +32,23 @@ def _reset_peak() -> bool:
         return False
 
 
-def main(argv=None) -> int:
-    from benchmarks import sides
-    from benchmarks.configs import config
+def _usage_error(prog: str, message: str):
+    print(f"{prog}: {message}", file=sys.stderr)
+    sys.exit(2)
 
-    p = argparse.ArgumentParser(prog="python -m benchmarks.memory",
+
+def main(argv=None) -> int:
+    from nnparity.bench import sides
+    from nnparity.bench.configs import config
+
+    p = argparse.ArgumentParser(prog="python -m nnparity.bench.memory",
                                 description="Peak memory of one side's SGD train step, each configuration "
                                             "after the last, in this process; prints one JSON line.")
     p.add_argument("side", choices=STEP_SIDES, help="the side to build")
     p.add_argument("dtype", choices=["float32", "float64"])
     p.add_argument("threads", type=int)
     p.add_argument("names", nargs="+", metavar="CONFIG", help="benchmark configurations (tiny, small, ...)")
+    p.error = lambda message: _usage_error(p.prog, message)   # one line, exit 2
     args = p.parse_args(argv)
     side, dtype, threads, names = args.side, args.dtype, args.threads, args.names
     make = getattr(sides, side)

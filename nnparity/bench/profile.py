@@ -1,6 +1,6 @@
 """Where a scratch train step's time goes: each stage timed alone, next to NumPy's per-call floor.
 
-    python -m benchmarks.profile [--dtype float32|float64] [--threads N] [--json FILE] [CONFIG ...]
+    python -m nnparity.bench.profile [--dtype float32|float64] [--threads N] [--json] [CONFIG ...]
 
 A stage is one call of the step (a layer's forward, an activation's backward, the loss, the SGD
 update, ...), timed on the state the step leaves, with torch.utils.benchmark's blocked_autorange.
@@ -17,8 +17,8 @@ import sys
 
 import numpy as np
 
-from benchmarks.configs import CONFIGS, config, make_batches, make_spec
-from benchmarks.machine import fix_threads
+from nnparity.bench.configs import CONFIGS, config, make_batches, make_spec
+from nnparity.bench.machine import fix_threads
 
 
 def _median(fn, threads: int, min_run_time: float = 0.2) -> float:
@@ -80,7 +80,7 @@ def floors(cfg, dtype: str) -> dict[str, object]:
 
 def profile(name: str, dtype: str, threads: int) -> dict:
     """Every stage's median time, the whole step's, the glue between them, and the floors."""
-    from benchmarks import sides
+    from nnparity.bench import sides
 
     cfg = config(name)
     rows = [{"stage": stage, "seconds": _median(call, threads)} for stage, call in stages(cfg, dtype)]
@@ -101,24 +101,31 @@ def format_profile(result: dict) -> str:
     return "\n".join(lines)
 
 
+def _usage_error(prog: str, message: str):
+    print(f"{prog}: {message}", file=sys.stderr)
+    sys.exit(2)
+
+
 def main(argv=None) -> int:
-    p = argparse.ArgumentParser(prog="python -m benchmarks.profile", description=__doc__.splitlines()[0])
+    p = argparse.ArgumentParser(prog="python -m nnparity.bench.profile", description=__doc__.splitlines()[0])
     p.add_argument("configs", nargs="*", default=["tiny"], help=f"any of {', '.join(CONFIGS)} (default tiny)")
     p.add_argument("--dtype", default="float32", choices=("float32", "float64"))
-    p.add_argument("--threads", type=int, default=1)
-    p.add_argument("--json", metavar="FILE")
+    p.add_argument("--threads", type=int, default=1, help="threads for NumPy's BLAS (default 1)")
+    p.add_argument("--json", action="store_true", help="print one JSON object (a list, one entry per "
+                   "configuration) instead of the tables")
+    p.error = lambda message: _usage_error(p.prog, message)   # one line, exit 2
     args = p.parse_args(argv)
     unknown = [c for c in args.configs if c not in CONFIGS]
     if unknown:
-        print(f"python -m benchmarks.profile: {unknown[0]!r}; expected one of {', '.join(CONFIGS)}", file=sys.stderr)
+        print(f"python -m nnparity.bench.profile: {unknown[0]!r}; expected one of {', '.join(CONFIGS)}", file=sys.stderr)
         return 2
     limiter = fix_threads(args.threads)   # noqa: F841  (kept alive while timing)
     results = [profile(name, args.dtype, args.threads) for name in args.configs]
+    if args.json:
+        print(json.dumps(results, indent=1))
+        return 0
     for result in results:
         print(format_profile(result))
-    if args.json:
-        with open(args.json, "w") as f:
-            json.dump(results, f, indent=1)
     return 0
 
 

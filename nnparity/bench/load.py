@@ -86,3 +86,15 @@ class LoadWatch:
         return {"seconds": wall, "other_load_fraction": other, "steal_fraction": steal,
                 "loadavg": list(os.getloadavg()) if hasattr(os, "getloadavg") else None,
                 "mhz": [self.start_mhz, mhz], "reliable": not reasons, "reasons": reasons}
+
+
+def quiet_check(seconds: float = 0.5) -> list[str]:
+    """Before a run: what the machine's CPUs do while this process sleeps ``seconds`` (all of
+    their busy time is other load); the reasons it is not quiet, empty when it is."""
+    start = cpu_jiffies()
+    time.sleep(seconds)
+    end = cpu_jiffies()
+    if not start or not end or end["total"] <= start["total"]:
+        return []
+    total = end["total"] - start["total"]
+    return classify((end["busy"] - start["busy"]) / total, (end["steal"] - start["steal"]) / total, None, None)

@@ -10,7 +10,7 @@ from __future__ import annotations
 import inspect
 import itertools
 
-from benchmarks.configs import make_batches, make_spec, rotation_count
+from nnparity.bench.configs import make_batches, make_spec, rotation_count
 
 
 class Skip(Exception):
@@ -323,7 +323,7 @@ def training_loop(backend: str, cfg, dtype, threads, steps: int, device: str = "
 
     import numpy as np
 
-    from benchmarks.configs import spec_dict
+    from nnparity.bench.configs import spec_dict
     from scratch.data import Dataset
     from scratch.spec import Spec
 

@@ -1,6 +1,6 @@
 """The GPU half of the benchmarks: both networks on one CUDA device (``--device cuda`` / ``all``).
 
-Sides, each a factory ``make(cfg, op, dtype) -> step()`` as in benchmarks/sides.py:
+Sides, each a factory ``make(cfg, op, dtype) -> step()`` as in nnparity/bench/sides.py:
 
 - ``scratch_cupy``: the scratch Network, loss and optimizer built with ``xp = cupy`` (the same
   code as on the CPU), the batches moved to the device once;
@@ -27,11 +27,11 @@ import itertools
 import statistics
 import time
 
-from benchmarks.configs import CONFIGS, Config, config, make_batches, make_spec
-from benchmarks.formatting import fmt_bytes, fmt_time
-from benchmarks.machine import gemm_list
-from benchmarks.run import each_side
-from benchmarks.sides import Skip
+from nnparity.bench.configs import CONFIGS, Config, config, make_batches, make_spec
+from nnparity.bench.formatting import fmt_bytes, fmt_time
+from nnparity.bench.machine import gemm_list
+from nnparity.bench.run import each_side
+from nnparity.bench.sides import Skip
 
 #: the GPU's configurations: the CPU's, and the large one at batch 8192 too
 LARGE_8192 = "large-8192"
@@ -192,7 +192,7 @@ def torch_graphs(cfg, op, dtype):
 def training_loop_gpu(backend: str, cfg, dtype: str) -> dict:
     """The scratch loop or Lightning on the device: the mean step of a 2-epoch run (the device is
     synchronised at the run's end, so queued work is counted)."""
-    from benchmarks.sides import training_loop
+    from nnparity.bench.sides import training_loop
 
     seconds, steps = training_loop(backend, cfg, dtype, 1, steps=40, device="cuda", whole_run=True)
     return {"median_s": seconds, "iqr_s": None, "runs": steps, "per_run": 1, "note": "mean over the run"}
