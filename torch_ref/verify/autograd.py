@@ -31,6 +31,7 @@ from scratch.verify.forms import load_ops
 from scratch.verify.limits import PROBE_TIME_LIMIT, configured
 from scratch.verify.load import OpUnderTest, layer_parameters
 from scratch.verify.report import Check, OpReport
+from torch_ref.verify.course_twins import attach_course_twin
 from torch_ref.verify.twins import attach_named_twin
 
 TORCH_TOLERANCE = TOLERANCE["float64"]
@@ -256,7 +257,7 @@ def verify(target, kind: str | None = None, seed: int = 0, grad=None, convention
         if report is None:
             report = part
             continue
-        label = ", ".join(f"{k}={v:g}" for k, v in op.params.items())
+        label = getattr(op, "variant", None) or ", ".join(f"{k}={v:g}" for k, v in op.params.items())
         for c in part.checks:
             c.name = f"[{label}] {c.name}"
         report.checks += part.checks
@@ -270,6 +271,7 @@ def verify_op(op: OpUnderTest, seed: int = 0, time_limit_s: float | None = PROBE
     """One op (scratch.verify.load's form) checked against every reference that applies."""
     with configured(time_limit_s):
         attach_named_twin(op)
+        attach_course_twin(op)
     evaluation = evaluate(op, seed, time_limit_s=time_limit_s)
     report = new_report(evaluation)
     checks = []
