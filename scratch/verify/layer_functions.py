@@ -307,8 +307,8 @@ def course_op(pair: CoursePair, target: str, how: str, seed: int = 0) -> OpUnder
     cls = _adapter(pair, groups)
     diff = pair.differentiated
     source = (f"from {pair.hook}(rng), used as given" if pair.hook else
-              f"inferred from the parameter names (course conventions); define {pair.base}_example(rng) "
-              f"returning them to choose")
+              f"inferred from the parameter names (course conventions; a {pair.base}_example(rng) returning them "
+              f"is used instead)")
     form = ("a loss returning (loss, dx)" if pair.backward is None else
             f"forward/backward with a cache, {pair.fname} and {pair.bname} ({how})")
     returns = "dx" if pair.backward is None else ", ".join(f"d{pair.names[i]}" for i in diff)
