@@ -159,6 +159,7 @@ def test_course_layer_example_agrees_with_central_differences(kind):
 
 USER = textwrap.dedent('''
     import numpy as np
+    from examples.course_layers import batchnorm_backward_alt, batchnorm_forward
 
     GIVEN = {}
 
@@ -209,6 +210,32 @@ USER = textwrap.dedent('''
 
     def noisy_backward(dout, cache):
         return dout * cache
+
+    def affine_twice_forward(x, w, b):
+        return 2 * (x @ w + b), (x, w)
+
+    def affine_twice_backward(dout, cache):
+        x, w = cache
+        return 2 * dout @ w.T, 2 * x.T @ dout, 2 * dout.sum(axis=0)
+
+    def affine_bn_relu_forward(x, w, b, gamma, beta, bn_param):
+        out, bn_cache = batchnorm_forward(x @ w + b, gamma, beta, bn_param)
+        return np.maximum(out, 0), (x, w, bn_cache, out)
+
+    def affine_bn_relu_backward(dout, cache):
+        x, w, bn_cache, out = cache
+        da, dgamma, dbeta = batchnorm_backward_alt(dout * (out > 0), bn_cache)
+        return da @ w.T, x.T @ da, da.sum(axis=0), dgamma, dbeta
+
+    def spatial_batchnorm_forward(x, gamma, beta, bn_param):
+        n, c, h, w = x.shape
+        out, cache = batchnorm_forward(x.transpose(0, 2, 3, 1).reshape(-1, c), gamma, beta, bn_param)
+        return out.reshape(n, h, w, c).transpose(0, 3, 1, 2), (cache, x.shape)
+
+    def spatial_batchnorm_backward(dout, cache):
+        cache, (n, c, h, w) = cache
+        dx, dgamma, dbeta = batchnorm_backward_alt(dout.transpose(0, 2, 3, 1).reshape(-1, c), cache)
+        return dx.reshape(n, h, w, c).transpose(0, 3, 1, 2), dgamma, dbeta
 ''')
 
 
@@ -275,3 +302,15 @@ def test_course_both_batchnorm_backwards_are_checked():
     assert "dx (1st returned) vs F.batch_norm autograd" in names
     assert "[batchnorm_backward_alt] dx (1st returned) vs F.batch_norm autograd" in names
     assert "bn_param running_var vs F.batch_norm" in names
+
+
+@pytest.mark.parametrize("target, says", [
+    ("usercourse:affine_twice_forward", "torch twin F.linear: not used, your forward computes something else"),
+    ("usercourse:affine_bn_relu_forward", "torch twin F.linear: not applicable, it takes 3 inputs and "
+                                          "affine_bn_relu_forward 6"),
+    ("usercourse:spatial_batchnorm_forward", "reference: autograd of F.batch_norm (torch's own"),
+], ids=["other_function", "sandwich", "spatial_batchnorm"])
+def test_course_twin_used_only_where_it_applies_and_the_report_says_so(user_module, capsys, target, says):
+    assert main(["verify", target]) == 0
+    out = capsys.readouterr().out
+    assert says in out and out.splitlines()[-1].startswith("PASS"), out

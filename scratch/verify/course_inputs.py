@@ -26,7 +26,7 @@ from scratch.verify.load import OpError
 N, D, M = 6, 4, 3          # 2-D layers: batch, input width, output width
 H, T = 3, 3                # recurrent: hidden width, time steps
 LAYERS = ("temporal_softmax_loss", "temporal_affine", "word_embedding", "spatial_batchnorm", "batchnorm",
-          "layernorm", "dropout", "max_pool", "conv", "lstm_step", "lstm", "rnn_step", "rnn", "affine", "relu")
+          "layernorm", "dropout", "conv", "max_pool", "lstm_step", "lstm", "rnn_step", "rnn", "affine", "relu")
 ALIASES = {"batch_norm": "batchnorm", "layer_norm": "layernorm", "maxpool": "max_pool", "pool": "max_pool",
            "embedding": "word_embedding", "convolution": "conv"}
 DICTS = {"conv_param": lambda: {"stride": 2, "pad": 1},
@@ -53,7 +53,8 @@ def _shapes(kind: str | None) -> dict:
     """Parameter name (lower case) -> shape for the layer kind."""
     gates = 4 * H if kind in ("lstm", "lstm_step") else H
     batch = _x_shape(kind)[0]
-    width = _x_shape(kind)[1] if kind == "spatial_batchnorm" else D
+    # a sandwich (affine_bn_relu) normalises the affine output; spatial batchnorm each channel
+    width = {"spatial_batchnorm": _x_shape(kind)[1], "affine": M}.get(kind, D)
     shapes = {"w": (D, M), "weight": (D, M), "b": (M,), "bias": (M,), "gamma": (width,), "beta": (width,),
               "prev_h": (batch, H), "h0": (batch, H), "prev_c": (batch, H), "c0": (batch, H),
               "wx": (D, gates), "wh": (H, gates)}

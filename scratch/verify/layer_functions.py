@@ -296,7 +296,15 @@ def read_pair(forward, backward, module, base: str, seed: int) -> CoursePair:
                       f"return x as a float array, e.g.\n    def {base}_example(rng):\n"
                       f"        return (rng.normal(size=(6, 4)),)")
     pair.converted = converted
-    _check_backward(pair)
+    try:
+        _check_backward(pair)
+    except OpError as err:
+        if hook is not None:
+            raise
+        shapes = ", ".join(f"{n} {course_inputs.describe(v)}" for n, v in zip(names, values))
+        raise OpError(f"{err} (on inputs inferred from the parameter names: {shapes}); define {base}_example(rng) "
+                      f"in its module returning the inputs, e.g.\n    def {base}_example(rng):\n"
+                      f"        return rng.normal(size=(6, 4)), rng.normal(size=(4, 3))") from None
     _check_deterministic(pair)
     return pair
 
@@ -307,7 +315,7 @@ def course_op(pair: CoursePair, target: str, how: str, seed: int = 0) -> OpUnder
     cls = _adapter(pair, groups)
     diff = pair.differentiated
     source = (f"from {pair.hook}(rng), used as given" if pair.hook else
-              f"inferred from the parameter names (course conventions; a {pair.base}_example(rng) returning them "
+              f"inferred from the parameter names (course conventions; {pair.base}_example(rng), where defined, "
               f"is used instead)")
     form = ("a loss returning (loss, dx)" if pair.backward is None else
             f"forward/backward with a cache, {pair.fname} and {pair.bname} ({how})")

@@ -20,6 +20,8 @@ accepted and the report says which).
 """
 from __future__ import annotations
 
+import inspect
+
 import numpy as np
 import torch
 import torch.nn.functional as F
@@ -144,6 +146,12 @@ def attach_course_twin(op: OpUnderTest) -> None:
                             f"autograd of your forward on tensors where it runs, and finite differences")
         return
     label, fn = TWINS[kind]
+    takes = len(inspect.signature(fn).parameters) - 1
+    if takes != len(pair.values):
+        op.notes.append(f"torch twin {label}: not applicable, it takes {takes} inputs and {pair.fname} "
+                        f"{len(pair.values)}; references are your forward on tensors where it runs, and finite "
+                        f"differences")
+        return
     module = twin_module(pair, fn)
     try:
         differs = _reproduces(pair, module)
