@@ -211,6 +211,12 @@ USER = textwrap.dedent('''
     def noisy_backward(dout, cache):
         return dout * cache
 
+    def pair_forward(x):
+        return x, 2 * x, None
+
+    def pair_backward(dout, cache):
+        return dout
+
     def affine_twice_forward(x, w, b):
         return 2 * (x @ w + b), (x, w)
 
@@ -278,7 +284,9 @@ def test_course_integer_indices_are_not_differentiated():
     ("usercourse:odd_forward", "nnparity verify: cannot infer odd_forward's input 'alpha' from its name"),
     ("usercourse:noisy_forward", "nnparity verify: noisy_forward is random: two calls on the same inputs gave "
                                  "different outputs"),
-], ids=["hook_raises", "unknown_name", "random"])
+    ("usercourse:pair_forward", "nnparity verify: pair_forward returned a tuple of 3; expected (out, cache), one "
+                                "output for each upstream gradient pair_backward takes before its cache\n"),
+], ids=["hook_raises", "unknown_name", "random", "outputs_and_upstreams"])
 def test_course_refusals_exit_2_naming_what_is_accepted(user_module, capsys, target, message):
     assert main(["verify", target]) == 2
     out, err = capsys.readouterr()

@@ -35,6 +35,10 @@ LEFT_OUT = {"max_pool": ("kink", "saturation"), "lstm": ("saturation",), "lstm_s
 ANY_RANK = (None, "affine", "relu", "dropout")   # layers a course writes for x of any rank
 
 
+class FormError(OpError):
+    """The forward returned something other than the form its backward reads."""
+
+
 def is_float_array(value) -> bool:
     return isinstance(value, np.ndarray) and value.dtype.kind == "f"
 
@@ -74,7 +78,9 @@ class CoursePair:
         """(outputs, cache) of one forward call."""
         result = with_array_module(self.forward, xp)(*self.arguments(floats))
         if not isinstance(result, tuple) or len(result) != self.outputs + 1:
-            raise TypeError(f"{self.fname} returned {_form(result)}; expected {self.expected_form}")
+            raise FormError(f"{self.fname} returned {_form(result)}; expected {self.expected_form}"
+                            + ("" if self.backward is None else f", one output for each upstream gradient "
+                               f"{self.bname} takes before its cache"))
         return list(result[:-1]), result[-1]
 
     @property
@@ -299,7 +305,7 @@ def read_pair(forward, backward, module, base: str, seed: int) -> CoursePair:
     try:
         _check_backward(pair)
     except OpError as err:
-        if hook is not None:
+        if hook is not None or isinstance(err, FormError):
             raise
         shapes = ", ".join(f"{n} {course_inputs.describe(v)}" for n, v in zip(names, values))
         raise OpError(f"{err} (on inputs inferred from the parameter names: {shapes}); define {base}_example(rng) "
