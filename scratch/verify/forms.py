@@ -6,7 +6,8 @@
 - a loss function, ``loss(pred, target)`` with ``loss_grad(pred, target)``, or one function
   returning ``(value, dpred)`` (loss_functions.py);
 - a forward/backward pair with a cache, ``X_forward(*inputs) -> (out, cache)`` and
-  ``X_backward(dout, cache) -> (d_input_1, ...)`` (layer_functions.py).
+  ``X_backward(dout, cache) -> (d_input_1, ...)``, paired by the course's names (course_pairs.py),
+  or a course loss ``f(x, y, mask) -> (loss, dx)`` (layer_functions.py).
 
 The derivative is ``grad`` when given, else found in the function's module by the usual names
 (PARTNERS), and the report says which it took.
