@@ -9,15 +9,16 @@ import numpy as np
 
 
 def affine_forward(x, w, b):
-    """out = x @ w + b for x (N, D), w (D, M), b (M,)."""
-    out = x @ w + b
+    """out = x.reshape(N, D) @ w + b for x (N, d1, ..., dk) with D = d1···dk, w (D, M), b (M,)."""
+    out = x.reshape(x.shape[0], -1) @ w + b
     return out, (x, w, b)
 
 
 def affine_backward(dout, cache):
-    """dx = dout @ wᵀ, dw = xᵀ @ dout, db = Σ over the batch of dout."""
+    """dx = dout @ wᵀ reshaped to x's shape, dw = xᵀ @ dout (x as (N, D)), db = Σ over the batch of dout."""
     x, w, b = cache
-    return dout @ w.T, x.T @ dout, dout.sum(axis=0)
+    dx = (dout @ w.T).reshape(x.shape)
+    return dx, x.reshape(x.shape[0], -1).T @ dout, dout.sum(axis=0)
 
 
 def relu_forward(x):

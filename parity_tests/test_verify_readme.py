@@ -53,11 +53,15 @@ def test_the_tutorial_shows_its_sessions():
         ".venv/bin/nnparity verify examples.tutorial_ops:sigmoid",
         ".venv/bin/nnparity verify examples.layer_functions:affine_forward",
         ".venv/bin/nnparity verify examples.tutorial_ops:affine_forward",
+        ".venv/bin/nnparity verify examples.course_layers:batchnorm_forward",
+        ".venv/bin/nnparity verify examples.course_layers:conv_forward_naive",
+        ".venv/bin/nnparity verify examples.course_layers:lstm_step_forward",
     ]
 
 
 @pytest.mark.parametrize("command, shown", SESSIONS, ids=["tanh", "sigmoid_slip", "mse_slip", "function_pair",
-                                                          "z_for_a", "cache_pair", "cache_mean_for_sum"])
+                                                          "z_for_a", "cache_pair", "cache_mean_for_sum",
+                                                          "course_batchnorm", "course_conv", "course_lstm_step"])
 def test_tutorial_command_prints_what_the_readme_shows(command, shown, capsys, monkeypatch):
     monkeypatch.chdir(REPO)
     argv = shlex.split(command)
@@ -69,8 +73,8 @@ def test_tutorial_command_prints_what_the_readme_shows(command, shown, capsys, m
 
 
 def test_each_session_ends_with_its_verdict_and_diagnosis():
-    (_, tanh), (_, sigmoid), (_, mse), (_, pair), (_, confused), (_, cache), (_, mean_b) = SESSIONS
-    assert pair[-1] == "PASS: 4 of 4 checks agree" and cache[-1] == "PASS: 6 of 6 checks agree"
+    (_, tanh), (_, sigmoid), (_, mse), (_, pair), (_, confused), (_, cache), (_, mean_b), *_ = SESSIONS
+    assert pair[-1] == "PASS: 4 of 4 checks agree" and cache[-1] == "PASS: 10 of 10 checks agree"
     assert "  convention: derivative of a = f(z), expressed in a: call it with the activation" in pair
     assert confused[-1].startswith("diagnosis: z-for-a confusion: sigmoid_prime(z)")
     assert mean_b[-1] == ("diagnosis: db (3rd returned by affine_backward): averaged over the batch where the sum "
@@ -79,6 +83,18 @@ def test_each_session_ends_with_its_verdict_and_diagnosis():
     assert sigmoid[-1].startswith("diagnosis: the formula differs, not by a constant factor")
     assert sigmoid[-1].endswith("e.g. at z = 0: da/dz got 0.75, expected 0.25")
     assert mse[-1].startswith("diagnosis: off by a constant factor ½: got = ½ × expected — the gradient of ½·L")
+    assert "probes: random 24, kink 24 (x = 0), saturation 24 (|x| = 20, 100, 700), tiny 24 (|x| ~ 1e-8), " \
+           "3-D 12 (x (3, 2, 2))" in cache
+
+
+def test_the_course_sessions_name_their_torch_twins():
+    (_, batchnorm), (_, conv), (_, lstm) = SESSIONS[7:]
+    assert "  reference: autograd of F.batch_norm (torch's own, matched by the function's name)" in batchnorm
+    assert any(line.startswith("  [batchnorm_backward_alt] bn_param running_var vs F.batch_norm") for line in batchnorm)
+    assert "  reference: autograd of F.conv2d (torch's own, matched by the function's name)" in conv
+    assert "  torch twin torch.lstm_cell: the course's gate columns (i, f, o, g) reordered to torch's (i, f, g, o)" \
+           in lstm
+    assert all(lines[-1].startswith("PASS") for lines in (batchnorm, conv, lstm))
 
 
 def test_first_tutorial_command_runs_as_written_from_the_repo_root():

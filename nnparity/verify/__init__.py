@@ -8,7 +8,8 @@ Public API:
   looks like and how it is found);
 - ``load_ops(target, grad=None, kind=None, convention=None) -> [OpUnderTest]`` (forms: a class, a
   function with its derivative, a loss function, or a forward/backward pair with a cache, read into
-  the op form; function_pairs, derivatives, loss_functions, layer_functions hold each reading);
+  the op form; function_pairs, derivatives, loss_functions, layer_functions hold each reading;
+  course_pairs and course_inputs pair a course layer's functions and give their inputs);
 - ``evaluate(op, seed) -> Evaluation``, ``fd_checks(evaluation)``, ``verify_fd(target)`` (op_check);
 - ``PROBE_TIME_LIMIT``, ``ProbeTimeout`` (time_limit: each call into user code is time-limited);
 - ``Check``, ``OpReport`` (report: the verdict and its text and JSON forms);

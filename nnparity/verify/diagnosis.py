@@ -198,6 +198,9 @@ def _shape_diagnosis(g: GroupData) -> str:
                     f"summing over axis 0 gives the expected {exp.shape}")
         if _close(got.mean(axis=0), exp):
             return f"got one row per sample, shape {got.shape}; their mean (not sum) matches"
+    if got.size == exp.size and _close(got.reshape(exp.shape), exp):
+        return (f"the right numbers in the wrong shape: got {got.shape} for an input of shape {exp.shape} — "
+                f"the reshape back to the input's shape is missing (e.g. dx.reshape(x.shape))")
     return f"shape mismatch: got {got.shape}, expected {exp.shape}"
 
 

@@ -6,7 +6,8 @@
 - a loss function, ``loss(pred, target)`` with ``loss_grad(pred, target)``, or one function
   returning ``(value, dpred)`` (loss_functions.py);
 - a forward/backward pair with a cache, ``X_forward(*inputs) -> (out, cache)`` and
-  ``X_backward(dout, cache) -> (d_input_1, ...)`` (layer_functions.py).
+  ``X_backward(dout, cache) -> (d_input_1, ...)``, paired by the course's names (course_pairs.py),
+  or a course loss ``f(x, y, mask) -> (loss, dx)`` (layer_functions.py).
 
 The derivative is ``grad`` when given, else found in the function's module by the usual names
 (PARTNERS), and the report says which it took.
@@ -18,7 +19,8 @@ import inspect
 
 from nnparity.verify.derivatives import Derivative, required_parameters
 from nnparity.verify.function_pairs import pair_ops
-from nnparity.verify.layer_functions import layer_op
+from nnparity.verify.course_pairs import layer_ops, loss_ops
+from nnparity.verify.layer_functions import course_op, read_pair
 from nnparity.verify.load import OpError, load_op, resolve_op
 from nnparity.verify.loss_functions import loss_op
 
@@ -66,7 +68,10 @@ def load_ops(target, grad=None, kind: str | None = None, convention: str | None 
         return [load_op(target, kind)]
     if isinstance(obj, tuple) and len(obj) == 2 and all(callable(o) for o in obj):
         forward, backward = obj
-        return [layer_op(forward, backward, shown, "given as a pair")]
+        module = inspect.getmodule(forward)
+        name = getattr(forward, "__name__", "forward")
+        return [course_op(read_pair(forward, backward, module, name.split("_forward")[0], seed), shown,
+                          "given as a pair", seed)]
     if not inspect.isfunction(obj) and not inspect.isbuiltin(obj):
         raise OpError(f"{shown} is a {type(obj).__name__}: expected a class with forward and backward, "
                       f"or a function (f with its derivative, a loss, or X_forward with X_backward)")
@@ -74,10 +79,15 @@ def load_ops(target, grad=None, kind: str | None = None, convention: str | None 
         raise OpError("--kind applies to classes; a function's form is read from its signature")
     # the name it was given by (a module's alias), else its own
     name = target.partition(":")[2] if isinstance(target, str) else obj.__name__
-    if name.endswith("_forward"):
-        base = name[: -len("_forward")]
-        backward, how = _grad(grad, module, base, ("{f}_backward",))
-        return [layer_op(obj, backward, shown, how)]
+    if "_forward" in name or "_backward" in name:
+        return layer_ops(obj, name, module, shown, _grad(grad, module, name) if grad else None, seed)
+    if len(required_parameters(obj)) >= 3 and grad is None:
+        try:
+            return loss_ops(obj, name, module, shown, seed)
+        except OpError as err:
+            raise OpError(f"{shown}{inspect.signature(obj)}: expected f(z) with its derivative, loss(pred, target), "
+                          f"X_forward(*inputs) with X_backward(dout, cache), or a loss(x, ...) -> (loss, dx) "
+                          f"({err})") from None
     if len(required_parameters(obj)) == 2:
         return [loss_op(obj, shown, lambda: _grad(grad, module, name), seed)]
     if len(required_parameters(obj)) != 1:

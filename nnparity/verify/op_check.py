@@ -119,6 +119,8 @@ def evaluate(op: OpUnderTest, seed: int = 0, finite_differences: bool = True,
         groups = probes.rowwise_probes(seed)
     elif op.kind == "loss":
         groups = probes.label_probes(seed) if op.labels else probes.loss_probes(seed, op.domain)
+    elif callable(getattr(op.cls, "probe_groups", None)):    # a course layer's own inputs
+        groups = op.cls.probe_groups(seed)
     else:
         groups = probes.layer_probes(int(template.inputs), seed)
     evaluation = Evaluation(op, seed, [GroupRun(p) for p in groups], template, recorder)
@@ -364,7 +366,8 @@ def new_report(evaluation: Evaluation) -> OpReport:
     """An empty report for the evaluation (probes counted, findings attached)."""
     report = OpReport(target=evaluation.op.target, kind=evaluation.op.kind, seed=evaluation.seed,
                       probes={r.probe.group: int(r.probe.x.size) for r in evaluation.runs},
-                      probe_text=probes.describe(evaluation.op.kind, evaluation.op.domain))
+                      probe_text=getattr(evaluation.op.cls, "probe_text", None)
+                      or probes.describe(evaluation.op.kind, evaluation.op.domain))
     report.findings = evaluation.findings
     report.failed_to_run = any(r.error for r in evaluation.runs)
     report.paths += evaluation.op.notes
@@ -389,6 +392,9 @@ def verify_fd(target, kind: str | None = None, seed: int = 0, grad=None, convent
             report = part
             report.paths.append("reference: finite differences (central, float64, kept away from kinks)")
         else:
+            if getattr(op, "variant", None):
+                for c in part.checks:
+                    c.name = f"[{op.variant}] {c.name}"
             report.checks += part.checks
             report.failed_to_run |= part.failed_to_run
     return report

@@ -16,6 +16,15 @@ def _is_numpy(value) -> bool:
         callable(value) and (getattr(value, "__module__", "") or "").startswith("numpy"))
 
 
+def _global_names(code) -> set:
+    """The global names a function's code reads, its generator expressions and inner functions included."""
+    names = set(code.co_names)
+    for const in code.co_consts:
+        if isinstance(const, types.CodeType):
+            names |= _global_names(const)
+    return names
+
+
 def with_array_module(fn, xp, _seen=None):
     """``fn`` reading ``xp`` where it reads NumPy (fn itself for NumPy or a non-Python function)."""
     func = getattr(fn, "__func__", fn)
@@ -29,7 +38,7 @@ def with_array_module(fn, xp, _seen=None):
     new = types.FunctionType(func.__code__, g, func.__name__, func.__defaults__, func.__closure__)
     new.__kwdefaults__ = func.__kwdefaults__
     seen[func] = new
-    for name in func.__code__.co_names:
+    for name in _global_names(func.__code__):
         value = g.get(name)
         if value is np:
             mapping[name] = xp

@@ -32,6 +32,14 @@ from nnparity.verify.op_check import Evaluation, clone, evaluate, fd_checks, new
 from nnparity.verify.report import Check, OpReport
 from nnparity.verify.time_limit import PROBE_TIME_LIMIT, configured
 from scratch.policy import TOLERANCE
+from nnparity.verify.op_check import Evaluation, clone, evaluate, fd_checks, new_report, reference_checks, reviewed
+from nnparity.verify.diagnosis import GroupData, compare
+from nnparity.verify.forms import load_ops
+from nnparity.verify.time_limit import PROBE_TIME_LIMIT, configured
+from nnparity.verify.load import OpUnderTest, layer_parameters
+from nnparity.verify.report import Check, OpReport
+from nnparity.verify.autograd.course_twins import attach_course_twin
+from nnparity.verify.autograd.twins import attach_named_twin
 
 TORCH_TOLERANCE = TOLERANCE["float64"]
 REF_MODULE = "torch_module() autograd"
@@ -256,7 +264,7 @@ def verify(target, kind: str | None = None, seed: int = 0, grad=None, convention
         if report is None:
             report = part
             continue
-        label = ", ".join(f"{k}={v:g}" for k, v in op.params.items())
+        label = getattr(op, "variant", None) or ", ".join(f"{k}={v:g}" for k, v in op.params.items())
         for c in part.checks:
             c.name = f"[{label}] {c.name}"
         report.checks += part.checks
@@ -270,6 +278,7 @@ def verify_op(op: OpUnderTest, seed: int = 0, time_limit_s: float | None = PROBE
     """One op (nnparity.verify.load's form) checked against every reference that applies."""
     with configured(time_limit_s):
         attach_named_twin(op)
+        attach_course_twin(op)
     evaluation = evaluate(op, seed, time_limit_s=time_limit_s)
     report = new_report(evaluation)
     checks = []
