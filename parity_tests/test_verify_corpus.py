@@ -22,68 +22,45 @@ from parity_tests.verify_corpus.runner import run_case
 
 # What verify does today on the cases it gets wrong, by what it does; each id is a manifest case.
 KNOWN_WRONG: dict[str, list[str]] = {
-    "false PASS: the forward is probed with a 2-D x only, so a dx never reshaped back to x's "
-    "(N, d1, d2) goes unseen": ["course/course_slips_c/affine"],
-    "false PASS: a (y_true, y_pred) loss is read as loss(pred, target) and differentiated in "
-    "y_true, where the flipped sign is right": ["loss/loss_slips/mse"],
-    "false FAIL: a (y_true, y_pred) loss is read as loss(pred, target) and differentiated in "
-    "y_true": ["loss/loss_pairs/mse", "loss/loss_pairs/huber", "loss/loss_pairs/mae", "loss/loss_pairs/log_cosh",
-               "loss/loss_pairs/binary_cross_entropy", "loss/loss_pairs/hinge", "loss/loss_pairs/kl_divergence",
-               "loss/loss_pairs/categorical_crossentropy", "loss/loss_pairs/rmse"],
-    "false FAIL: a softmax-CE gradient written for one-hot targets is probed with targets that are "
-    "not one-hot": ["loss/loss_pairs/cross_entropy_onehot"],
-    "false FAIL: a loss class taking class indices gets float targets and its forward raises "
-    "IndexError, reported as a failed check": ["class/layer_classes/SoftmaxCrossEntropy"],
-    "false FAIL: wrong only at the kink z = 0 (slope 1 there, torch's subgradient 0.01), which "
-    "verify counts as a failure": ["function/function_pairs/leaky_relu"],
+    "false PASS: a (y_true, y_pred) loss is read as loss(pred, target) and differentiated in y_true, "
+    "where the flipped sign is right":
+        ["loss/loss_slips/mse"],
+    "false FAIL: a (y_true, y_pred) loss is read as loss(pred, target) and differentiated in y_true":
+        ["loss/loss_pairs/mse", "loss/loss_pairs/huber", "loss/loss_pairs/mae", "loss/loss_pairs/log_cosh",
+         "loss/loss_pairs/binary_cross_entropy", "loss/loss_pairs/hinge", "loss/loss_pairs/kl_divergence",
+         "loss/loss_pairs/categorical_crossentropy", "loss/loss_pairs/rmse"],
+    "false FAIL: a softmax-CE gradient written for one-hot targets is probed with targets that are not "
+    "one-hot":
+        ["loss/loss_pairs/cross_entropy_onehot"],
+    "false FAIL: a loss class taking class indices gets float targets and its forward raises IndexError, "
+    "reported as a failed check":
+        ["class/layer_classes/SoftmaxCrossEntropy"],
+    "false FAIL: wrong only at the kink z = 0 (slope 1 there, torch's subgradient 0.01), which verify "
+    "counts as a failure":
+        ["function/function_pairs/leaky_relu"],
     "refused: no derivative found by name (_der, Prime, Gradient, derivative_ prefix, deriv_ prefix, "
-    "_jacobian are not tried)": ["function/function_pairs/sigmoid", "function/function_slips/sigmoid",
-                                 "function/function_pairs/tanh", "function/function_slips/tanh",
-                                 "function/function_pairs/softplus", "function/function_slips/softplus",
-                                 "function/function_pairs/elu", "function/function_slips/elu",
-                                 "function/function_pairs/swish", "function/function_slips/swish",
-                                 "function/function_pairs/softmax"],
+    "_jacobian are not tried)":
+        ["function/function_pairs/sigmoid", "function/function_slips/sigmoid", "function/function_pairs/tanh",
+         "function/function_slips/tanh", "function/function_pairs/softplus", "function/function_slips/softplus",
+         "function/function_pairs/elu", "function/function_slips/elu", "function/function_pairs/swish",
+         "function/function_slips/swish", "function/function_pairs/softmax"],
     "refused: the nonlin(x, deriv=False) flag style is not recognised (no derivative found)":
         ["function/flag_sigmoid_a/nonlin", "function/flag_sigmoid_z/nonlin", "function/flag_tanh_a/nonlin",
          "function/flag_slip_off_by_one/nonlin", "function/flag_slip_copy_paste/nonlin",
          "function/flag_slip_z_sign/nonlin"],
-    "refused: cannot guess the shape of an input it has no rule for (gamma, dropout_param, prev_h, "
-    "h0) and asks for X_example(rng)":
-        ["course/course_layers/batchnorm", "course/course_layers/batchnorm_alt", "course/course_slips_a/batchnorm",
-         "course/course_slips_a/batchnorm_alt", "course/course_slips_b/batchnorm",
-         "course/course_slips_b/batchnorm_alt", "course/course_slips_c/batchnorm",
-         "course/course_layers/layernorm", "course/course_slips_a/layernorm", "course/course_slips_b/layernorm",
-         "course/course_layers/dropout", "course/course_slips_a/dropout", "course/course_slips_b/dropout",
-         "course/course_layers/rnn_step", "course/course_slips_a/rnn_step", "course/course_slips_c/rnn_step",
-         "course/course_layers/rnn", "course/course_slips_b/rnn", "course/course_slips_d/rnn"],
-    "refused: a forward with a param dict (conv_param) or extra arrays (mask) is not read as a "
-    "layer or a loss": ["course/course_layers/conv", "course/course_slips_a/conv", "course/course_slips_b/conv",
-                        "course/course_slips_c/conv", "course/course_layers/temporal_softmax_loss",
-                        "course/course_slips_a/temporal_softmax_loss",
-                        "course/course_slips_b/temporal_softmax_loss"],
-    "refused: max_pool_forward_naive(x, pool_param) is taken for a loss(pred, target) and raises":
-        ["course/course_layers/maxpool", "course/course_slips_a/maxpool", "course/course_slips_b/maxpool"],
-    "refused: word_embedding_forward(x, W) gets float x, not integer indices, and raises":
-        ["course/course_layers/word_embedding", "course/course_slips_a/word_embedding"],
-    "refused: temporal_affine_forward's 3-D x is probed as 2-D and the forward raises":
-        ["course/course_layers/temporal_affine", "course/course_slips_a/temporal_affine",
-         "course/course_slips_b/temporal_affine"],
-    "refused: a backward taking two upstream gradients (dnext_h, dnext_c) is not accepted":
-        ["course/course_layers/lstm_step", "course/course_slips_a/lstm_step", "course/course_slips_b/lstm_step",
-         "course/course_slips_c/lstm_step"],
-    "refused: a row-wise class (Softmax) is detected as such but checked only when --kind vector is "
-    "given": ["class/layer_classes/Softmax"],
+    "refused: a row-wise class (Softmax) is detected as such but checked only when --kind vector is given":
+        ["class/layer_classes/Softmax"],
     "refused: a constructor with required arguments (FullyConnected(n_out), Linear(in, out), "
-    "BatchNorm1d(num_features))": ["class/layer_classes/FullyConnected", "class/layer_class_slips/FullyConnected",
-                                   "class/layer_classes/Linear", "class/layer_class_slips/Linear",
-                                   "class/layer_classes/BatchNorm1d", "class/layer_class_slips/BatchNorm1d"],
-    "refused: a whole network (Nielsen's backprop(x, y), TwoLayerNet.loss(X, y) -> (loss, grads)) "
-    "has no forward/backward": ["network/nielsen_network", "network/nielsen_slip_cost_sign",
-                                "network/nielsen_slip_output_sp", "network/nielsen_slip_hidden_sp",
-                                "network/nielsen_slip_wrong_activation", "network/nielsen_network2",
-                                "network/nielsen_network2_slip", "network/two_layer_net",
-                                "network/two_layer_slip_b1_from_scores", "network/two_layer_slip_no_relu_mask",
-                                "network/two_layer_slip_reg_factor"],
+    "BatchNorm1d(num_features))":
+        ["class/layer_classes/FullyConnected", "class/layer_class_slips/FullyConnected",
+         "class/layer_classes/Linear", "class/layer_class_slips/Linear", "class/layer_classes/BatchNorm1d",
+         "class/layer_class_slips/BatchNorm1d"],
+    "refused: a whole network (Nielsen's backprop(x, y), TwoLayerNet.loss(X, y) -> (loss, grads)) has no "
+    "forward/backward":
+        ["network/nielsen_network", "network/nielsen_slip_cost_sign", "network/nielsen_slip_output_sp",
+         "network/nielsen_slip_hidden_sp", "network/nielsen_slip_wrong_activation", "network/nielsen_network2",
+         "network/nielsen_network2_slip", "network/two_layer_net", "network/two_layer_slip_b1_from_scores",
+         "network/two_layer_slip_no_relu_mask", "network/two_layer_slip_reg_factor"],
     "refused: Nielsen's cost classes (fn(a, y), delta(z, a, y)) have no forward/backward":
         ["network/nielsen_network2/QuadraticCost", "network/nielsen_network2/CrossEntropyCost",
          "network/nielsen_network2_slip/CrossEntropyCost"],
