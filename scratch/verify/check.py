@@ -16,8 +16,9 @@ from scratch.verify import probes
 from scratch.verify.diagnosis import GroupData, compare
 from scratch.verify.finite_diff import FDResult, elementwise_derivative, jacobian_rows, scalar_derivative
 from scratch.verify.limits import PROBE_TIME_LIMIT, time_limit
-from scratch.verify.forms import load_ops
+from scratch.verify.forms import load_network, load_ops
 from scratch.verify.load import OpError, OpUnderTest, layer_gradients, layer_parameters
+from scratch.verify.network_check import verify_network_fd
 from scratch.verify.report import Check, OpReport
 
 
@@ -380,6 +381,9 @@ def reviewed(evaluation: Evaluation, checks: list[Check]) -> list[Check]:
 def verify_fd(target, kind: str | None = None, seed: int = 0, grad=None, convention: str | None = None) -> OpReport:
     """Finite differences only (no torch): the torch-free half of ``nnparity verify``; every form
     of scratch.verify.forms (a function's keyword parameters at each probed value)."""
+    network = load_network(target, seed) if grad is None and convention is None and kind is None else None
+    if network is not None:
+        return verify_network_fd(network, seed)
     report = None
     for op in load_ops(target, grad, kind, convention, seed):
         evaluation = evaluate(op, seed)

@@ -21,6 +21,7 @@ from scratch.verify.function_pairs import pair_ops
 from scratch.verify.layer_functions import layer_op
 from scratch.verify.load import OpError, load_op, resolve_op
 from scratch.verify.loss_functions import loss_op
+from scratch.verify.networks import read_network
 
 PARTNERS = ("{f}_derivative", "{f}_prime", "{f}_grad", "d{f}", "d_{f}", "{f}_backward", "{f}_gradient",
             "{f}_deriv")
@@ -54,6 +55,12 @@ def _grad(grad, module, name: str, patterns=PARTNERS):
     if not callable(fn) or inspect.isclass(fn):
         raise OpError(f"--grad: {shown} is not a function")
     return fn, f"given: {shown}"
+
+
+def load_network(target, seed: int = 0):
+    """The whole-network form of ``target`` (scratch.verify.networks), None when it has none."""
+    obj, shown, _ = _resolve(target)
+    return read_network(obj, shown, seed)
 
 
 def load_ops(target, grad=None, kind: str | None = None, convention: str | None = None, seed: int = 0) -> list:

@@ -27,10 +27,11 @@ import torch
 from scratch.policy import TOLERANCE
 from scratch.verify.check import Evaluation, clone, evaluate, fd_checks, new_report, reference_checks, reviewed
 from scratch.verify.diagnosis import GroupData, compare
-from scratch.verify.forms import load_ops
+from scratch.verify.forms import load_network, load_ops
 from scratch.verify.limits import PROBE_TIME_LIMIT, configured
 from scratch.verify.load import OpUnderTest, layer_parameters
 from scratch.verify.report import Check, OpReport
+from torch_ref.verify.networks import verify_network
 from torch_ref.verify.twins import attach_named_twin
 
 TORCH_TOLERANCE = TOLERANCE["float64"]
@@ -250,6 +251,9 @@ def verify(target, kind: str | None = None, seed: int = 0, grad=None, convention
     """
     report = None
     with configured(time_limit_s):
+        network = load_network(target, seed) if grad is None and convention is None and kind is None else None
+        if network is not None:
+            return verify_network(network, seed)
         ops = load_ops(target, grad, kind, convention, seed)
     for op in ops:
         part = verify_op(op, seed, time_limit_s)

@@ -1,0 +1,74 @@
+"""A whole network's hand-derived gradients (scratch.verify.networks) against torch autograd of the
+user's own loss code run on tensors, and against finite differences.
+
+The user's code is run with NumPy's names rebound to ``torch._numpy`` (torch's NumPy-compatible
+layer: the same functions and methods, X.dot(W), keepdims, fancy indexing, on tensors) and each
+parameter replaced by a tensor that requires grad; torch's autograd differentiates the loss it
+returns. The reference is used only when that loss equals the NumPy loss to 1e-12; otherwise, or
+when the code fails on tensors, the report says that no torch reference ran, and why.
+"""
+from __future__ import annotations
+
+import numpy as np
+import torch
+import torch._numpy as tnp
+
+from scratch.policy import TOLERANCE
+from scratch.verify.calls import call
+from scratch.verify.network_check import check, fd_checks, new_report, user_gradients
+from scratch.verify.networks import NetworkUnderTest
+from scratch.verify.report import Check, OpReport
+
+TORCH_TOLERANCE = TOLERANCE["float64"]
+REFERENCE = "your loss on torch"
+
+
+class NoReference(Exception):
+    """The torch reference could not run (the message says why)."""
+
+
+def autograd_gradients(net: NetworkUnderTest) -> dict:
+    """name -> d loss / d parameter by torch autograd of the user's own loss code."""
+    if net.torch_loss is None:
+        raise NoReference("this form gives no loss to run on tensors")
+    tensors = {n: torch.tensor(np.array(p), dtype=torch.float64, requires_grad=True) for n, p in net.params.items()}
+    values = {n: tnp.asarray(t) for n, t in tensors.items()}
+    try:
+        out = call("your loss on torch tensors", net.torch_loss, tnp, values)
+    except Exception as err:
+        raise NoReference(str(err)) from None
+    scalar = out.tensor if isinstance(out, tnp.ndarray) else out
+    if not isinstance(scalar, torch.Tensor) or scalar.numel() != 1 or not scalar.requires_grad:
+        raise NoReference("the loss left torch on the way (no autograd graph)")
+    value, expected = float(scalar.detach()), net.loss()
+    if not abs(value - expected) <= TORCH_TOLERANCE * max(1.0, abs(expected)):
+        raise NoReference(f"on tensors the loss is {value!r}, with NumPy {expected!r}: it computes something else")
+    try:
+        scalar.reshape(()).backward()
+    except RuntimeError as err:
+        raise NoReference(f"autograd failed: {str(err).splitlines()[0]}") from None
+    return {n: (t.grad.numpy() if t.grad is not None else np.zeros(t.shape)) for n, t in tensors.items()}
+
+
+def torch_checks(net: NetworkUnderTest, got: dict, report: OpReport) -> list[Check]:
+    try:
+        expected = autograd_gradients(net)
+    except NoReference as err:
+        report.paths.append(f"no torch reference ran: your loss on torch tensors failed ({err}); "
+                            f"finite differences alone check it")
+        return []
+    report.paths.append("reference: autograd of your loss code run on torch tensors (NumPy names rebound to "
+                        "torch._numpy)")
+    return [check(net, n, got[n], expected[n], REFERENCE, TORCH_TOLERANCE) for n in net.order if got[n] is not None]
+
+
+def verify_network(net: NetworkUnderTest, seed: int = 0) -> OpReport:
+    """Every parameter's gradient against torch autograd (where it runs) and finite differences."""
+    got = user_gradients(net)
+    report = new_report(net, seed, got)
+    checks = torch_checks(net, got, report)
+    report.paths.append("reference: finite differences (central, float64, every parameter element)")
+    checks += fd_checks(net, got)
+    order = {n: i for i, n in enumerate(net.order)}
+    report.checks = sorted(checks, key=lambda c: order.get(c.wrt, 0))
+    return report
