@@ -89,7 +89,8 @@ def load_ops(target, grad=None, kind: str | None = None, convention: str | None 
         return [loss_op(obj, shown, lambda: _grad(grad, module, name), seed)]
     if len(required_parameters(obj)) != 1:
         raise OpError(f"{shown}{inspect.signature(obj)}: expected f(z) with its derivative, loss(pred, target), "
-                      f"or X_forward(*inputs) with X_backward(dout, cache)")
+                      f"X_forward(*inputs) with X_backward(dout, cache), or a function returning (loss, dA, dB, ...) for "
+                      f"arrays A, B it reads (return loss, dWxh, dWhh)")
     fn, how = _grad(grad, module, name)
     d = Derivative.of(fn, getattr(fn, "__name__", "df"))
     if len(required_parameters(fn)) not in (1, 2):

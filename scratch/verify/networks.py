@@ -250,7 +250,7 @@ def _matches(fn, names) -> dict:
             continue
         for base in (name[1:], name[2:] if name.startswith("d_") else None, name[5:] if name.startswith("grad_")
                      else None):
-            if base and _floats(g.get(base)) and base in fn.__code__.co_names:
+            if base and _floats(g.get(base)):
                 found[i] = base
                 break
     return found
@@ -331,9 +331,7 @@ def function_net(fn, shown: str, seed: int) -> NetworkUnderTest:
         return {base: out[i] for i, base in matched.items()}
 
     def torch_loss(xp, values):
-        rebound = with_array_module(fn, xp)
-        rebound = types.FunctionType(rebound.__code__, {**rebound.__globals__, **values}, rebound.__name__,
-                                     rebound.__defaults__, rebound.__closure__)
+        rebound = with_array_module(fn, xp, values=values)
         return rebound(*[xp.asarray(a) if isinstance(a, np.ndarray) else a for a in fresh()])[0]
 
     run()

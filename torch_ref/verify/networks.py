@@ -40,12 +40,15 @@ def autograd_gradients(net: NetworkUnderTest) -> dict:
     scalar = out.tensor if isinstance(out, tnp.ndarray) else out
     if not isinstance(scalar, torch.Tensor) or scalar.numel() != 1 or not scalar.requires_grad:
         raise NoReference("the loss left torch on the way (no autograd graph)")
-    value, expected = float(scalar.detach()), net.loss()
+    value, expected = float(scalar.detach()), call("your loss", net.loss)
     if not abs(value - expected) <= TORCH_TOLERANCE * max(1.0, abs(expected)):
         raise NoReference(f"on tensors the loss is {value!r}, with NumPy {expected!r}: it computes something else")
     try:
         scalar.reshape(()).backward()
     except RuntimeError as err:
+        if "inplace operation" in str(err):
+            raise NoReference("autograd failed: your loss modifies in place an array its gradient needs "
+                              "(e.g. probs /= probs.sum(...) after probs = np.exp(...))") from None
         raise NoReference(f"autograd failed: {str(err).splitlines()[0]}") from None
     return {n: (t.grad.numpy() if t.grad is not None else np.zeros(t.shape)) for n, t in tensors.items()}
 
