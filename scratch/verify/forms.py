@@ -16,6 +16,7 @@ from __future__ import annotations
 import importlib
 import inspect
 
+from scratch.verify.classes import class_op, needs_adapter
 from scratch.verify.derivatives import Derivative, required_parameters
 from scratch.verify.function_pairs import pair_ops
 from scratch.verify.layer_functions import layer_op
@@ -70,6 +71,10 @@ def load_ops(target, grad=None, kind: str | None = None, convention: str | None 
     if inspect.isclass(obj):
         if grad is not None or convention is not None:
             raise OpError(f"--grad and --convention apply to functions; {shown} is a class")
+        if kind in (None, "layer") and needs_adapter(obj):
+            op = class_op(obj, shown, seed)
+            if op is not None:
+                return [op]
         return [load_op(target, kind)]
     if isinstance(obj, tuple) and len(obj) == 2 and all(callable(o) for o in obj):
         forward, backward = obj
