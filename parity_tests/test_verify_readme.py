@@ -53,11 +53,14 @@ def test_the_tutorial_shows_its_sessions():
         ".venv/bin/nnparity verify examples.tutorial_ops:sigmoid",
         ".venv/bin/nnparity verify examples.layer_functions:affine_forward",
         ".venv/bin/nnparity verify examples.tutorial_ops:affine_forward",
+        ".venv/bin/nnparity verify examples.two_layer_net:TwoLayerNet",
+        ".venv/bin/nnparity verify parity_tests.planted_networks:TwoLayerBiasMean",
     ]
 
 
 @pytest.mark.parametrize("command, shown", SESSIONS, ids=["tanh", "sigmoid_slip", "mse_slip", "function_pair",
-                                                          "z_for_a", "cache_pair", "cache_mean_for_sum"])
+                                                          "z_for_a", "cache_pair", "cache_mean_for_sum",
+                                                          "two_layer_net", "two_layer_net_bias_averaged"])
 def test_tutorial_command_prints_what_the_readme_shows(command, shown, capsys, monkeypatch):
     monkeypatch.chdir(REPO)
     argv = shlex.split(command)
@@ -69,7 +72,7 @@ def test_tutorial_command_prints_what_the_readme_shows(command, shown, capsys, m
 
 
 def test_each_session_ends_with_its_verdict_and_diagnosis():
-    (_, tanh), (_, sigmoid), (_, mse), (_, pair), (_, confused), (_, cache), (_, mean_b) = SESSIONS
+    (_, tanh), (_, sigmoid), (_, mse), (_, pair), (_, confused), (_, cache), (_, mean_b) = SESSIONS[:7]
     assert pair[-1] == "PASS: 4 of 4 checks agree" and cache[-1] == "PASS: 6 of 6 checks agree"
     assert "  convention: derivative of a = f(z), expressed in a: call it with the activation" in pair
     assert confused[-1].startswith("diagnosis: z-for-a confusion: sigmoid_prime(z)")
@@ -90,3 +93,10 @@ def test_first_tutorial_command_runs_as_written_from_the_repo_root():
     proc = subprocess.run(argv, cwd=REPO, capture_output=True, text=True, timeout=300)
     assert proc.returncode == 0, proc.stderr
     assert_shown(proc.stdout.rstrip("\n").splitlines(), shown)
+
+
+def test_whole_network_sessions_pass_and_name_the_averaged_bias():
+    (_, net), (_, slip) = SESSIONS[7:9]
+    assert net[-1] == "PASS: 8 of 8 checks agree"
+    assert "  reference: autograd of your loss code run on torch tensors (NumPy names rebound to torch._numpy)" in net
+    assert slip[-1].startswith("diagnosis: grads['b2']: divided by the batch size N = 5 once too often")
