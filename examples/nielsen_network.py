@@ -93,3 +93,15 @@ class Network2(Network):
 
     def output_delta(self, z, a, y):
         return self.cost.delta(z, a, y)
+
+
+class Sigmoid:
+    """σ(z) and its derivative as methods, as activation classes are often written."""
+
+    @staticmethod
+    def fn(z):
+        return sigmoid(z)
+
+    @staticmethod
+    def prime(z):
+        return sigmoid_prime(z)

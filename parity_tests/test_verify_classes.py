@@ -124,3 +124,40 @@ def test_classes_hook_builds_the_instance(tmp_path, monkeypatch):
     assert report.ok, report.format()
     assert "built from Affine_example(rng) (arguments)" in report.format()
     assert {c.wrt for c in report.checks} == {"x", "w"}
+
+
+METHOD_PAIRS = {
+    "quadratic_cost": ("examples.nielsen_network:QuadraticCost", "cost class: delta(z, a, y) is dC/dz"),
+    "cross_entropy_cost": ("examples.nielsen_network:CrossEntropyCost", "cost class: delta(z, a, y) is dC/dz"),
+    "activation_fn_prime": ("examples.nielsen_network:Sigmoid", "methods Sigmoid.fn and Sigmoid.prime"),
+}
+
+
+def test_classes_cost_deltas_are_right_by_central_differences():
+    from examples.nielsen_network import CrossEntropyCost, QuadraticCost, sigmoid
+    rng = np.random.default_rng(6)
+    z, y = rng.normal(size=(3, 1)), np.eye(3)[:, [2]]
+    for cost in (QuadraticCost, CrossEntropyCost):
+        assert_agree(cost.delta(z, sigmoid(z), y), central(lambda: cost.fn(sigmoid(z), y), z))
+
+
+@pytest.mark.parametrize("target, says", METHOD_PAIRS.values(), ids=list(METHOD_PAIRS))
+def test_classes_method_pair_passes(target, says):
+    report = verify(target)
+    assert report.ok, report.format()
+    assert says in report.format()
+    assert main(["verify", target]) == 0
+
+
+def test_classes_method_pair_cost_delta_sign_is_named():
+    report = verify("planted_networks:CrossEntropySign")
+    assert not report.ok
+    assert report.diagnosis.startswith("wrong sign"), report.diagnosis
+
+
+def test_classes_method_pair_without_derivative_is_refused(tmp_path, monkeypatch, capsys):
+    (tmp_path / "nodelta.py").write_text("class Cost:\n    @staticmethod\n    def fn(a, y):\n        return (a - y) ** 2\n")
+    monkeypatch.syspath_prepend(str(tmp_path))
+    assert main(["verify", "nodelta:Cost"]) == 2
+    err = capsys.readouterr().err
+    assert "needs its derivative as a method" in err and "def delta(z, a, y)" in err

@@ -22,6 +22,7 @@ from scratch.verify.function_pairs import pair_ops
 from scratch.verify.layer_functions import layer_op
 from scratch.verify.load import OpError, load_op, resolve_op
 from scratch.verify.loss_functions import loss_op
+from scratch.verify.method_pairs import is_method_pair, method_pair_ops
 from scratch.verify.networks import read_network
 
 PARTNERS = ("{f}_derivative", "{f}_prime", "{f}_grad", "d{f}", "d_{f}", "{f}_backward", "{f}_gradient",
@@ -68,6 +69,10 @@ def load_ops(target, grad=None, kind: str | None = None, convention: str | None 
     """The ops to verify for ``target`` (a class, a function, or their import path); OpError
     (one line: the CLI's exit 2) when it cannot be verified as given."""
     obj, shown, module = _resolve(target)
+    if inspect.isclass(obj) and kind is None and is_method_pair(obj):
+        if grad is not None:
+            raise OpError(f"--grad applies to functions; {shown} holds its derivative as a method")
+        return method_pair_ops(obj, shown, seed, convention)
     if inspect.isclass(obj):
         if grad is not None or convention is not None:
             raise OpError(f"--grad and --convention apply to functions; {shown} is a class")
