@@ -88,6 +88,36 @@ CORRECT = {
 }
 
 
+def test_networks_course_variants_are_right_by_central_differences():
+    from course_networks import FullyConnectedNet, TwoLayerNetReg
+    np.random.seed(7)
+    rng = np.random.default_rng(7)
+    X, y = rng.normal(size=(6, 4)), rng.integers(0, 3, size=6)
+    nets = [(TwoLayerNetReg(4, 5, 3, std=0.5), {"reg": 0.1}),
+            (FullyConnectedNet([5, 4], input_dim=4, num_classes=3, reg=0.1, weight_scale=0.5, dtype=np.float64), {})]
+    for net, kw in nets:
+        for param in net.params.values():
+            param += rng.normal(0.0, 0.1, size=param.shape)     # no unit exactly on relu's kink
+        _, grads = net.loss(X, y, **kw)
+        for name, param in net.params.items():
+            assert_agree(grads[name], central(lambda: net.loss(X, y, **kw)[0], param))
+
+
+COURSE = {
+    "reg_argument_in_place_probs": ("course_networks:TwoLayerNetReg", "loss called with reg=0.1"),
+    "deep_float32_zero_biases": ("course_networks:FullyConnectedNet",
+                                 "b1, b2, b3: all zeros as constructed, set to seeded normal values"),
+}
+
+
+@pytest.mark.parametrize("target, says", COURSE.values(), ids=list(COURSE))
+def test_networks_course_variant_passes(target, says):
+    report = verify(target)
+    assert report.ok, report.format()
+    assert says in report.format()
+    assert "hidden_dims=[5, 4]" in report.format() or "TwoLayerNetReg(input_size=4" in report.format()
+
+
 @pytest.mark.parametrize("target, says", CORRECT.values(), ids=list(CORRECT))
 def test_networks_correct_version_passes(target, says, capsys):
     report = verify(target)

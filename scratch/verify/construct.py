@@ -24,11 +24,12 @@ SIZE_NAMES = {
     "n_out": 3, "out_features": 3, "units": 3, "output_dim": 3, "output_size": 3, "outputs": 3, "fan_out": 3,
     "out_dim": 3, "n_outputs": 3, "num_outputs": 3, "n_units": 3, "num_units": 3, "neurons": 3, "d_out": 3,
     "num_classes": 3, "n_classes": 3, "classes": 3, "out_channels": 3,
-    "vocab_size": 5, "sizes": [4, 5, 3], "layer_sizes": [4, 5, 3], "layers": [4, 5, 3],
+    "vocab_size": 5, "sizes": [4, 5, 3], "hidden_dims": [5, 4], "hidden_sizes": [5, 4], "layer_sizes": [4, 5, 3], "layers": [4, 5, 3],
 }
 # parameters with defaults that would make the check weak or slow, replaced (and said so)
-OVERRIDES = {"input_dim": 4, "hidden_dim": 5, "num_classes": 3, "weight_scale": 0.5, "std": 0.5,
-             "init_scale": 0.5, "reg": 0.1, "sizes": [4, 5, 3]}
+OVERRIDES = {"input_dim": 4, "input_size": 4, "hidden_dim": 5, "hidden_size": 5, "num_classes": 3,
+             "output_size": 3, "weight_scale": 0.5, "std": 0.5, "init_scale": 0.5, "reg": 0.1, "sizes": [4, 5, 3],
+             "hidden_dims": [5, 4], "dtype": "float64"}
 EXAMPLE_TEXT = ("def {cls}_example(rng):\n"
                 "    return {cls}(4, 3)          # or a dict of constructor arguments")
 

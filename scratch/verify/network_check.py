@@ -65,8 +65,9 @@ def check(net: NetworkUnderTest, name: str, got, expected, reference: str, tol: 
                  checked=cmp.compared >= cmp.enough or not cmp.error <= tol)
 
 
-def fd_checks(net: NetworkUnderTest, got: dict, tol: float = FD_TOL) -> list[Check]:
-    fd = finite_differences(net)
+def fd_checks(net: NetworkUnderTest, got: dict, tol: float = FD_TOL, fd: dict | None = None) -> list[Check]:
+    """One check per parameter against finite differences (``fd``: computed already)."""
+    fd = finite_differences(net) if fd is None else fd
     checks = []
     for name in net.order:
         if got[name] is None:

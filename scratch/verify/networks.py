@@ -60,6 +60,17 @@ def _floats(value) -> bool:
     return isinstance(value, np.ndarray) and value.dtype.kind == "f"
 
 
+def unzero(params: dict, seed: int) -> str | None:
+    """Parameters that are all zeros (biases as initialised) set to seeded normal values: at zero
+    biases a unit whose inputs are all dead sits exactly on relu's kink. The note says which."""
+    zeros = [n for n, p in params.items() if p.size and not p.any()]
+    rng = np.random.default_rng(seed + 1)
+    for n in zeros:
+        params[n][...] = rng.normal(0.0, 0.1, size=params[n].shape)
+    return (f"{', '.join(zeros)}: all zeros as constructed, set to seeded normal values (σ = 0.1) so that no "
+            f"unit sits exactly on a kink") if zeros else None
+
+
 def _rebound_method(fn, inst, xp, attrs: dict):
     """fn bound to a shallow copy of inst with ``attrs`` replaced, NumPy names rebound to xp."""
     twin = copy.copy(inst)
@@ -75,6 +86,15 @@ def is_params_net(cls) -> bool:
     return callable(getattr(cls, "loss", None)) and not callable(getattr(cls, "backward", None))
 
 
+def _loss_keywords(cls) -> dict:
+    """Keyword arguments of loss(...) set so that their gradient terms are checked: reg=0.1."""
+    try:
+        params = inspect.signature(cls.loss).parameters
+    except (TypeError, ValueError):
+        return {}
+    return {"reg": 0.1} if "reg" in params and params["reg"].default is not inspect.Parameter.empty else {}
+
+
 def params_net(cls, shown: str, seed: int) -> NetworkUnderTest:
     inst, how = build(cls, shown, seed)
     params = getattr(inst, "params", None)
@@ -85,55 +105,68 @@ def params_net(cls, shown: str, seed: int) -> NetworkUnderTest:
     names = [n for n, v in params.items() if _floats(v)]
     for n in names:
         params[n] = np.array(params[n], dtype=np.float64)
-    rng = np.random.default_rng(seed)
-    X, y, made = _params_inputs(cls, inst, params, names, shown, rng)
+    unzeroed = unzero({n: params[n] for n in names}, seed)
+    keywords = _loss_keywords(cls)
+    X, y, made, classes = _params_inputs(cls, inst, params, names, shown, np.random.default_rng(seed))
 
     def run():
-        out = call(f"{shown}.loss(X, y)", inst.loss, X.copy(), y.copy())
+        out = call(f"{shown}.loss(X, y)", inst.loss, X.copy(), y.copy(), **keywords)
         if not (isinstance(out, tuple) and len(out) == 2 and isinstance(out[1], dict)):
             raise OpError(f"{shown}.loss(X, y) returned {type(out).__name__}; expected (loss, grads) with grads "
                           f"a dict keyed like self.params")
         return out
 
     def loss():
-        return float(np.asarray(inst.loss(X.copy(), y.copy())[0], dtype=np.float64))
+        return float(np.asarray(inst.loss(X.copy(), y.copy(), **keywords)[0], dtype=np.float64))
 
     def gradients():
         grads = run()[1]
-        return {n: grads.get(n) for n in names}
+        return {n: grads.get(n, grads.get(f"d{n}")) for n in names}
 
     def torch_loss(xp, values):
         method = _rebound_method(cls.loss, inst, xp, {"params": {**params, **values}})
-        return method(xp.asarray(X), xp.asarray(y))[0]
+        return method(xp.asarray(X), xp.asarray(y), **keywords)[0]
 
     run()
-    scores = call(f"{shown}.loss(X)", inst.loss, X.copy())
-    classes = int(np.shape(scores)[-1]) if np.ndim(scores) == 2 else None
     notes = [f"form: network with loss(X, y) -> (loss, grads) over self.params ({', '.join(names)}); {how}"]
+    notes += [unzeroed] if unzeroed else []
+    if keywords:
+        notes.append("loss called with " + ", ".join(f"{k}={v}" for k, v in keywords.items())
+                     + " (so that the regularisation's gradient is checked too)")
     return NetworkUnderTest(shown, "loss(X, y)", {n: params[n] for n in names}, loss, gradients,
                             {n: f"grads[{n!r}]" for n in names}, names[::-1], torch_loss, notes,
-                            f"X {X.shape} {made}, y {y.size} class labels", (X.shape[0], classes or 1))
+                            f"X {X.shape} {made}, y {y.size} class labels", (X.shape[0], classes))
 
 
 def _params_inputs(cls, inst, params, names, shown, rng):
+    """(X, y, how X was made, the number of classes)."""
     module = inspect.getmodule(cls)
     fn = getattr(module, f"{cls.__name__}_inputs", None)
     if callable(fn):
         out = call(f"{cls.__name__}_inputs(rng)", fn, rng)
         if not (isinstance(out, tuple) and len(out) == 2):
             raise OpError(f"{cls.__name__}_inputs(rng) returned {type(out).__name__}; expected (X, y)")
-        return np.asarray(out[0], dtype=np.float64), np.asarray(out[1]), f"from {cls.__name__}_inputs(rng)"
+        X, y = np.asarray(out[0], dtype=np.float64), np.asarray(out[1])
+        return X, y, f"from {cls.__name__}_inputs(rng)", int(y.max()) + 1 if y.size and y.dtype.kind in "iu" else 1
     first = next((params[n] for n in names if params[n].ndim >= 2), None)
     if first is None:
-        raise OpError(f"{shown}: no weight matrix in self.params to read the input width from; define "
-                      f"{cls.__name__}_inputs(rng) returning (X, y)")
+        raise OpError(f"{shown}: no weight matrix in self.params to read the input width from; define\n"
+                      f"    def {cls.__name__}_inputs(rng):\n        return X, y")
     X = rng.normal(0.0, 1.0, size=(BATCH, first.shape[0]))
-    scores = call(f"{shown}.loss(X)", inst.loss, X.copy())
-    if np.ndim(scores) != 2:
-        raise OpError(f"{shown}.loss(X) returned shape {np.shape(scores)}; expected scores (N, C) (or define "
-                      f"{cls.__name__}_inputs(rng) returning (X, y))")
-    y = rng.integers(0, np.shape(scores)[1], size=BATCH)
-    return X, y, "seeded normal (width from the first weight)"
+    try:
+        y_optional = inspect.signature(inst.loss).parameters["y"].default is not inspect.Parameter.empty
+    except (TypeError, ValueError, KeyError):
+        y_optional = False
+    if y_optional:
+        scores = call(f"{shown}.loss(X)", inst.loss, X.copy())
+        if np.ndim(scores) != 2:
+            raise OpError(f"{shown}.loss(X) returned shape {np.shape(scores)}; expected scores (N, C) (or define "
+                          f"{cls.__name__}_inputs(rng) returning (X, y))")
+        classes = int(np.shape(scores)[1])
+    else:    # the classes are the last parameter's width
+        classes = int(params[names[-1]].shape[-1])
+    y = rng.integers(0, classes, size=BATCH)
+    return X, y, "seeded normal (width from the first weight)", classes
 
 
 # -------------------------------------------------------------- backprop(x, y) over lists
@@ -165,6 +198,8 @@ def backprop_net(cls, shown: str, seed: int) -> NetworkUnderTest:
         raise OpError(f"{shown}: backprop is checked against the cost of feedforward(x); it has no feedforward")
     for lst in (weights, biases):
         lst[:] = [np.array(v, dtype=np.float64) for v in lst]
+    unzeroed = unzero({f"{kind}[{i}]": v for kind, lst in (("weights", weights), ("biases", biases))
+                       for i, v in enumerate(lst)}, seed)
     rng = np.random.default_rng(seed)
     cost = getattr(inst, "cost", None)
     cost_fn = getattr(cost, "fn", None)
@@ -220,6 +255,7 @@ def backprop_net(cls, shown: str, seed: int) -> NetworkUnderTest:
                  if callable(cost_fn) else "cost: ½‖a − y‖² (no cost class; the cost whose derivative is a − y)")
     notes = [f"form: network with backprop(x, y) -> (nabla_b, nabla_w); {how}",
              f"convention: {convention}; one example x {x.shape}, one-hot y {y.shape}", cost_text]
+    notes += [unzeroed] if unzeroed else []
     gradients()
     return NetworkUnderTest(shown, "backprop", params, loss, gradients, labels, order, torch_loss, notes,
                             f"x {x.shape} seeded normal, y {y.shape} one-hot")
