@@ -161,3 +161,23 @@ def test_classes_method_pair_without_derivative_is_refused(tmp_path, monkeypatch
     assert main(["verify", "nodelta:Cost"]) == 2
     err = capsys.readouterr().err
     assert "needs its derivative as a method" in err and "def delta(z, a, y)" in err
+
+
+def test_classes_loss_with_a_weight_placeholder_stays_a_loss(tmp_path, monkeypatch):
+    (tmp_path / "weighted.py").write_text(textwrap.dedent('''
+        import numpy as np
+
+        class WeightedMSE:
+            def __init__(self):
+                self.weight = None      # per-element weights, none by default
+
+            def forward(self, pred, target):
+                self.diff = pred - target
+                return float(np.mean(self.diff ** 2))
+
+            def backward(self):
+                return 2 * self.diff / self.diff.size
+    '''))
+    monkeypatch.syspath_prepend(str(tmp_path))
+    report = verify("weighted:WeightedMSE")
+    assert report.kind == "loss" and report.ok, report.format()

@@ -241,5 +241,39 @@ def test_networks_globals_are_restored_after_checks_and_failures(tmp_path, monke
     import fragile
     before = fragile.W.copy()
     assert main(["verify", "fragile:lossFun"]) == 2
-    assert "raised FloatingPointError while its parameters were perturbed" in capsys.readouterr().err
+    assert "while its parameters were perturbed by about 1e-6, the loss raised FloatingPointError" in capsys.readouterr().err
     assert np.array_equal(fragile.W, before)
+
+
+def test_networks_argument_shadowing_a_global_is_no_network(tmp_path, monkeypatch):
+    (tmp_path / "shadow.py").write_text(textwrap.dedent('''
+        import numpy as np
+        x = np.ones((2, 3))     # a global of the same name as the argument
+
+        def square_loss(x, y):
+            loss = float(np.sum((x - y) ** 2))
+            dx = 2 * (x - y)
+            return loss, dx
+    '''))
+    monkeypatch.syspath_prepend(str(tmp_path))
+    report = verify("shadow:square_loss")
+    assert report.kind == "loss" and report.ok, report.format()
+
+
+def test_networks_too_large_for_finite_differences_is_refused(tmp_path, monkeypatch, capsys):
+    (tmp_path / "big.py").write_text(textwrap.dedent('''
+        import numpy as np
+
+        class Big:
+            def __init__(self):
+                self.params = {"W": np.ones((100, 50))}
+
+            def loss(self, X, y=None):
+                scores = X @ self.params["W"]
+                if y is None:
+                    return scores
+                return float(np.sum(scores)), {"W": X.T @ np.ones_like(scores)}
+    '''))
+    monkeypatch.syspath_prepend(str(tmp_path))
+    assert main(["verify", "big:Big"]) == 2
+    assert "5000 parameter elements, more than the 4000" in capsys.readouterr().err

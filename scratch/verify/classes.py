@@ -17,6 +17,7 @@ from __future__ import annotations
 
 import copy
 import inspect
+import re
 import types
 
 import numpy as np
@@ -31,7 +32,7 @@ from scratch.verify.report import Check
 
 PARAM_DICTS = ("params", "parameters")
 GRAD_DICTS = ("grads", "gradients", "grad", "dparams", "d_params", "param_grads")
-PARAM_PREFIXES = ("w", "b", "weight", "bias", "kernel", "gamma", "beta", "u", "v", "theta")
+PARAM_WORDS = ("weight", "bias", "kernel", "gamma", "beta", "theta")
 LEARNING_RATE_NAMES = ("learning_rate", "lr", "eta", "alpha", "step_size")
 DEFAULT_WIDTH = 4
 LEARNING_RATE = 1024.0     # a power of two: the change it makes divides back exactly
@@ -47,8 +48,11 @@ def _is_gradient_name(name: str) -> bool:
 
 
 def _is_parameter_name(name: str) -> bool:
+    """W, b, W1, Wxh, b_h, weights, bias, kernel, gamma, ... (not value, buffer, dW)."""
     low = name.lower().lstrip("_")
-    return low.startswith(PARAM_PREFIXES) and not _is_gradient_name(low)
+    if _is_gradient_name(low):
+        return False
+    return bool(re.fullmatch(r"[wbuv](_?[a-z]{0,2}\d*)", low)) or low.startswith(PARAM_WORDS)
 
 
 def find_parameters(inst, only_named: bool = False) -> tuple[dict, str]:
@@ -101,6 +105,16 @@ def _forward_of(inst):
     return inst.__call__, "__call__"
 
 
+def _one_input(forward) -> bool:
+    """A layer's forward takes one batch (a loss takes two)."""
+    try:
+        params = [p for p in inspect.signature(forward).parameters.values()
+                  if p.default is p.empty and p.kind in (p.POSITIONAL_ONLY, p.POSITIONAL_OR_KEYWORD)]
+    except (TypeError, ValueError):
+        return False
+    return len(params) == 1
+
+
 def _learning_rate_arg(backward) -> str | None:
     try:
         params = [p for p in inspect.signature(backward).parameters.values()
@@ -124,7 +138,8 @@ class _Reading:
         self.inst, self.how = build(cls, shown, seed)
         self.params, self.where = find_parameters(self.inst)
         # a layer: parameters now, or placeholders (self.W = None) its first call fills
-        self.layer = bool(self.params) or any(v is None and _is_parameter_name(k) for k, v in vars(self.inst).items())
+        self.layer = _one_input(_forward_of(self.inst)[0]) and (
+            bool(self.params) or any(v is None and _is_parameter_name(k) for k, v in vars(self.inst).items()))
         self.width = self._width() if self.layer else None
         self.forward_name = _forward_of(self.inst)[1]
         self.learning_rate = _learning_rate_arg(self.inst.backward)

@@ -10,7 +10,7 @@ from __future__ import annotations
 import numpy as np
 
 from scratch.policy import FD_TOL
-from scratch.verify.calls import array
+from scratch.verify.calls import array, call
 from scratch.verify.diagnosis import GroupData, compare
 from scratch.verify.finite_diff import scalar_derivative
 from scratch.verify.load import OpError
@@ -18,6 +18,7 @@ from scratch.verify.networks import NetworkUnderTest
 from scratch.verify.report import Check, OpReport
 
 FD_REFERENCE = "finite differences"
+MAX_ELEMENTS = 4000      # finite differences call the loss 20 times per element
 
 
 def user_gradients(net: NetworkUnderTest) -> dict:
@@ -28,15 +29,19 @@ def user_gradients(net: NetworkUnderTest) -> dict:
 
 def finite_differences(net: NetworkUnderTest) -> dict:
     """name -> FDResult of the loss with respect to each live parameter (restored whatever happens)."""
+    size = sum(p.size for p in net.params.values())
+    if size > MAX_ELEMENTS:
+        raise OpError(f"{net.target}: {size} parameter elements, more than the {MAX_ELEMENTS} finite differences "
+                      f"can take (20 loss calls each); give smaller sizes through a hook, e.g.\n"
+                      f"    def <Class>_example(rng):\n        return {{'input_dim': 4, 'hidden_dim': 5}}")
     saved = {n: p.copy() for n, p in net.params.items()}
     fd = {}
     try:
         with np.errstate(all="ignore"):
             for name in net.order:
-                fd[name] = scalar_derivative(lambda: (v := net.loss(), abs(v)), net.params[name])
-    except Exception as err:
-        raise OpError(f"{net.target}: the loss raised {type(err).__name__} while its parameters were perturbed by "
-                      f"1e-6: {err}") from None
+                fd[name] = scalar_derivative(lambda: (v := call("the loss", net.loss), abs(v)), net.params[name])
+    except OpError as err:
+        raise OpError(f"{net.target}: while its parameters were perturbed by about 1e-6, {err}") from None
     finally:
         for n, p in net.params.items():
             p[...] = saved[n]

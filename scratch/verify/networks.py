@@ -277,16 +277,28 @@ def returned_names(fn) -> list | None:
     return names
 
 
+def _global_reads(fn) -> set:
+    """The global names fn reads, and those of the functions of its module it calls."""
+    g = fn.__globals__
+    names = set(fn.__code__.co_names)
+    for name in list(names):
+        helper = g.get(name)
+        if isinstance(helper, types.FunctionType) and helper.__globals__ is g:
+            names |= set(helper.__code__.co_names)
+    return names - set(inspect.signature(fn).parameters)
+
+
 def _matches(fn, names) -> dict:
-    """returned position -> the array it is the gradient of (module global or argument name)."""
+    """returned position -> the module global it is the gradient of (read by fn, not an argument)."""
     g = getattr(fn, "__globals__", {})
+    reads = _global_reads(fn)
     found = {}
     for i, name in enumerate(names or []):
         if i == 0 or not name.isidentifier():
             continue
         for base in (name[1:], name[2:] if name.startswith("d_") else None, name[5:] if name.startswith("grad_")
                      else None):
-            if base and _floats(g.get(base)):
+            if base and base in reads and _floats(g.get(base)):
                 found[i] = base
                 break
     return found
