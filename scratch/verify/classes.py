@@ -168,7 +168,8 @@ class _Reading:
                 self.params = {**made, **{n: getattr(trial, n) for n in self.params}}
             self.inst = trial
             return width
-        raise OpError(f"{self.shown}: its forward takes no batch x of shape (N, D) for D in {tried}; give an "
+        raise OpError(f"{self.shown}: its forward takes no batch x of shape (N, D), one row per sample, for D in "
+                      f"{tried} (column-vector layers, W @ x with x of shape (D, 1), are not read); give an "
                       f"`inputs` attribute (the input width) or a hook:\n    def {self.cls.__name__}_example(rng):\n"
                       f"        return {self.cls.__name__}(4, 3)")
 
