@@ -1,7 +1,8 @@
 """A character-level RNN's loss function as the classic minimal script writes it: the parameters
 are module globals Wxh, Whh, Why, bh, by, and ``lossFun(inputs, targets, hprev)`` takes lists of
 token ids and the previous hidden state (a column), runs forward over the sequence and back
-through time, and returns (loss, dWxh, dWhh, dWhy, dbh, dby, the last hidden state).
+through time, clips the gradients to [-5, 5] (inactive at these sizes: verify would name a clipped
+element), and returns (loss, dWxh, dWhh, dWhy, dbh, dby, the last hidden state).
 
     nnparity verify examples.char_rnn:lossFun
 
@@ -43,4 +44,6 @@ def lossFun(inputs, targets, hprev):
         dWxh += np.dot(dhraw, xs[t].T)
         dWhh += np.dot(dhraw, hs[t - 1].T)
         dhnext = np.dot(Whh.T, dhraw)
+    for dparam in [dWxh, dWhh, dWhy, dbh, dby]:
+        np.clip(dparam, -5, 5, out=dparam)  # clip to mitigate exploding gradients
     return loss, dWxh, dWhh, dWhy, dbh, dby, hs[len(inputs) - 1]
