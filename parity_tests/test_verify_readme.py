@@ -56,12 +56,15 @@ def test_the_tutorial_shows_its_sessions():
         ".venv/bin/nnparity verify examples.course_layers:batchnorm_forward",
         ".venv/bin/nnparity verify examples.course_layers:conv_forward_naive",
         ".venv/bin/nnparity verify examples.course_layers:lstm_step_forward",
+        ".venv/bin/nnparity verify examples.two_layer_net:TwoLayerNet",
+        ".venv/bin/nnparity verify parity_tests.planted_networks:TwoLayerBiasMean",
     ]
 
 
 @pytest.mark.parametrize("command, shown", SESSIONS, ids=["tanh", "sigmoid_slip", "mse_slip", "function_pair",
                                                           "z_for_a", "cache_pair", "cache_mean_for_sum",
-                                                          "course_batchnorm", "course_conv", "course_lstm_step"])
+                                                          "course_batchnorm", "course_conv", "course_lstm_step",
+                                                          "two_layer_net", "two_layer_net_bias_averaged"])
 def test_tutorial_command_prints_what_the_readme_shows(command, shown, capsys, monkeypatch):
     monkeypatch.chdir(REPO)
     argv = shlex.split(command)
@@ -106,3 +109,10 @@ def test_first_tutorial_command_runs_as_written_from_the_repo_root():
     proc = subprocess.run(argv, cwd=REPO, capture_output=True, text=True, timeout=300)
     assert proc.returncode == 0, proc.stderr
     assert_shown(proc.stdout.rstrip("\n").splitlines(), shown)
+
+
+def test_whole_network_sessions_pass_and_name_the_averaged_bias():
+    (_, net), (_, slip) = SESSIONS[7:9]
+    assert net[-1] == "PASS: 8 of 8 checks agree"
+    assert "  reference: autograd of your loss code run on torch tensors (NumPy names rebound to torch._numpy)" in net
+    assert slip[-1].startswith("diagnosis: grads['b2']: divided by the batch size N = 5 once too often")

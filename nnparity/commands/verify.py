@@ -3,6 +3,7 @@
     nnparity verify mypkg.ops:Swish [--kind activation|vector|loss|layer] [--seed N] [--json]
     nnparity verify mypkg.ops:sigmoid [--grad mypkg.ops:dsigmoid] [--convention z|a]
     nnparity verify mypkg.layers:affine_forward          (with affine_backward)
+    nnparity verify mypkg.nets:TwoLayerNet               (loss(X, y) -> (loss, grads); or backprop, or lossFun)
     nnparity verify --spec SPEC [--batch N] [--json]
 
 The first forms check one op (nnparity.verify.autograd), a class or a function with its
@@ -25,7 +26,8 @@ from scratch.spec import load_spec
 def add_arguments(parser):
     parser.add_argument("target", nargs="?", metavar="module:name",
                         help="the op to verify: a class (examples.custom_ops:Swish), a function with its derivative "
-                             "(examples.function_ops:sigmoid), a loss function, or X_forward with X_backward")
+                             "(examples.function_ops:sigmoid), a loss function, X_forward with X_backward, or a whole network "
+                             "(a class with loss(X, y) or backprop(x, y); a function returning (loss, *grads))")
     parser.add_argument("--grad", metavar="module:function",
                         help="a function's derivative (default: found by name, e.g. f_prime, f_derivative, df)")
     parser.add_argument("--convention", choices=("z", "a"),

@@ -223,6 +223,10 @@ def _batch_factor(r: float, batch, kind: str) -> str | None:
     elif kind == "layer":
         table = [(1 / n, f"averaged over the batch where the sum is needed (got = expected / {n}, N = {n})"),
                  (n, f"got = {n} × expected (N = {n}): a batch sum counted once too often")]
+    elif kind == "network":     # the loss is a mean over the batch: its 1/N belongs in every gradient once
+        table = [(n, f"missing the ÷N of the mean over the batch (got = {n} × expected, N = {n})"),
+                 (1 / n, f"divided by the batch size N = {n} once too often, e.g. a sum over the batch "
+                         f"averaged after the loss's mean already divided by N (got = expected / {n})")]
     else:
         return None
     for value, text in table:

@@ -17,12 +17,15 @@ from __future__ import annotations
 import importlib
 import inspect
 
+from nnparity.verify.classes import class_op, needs_adapter
+from nnparity.verify.course_pairs import layer_ops, loss_ops
 from nnparity.verify.derivatives import Derivative, required_parameters
 from nnparity.verify.function_pairs import pair_ops
-from nnparity.verify.course_pairs import layer_ops, loss_ops
 from nnparity.verify.layer_functions import course_op, read_pair
 from nnparity.verify.load import OpError, load_op, resolve_op
 from nnparity.verify.loss_functions import loss_op
+from nnparity.verify.method_pairs import is_method_pair, method_pair_ops
+from nnparity.verify.networks import read_network
 
 PARTNERS = ("{f}_derivative", "{f}_prime", "{f}_grad", "d{f}", "d_{f}", "{f}_backward", "{f}_gradient",
             "{f}_deriv")
@@ -58,13 +61,27 @@ def _grad(grad, module, name: str, patterns=PARTNERS):
     return fn, f"given: {shown}"
 
 
+def load_network(target, seed: int = 0):
+    """The whole-network form of ``target`` (nnparity.verify.networks), None when it has none."""
+    obj, shown, _ = _resolve(target)
+    return read_network(obj, shown, seed)
+
+
 def load_ops(target, grad=None, kind: str | None = None, convention: str | None = None, seed: int = 0) -> list:
     """The ops to verify for ``target`` (a class, a function, or their import path); OpError
     (one line: the CLI's exit 2) when it cannot be verified as given."""
     obj, shown, module = _resolve(target)
+    if inspect.isclass(obj) and kind is None and is_method_pair(obj):
+        if grad is not None:
+            raise OpError(f"--grad applies to functions; {shown} holds its derivative as a method")
+        return method_pair_ops(obj, shown, seed, convention)
     if inspect.isclass(obj):
         if grad is not None or convention is not None:
             raise OpError(f"--grad and --convention apply to functions; {shown} is a class")
+        if kind in (None, "layer") and needs_adapter(obj):
+            op = class_op(obj, shown, seed)
+            if op is not None:
+                return [op]
         return [load_op(target, kind)]
     if isinstance(obj, tuple) and len(obj) == 2 and all(callable(o) for o in obj):
         forward, backward = obj
@@ -92,7 +109,8 @@ def load_ops(target, grad=None, kind: str | None = None, convention: str | None 
         return [loss_op(obj, shown, lambda: _grad(grad, module, name), seed)]
     if len(required_parameters(obj)) != 1:
         raise OpError(f"{shown}{inspect.signature(obj)}: expected f(z) with its derivative, loss(pred, target), "
-                      f"or X_forward(*inputs) with X_backward(dout, cache)")
+                      f"X_forward(*inputs) with X_backward(dout, cache), or a function returning (loss, dA, dB, ...) for "
+                      f"arrays A, B it reads (return loss, dWxh, dWhh)")
     fn, how = _grad(grad, module, name)
     d = Derivative.of(fn, getattr(fn, "__name__", "df"))
     if len(required_parameters(fn)) not in (1, 2):

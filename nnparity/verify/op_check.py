@@ -14,8 +14,9 @@ import numpy as np
 from nnparity.verify import probes
 from nnparity.verify.diagnosis import GroupData, compare
 from nnparity.verify.finite_diff import FDResult, elementwise_derivative, jacobian_rows, scalar_derivative
-from nnparity.verify.forms import load_ops
+from nnparity.verify.forms import load_network, load_ops
 from nnparity.verify.load import OpError, OpUnderTest, layer_gradients, layer_parameters
+from nnparity.verify.network_check import verify_network_fd
 from nnparity.verify.report import Check, OpReport
 from nnparity.verify.time_limit import PROBE_TIME_LIMIT, time_limit
 from scratch.policy import FD_TOL
@@ -383,6 +384,9 @@ def reviewed(evaluation: Evaluation, checks: list[Check]) -> list[Check]:
 def verify_fd(target, kind: str | None = None, seed: int = 0, grad=None, convention: str | None = None) -> OpReport:
     """Finite differences only (no torch): the torch-free half of ``nnparity verify``; every form
     of nnparity.verify.forms (a function's keyword parameters at each probed value)."""
+    network = load_network(target, seed) if grad is None and convention is None and kind is None else None
+    if network is not None:
+        return verify_network_fd(network, seed)
     report = None
     for op in load_ops(target, grad, kind, convention, seed):
         evaluation = evaluate(op, seed)

@@ -25,11 +25,13 @@ def _global_names(code) -> set:
     return names
 
 
-def with_array_module(fn, xp, _seen=None):
-    """``fn`` reading ``xp`` where it reads NumPy (fn itself for NumPy or a non-Python function)."""
+def with_array_module(fn, xp, _seen=None, values=None):
+    """``fn`` reading ``xp`` where it reads NumPy (fn itself for NumPy or a non-Python function);
+    ``values``: module globals replaced by these (name -> value), in fn and the helpers it calls."""
     func = getattr(fn, "__func__", fn)
     if xp is np or not isinstance(func, types.FunctionType):
         return fn
+    values = values or {}
     seen = {} if _seen is None else _seen
     if func in seen:
         return seen[func]
@@ -40,14 +42,16 @@ def with_array_module(fn, xp, _seen=None):
     seen[func] = new
     for name in _global_names(func.__code__):
         value = g.get(name)
-        if value is np:
+        if name in values:
+            mapping[name] = values[name]
+        elif value is np:
             mapping[name] = xp
         elif _is_numpy(value):
             twin = getattr(xp, getattr(value, "__name__", name), None)
             if twin is not None:
                 mapping[name] = twin
         elif isinstance(value, types.FunctionType) and value.__module__ == func.__module__:
-            mapping[name] = with_array_module(value, xp, seen)
+            mapping[name] = with_array_module(value, xp, seen, values)
     if mapping:
         new = types.FunctionType(func.__code__, {**g, **mapping}, func.__name__, func.__defaults__,
                                  func.__closure__)

@@ -24,22 +24,16 @@ import types
 import numpy as np
 import torch
 
+from nnparity.verify.autograd.course_twins import attach_course_twin
+from nnparity.verify.autograd.networks import verify_network
 from nnparity.verify.autograd.twins import attach_named_twin
 from nnparity.verify.diagnosis import GroupData, compare
-from nnparity.verify.forms import load_ops
+from nnparity.verify.forms import load_network, load_ops
 from nnparity.verify.load import OpUnderTest, layer_parameters
 from nnparity.verify.op_check import Evaluation, clone, evaluate, fd_checks, new_report, reference_checks, reviewed
 from nnparity.verify.report import Check, OpReport
 from nnparity.verify.time_limit import PROBE_TIME_LIMIT, configured
 from scratch.policy import TOLERANCE
-from nnparity.verify.op_check import Evaluation, clone, evaluate, fd_checks, new_report, reference_checks, reviewed
-from nnparity.verify.diagnosis import GroupData, compare
-from nnparity.verify.forms import load_ops
-from nnparity.verify.time_limit import PROBE_TIME_LIMIT, configured
-from nnparity.verify.load import OpUnderTest, layer_parameters
-from nnparity.verify.report import Check, OpReport
-from nnparity.verify.autograd.course_twins import attach_course_twin
-from nnparity.verify.autograd.twins import attach_named_twin
 
 TORCH_TOLERANCE = TOLERANCE["float64"]
 REF_MODULE = "torch_module() autograd"
@@ -258,6 +252,9 @@ def verify(target, kind: str | None = None, seed: int = 0, grad=None, convention
     """
     report = None
     with configured(time_limit_s):
+        network = load_network(target, seed) if grad is None and convention is None and kind is None else None
+        if network is not None:
+            return verify_network(network, seed)
         ops = load_ops(target, grad, kind, convention, seed)
     for op in ops:
         part = verify_op(op, seed, time_limit_s)

@@ -1,0 +1,68 @@
+"""Classes that hold a function and its derivative as methods, as tutorials write activations and
+costs, read into the function forms:
+
+- ``fn(z)`` with ``grad(z)`` (or derivative, prime, deriv, ...): an activation, a function pair
+  (function_pairs.py: z or a convention, Jacobian, VJP);
+- ``fn(pred, y)`` with ``grad(pred, y)``: a loss (loss_functions.py);
+- ``fn(a, y)`` with ``delta(z, a, y)``, the cost classes of the classic online book: delta is dC/dz
+  of a sigmoid output layer, so it is checked as the gradient of C(z, y) = fn(σ(z), y), called as
+  delta(z, σ(z), y).
+"""
+from __future__ import annotations
+
+import numpy as np
+
+from nnparity.verify.construct import build
+from nnparity.verify.derivatives import Derivative, required_parameters
+from nnparity.verify.function_pairs import pair_ops
+from nnparity.verify.load import OpError
+from nnparity.verify.loss_functions import loss_op
+
+DERIVATIVE_METHODS = ("grad", "gradient", "derivative", "prime", "deriv", "df", "dfn", "fn_prime", "fn_grad",
+                      "fn_derivative", "backward")
+EXAMPLE = ("e.g.\n    def fn(a, y): return 0.5 * np.sum((a - y) ** 2)\n"
+           "    def delta(z, a, y): return (a - y) * sigmoid_prime(z)")
+
+
+def is_method_pair(cls) -> bool:
+    return callable(getattr(cls, "fn", None)) and not callable(getattr(cls, "forward", None))
+
+
+def sigmoid(z):
+    """σ(z) without overflow for any finite z."""
+    e = np.exp(-np.abs(z))
+    return np.where(z >= 0, 1.0 / (1.0 + e), e / (1.0 + e))
+
+
+def cost_op(inst, name: str, shown: str, seed: int):
+    fn, delta = inst.fn, inst.delta
+
+    def cost(z, y):
+        return fn(sigmoid(z), y)
+
+    def cost_delta(z, y):
+        return delta(z, sigmoid(z), y)
+
+    cost.__name__, cost_delta.__name__ = f"{name}.fn", f"{name}.delta"
+    op = loss_op(cost, shown, lambda: (cost_delta, f"the cost class's delta(z, a, y), called with a = σ(z)"), seed)
+    op.notes.append("cost class: delta(z, a, y) is dC/dz of a sigmoid output layer: checked as the gradient of "
+                    "fn(σ(z), y) with respect to z")
+    return op
+
+
+def method_pair_ops(cls, shown: str, seed: int = 0, convention: str | None = None) -> list:
+    """The ops for a class with fn and its derivative as methods; OpError when the derivative is missing."""
+    inst, _ = build(cls, shown, seed)
+    name = cls.__name__
+    arity = len(required_parameters(inst.fn))
+    method = next((m for m in DERIVATIVE_METHODS if callable(getattr(inst, m, None))), None)
+    if arity == 1 and method:
+        d = Derivative.of(getattr(inst, method), f"{name}.{method}")
+        return pair_ops(inst.fn, d, shown, f"methods {name}.fn and {name}.{method}", convention, seed)
+    if arity == 2 and method:
+        grad = getattr(inst, method)
+        return [loss_op(inst.fn, shown, lambda: (grad, f"methods {name}.fn and {name}.{method}"), seed)]
+    if arity == 2 and callable(getattr(inst, "delta", None)) and len(required_parameters(inst.delta)) == 3:
+        return [cost_op(inst, name, shown, seed)]
+    raise OpError(f"{shown}: a class with fn needs its derivative as a method: {', '.join(DERIVATIVE_METHODS)} "
+                  f"(for fn(z) or fn(pred, y)), or delta(z, a, y) for a cost fn(a, y); {EXAMPLE}")
