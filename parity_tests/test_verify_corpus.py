@@ -53,17 +53,7 @@ KNOWN_WRONG: dict[str, list[str]] = {
     "refused: a constructor with required arguments (FullyConnected(n_out), Linear(in, out), "
     "BatchNorm1d(num_features))":
         ["class/layer_classes/FullyConnected", "class/layer_class_slips/FullyConnected",
-         "class/layer_classes/Linear", "class/layer_class_slips/Linear", "class/layer_classes/BatchNorm1d",
-         "class/layer_class_slips/BatchNorm1d"],
-    "refused: a whole network (Nielsen's backprop(x, y), TwoLayerNet.loss(X, y) -> (loss, grads)) has no "
-    "forward/backward":
-        ["network/nielsen_network", "network/nielsen_slip_cost_sign", "network/nielsen_slip_output_sp",
-         "network/nielsen_slip_hidden_sp", "network/nielsen_slip_wrong_activation", "network/nielsen_network2",
-         "network/nielsen_network2_slip", "network/two_layer_net", "network/two_layer_slip_b1_from_scores",
-         "network/two_layer_slip_no_relu_mask", "network/two_layer_slip_reg_factor"],
-    "refused: Nielsen's cost classes (fn(a, y), delta(z, a, y)) have no forward/backward":
-        ["network/nielsen_network2/QuadraticCost", "network/nielsen_network2/CrossEntropyCost",
-         "network/nielsen_network2_slip/CrossEntropyCost"],
+         "class/layer_classes/BatchNorm1d", "class/layer_class_slips/BatchNorm1d"],
     "refused: min-char-rnn's lossFun(inputs, targets, hprev) over module globals is not a known form":
         ["network/min_char_rnn", "network/min_char_rnn_slip_no_dhnext", "network/min_char_rnn_slip_whh_state"],
 }

@@ -91,7 +91,7 @@ def test_each_session_ends_with_its_verdict_and_diagnosis():
 
 
 def test_the_course_sessions_name_their_torch_twins():
-    (_, batchnorm), (_, conv), (_, lstm) = SESSIONS[7:]
+    (_, batchnorm), (_, conv), (_, lstm) = SESSIONS[7:10]
     assert "  reference: autograd of F.batch_norm (torch's own, matched by the function's name)" in batchnorm
     assert any(line.startswith("  [batchnorm_backward_alt] bn_param running_var vs F.batch_norm") for line in batchnorm)
     assert "  reference: autograd of F.conv2d (torch's own, matched by the function's name)" in conv
@@ -112,7 +112,7 @@ def test_first_tutorial_command_runs_as_written_from_the_repo_root():
 
 
 def test_whole_network_sessions_pass_and_name_the_averaged_bias():
-    (_, net), (_, slip) = SESSIONS[7:9]
+    (_, net), (_, slip) = SESSIONS[10:12]
     assert net[-1] == "PASS: 8 of 8 checks agree"
     assert "  reference: autograd of your loss code run on torch tensors (NumPy names rebound to torch._numpy)" in net
     assert slip[-1].startswith("diagnosis: grads['b2']: divided by the batch size N = 5 once too often")
