@@ -7,7 +7,7 @@ see benchmarks/README.md for the method and the results.
 from __future__ import annotations
 
 from nnparity.outputs import check_output_file
-from nnparity.usage import UsageError
+from nnparity.usage import UsageError, check_threads
 
 
 def add_arguments(parser):
@@ -24,6 +24,7 @@ def run(args) -> int:
         args = bench.check_args(args)
     except bench.UsageError as err:
         raise UsageError(str(err)) from None
+    check_threads(args.threads)
     for flag, path, suffix in (("--json", args.json, None), ("--plot", args.plot, ".png")):
         if path and path != "-":
             check_output_file(path, flag, force=args.force, suffix=suffix)

@@ -19,7 +19,8 @@ from nnparity import interrupts
 from nnparity.commands.compare import exits
 from nnparity.commands.compare.report import BACKENDS, analyze, format_table, plot_report, runs_per_backend
 from nnparity.outputs import check_output_file, write_via_temp
-from nnparity.usage import UsageError, add_device_argument, check_tolerance, spec_from_args, spec_on_device
+from nnparity.usage import (UsageError, add_device_argument, check_threads, check_tolerance, spec_from_args,
+                            spec_on_device)
 from scratch.data import batch_order, load_dataset
 from scratch.policy import FLOAT32_DRIFT_BOUND, TRAJECTORY_TOL, json_safe, run_tolerance
 
@@ -60,10 +61,11 @@ def add_arguments(parser):
 
 def checked_options(args) -> str | None:
     """Refuse bad options before any work (UsageError); return the plot path, or None."""
-    for name in ("epochs", "devices", "num_nodes", "threads", "repeat"):
+    for name in ("epochs", "devices", "num_nodes", "repeat"):
         value = getattr(args, name)
         if value is not None and value < 1:
             raise UsageError(f"--{name.replace('_', '-')}: must be >= 1, got {value}")
+    check_threads(args.threads)
     check_tolerance(args.tol)
     if args.plot is None:  # the default name is this command's own output: each run replaces it
         plot = check_output_file(DEFAULT_PLOT, "--plot", replaceable=True)
