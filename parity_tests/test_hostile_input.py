@@ -129,3 +129,43 @@ def test_noise_beyond_range_one_line(dtype, noise, fragment, tmp_path, capsys):
     code, out, err = run_cli(capsys, "train", str(path))
     assert code == 2 and out == ""
     assert_one_line(err, "train", f"data.noise: {fragment}")
+
+
+# --------------------------------------------------------------------------------------- API
+
+def nested(depth: int):
+    value = []
+    for _ in range(depth):
+        value = [value]
+    return value
+
+
+DEEP_FIELDS = [("optimizer", "betas"), ("optimizer", "lr"), ("optimizer", "name"), ("loss", "name"),
+               ("loss", "reduction"), ("data", "x"), ("data", "y"), ("data", "name"), ("data", "scale"),
+               ("train", "epochs"), ("train", "batch_size"), (None, "seed"), (None, "dtype"), (None, "layers"),
+               ("layers", "units"), ("layers", "activation"), ("layers", "activation_params"), ("layers", "weight"),
+               ("layers", "bias"), ("layers", "init")]
+
+
+DEEP_CASES = [(table, key, 2_000) for table, key in DEEP_FIELDS] + [("optimizer", "betas", 100_000),
+                                                                  ("data", "x", 100_000)]
+
+
+@pytest.mark.parametrize("table,key,depth", DEEP_CASES,
+                         ids=[f"{t}.{k}-{d}" if t else f"{k}-{d}" for t, k, d in DEEP_CASES])
+def test_parse_spec_deep_nesting_spec_error(table, key, depth):
+    """parse_spec (the API, no file loader in front) refuses a value nested deeper than the
+    interpreter's recursion limit with a SpecError naming the field, not a RecursionError."""
+    raw = {"layers": [{"inputs": 2, "units": 1, "activation": "sigmoid"}], "loss": {"name": "bce"},
+           "optimizer": {"name": "adam"}, "data": {"x": [[0.0, 1.0]], "y": [[1.0]]}, "train": {}}
+    if table is None:
+        raw[key] = nested(depth)
+    elif table == "layers":
+        raw["layers"][0][key] = nested(depth)
+    else:
+        raw[table][key] = nested(depth)
+    if key == "name" and table == "data":   # a named dataset, not inline data
+        del raw["data"]["x"], raw["data"]["y"]
+    with pytest.raises(SpecError) as caught:
+        parse_spec(raw)
+    assert key in caught.value.field and len(str(caught.value)) < 600
