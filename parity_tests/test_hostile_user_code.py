@@ -108,43 +108,47 @@ def test_user_code_raises_one_line(command, where, spec_with_op, capsys):
     assert WHERE_SHOWN[where] in err and "boom" in err
 
 
+AUTOGRAD_OP = textwrap.dedent('''
+    import sys
+    from os import _exit    # taken while the import runs as user code
+    import numpy as np
+    import torch
+
+    class Leave(torch.autograd.Function):
+        @staticmethod
+        def forward(ctx, z):
+            return z * 1.0
+
+        @staticmethod
+        def backward(ctx, grad_out):
+            {call}
+
+    class Module(torch.nn.Module):
+        def forward(self, z):
+            return Leave.apply(z)
+
+    class Op:
+        def __init__(self, xp=np):
+            pass
+
+        def forward(self, z):
+            return z * 1.0
+
+        def backward(self, grad_out):
+            return grad_out * 1.0
+
+        @classmethod
+        def torch_module(cls):
+            return Module()
+''')
+
+
 def test_user_code_sys_exit_in_torch_autograd_not_a_verdict(tmp_path, monkeypatch, capsys):
     """A SystemExit from user code no guard wraps (a torch.autograd.Function's backward, run by
     autograd) still ends the command as user code, exit 2."""
     monkeypatch.syspath_prepend(str(tmp_path))
     name = f"user_op_{uuid.uuid4().hex[:12]}"
-    (tmp_path / f"{name}.py").write_text(textwrap.dedent('''
-        import sys
-        import numpy as np
-        import torch
-
-        class Leave(torch.autograd.Function):
-            @staticmethod
-            def forward(ctx, z):
-                return z * 1.0
-
-            @staticmethod
-            def backward(ctx, grad_out):
-                sys.exit(0)
-
-        class Module(torch.nn.Module):
-            def forward(self, z):
-                return Leave.apply(z)
-
-        class Op:
-            def __init__(self, xp=np):
-                pass
-
-            def forward(self, z):
-                return z * 1.0
-
-            def backward(self, grad_out):
-                return grad_out * 1.0
-
-            @classmethod
-            def torch_module(cls):
-                return Module()
-    '''))
+    (tmp_path / f"{name}.py").write_text(AUTOGRAD_OP.format(call="sys.exit(0)"))
     path = tmp_path / "spec.toml"
     path.write_text(SPEC.format(op=f"{name}:Op"))
     try:
@@ -170,6 +174,16 @@ def test_user_code_os_exit_train_scratch(tmp_path):
     assert done.returncode == 2 and done.stdout == ""
     assert_one_line(done.stderr, "train", "user code called os._exit(0) in ")
     assert "Op.forward" in done.stderr
+
+
+@pytest.mark.slow
+def test_user_code_os_exit_taken_at_import_check(tmp_path):
+    """``from os import _exit`` at import, called later where no guard runs (autograd)."""
+    (tmp_path / "user_op.py").write_text(AUTOGRAD_OP.format(call="_exit(0)"))
+    (tmp_path / "spec.toml").write_text(SPEC.format(op="user_op:Op"))
+    done = _nnparity("check", "spec.toml", "--json", cwd=tmp_path)
+    assert done.returncode == 2 and done.stdout == ""
+    assert_one_line(done.stderr, "check", "user code called os._exit(0) in user_op.Leave.backward")
 
 
 @pytest.mark.slow

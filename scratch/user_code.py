@@ -2,9 +2,9 @@
 torch_module()): whatever it prints goes to stderr, never into the command's output (a --json
 object); ending the process or raising is reported as bad input, one line, never as a verdict.
 
-``sys.exit(N)`` (SystemExit) and ``os._exit(N)`` called by that name are caught while the user's
-code runs; a process ended by other means (``posix._exit``, a signal sent to itself) cannot be
-seen from inside it and ends with the status it chose.
+``sys.exit(N)`` (SystemExit) is caught; so is ``os._exit(N)``, by that name, while the user's code
+runs (or through a reference to it taken then). A process ended by other means (``posix._exit``,
+a signal sent to itself) cannot be seen from inside it and ends with the status it chose.
 """
 from __future__ import annotations
 
@@ -19,16 +19,13 @@ class UserCodeError(SpecError):
     """The user's code ended the process or raised; the message names where."""
 
 
-class _ProcessExit(BaseException):
-    """os._exit(N) while the user's code runs: a BaseException, so ``except Exception`` keeps it."""
-
-    def __init__(self, code):
-        super().__init__(code)
-        self.code = code
+class ProcessExit(SystemExit):
+    """os._exit(N) called while the user's code runs (or later, through a reference the user's
+    import took then): a SystemExit, so ``except Exception`` keeps it and the CLI reports it."""
 
 
 def _exit_refused(code):
-    raise _ProcessExit(code)
+    raise ProcessExit(code)
 
 
 @contextlib.contextmanager
@@ -41,9 +38,8 @@ def running(where: str, field: str = "", exceptions: bool = True):
     try:
         with contextlib.redirect_stdout(sys.stderr):
             yield
-    except (SystemExit, _ProcessExit) as err:
-        call = "sys.exit" if isinstance(err, SystemExit) else "os._exit"
-        raise UserCodeError(field, f"user code called {call}({shown(err.code)}) in {where}") from None
+    except SystemExit as err:
+        raise UserCodeError(field, f"user code called {_call(err)}({shown(err.code)}) in {where}") from None
     except (SpecError, MemoryError):
         raise
     except Exception as err:
@@ -57,11 +53,17 @@ def running(where: str, field: str = "", exceptions: bool = True):
 def exit_message(err: SystemExit) -> str:
     """What a SystemExit that no ``running`` block saw says: the call, and the innermost frame it
     passed through (module.function)."""
-    tb = err.__traceback__
-    while tb is not None and tb.tb_next is not None:
+    where, tb = "?", err.__traceback__
+    while tb is not None:
+        module = tb.tb_frame.f_globals.get("__name__", "?")
+        if module != __name__:   # not _exit_refused, the os._exit stand-in
+            where = f"{module}.{tb.tb_frame.f_code.co_qualname}"
         tb = tb.tb_next
-    where = "?" if tb is None else f"{tb.tb_frame.f_globals.get('__name__', '?')}.{tb.tb_frame.f_code.co_qualname}"
-    return f"user code called sys.exit({shown(err.code)}) in {where}"
+    return f"user code called {_call(err)}({shown(err.code)}) in {where}"
+
+
+def _call(err: SystemExit) -> str:
+    return "os._exit" if isinstance(err, ProcessExit) else "sys.exit"
 
 
 def _first_line(err: Exception) -> str:
