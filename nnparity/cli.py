@@ -3,7 +3,9 @@
 Commands: compare (scratch loop, torch loop and Lightning side by side), check (one forward and
 backward, tensor by tensor), verify (a hand-written backward of your own), train, bench (timings
 against torch and the machine's limit), convert (checkpoints between the three).
-Exit codes: 0 all passed, 1 a parity check failed, 2 bad input (the message names the field).
+Exit codes: 0 all passed, 1 a parity check failed, 2 bad input (the message names the field), user
+code that ended the run or raised, or output that could not be written; 141 the reader of the output
+went away (a closed pipe); 128 + N a signal N (Ctrl-C 130).
 """
 from __future__ import annotations
 
@@ -74,14 +76,18 @@ def console_main(argv: list[str] | None = None) -> int:
 
 
 def _run(module, args) -> int:
-    """The command, with every way it may end as one exit code: bad input 2, a signal 128 + its number."""
+    """The command, with every way it may end as one exit code: bad input 2, a signal 128 + its
+    number, a failed write to stdout 2 (a closed pipe 141, nnparity.stdout)."""
+    from nnparity import stdout
     from nnparity.usage import UsageError
+    from scratch import user_code
     from scratch.errors import SpecError
 
     if "" not in sys.path and os.getcwd() not in sys.path:  # user ops ('module:Class') import from the cwd,
         sys.path.insert(0, os.getcwd())                     # as under python -m
     try:
-        return module.run(args)
+        with stdout.guarded():
+            return module.run(args)
     except (SpecError, UsageError) as err:
         print(f"nnparity {args.command}: {err}", file=sys.stderr)
         return 2
@@ -92,8 +98,14 @@ def _run(module, args) -> int:
         print(f"nnparity {args.command}: out of memory; make the spec or the batch smaller "
               f"(the up-front limit is set by NNPARITY_MAX_MEMORY)", file=sys.stderr)
         return 2
-    except BrokenPipeError:  # `nnparity ... | head`
-        return 0
+    except stdout.StdoutError as err:
+        if err.broken_pipe:   # `nnparity ... | head`: the reader left on purpose
+            return stdout.BROKEN_PIPE_EXIT
+        print(f"nnparity {args.command}: cannot write the output to stdout: {err}", file=sys.stderr)
+        return 2
+    except SystemExit as err:   # no command exits by itself: user code did, where no guard (scratch.user_code) ran
+        print(f"nnparity {args.command}: {user_code.exit_message(err)}", file=sys.stderr)
+        return 2
 
 
 if __name__ == "__main__":

@@ -2,6 +2,8 @@
 imports no command)."""
 from __future__ import annotations
 
+import os
+
 from scratch.device import DEVICES, array_module
 from scratch.errors import SpecError
 from scratch.spec import load_spec
@@ -15,6 +17,18 @@ def check_tolerance(value: float | None, flag: str = "--tol") -> None:
     """A tolerance given on the command line: a finite number above 0 (inf would pass anything)."""
     if value is not None and not 0 < value < float("inf"):
         raise UsageError(f"{flag}: must be > 0 and finite, got {value}")
+
+
+def max_threads() -> int:
+    """The most threads a command may be given: 4 per CPU of the machine (past that a thread pool
+    only waits; a billion threads is an out-of-memory abort in OpenMP)."""
+    return 4 * (os.cpu_count() or 1)
+
+
+def check_threads(value: int, flag: str = "--threads") -> None:
+    """A thread count given on the command line: 1 .. max_threads()."""
+    if not 1 <= value <= max_threads():
+        raise UsageError(f"{flag}: must be between 1 and {max_threads()} (4 per CPU of this machine), got {value}")
 
 
 def spec_from_args(args, command: str):

@@ -11,6 +11,7 @@ import math
 
 import numpy as np
 
+from scratch import user_code
 from scratch.errors import SpecError
 
 
@@ -254,14 +255,16 @@ ACTIVATIONS: dict[str, type[Activation]] = {
 }
 
 
-def resolve_activation(name: str) -> type[Activation]:
-    """The class for a registry name or a user's ``module:Class`` import path."""
+def resolve_activation(name: str, field: str = "activation") -> type[Activation]:
+    """The class for a registry name or a user's ``module:Class`` import path (its import run as
+    user code: scratch.user_code)."""
     if name in ACTIVATIONS:
         return ACTIVATIONS[name]
     if ":" not in name:
         raise KeyError(name)
     module_name, _, attr = name.partition(":")
-    module = importlib.import_module(module_name)
+    with user_code.running(f"the import of {module_name}", field, exceptions=False):
+        module = importlib.import_module(module_name)
     return getattr(module, attr)
 
 
@@ -269,7 +272,9 @@ def check_activation(name: str, params: dict, where: str) -> None:
     """Raise SpecError unless ``name`` resolves and ``params`` are the ones it takes."""
 
     try:
-        cls = resolve_activation(name)
+        cls = resolve_activation(name, f"{where}.activation")
+    except user_code.UserCodeError:
+        raise
     except KeyError:
         raise SpecError(f"{where}.activation",
                         f"unknown {name!r}; expected one of {', '.join(ACTIVATIONS)} "
@@ -288,5 +293,12 @@ def check_activation(name: str, params: dict, where: str) -> None:
         raise SpecError(f"{where}.activation_params.alpha", "must be > 0")
 
 
-def make_activation(name: str, params: dict | None = None, xp=np) -> Activation:
-    return resolve_activation(name)(xp=xp, **(params or {}))
+def make_activation(name: str, params: dict | None = None, xp=np, field: str = "activation") -> Activation:
+    """The op for a registry name, or a user's op (scratch.user_code.UserActivation: each call to
+    it run as user code); ``field`` names the spec field in a message."""
+    cls = resolve_activation(name, field)
+    if name in ACTIVATIONS:
+        return cls(xp=xp, **(params or {}))
+    with user_code.running(f"{name}.__init__", field):
+        op = cls(xp=xp, **(params or {}))
+    return user_code.UserActivation(op, name, field)

@@ -53,30 +53,46 @@ def one_hot(labels, classes: int, dtype="float64") -> np.ndarray:
     return out
 
 
+def _power_of_two_scale(x) -> np.ndarray:
+    """Per column, the power of two s with max|x|/s in [1, 2). Dividing by it is exact (while x/s
+    stays a normal float), so the statistics of x/s, in x's units, are those of x bit for bit;
+    and they neither overflow nor underflow, where the variance of ±1e308, or of 1e-300, does."""
+    _, exponent = np.frexp(np.abs(x).max(axis=0))
+    return np.ldexp(1.0, exponent - 1)
+
+
 class Standardizer:
-    """x -> (x - mean) / std, fitted on the training rows only (constant columns keep std 1)."""
+    """x -> (x - mean) / std, fitted on the training rows only (constant columns keep std 1).
+    Computed as (x/s - mean/s) / (std/s) (_power_of_two_scale): the same bits, for any finite x."""
 
     def fit(self, x):
-        self.mean = x.mean(axis=0)
-        std = x.std(axis=0)
+        scale = _power_of_two_scale(x)
+        std = (x / scale).std(axis=0)
+        self.scale = np.where(std > 0, scale, 1.0)   # a constant column is shifted only, in x's units
+        self.mean = (x / self.scale).mean(axis=0)
         self.std = np.where(std > 0, std, 1.0)
         return self
 
     def transform(self, x):
-        return (x - self.mean) / self.std
+        return (x / self.scale - self.mean) / self.std
 
 
 class MinMaxScaler:
-    """x -> (x - min) / (max - min) into [0, 1], fitted on the training rows only."""
+    """x -> (x - min) / (max - min) into [0, 1], fitted on the training rows only (constant
+    columns keep range 1). Computed as (x/s - min/s) / (range/s) (_power_of_two_scale): the same
+    bits, for any finite x."""
 
     def fit(self, x):
-        self.low = x.min(axis=0)
-        span = x.max(axis=0) - self.low
+        scale = _power_of_two_scale(x)
+        u = x / scale
+        span = u.max(axis=0) - u.min(axis=0)
+        self.scale = np.where(span > 0, scale, 1.0)   # a constant column is shifted only, in x's units
+        self.low = (x / self.scale).min(axis=0)
         self.span = np.where(span > 0, span, 1.0)
         return self
 
     def transform(self, x):
-        return (x - self.low) / self.span
+        return (x / self.scale - self.low) / self.span
 
 
 SCALERS = {"standard": Standardizer, "minmax": MinMaxScaler}
@@ -224,14 +240,17 @@ def generate(spec) -> tuple[np.ndarray, np.ndarray]:
         raise SpecError("data.samples", f"dataset {d.name!r} has {info.max_samples} rows, asked for {d.samples}")
     if d.noise is not None and not info.noise:
         raise SpecError("data.noise", f"dataset {d.name!r} takes no noise; leave noise out")
-    x, y = info.make(np.random.default_rng(spec.seed), d.samples, d.noise)
+    with np.errstate(over="ignore", invalid="ignore"):   # a huge noise: refused below, by its field
+        x, y = info.make(np.random.default_rng(spec.seed), d.samples, d.noise)
+    field = "data.noise" if d.noise is not None else f"data ({d.name})"
+    _check_finite(x, field, spec.dtype)
     if info.classes is None:
         if spec.outputs != 1:
             raise SpecError(f"layers[{len(spec.layers) - 1}].units",
                             f"dataset {d.name!r} has 1 target column, the network {spec.outputs} outputs")
     else:
         y = shape_labels(y, info.classes, spec, f"dataset {d.name!r}")
-    y = check_targets(y, x.shape[0], spec.outputs, spec.loss.name, f"data ({d.name})")
+    y = check_targets(y, x.shape[0], spec.outputs, spec.loss.name, field, spec.dtype)
     return x, y
 
 
@@ -262,8 +281,13 @@ def load_dataset(spec) -> Dataset:
         x_train, y_train, x_test, y_test = x, y, None, None
     if d.scale != "none":
         scaler = SCALERS[d.scale]().fit(x_train)
-        x_train = scaler.transform(x_train)
-        x_test = None if x_test is None else scaler.transform(x_test)
+        with np.errstate(over="ignore", invalid="ignore"):   # a test row far beyond the training rows
+            x_train = scaler.transform(x_train)
+            x_test = None if x_test is None else scaler.transform(x_test)
+        for part, rows in (("test", x_test), ("training", x_train)):
+            if rows is not None and not np.all(np.isfinite(rows)):
+                raise SpecError("data.scale", f"{d.scale!r} scaling takes some {part} rows beyond the float "
+                                              f"range (they lie far outside the training rows); use scale = \"none\"")
     dtype = np.dtype(spec.dtype)
 
     def cast(a):

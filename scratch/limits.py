@@ -27,11 +27,14 @@ ITEM = 8  # bytes of a float64
 
 
 def parse_size(text: str) -> int:
-    """'500MB', '64GiB', '1e9' or '123' -> bytes. Raises ValueError."""
+    """'500MB', '64GiB', '1e9' or '123' -> bytes. Raises ValueError (1e999 and other infinite sizes too)."""
     m = re.fullmatch(r"\s*([0-9]+(?:\.[0-9]*)?(?:e[0-9]+)?)\s*([a-z]*)\s*", text.lower())
     if not m or m.group(2) not in _UNITS:
         raise ValueError(text)
-    return int(float(m.group(1)) * _UNITS[m.group(2)])
+    size = float(m.group(1)) * _UNITS[m.group(2)]
+    if size == float("inf"):
+        raise ValueError(text)
+    return int(size)
 
 
 def format_size(n: float) -> str:

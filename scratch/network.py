@@ -47,7 +47,8 @@ class Network:
         layers, activations = [], []
         for i, layer in enumerate(spec.layers):
             layers.append(Dense(live[f"layers.{i}.weight"], live.get(f"layers.{i}.bias"), xp=xp))
-            activations.append(make_activation(layer.activation, layer.activation_params, xp=xp))
+            activations.append(make_activation(layer.activation, layer.activation_params, xp=xp,
+                                               field=f"layers[{i}].activation"))
         net = cls(layers, activations, xp=xp)
         if packed:
             net._packed_params = live

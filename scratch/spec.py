@@ -391,7 +391,7 @@ def _parse_optimizer(raw: dict) -> OptimizerSpec:
     )
     betas = raw.get("betas", d.betas)
     if not isinstance(betas, (list, tuple)) or len(betas) != 2:
-        raise SpecError("optimizer.betas", f"expected two numbers [beta1, beta2], got {betas!r}")
+        raise SpecError("optimizer.betas", f"expected two numbers [beta1, beta2], got {shown(betas)}")
     out.betas = tuple(_float(b, f"optimizer.betas[{i}]", 0.0, 1.0, high_open=True) for i, b in enumerate(betas))
     if out.nesterov and (out.momentum <= 0 or out.dampening != 0):
         raise SpecError("optimizer.nesterov", "needs momentum > 0 and dampening = 0 (as torch.optim.SGD)")

@@ -9,6 +9,7 @@ import numpy as np
 import torch
 from torch import nn
 
+from scratch import user_code
 from scratch.activations import resolve_activation
 from scratch.errors import SpecError  # a ValueError; the CLI reports it as bad input (exit 2)
 from scratch.initializers import initial_parameters
@@ -100,20 +101,24 @@ TORCH_LOSSES = {
 }
 
 
-def torch_activation(name: str, params: dict | None = None) -> nn.Module:
-    """The torch twin of an activation; a user's op ('module:Class') supplies ``torch_module()``."""
+def torch_activation(name: str, params: dict | None = None, field: str = "activation") -> nn.Module:
+    """The torch twin of an activation; a user's op ('module:Class') supplies ``torch_module()``
+    (run as user code: scratch.user_code)."""
     params = params or {}
     if name in TORCH_ACTIVATIONS:
         return TORCH_ACTIVATIONS[name](**params)
 
-    cls = resolve_activation(name)
+    cls = resolve_activation(name, field)
     factory = getattr(cls, "torch_module", None)
     if factory is None and getattr(cls, "name", None) in TORCH_ACTIVATIONS:
-        factory = TORCH_ACTIVATIONS[cls.name]   # a user subclass of a scratch op: the parent's twin
+        return TORCH_ACTIVATIONS[cls.name](**params)   # a user subclass of a scratch op: the parent's twin
     if factory is None:
-
-        raise SpecError("activation", f"{name}: a user op needs a torch_module() classmethod to be built in torch")
-    return factory(**params)
+        raise SpecError(field, f"{name}: a user op needs a torch_module() classmethod to be built in torch")
+    with user_code.running(f"{name}.torch_module", field):
+        module = factory(**params)
+    if not isinstance(module, nn.Module):
+        raise SpecError(field, f"{name}.torch_module() returned {type(module).__name__}, expected a torch.nn.Module")
+    return module
 
 
 def build_loss(spec) -> nn.Module:
@@ -131,20 +136,30 @@ class TorchNetwork(nn.Module):
         self.linears = nn.ModuleList(
             nn.Linear(layer.inputs, layer.units, bias=layer.use_bias, dtype=dtype) for layer in spec.layers)
         self.activations = nn.ModuleList(
-            torch_activation(layer.activation, layer.activation_params) for layer in spec.layers)
+            torch_activation(layer.activation, layer.activation_params, f"layers[{i}].activation")
+            for i, layer in enumerate(spec.layers))
+        # a user's op ('module:Class') runs as user code: its forward, and its torch_module()'s
+        self._user_ops = {i: layer.activation for i, layer in enumerate(spec.layers)
+                          if layer.activation not in TORCH_ACTIVATIONS}
 
     def forward_trace(self, x):
         """The output and every layer's activation (the last is the output)."""
         trace = []
-        for linear, activation in zip(self.linears, self.activations):
-            x = activation(linear(x))
+        for i, (linear, activation) in enumerate(zip(self.linears, self.activations)):
+            x = self._activate(i, activation, linear(x))
             trace.append(x)
         return x, trace
 
     def forward(self, x):
-        for linear, activation in zip(self.linears, self.activations):
-            x = activation(linear(x))
+        for i, (linear, activation) in enumerate(zip(self.linears, self.activations)):
+            x = self._activate(i, activation, linear(x))
         return x
+
+    def _activate(self, i: int, activation: nn.Module, z):
+        if i not in self._user_ops:
+            return activation(z)
+        with user_code.running(f"{self._user_ops[i]}.torch_module().forward", f"layers[{i}].activation"):
+            return activation(z)
 
 
 def build(spec, params: dict | None = None) -> TorchNetwork:

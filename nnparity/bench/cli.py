@@ -18,7 +18,7 @@ from pathlib import Path
 
 from nnparity.bench.formatting import fmt_bytes, fmt_time
 from nnparity.outputs import check_output_file, write_via_temp
-from nnparity.usage import UsageError
+from nnparity.usage import UsageError, check_threads
 
 PROG = "nnparity bench"
 #: --save's folder: benchmarks/results/ of the checkout this package runs from
@@ -77,6 +77,7 @@ def check_args(args):
             args.threads = 0
         if args.threads < 1:
             raise UsageError(f"--threads: {given!r}; expected a whole number >= 1")
+        check_threads(args.threads)
     if args.config:
         from nnparity.bench.configs import CONFIGS
 

@@ -13,7 +13,7 @@ import sys
 
 from nnparity import interrupts
 from nnparity.outputs import check_output_file, write_via_temp
-from nnparity.usage import UsageError, add_device_argument, spec_on_device
+from nnparity.usage import UsageError, add_device_argument, check_threads, spec_on_device
 from scratch import checkpoint
 from scratch.data import load_dataset
 from scratch.policy import json_safe
@@ -149,7 +149,8 @@ def run(args) -> int:
         raise UsageError(f"--epochs: must be >= 1, got {args.epochs}")
     if args.plot is not None:  # before any work: a run must not train, then fail to write
         check_output_file(args.plot, "--plot", args.force, suffix=".png")
-    for name in ("devices", "num_nodes", "threads"):
+    check_threads(args.threads)
+    for name in ("devices", "num_nodes"):
         if getattr(args, name) < 1:
             raise UsageError(f"--{name.replace('_', '-')}: must be >= 1, got {getattr(args, name)}")
     if args.backend != "lightning" and (args.devices > 1 or args.num_nodes > 1 or args.strategy):

@@ -11,7 +11,7 @@ the table and draws the plot.
 Verdict: float64 runs must agree per step to the policy's TRAJECTORY_TOL (1e-10 relative);
 float32 runs drift by rounding (about 1e-6 on the digits spec), which is shown and only fails
 above FLOAT32_DRIFT_BOUND (scratch.policy). Exit codes: 0 the three backends agree, 1 they do not
-(or a run diverged), 2 bad input.
+(or a run diverged), 2 bad input, or a backend's run that ended without a result (``exits``).
 """
 from nnparity.commands.compare.command import add_arguments, run  # noqa: F401
 from nnparity.commands.compare.report import BACKENDS  # noqa: F401

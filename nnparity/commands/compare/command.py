@@ -16,9 +16,11 @@ import tempfile
 import time
 
 from nnparity import interrupts
+from nnparity.commands.compare import exits
 from nnparity.commands.compare.report import BACKENDS, analyze, format_table, plot_report, runs_per_backend
 from nnparity.outputs import check_output_file, write_via_temp
-from nnparity.usage import UsageError, add_device_argument, check_tolerance, spec_from_args, spec_on_device
+from nnparity.usage import (UsageError, add_device_argument, check_threads, check_tolerance, spec_from_args,
+                            spec_on_device)
 from scratch.data import batch_order, load_dataset
 from scratch.policy import FLOAT32_DRIFT_BOUND, TRAJECTORY_TOL, json_safe, run_tolerance
 
@@ -59,10 +61,11 @@ def add_arguments(parser):
 
 def checked_options(args) -> str | None:
     """Refuse bad options before any work (UsageError); return the plot path, or None."""
-    for name in ("epochs", "devices", "num_nodes", "threads", "repeat"):
+    for name in ("epochs", "devices", "num_nodes", "repeat"):
         value = getattr(args, name)
         if value is not None and value < 1:
             raise UsageError(f"--{name.replace('_', '-')}: must be >= 1, got {value}")
+    check_threads(args.threads)
     check_tolerance(args.tol)
     if args.plot is None:  # the default name is this command's own output: each run replaces it
         plot = check_output_file(DEFAULT_PLOT, "--plot", replaceable=True)
@@ -104,8 +107,13 @@ def run(args) -> int:
         results = {}
         for i, backend in enumerate(BACKENDS):
             code, results[backend] = _run_child(backend, i, spec, spec_path, tmp, args, progress)
-            if code != 0:
-                return 2 if code == 2 else 1
+            if code == exits.FAILED:   # diverged, or not reproducible: the child said which
+                return 1
+            if code == exits.BAD_INPUT:
+                return 2
+            if results[backend] is None:
+                print(f"nnparity compare: the {backend} run ended without a result (exit {code})", file=sys.stderr)
+                return 2
             interrupts.finished(f"{backend} trained (not reported: the comparison needs all three)",
                                 key="backends")
     report = analyze(results, spec, tol, n_rows, args.devices, args.num_nodes, args.strategy, args.threads,
@@ -160,8 +168,8 @@ def _run_child(backend: str, index: int, spec, spec_path: str, tmp: str, args, p
     if code in (-signal.SIGINT, -signal.SIGTERM, 128 + signal.SIGINT, 128 + signal.SIGTERM):
         raise interrupts.Interrupted(abs(code) % 128)  # the child was stopped by a signal: so are we
     process_seconds = time.perf_counter() - started
-    if code != 0 or not os.path.exists(out_path):
-        return (code or 1), None
+    if code != exits.RESULT_WRITTEN or not os.path.exists(out_path):
+        return code, None
     with open(out_path) as f:
         result = json.load(f)
     result["process_seconds"] = process_seconds

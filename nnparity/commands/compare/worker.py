@@ -16,7 +16,9 @@ import time
 import psutil
 
 from nnparity import interrupts
+from nnparity.commands.compare.exits import BAD_INPUT, FAILED, RESULT_WRITTEN
 from nnparity.commands.compare.report import BACKENDS
+from scratch import user_code
 from scratch.data import load_dataset
 from scratch.errors import SpecError
 from scratch.spec import load_spec
@@ -132,19 +134,22 @@ def main(argv) -> int:
         runs = train_repeatedly(train, rank, args.repeat, spec.train.epochs)
     except SpecError as err:
         print(f"nnparity compare: {err}", file=sys.stderr)
-        return 2
+        return BAD_INPUT
+    except SystemExit as err:   # no guard (scratch.user_code) saw it: user code in torch's autograd, say
+        print(f"nnparity compare: {args.backend}: {user_code.exit_message(err)}", file=sys.stderr)
+        return BAD_INPUT
     except TrainingDiverged as err:
         print(f"nnparity compare: {args.backend}: {err}", file=sys.stderr)
-        return 1
+        return FAILED
     if rank() != 0:
-        return 0
+        return RESULT_WRITTEN
     if any(r.history.step_loss != runs[0][0].history.step_loss for r, _ in runs[1:]):
         # every run of a backend is the same computation: say so if not
         print(f"nnparity compare: {args.backend}: two runs of the same spec gave different losses", file=sys.stderr)
-        return 1
+        return FAILED
     with open(args.out, "w") as f:
         json.dump(result_json(args.backend, runs, ready - started, rss_before), f)
-    return 0
+    return RESULT_WRITTEN
 
 
 def quiet_main(argv) -> int:

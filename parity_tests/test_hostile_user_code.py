@@ -1,0 +1,234 @@
+"""A spec's user op ('module:Class') under check, train and compare: user code that ends the
+process (sys.exit, os._exit) or raises is one line of bad input, exit 2, never the tool's verdict;
+what it prints goes to stderr, never into the command's output."""
+from __future__ import annotations
+
+import json
+import os
+import subprocess
+import sys
+import textwrap
+import uuid
+from pathlib import Path
+
+import pytest
+
+from test_hostile import assert_one_line, run_cli
+
+ROOT = Path(__file__).resolve().parents[1]
+
+# {call} is put where the user's code runs ({where}); elsewhere the op is the identity
+OPS = textwrap.dedent('''
+    import os, sys
+    import numpy as np
+    {at_import}
+
+    class Op:
+        kind = "activation"
+
+        def __init__(self, xp=np):
+            self.xp = xp
+            {at_init}
+
+        def forward(self, z):
+            {at_forward}
+            return z * 1.0
+
+        def backward(self, grad_out):
+            {at_backward}
+            return grad_out * 1.0
+
+        @classmethod
+        def torch_module(cls):
+            import torch
+            {at_torch_module}
+            return torch.nn.Identity()
+''')
+WHERES = ("import", "init", "forward", "backward", "torch_module")
+SPEC = ('[[layers]]\ninputs = 2\nunits = 1\nactivation = "{op}"\n[loss]\nname = "half_sse"\n'
+        '[data]\nx = [[0.0, 1.0], [1.0, 0.0], [1.0, 1.0], [0.0, 0.0]]\ny = [[1.0], [1.0], [0.0], [0.0]]\n'
+        '[train]\nepochs = 1\nbatch_size = 2\n')
+
+
+def write_op(directory: Path, where: str, call: str) -> str:
+    """A user module in ``directory`` running ``call`` at ``where``; returns 'module:Op'."""
+    name = f"user_op_{uuid.uuid4().hex[:12]}"
+    slots = {f"at_{w}": (call if w == where else "pass") for w in WHERES}
+    (directory / f"{name}.py").write_text(OPS.format(**slots))
+    return f"{name}:Op"
+
+
+@pytest.fixture
+def spec_with_op(tmp_path, monkeypatch):
+    """spec_with_op(where, call) -> the path of a spec whose one layer is such a user op."""
+    monkeypatch.syspath_prepend(str(tmp_path))
+    made = []
+
+    def make(where: str, call: str) -> str:
+        op = write_op(tmp_path, where, call)
+        made.append(op.split(":")[0])
+        path = tmp_path / f"{op.split(':')[0]}.toml"
+        path.write_text(SPEC.format(op=op))
+        return str(path)
+
+    yield make
+    for module in made:
+        sys.modules.pop(module, None)
+
+
+WHERE_SHOWN = {"import": "the import of user_op_", "init": "Op.__init__", "forward": "Op.forward",
+               "backward": "Op.backward", "torch_module": "Op.torch_module"}
+
+
+@pytest.mark.parametrize("where", WHERES)
+@pytest.mark.parametrize("code", [0, 1])
+def test_user_code_sys_exit_check(where, code, spec_with_op, capsys):
+    status, out, err = run_cli(capsys, "check", spec_with_op(where, f"sys.exit({code})"), "--json")
+    assert status == 2 and out == ""
+    assert_one_line(err, "check", f"user code called sys.exit({code}) in ")
+    assert WHERE_SHOWN[where] in err
+
+
+@pytest.mark.parametrize("backend,where", [("scratch", "import"), ("scratch", "init"), ("scratch", "forward"),
+                                           ("scratch", "backward"), ("torch", "torch_module")])
+def test_user_code_sys_exit_train(backend, where, spec_with_op, capsys):
+    status, out, err = run_cli(capsys, "train", spec_with_op(where, "sys.exit(0)"), "--backend", backend,
+                               "--json", "--quiet")
+    assert status == 2 and out == ""
+    assert_one_line(err, "train", f"user code called sys.exit(0) in ")
+    assert WHERE_SHOWN[where] in err
+
+
+@pytest.mark.parametrize("command,where", [("check", "init"), ("check", "torch_module"),
+                                           ("train", "init"), ("train", "forward")])
+def test_user_code_raises_one_line(command, where, spec_with_op, capsys):
+    status, out, err = run_cli(capsys, command, spec_with_op(where, "raise RuntimeError('boom')"), "--json")
+    assert status == 2 and out == ""
+    assert_one_line(err, command, f"user code raised RuntimeError in ")
+    assert WHERE_SHOWN[where] in err and "boom" in err
+
+
+AUTOGRAD_OP = textwrap.dedent('''
+    import sys
+    from os import _exit    # taken while the import runs as user code
+    import numpy as np
+    import torch
+
+    class Leave(torch.autograd.Function):
+        @staticmethod
+        def forward(ctx, z):
+            return z * 1.0
+
+        @staticmethod
+        def backward(ctx, grad_out):
+            {call}
+
+    class Module(torch.nn.Module):
+        def forward(self, z):
+            return Leave.apply(z)
+
+    class Op:
+        def __init__(self, xp=np):
+            pass
+
+        def forward(self, z):
+            return z * 1.0
+
+        def backward(self, grad_out):
+            return grad_out * 1.0
+
+        @classmethod
+        def torch_module(cls):
+            return Module()
+''')
+
+
+def test_user_code_sys_exit_in_torch_autograd_not_a_verdict(tmp_path, monkeypatch, capsys):
+    """A SystemExit from user code no guard wraps (a torch.autograd.Function's backward, run by
+    autograd) still ends the command as user code, exit 2."""
+    monkeypatch.syspath_prepend(str(tmp_path))
+    name = f"user_op_{uuid.uuid4().hex[:12]}"
+    (tmp_path / f"{name}.py").write_text(AUTOGRAD_OP.format(call="sys.exit(0)"))
+    path = tmp_path / "spec.toml"
+    path.write_text(SPEC.format(op=f"{name}:Op"))
+    try:
+        status, out, err = run_cli(capsys, "check", str(path), "--json")
+    finally:
+        sys.modules.pop(name, None)
+    assert status == 2 and out == ""
+    assert_one_line(err, "check", f"user code called sys.exit(0) in {name}.Leave.backward")
+
+
+def _nnparity(*argv, cwd) -> subprocess.CompletedProcess:
+    env = {**os.environ, "PYTHONPATH": str(ROOT)}
+    return subprocess.run([sys.executable, "-m", "nnparity", *argv], cwd=cwd, env=env,
+                          capture_output=True, text=True, timeout=300)
+
+
+# os._exit would end the test process itself if it were not caught: these run in a child.
+
+def test_user_code_os_exit_train_scratch(tmp_path):
+    op = write_op(tmp_path, "forward", "os._exit(0)")
+    (tmp_path / "spec.toml").write_text(SPEC.format(op=op))
+    done = _nnparity("train", "spec.toml", "--json", "--quiet", cwd=tmp_path)
+    assert done.returncode == 2 and done.stdout == ""
+    assert_one_line(done.stderr, "train", "user code called os._exit(0) in ")
+    assert "Op.forward" in done.stderr
+
+
+@pytest.mark.slow
+def test_user_code_os_exit_taken_at_import_check(tmp_path):
+    """``from os import _exit`` at import, called later where no guard runs (autograd)."""
+    (tmp_path / "user_op.py").write_text(AUTOGRAD_OP.format(call="_exit(0)"))
+    (tmp_path / "spec.toml").write_text(SPEC.format(op="user_op:Op"))
+    done = _nnparity("check", "spec.toml", "--json", cwd=tmp_path)
+    assert done.returncode == 2 and done.stdout == ""
+    assert_one_line(done.stderr, "check", "user code called os._exit(0) in user_op.Leave.backward")
+
+
+@pytest.mark.slow
+@pytest.mark.parametrize("where", ["init", "torch_module"])
+def test_user_code_os_exit_check(where, tmp_path):
+    op = write_op(tmp_path, where, "os._exit(0)")
+    (tmp_path / "spec.toml").write_text(SPEC.format(op=op))
+    done = _nnparity("check", "spec.toml", "--json", cwd=tmp_path)
+    assert done.returncode == 2 and done.stdout == ""
+    assert_one_line(done.stderr, "check", "user code called os._exit(0) in ")
+
+
+@pytest.mark.parametrize("call,fragment", [
+    ("sys.exit(1)", "user code called sys.exit(1) in "),    # caught in the child: bad input, not a FAIL
+    ("os._exit(1)", "user code called os._exit(1) in "),
+    ("import posix; posix._exit(0)", "the scratch run ended without a result (exit 0)"),  # past every guard
+])
+def test_user_code_exit_compare_not_a_verdict(call, fragment, tmp_path):
+    op = write_op(tmp_path, "forward", call)
+    (tmp_path / "spec.toml").write_text(SPEC.format(op=op))
+    done = _nnparity("compare", "spec.toml", "--json", "--quiet", "--plot", "none", "--repeat", "1", cwd=tmp_path)
+    assert done.returncode == 2 and done.stdout == ""
+    assert_one_line(done.stderr, "compare", fragment)
+
+
+# ------------------------------------------------------------------------- output kept clean
+
+@pytest.mark.parametrize("command", ["check", "train"])
+@pytest.mark.parametrize("where", ["import", "init", "forward", "backward", "torch_module"])
+def test_user_code_print_stays_off_stdout(command, where, spec_with_op, capsys):
+    argv = [command, spec_with_op(where, "print('from the user')"), "--json"]
+    if command == "train" and where == "torch_module":
+        argv += ["--backend", "torch"]
+    status, out, err = run_cli(capsys, *argv)
+    assert status in (0, 1) and "Traceback" not in err
+    assert json.loads(out) and "from the user" not in out
+    assert "from the user" in err
+
+
+def test_user_code_import_this_stays_off_stdout(tmp_path, monkeypatch, capsys):
+    """'this:X' imports the Zen of Python, which prints as it imports."""
+    monkeypatch.delitem(sys.modules, "this", raising=False)
+    path = tmp_path / "spec.toml"
+    path.write_text(SPEC.format(op="this:X"))
+    status, out, err = run_cli(capsys, "check", str(path), "--json")
+    assert status == 2 and out == ""
+    assert "Beautiful is better than ugly." in err
+    assert err.splitlines()[-1].startswith("nnparity check: layers[0].activation: cannot import 'this:X'")

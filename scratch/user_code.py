@@ -1,0 +1,95 @@
+"""Running a user's code (a spec's 'module:Class' op: its import, __init__, forward, backward,
+torch_module()): whatever it prints goes to stderr, never into the command's output (a --json
+object); ending the process or raising is reported as bad input, one line, never as a verdict.
+
+``sys.exit(N)`` (SystemExit) is caught; so is ``os._exit(N)``, by that name, while the user's code
+runs (or through a reference to it taken then). A process ended by other means (``posix._exit``,
+a signal sent to itself) cannot be seen from inside it and ends with the status it chose.
+"""
+from __future__ import annotations
+
+import contextlib
+import os
+import sys
+
+from scratch.errors import SpecError, shown
+
+
+class UserCodeError(SpecError):
+    """The user's code ended the process or raised; the message names where."""
+
+
+class ProcessExit(SystemExit):
+    """os._exit(N) called while the user's code runs (or later, through a reference the user's
+    import took then): a SystemExit, so ``except Exception`` keeps it and the CLI reports it."""
+
+
+def _exit_refused(code):
+    raise ProcessExit(code)
+
+
+@contextlib.contextmanager
+def running(where: str, field: str = "", exceptions: bool = True):
+    """The block runs the user's code at ``where`` (e.g. 'ops:Cube.forward'); ``field`` is the spec
+    field that named it. Raises UserCodeError for SystemExit, os._exit, or (``exceptions``) an
+    exception; with ``exceptions=False`` the caller words those."""
+    real_exit = os._exit
+    os._exit = _exit_refused
+    try:
+        with contextlib.redirect_stdout(sys.stderr):
+            yield
+    except SystemExit as err:
+        raise UserCodeError(field, f"user code called {_call(err)}({shown(err.code)}) in {where}") from None
+    except (SpecError, MemoryError):
+        raise
+    except Exception as err:
+        if not exceptions:
+            raise
+        raise UserCodeError(field, f"user code raised {type(err).__name__} in {where}: {_first_line(err)}") from None
+    finally:
+        os._exit = real_exit
+
+
+def exit_message(err: SystemExit) -> str:
+    """What a SystemExit that no ``running`` block saw says: the call, and the innermost frame it
+    passed through (module.function)."""
+    where, tb = "?", err.__traceback__
+    while tb is not None:
+        module = tb.tb_frame.f_globals.get("__name__", "?")
+        if module != __name__:   # not _exit_refused, the os._exit stand-in
+            where = f"{module}.{tb.tb_frame.f_code.co_qualname}"
+        tb = tb.tb_next
+    return f"user code called {_call(err)}({shown(err.code)}) in {where}"
+
+
+def _call(err: SystemExit) -> str:
+    return "os._exit" if isinstance(err, ProcessExit) else "sys.exit"
+
+
+def _first_line(err: Exception) -> str:
+    try:
+        return str(err).split("\n")[0]
+    except Exception:  # a __str__ that raises too
+        return f"<{type(err).__name__}>"
+
+
+class UserActivation:
+    """A user's activation op, each call run under ``running``: the op itself, otherwise unchanged
+    (attributes read through)."""
+
+    def __init__(self, op, where: str, field: str = ""):
+        self.__dict__["_op"], self.__dict__["_where"], self.__dict__["_field"] = op, where, field
+
+    def forward(self, z):
+        with running(f"{self._where}.forward", self._field):
+            return self._op.forward(z)
+
+    def backward(self, grad_out):
+        with running(f"{self._where}.backward", self._field):
+            return self._op.backward(grad_out)
+
+    def __getattr__(self, name):
+        return getattr(self._op, name)
+
+    def __setattr__(self, name, value):
+        setattr(self._op, name, value)
