@@ -30,6 +30,8 @@ def array(what: str, value, shape=None) -> np.ndarray:
     """value as a float64 array of ``shape`` with some finite entry; OpError otherwise."""
     if value is None:
         raise OpError(f"{what} returned None")
+    if np.iscomplexobj(value):
+        raise OpError(f"{what} returned complex values; expected real numbers (the imaginary part is not dropped)")
     try:
         arr = np.asarray(value, dtype=np.float64)
     except (TypeError, ValueError) as err:

@@ -13,6 +13,7 @@ The derivative is ``grad`` when given, else found in the function's module by th
 """
 from __future__ import annotations
 
+import functools
 import importlib
 import inspect
 
@@ -23,7 +24,14 @@ from scratch.verify.load import OpError, load_op, resolve_op
 from scratch.verify.loss_functions import loss_op
 
 PARTNERS = ("{f}_derivative", "{f}_prime", "{f}_grad", "d{f}", "d_{f}", "{f}_backward", "{f}_gradient",
-            "{f}_deriv")
+            "{f}_deriv", "{f}_der", "{f}_d", "{f}Prime", "{f}Derivative", "{f}Gradient", "{f}Grad",
+            "deriv_{f}", "derivative_{f}", "grad_{f}", "gradient_{f}")
+# a boolean keyword that turns f into its own derivative: nonlin(x, deriv=True)
+FLAGS = ("deriv", "derivative", "grad", "gradient", "backward", "prime", "derivate")
+ACCEPTED = ("f(z) with its derivative found by name (f_prime, f_derivative, df, ...), given with --grad, "
+            "or a flag f(z, deriv=True); a loss(pred, target) with loss_grad; or X_forward with X_backward "
+            "— e.g.  def sigmoid(z): return 1 / (1 + np.exp(-z))  |  "
+            "def sigmoid_prime(z): s = sigmoid(z); return s * (1 - s)")
 
 
 def _resolve(target):
@@ -38,17 +46,45 @@ def _resolve(target):
 def find_partner(module, name: str, patterns=PARTNERS) -> tuple[object, str]:
     """(the partner function, how it was found) among ``patterns`` in ``module``; OpError listing them."""
     tried = [p.format(f=name) for p in patterns]
+    names = vars(module) if module is not None else {}
+    folded = {}
+    for key, value in names.items():    # sigmoidprime, Sigmoid_Prime: the same partner
+        if callable(value) and not inspect.isclass(value):
+            folded.setdefault(key.lower(), key)
     for candidate in tried:
-        fn = getattr(module, candidate, None) if module is not None else None
-        if callable(fn):
-            return fn, f"found by name: {candidate}"
+        key = candidate if callable(names.get(candidate)) else folded.get(candidate.lower())
+        if key is not None and key != name:
+            return names[key], f"found by name: {key}"
     where = getattr(module, "__name__", "its module")
-    raise OpError(f"no derivative found for {name} in {where}: tried {', '.join(tried)}; "
-                  f"name it so or give it with --grad MODULE:FUNCTION")
+    raise OpError(f"no derivative found for {name} in {where}: tried {', '.join(tried)} (any case) and "
+                  f"a flag {name}(z, deriv=True); name it so or give it with --grad MODULE:FUNCTION "
+                  f"— e.g.  def {name}(z): ...  |  def {name}_prime(z): ...")
 
 
-def _grad(grad, module, name: str, patterns=PARTNERS):
+def derivative_flag(fn) -> str | None:
+    """The name of fn's boolean keyword parameter that makes it return its derivative, if any."""
+    try:
+        params = inspect.signature(fn).parameters.values()
+    except (TypeError, ValueError):
+        return None
+    for p in params:
+        if p.name.lower() in FLAGS and isinstance(p.default, bool) and p.default is False:
+            return p.name
+    return None
+
+
+def flagged(fn, flag: str):
+    """fn called with its derivative flag set, named as such, its signature without the flag."""
+    wrapped = functools.partial(fn, **{flag: True})
+    wrapped.__name__ = f"{getattr(fn, '__name__', 'f')}({flag}=True)"
+    return wrapped
+
+
+def _grad(grad, module, name: str, patterns=PARTNERS, fn=None):
     if grad is None:
+        flag = derivative_flag(fn) if fn is not None else None
+        if flag is not None:
+            return flagged(fn, flag), f"its own flag: {name}(..., {flag}=True)"
         return find_partner(module, name, patterns)
     fn, shown, _ = _resolve(grad)
     if not callable(fn) or inspect.isclass(fn):
@@ -68,8 +104,7 @@ def load_ops(target, grad=None, kind: str | None = None, convention: str | None 
         forward, backward = obj
         return [layer_op(forward, backward, shown, "given as a pair")]
     if not inspect.isfunction(obj) and not inspect.isbuiltin(obj):
-        raise OpError(f"{shown} is a {type(obj).__name__}: expected a class with forward and backward, "
-                      f"or a function (f with its derivative, a loss, or X_forward with X_backward)")
+        raise OpError(f"{shown} is a {type(obj).__name__}: expected a class with forward and backward, or {ACCEPTED}")
     if kind is not None:
         raise OpError("--kind applies to classes; a function's form is read from its signature")
     # the name it was given by (a module's alias), else its own
@@ -79,13 +114,20 @@ def load_ops(target, grad=None, kind: str | None = None, convention: str | None 
         backward, how = _grad(grad, module, base, ("{f}_backward",))
         return [layer_op(obj, backward, shown, how)]
     if len(required_parameters(obj)) == 2:
-        return [loss_op(obj, shown, lambda: _grad(grad, module, name), seed)]
+        return [loss_op(obj, shown, lambda: _grad(grad, module, name, fn=obj), seed)]
     if len(required_parameters(obj)) != 1:
-        raise OpError(f"{shown}{inspect.signature(obj)}: expected f(z) with its derivative, loss(pred, target), "
-                      f"or X_forward(*inputs) with X_backward(dout, cache)")
-    fn, how = _grad(grad, module, name)
+        raise OpError(f"{shown}{_signature(obj)}: not a form verify reads; expected {ACCEPTED}")
+    fn, how = _grad(grad, module, name, fn=obj)
     d = Derivative.of(fn, getattr(fn, "__name__", "df"))
     if len(required_parameters(fn)) not in (1, 2):
-        raise OpError(f"{fn.__name__}{inspect.signature(fn)}: a derivative takes z (or a = f(z)), or the "
-                      f"upstream gradient and z: df(z) or df(dout, z)")
+        raise OpError(f"{d.name}{_signature(fn)}: a derivative takes z (or a = f(z)), or the "
+                      f"upstream gradient and z: df(z) or df(dout, z) — e.g.  def {name}(z): ...  |  "
+                      f"def {name}_prime(z): ...")
     return pair_ops(obj, d, shown, how, convention, seed)
+
+
+def _signature(fn) -> str:
+    try:
+        return str(inspect.signature(fn))
+    except (TypeError, ValueError):
+        return "(...)"
