@@ -7,6 +7,7 @@ same code runs on CuPy.
 from __future__ import annotations
 
 import importlib
+import inspect
 import math
 
 import numpy as np
@@ -277,8 +278,14 @@ def check_activation(name: str, params: dict, where: str) -> None:
     except Exception as err:  # ImportError, AttributeError, or the user's module failing as it imports
         raise SpecError(f"{where}.activation", f"cannot import {name!r} ({type(err).__name__}: {err}); "
                         f"expected 'module:Class' importable from the current directory") from None
+    if not inspect.isclass(cls) and callable(cls):
+        raise SpecError(f"{where}.activation", f"{name!r} is a function; a spec's activation is a class with "
+                        f"forward(z) and backward(grad_out) (see examples/custom_ops.py) — e.g.  class Sigmoid:  "
+                        f"def forward(self, z): ...  |  def backward(self, grad_out): ...; a function with its "
+                        f"derivative is checked on its own with `nnparity verify {name}`")
     if not (hasattr(cls, "forward") and hasattr(cls, "backward")):
-        raise SpecError(f"{where}.activation", f"{name!r} has no forward/backward methods")
+        raise SpecError(f"{where}.activation", f"{name!r} has no forward/backward methods; expected a class with "
+                        f"forward(z) and backward(grad_out) (see examples/custom_ops.py)")
     allowed = getattr(cls, "params", {}) or {}
     for key in params:
         if key not in allowed:
@@ -289,4 +296,19 @@ def check_activation(name: str, params: dict, where: str) -> None:
 
 
 def make_activation(name: str, params: dict | None = None, xp=np) -> Activation:
-    return resolve_activation(name)(xp=xp, **(params or {}))
+    """An instance of the activation; a user's class that takes no ``xp`` runs on NumPy only."""
+    cls = resolve_activation(name)
+    if _takes_xp(cls):
+        return cls(xp=xp, **(params or {}))
+    if xp is not np:
+        raise SpecError("activation", f"{name}: its constructor takes no xp (the array module), so it runs on "
+                        f"NumPy only; add __init__(self, xp=np) and compute with self.xp")
+    return cls(**(params or {}))
+
+
+def _takes_xp(cls) -> bool:
+    try:
+        params = inspect.signature(cls).parameters.values()
+    except (TypeError, ValueError):
+        return True
+    return any(p.name == "xp" or p.kind == p.VAR_KEYWORD for p in params)

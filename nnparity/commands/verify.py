@@ -15,6 +15,7 @@ current directory. Exit 0: everything agrees; 1: a gradient disagrees; 2: bad in
 from __future__ import annotations
 
 import json
+from pathlib import Path
 
 from nnparity.usage import UsageError
 from scratch.spec import load_spec
@@ -43,6 +44,10 @@ def add_arguments(parser):
     parser.add_argument("--json", action="store_true", help="print one JSON object instead of the report")
 
 
+def _looks_like_spec(target: str) -> bool:
+    return target.lower().endswith((".toml", ".json")) or Path(target).is_file()
+
+
 def run(args) -> int:
     if (args.target is None) == (args.spec is None):
         raise UsageError("give either an op as module:Class (e.g. examples.custom_ops:Swish) or --spec SPEC")
@@ -50,6 +55,9 @@ def run(args) -> int:
         raise UsageError(f"--seed: must be >= 0, got {args.seed}")
     if not args.time_limit > 0:
         raise UsageError(f"--time-limit: must be > 0 seconds, got {args.time_limit}")
+    if args.target is not None and _looks_like_spec(args.target):
+        raise UsageError(f"{args.target} is a spec file, not an op: use  nnparity verify --spec {args.target}  "
+                         f"(a positional argument is one op as module:name, e.g. examples.custom_ops:Swish)")
     if args.spec is not None:
         for flag, value in (("--kind", args.kind), ("--grad", args.grad), ("--convention", args.convention)):
             if value is not None:

@@ -272,6 +272,11 @@ def _targets(run: GroupRun):
     return t if t is not None and t.shape == run.probe.x.shape else None
 
 
+def _dout(op: OpUnderTest, run: GroupRun):
+    """A layer's grad_out, for telling a backward that ignores it."""
+    return run.upstream if op.kind == "layer" else None
+
+
 def _error_check(name, wrt, reference, tol, runs) -> Check:
     raised: dict[str, list[str]] = {}
     for r in runs:
@@ -316,7 +321,7 @@ def _fd_checks(evaluation: Evaluation, tol: float, kink_reference: str) -> list[
             fd = run.fd[wrt].resolve(tol)
             groups.append(GroupData(run.probe.group, run.got[wrt], fd.value, run.inputs.get(wrt), fd.usable,
                                     _kinks(run, wrt, op), run.upstream if op.kind == "activation" else None,
-                                    run.alternatives.get(wrt, {}), _targets(run)))
+                                    run.alternatives.get(wrt, {}), _targets(run), _dout(op, run)))
             if fd.kink.any():
                 kinks[run.probe.group] = int(fd.kink.sum())
             if fd.unresolved.any():
@@ -388,7 +393,8 @@ def reference_checks(evaluation: Evaluation, expected: list[dict], reference: st
                 unusable["alone"] += int(alone.sum())
             groups.append(GroupData(run.probe.group, run.got[wrt], expected_wrt,
                                     run.inputs.get(wrt), usable, _kinks(run, wrt, op),
-                                    run.upstream if op.kind == "activation" else None, alts, _targets(run)))
+                                    run.upstream if op.kind == "activation" else None, alts, _targets(run),
+                                    _dout(op, run)))
         cmp = compare(groups, tol, kind=op.kind, batch=_batch(op, evaluation.runs[0]), wrt=wrt)
         notes = [f"{skipped} kink points not compared here (autograd of a forward at a kink depends on how it "
                  f"is written): {kink_reference}"] if skipped else []
