@@ -5,7 +5,8 @@ there must be finite and lie between the one-sided difference quotients
     (F(x) − F(x − h)) / h   and   (F(x + h) − F(x)) / h,   h = 1e-3·s and 1e-5·s
 
 (s = |x|, or 1 at x = 0; inside (0, 1) for probabilities), widened by ten times the change between
-the two steps on each side (curvature) and FD_TOL of the gradient's scale. At a kink of relu this is
+the two steps on each side (curvature), by the rounding of F (4·eps·Σ|terms|/h) and by FD_TOL of the
+gradient's scale. At a kink of relu this is
 the subgradient interval [0, 1]; a NaN, or 1e6, at z = 0 lies outside it. A necessary condition,
 not an exact comparison: the report says so. Torch twin: the subgradient torch_module() gives, when
 one ran (then this check is not made).
@@ -18,42 +19,54 @@ from scratch.policy import FD_TOL
 from scratch.verify.report import Check
 
 STEPS = (1e-3, 1e-5)
+EPS = float(np.finfo(np.float64).eps)
 KINDS = ("activation", "vector", "loss")
 REFERENCE = "one-sided differences"
 
 
 def _objective(evaluation, run):
-    """(fun() -> L, the array fun reads): the scalar whose gradient the backward returned."""
+    """(fun() -> (L, Σ|terms of L|), the array fun reads): the scalar whose gradient backward returned."""
     op, probe = evaluation.op, run.probe
     inst = op.new()
     record = evaluation.recorder
     if op.kind == "loss":
         pred, target = probe.x.copy(), probe.target.copy()
-        return (lambda: float(np.asarray(record("forward (one-sided)", inst.forward, pred, target),
-                                         dtype=np.float64).reshape(()))), pred
+
+        def loss():
+            value = float(np.asarray(record("forward (one-sided)", inst.forward, pred, target),
+                                     dtype=np.float64).reshape(()))
+            return value, abs(value)
+        return loss, pred
     z, w = probe.x.copy(), run.upstream
-    return (lambda: float(np.sum(w * np.asarray(record("forward (one-sided)", inst.forward, z),
-                                                dtype=np.float64)))), z
+
+    def weighted():
+        terms = w * np.asarray(record("forward (one-sided)", inst.forward, z), dtype=np.float64)
+        return float(np.sum(terms)), float(np.sum(np.abs(terms)))
+    return weighted, z
 
 
-def _bounds(fun, x: np.ndarray, index, probability: bool) -> tuple[float, float] | None:
-    """(low, high) of the one-sided quotients at x[index] widened for curvature; None if none is finite."""
+def _bounds(fun, x: np.ndarray, index, probability: bool) -> tuple[float, float, float] | None:
+    """(low, high, slack): the one-sided quotients' range at x[index] and how far curvature and rounding
+    widen it; None if no quotient is finite."""
     x0 = float(x[index])
     scale = min(x0, 1 - x0) if probability else (abs(x0) or 1.0)
-    base = fun()
-    sides = {"left": [], "right": []}
+    base, magnitude = fun()
+    sides, rounding = {"left": [], "right": []}, 0.0
     for factor in STEPS:
         h = factor * scale
         for side, sign in (("right", 1.0), ("left", -1.0)):
             x[index] = x0 + sign * h
             step = float(x[index]) - x0
-            sides[side].append((fun() - base) / step)
+            value, mag = fun()
+            sides[side].append((value - base) / step)
+            rounding = max(rounding, 4 * EPS * max(magnitude, mag) / abs(step))
         x[index] = x0
     finite = [q for qs in sides.values() for q in qs if np.isfinite(q)]
     if not finite or not np.isfinite(base):
         return None
     slack = max((10 * abs(qs[0] - qs[1]) for qs in sides.values() if all(np.isfinite(qs))), default=0.0)
-    return min(finite) - slack, max(finite) + slack
+    slack += rounding if np.isfinite(rounding) else 0.0
+    return min(finite), max(finite), slack
 
 
 def edge_checks(evaluation) -> list[Check]:
@@ -81,9 +94,9 @@ def edge_checks(evaluation) -> list[Check]:
                     uncompared += 1
                     continue
                 compared += 1
-                low, high = limits
+                low, high, slack = limits
                 value = float(got[index])
-                tol = FD_TOL * max(abs(low), abs(high), scale)
+                tol = FD_TOL * max(abs(low), abs(high), scale) + slack
                 miss = np.inf if not np.isfinite(value) else max(low - value, value - high, 0.0) / max(tol, 1e-300)
                 if miss > 1:
                     bad.append((run, index, value, low, high))
