@@ -108,6 +108,19 @@ SOURCE = textwrap.dedent('''
             return super().backward(grad_out) + 0j
 
 
+    class ExitingCube(Cube):
+        def backward(self, grad_out):
+            raise SystemExit(0)
+
+
+    def leave(z):
+        return z * z
+
+
+    def leave_prime(z):
+        raise SystemExit(0)
+
+
     def rs(z):
         return "abc"
 
@@ -206,6 +219,13 @@ def test_edges_complex_gradient_never_passes(edges, capsys, target, code):
     got, out, err = run(capsys, target)
     assert got == code
     assert "complex" in (err if code == 2 else out)
+
+
+@pytest.mark.parametrize("target, code", [("edge_fns:leave", 2), ("edge_fns:ExitingCube", 1)])
+def test_edges_sys_exit_in_user_code_never_decides_the_exit_status(edges, capsys, target, code):
+    got, out, err = run(capsys, target)
+    assert got == code
+    assert "called sys.exit(0)" in out + err
 
 
 # ------------------------------------------------------------------------------ messages

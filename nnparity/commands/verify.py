@@ -66,7 +66,12 @@ def run(args) -> int:
             raise UsageError(f"--batch: must be >= 1, got {args.batch}")
         from torch_ref.verify import first_wrong_layer   # torch only when the command runs
 
-        report = first_wrong_layer(load_spec(args.spec), batch=args.batch)
+        spec = load_spec(args.spec)
+        try:
+            report = first_wrong_layer(spec, batch=args.batch)
+        except SystemExit as err:     # a user activation's code never decides the exit status
+            raise UsageError(f"{args.spec}: a user activation called sys.exit({err.code!r}) while it was "
+                             f"checked; its forward and backward must return their values") from None
     else:
         if args.batch is not None:
             raise UsageError("--batch applies to --spec")
@@ -79,5 +84,8 @@ def run(args) -> int:
             raise UsageError(str(err)) from None
         except KeyboardInterrupt:     # a user's op stuck where the time limit cannot reach: no traceback
             raise UsageError("interrupted") from None
+        except SystemExit as err:     # user code never decides the exit status
+            raise UsageError(f"{args.target}: your code called sys.exit({err.code!r}) while it was checked; "
+                             f"a function under test must return its value") from None
     print(json.dumps(report.to_json()) if args.json else report.format())
     return 0 if report.ok else 1

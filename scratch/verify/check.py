@@ -39,7 +39,10 @@ class _Recorder:
         with warnings.catch_warnings(record=True) as caught, time_limit(self.limit, where), \
                 np.errstate(over="warn", divide="warn", invalid="warn", under="ignore"):
             warnings.simplefilter("always")
-            result = fn(*args)
+            try:
+                result = fn(*args)
+            except SystemExit as err:     # user code never decides the exit status: a raise like any other
+                raise RuntimeError(f"{where} called sys.exit({err.code!r})") from None
         for w in caught:
             text = f"{w.category.__name__} in {where}: {w.message}"
             if text not in self.findings:
