@@ -178,3 +178,47 @@ def test_function_names_culprit_is_named(tmp_path, monkeypatch, capsys, case):
     assert main(["verify", f"culprit_{case}:{target}"]) == 1
     last = capsys.readouterr().out.splitlines()[-1]
     assert last.startswith("diagnosis: ") and text in last, last
+
+
+IN_PLACE = textwrap.dedent('''
+    import numpy as np
+
+
+    def relu(x):
+        x[x < 0] = 0
+        return x
+
+
+    def relu_prime(x):
+        x[x > 0] = 1
+        x[x <= 0] = 0
+        return x
+
+
+    def mse(pred, target):
+        pred -= target
+        return np.mean(pred ** 2)
+
+
+    def mse_grad(pred, target):
+        pred -= target
+        return 2 * pred / pred.size
+''')
+
+
+@pytest.mark.parametrize("name", ["relu", "mse"])
+def test_function_names_functions_writing_into_their_arguments_pass(tmp_path, monkeypatch, capsys, name):
+    """x[x < 0] = 0 on the argument, as tutorials write it: verify hands each call its own copy."""
+    module = _module(tmp_path, monkeypatch, "in_place", IN_PLACE)
+    z = np.linspace(-3, 3, 12).reshape(3, 4) + 0.05
+    if name == "relu":
+        assert np.allclose(module.relu_prime(z.copy()), central(lambda t: module.relu(t.copy()), z))
+    else:
+        target, expected = np.ones_like(z), np.zeros_like(z)
+        for i in np.ndindex(z.shape):
+            up, down = z.copy(), z.copy()
+            up[i] += 1e-6
+            down[i] -= 1e-6
+            expected[i] = (module.mse(up, target) - module.mse(down, target)) / 2e-6
+        assert np.allclose(module.mse_grad(z.copy(), target), expected)
+    assert main(["verify", f"in_place:{name}"]) == 0, capsys.readouterr().out

@@ -31,16 +31,23 @@ CONVENTION_TEXT = {"z": "derivative of a = f(z), expressed in z: call it with z"
                    "a": "derivative of a = f(z), expressed in a: call it with the activation"}
 
 
+def fresh(value):
+    """A copy for user code, which may write into its argument (x[x < 0] = 0); a tensor keeps its graph."""
+    return value.clone() if hasattr(value, "clone") else np.array(value, copy=True)
+
+
 def run_forward(f, mode: str, z, xp=np, **kw):
-    """f over a batch as the mode reads it (row by row for a one-row function)."""
+    """f over a batch as the mode reads it (row by row for a one-row function), on a copy of z."""
     fn = with_array_module(f, xp)
+    z = fresh(z)
     if mode == "row":
         return xp.stack([fn(row, **kw) for row in z])
     return fn(z, **kw)
 
 
 def run_backward(d: Derivative, mode: str, g, arg, **kw) -> tuple[np.ndarray, str]:
-    """(Jᵀ·g for the batch, the derivative's form)."""
+    """(Jᵀ·g for the batch, the derivative's form), on copies of g and arg."""
+    g, arg = fresh(g), fresh(arg)
     if mode == "row":
         rows = [vjp(d, g[i], arg[i], **kw) for i in range(len(g))]
         return np.stack([r[0] for r in rows]), rows[0][1]

@@ -24,6 +24,7 @@ from scratch.verify import probes
 from scratch.verify.calls import array, call
 from scratch.verify.derivatives import required_parameters
 from scratch.verify.finite_diff import scalar_derivative
+from scratch.verify.function_pairs import fresh
 from scratch.verify.load import OpError, OpUnderTest
 from scratch.verify.rebind import with_array_module
 
@@ -164,7 +165,8 @@ def _choose_targets(f, grad, name: str, kinds: list, domain: str, seed: int):
             continue
 
         def fun():
-            v = float(np.asarray(_value(call(f"{name}(pred, target)", f, pred, target)), dtype=np.float64).reshape(()))
+            v = float(np.asarray(_value(call(f"{name}(pred, target)", f, pred.copy(), target.copy())),
+                                 dtype=np.float64).reshape(()))
             return v, abs(v)
         ref = scalar_derivative(fun, pred, domain).value
         use = np.isfinite(ref) & np.isfinite(got)
@@ -222,14 +224,14 @@ def loss_op(f, target: str, find_grad, seed: int = 0) -> OpUnderTest:
 
         def forward(self, pred, tgt):
             self.pred, self.target = pred, _labels(tgt, self.xp) if labels else tgt
-            out = _ordered(with_array_module(f, self.xp), bool(first))(self.pred, self.target)
+            out = _ordered(with_array_module(f, self.xp), bool(first))(fresh(self.pred), fresh(self.target))
             self.grad = out[1] if pair else None
             return _value(out)
 
         def backward(self):
             if pair:
                 return self.grad
-            return gradient(self.pred, self.target)
+            return gradient(fresh(self.pred), fresh(self.target))
 
     LossFunction.domain = domain
     LossFunction.targets = targets
