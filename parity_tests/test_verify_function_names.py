@@ -222,3 +222,28 @@ def test_function_names_functions_writing_into_their_arguments_pass(tmp_path, mo
             expected[i] = (module.mse(up, target) - module.mse(down, target)) / 2e-6
         assert np.allclose(module.mse_grad(z.copy(), target), expected)
     assert main(["verify", f"in_place:{name}"]) == 0, capsys.readouterr().out
+
+
+SCALAR = textwrap.dedent('''
+    import math
+
+
+    def logistic(x):
+        return 1 / (1 + math.exp(-x))
+
+
+    def logistic_prime(x):
+        return logistic(x) * (1 - logistic(x))
+''')
+
+
+@pytest.mark.parametrize("slip, code", [(None, 0), (("(1 - logistic(x))", "(1 + logistic(x))"), 1)],
+                         ids=["correct", "slipped"])
+def test_function_names_pair_of_one_number_runs_element_by_element(tmp_path, monkeypatch, capsys, slip, code):
+    source = SCALAR if slip is None else SCALAR.replace(*slip)
+    module = _module(tmp_path, monkeypatch, f"scalar_{code}", source)
+    if slip is None:
+        for z in (-2.5, 0.3, 1.7):
+            assert abs(module.logistic_prime(z) - central(module.logistic, z)) < 1e-8
+    assert main(["verify", f"scalar_{code}:logistic"]) == code
+    assert "run element by element" in capsys.readouterr().out

@@ -17,6 +17,9 @@ import functools
 import importlib
 import inspect
 
+import numpy as np
+
+from scratch.verify.calls import call
 from scratch.verify.derivatives import Derivative, required_parameters
 from scratch.verify.function_pairs import pair_ops
 from scratch.verify.layer_functions import layer_op
@@ -118,12 +121,37 @@ def load_ops(target, grad=None, kind: str | None = None, convention: str | None 
     if len(required_parameters(obj)) != 1:
         raise OpError(f"{shown}{_signature(obj)}: not a form verify reads; expected {ACCEPTED}")
     fn, how = _grad(grad, module, name, fn=obj)
+    if len(required_parameters(fn)) == 1 and _takes_numbers_only(obj, name):
+        obj, fn = element_by_element(obj), element_by_element(fn)
+        how += "; both take one number (math.exp), run element by element"
     d = Derivative.of(fn, getattr(fn, "__name__", "df"))
     if len(required_parameters(fn)) not in (1, 2):
         raise OpError(f"{d.name}{_signature(fn)}: a derivative takes z (or a = f(z)), or the "
                       f"upstream gradient and z: df(z) or df(dout, z) — e.g.  def {name}(z): ...  |  "
                       f"def {name}_prime(z): ...")
     return pair_ops(obj, d, shown, how, convention, seed)
+
+
+def _takes_numbers_only(f, name: str) -> bool:
+    """f refuses an array but maps a number to a number (written with math.exp)."""
+    try:
+        call(name, f, np.full((2, 2), 0.5))
+        return False
+    except OpError:
+        pass
+    try:
+        value = call(name, f, 0.5)
+    except OpError:
+        return False
+    return isinstance(value, (int, float, np.floating, np.integer)) and not isinstance(value, bool)
+
+
+def element_by_element(fn):
+    """fn of one number applied to every element of an array (its signature kept for reading)."""
+    @functools.wraps(fn)
+    def each(z, *args, **kw):
+        return np.vectorize(lambda v: fn(float(v), *args, **kw), otypes=[np.float64])(z)
+    return each
 
 
 def _signature(fn) -> str:
