@@ -8,8 +8,9 @@
 - a forward/backward pair with a cache, ``X_forward(*inputs) -> (out, cache)`` and
   ``X_backward(dout, cache) -> (d_input_1, ...)`` (layer_functions.py).
 
-The derivative is ``grad`` when given, else found in the function's module by the usual names
-(PARTNERS), and the report says which it took.
+The derivative is ``grad`` when given, else f's own boolean flag (FLAGS: ``f(z, deriv=True)``), else
+found in the function's module by the usual names in any case (PARTNERS), and the report says which
+it took. A pair written for one number (``math.exp``) runs element by element.
 """
 from __future__ import annotations
 
