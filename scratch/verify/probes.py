@@ -115,6 +115,7 @@ def loss_probes(seed: int = 0, domain: str = "real", edge: float = NEAR_EDGE) ->
         kink = target.copy()
         kink[(kink == 0.0)] = 0.25       # p = t is the kink of |p - t|; p stays inside (0, 1)
         kink[(kink == 1.0)] = 0.75
+        kink = np.clip(kink, edge, 1 - edge)     # a target near 0 or 1 would put p inside the clip
         saturation = np.where(rng.uniform(size=shape) < 0.5, edge, 1.0 - edge)
         tiny = np.clip(np.where(target > 0.5, target - TINY, target + TINY), max(TINY, edge), 1 - max(TINY, edge))
         kink_mask = np.isclose(kink, target, rtol=0, atol=0)
