@@ -172,3 +172,27 @@ def test_loss_conventions_mse_target_first_is_not_a_wrong_sign(tmp_path, monkeyp
     out = capsys.readouterr().out
     assert "wrong sign" not in out
     assert "dL/dy_pred" in out      # the prediction, its second argument, is differentiated
+
+
+FLAGGED = textwrap.dedent('''
+    import numpy as np
+
+
+    def mse(y, yhat, derivative=False):
+        if derivative:
+            return 2 * (yhat - y) / y.size
+        return np.mean((yhat - y) ** 2)
+''')
+
+
+@pytest.mark.parametrize("slip, code", [(None, 0), (("2 * (yhat - y)", "2 * (y - yhat)"), 1)],
+                         ids=["correct", "slipped"])
+def test_loss_conventions_flag_derivative(tmp_path, monkeypatch, capsys, slip, code):
+    module = _load(tmp_path, monkeypatch, f"flagged_{code}", FLAGGED if slip is None else FLAGGED.replace(*slip))
+    target, pred = np.random.default_rng(2).normal(size=(2, 4, 3))
+    if slip is None:
+        assert np.allclose(module.mse(target, pred, derivative=True),
+                           central_gradient(lambda p: module.mse(target, p), pred), rtol=1e-6, atol=1e-9)
+    assert main(["verify", f"flagged_{code}:mse"]) == code
+    out = capsys.readouterr().out
+    assert "its own flag: mse(..., derivative=True)" in out and "takes the target first" in out
