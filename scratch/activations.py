@@ -7,6 +7,7 @@ same code runs on CuPy.
 from __future__ import annotations
 
 import importlib
+import inspect
 import math
 
 import numpy as np
@@ -282,8 +283,14 @@ def check_activation(name: str, params: dict, where: str) -> None:
     except Exception as err:  # ImportError, AttributeError, or the user's module failing as it imports
         raise SpecError(f"{where}.activation", f"cannot import {name!r} ({type(err).__name__}: {err}); "
                         f"expected 'module:Class' importable from the current directory") from None
+    if not inspect.isclass(cls) and callable(cls):
+        raise SpecError(f"{where}.activation", f"{name!r} is a function; a spec's activation is a class with "
+                        f"forward(z) and backward(grad_out) (see examples/custom_ops.py) — e.g.  class Sigmoid:  "
+                        f"def forward(self, z): ...  |  def backward(self, grad_out): ...; a function with its "
+                        f"derivative is checked on its own with `nnparity verify {name}`")
     if not (hasattr(cls, "forward") and hasattr(cls, "backward")):
-        raise SpecError(f"{where}.activation", f"{name!r} has no forward/backward methods")
+        raise SpecError(f"{where}.activation", f"{name!r} has no forward/backward methods; expected a class with "
+                        f"forward(z) and backward(grad_out) (see examples/custom_ops.py)")
     allowed = getattr(cls, "params", {}) or {}
     for key in params:
         if key not in allowed:
@@ -295,10 +302,25 @@ def check_activation(name: str, params: dict, where: str) -> None:
 
 def make_activation(name: str, params: dict | None = None, xp=np, field: str = "activation") -> Activation:
     """The op for a registry name, or a user's op (scratch.user_code.UserActivation: each call to
-    it run as user code); ``field`` names the spec field in a message."""
+    it run as user code; a user's class that takes no ``xp`` runs on NumPy only); ``field`` names
+    the spec field in a message."""
     cls = resolve_activation(name, field)
     if name in ACTIVATIONS:
         return cls(xp=xp, **(params or {}))
+    kwargs = dict(params or {})
+    if _takes_xp(cls):
+        kwargs["xp"] = xp
+    elif xp is not np:
+        raise SpecError(field, f"{name}: its constructor takes no xp (the array module), so it runs on "
+                        f"NumPy only; add __init__(self, xp=np) and compute with self.xp")
     with user_code.running(f"{name}.__init__", field):
-        op = cls(xp=xp, **(params or {}))
+        op = cls(**kwargs)
     return user_code.UserActivation(op, name, field)
+
+
+def _takes_xp(cls) -> bool:
+    try:
+        params = inspect.signature(cls).parameters.values()
+    except (TypeError, ValueError):
+        return True
+    return any(p.name == "xp" or p.kind == p.VAR_KEYWORD for p in params)

@@ -16,6 +16,7 @@ names the first layer, from the output back, whose gradient disagrees with torch
 from __future__ import annotations
 
 import json
+from pathlib import Path
 
 from nnparity.usage import UsageError
 from nnparity.verify.load import KINDS, OpError
@@ -45,6 +46,10 @@ def add_arguments(parser):
     parser.add_argument("--json", action="store_true", help="print one JSON object instead of the report")
 
 
+def _looks_like_spec(target: str) -> bool:
+    return target.lower().endswith((".toml", ".json")) or Path(target).is_file()
+
+
 def run(args) -> int:
     if (args.target is None) == (args.spec is None):
         raise UsageError("give either an op as module:Class (e.g. examples.custom_ops:Swish) or --spec SPEC")
@@ -52,6 +57,9 @@ def run(args) -> int:
         raise UsageError(f"--seed: must be >= 0, got {args.seed}")
     if not args.time_limit > 0:
         raise UsageError(f"--time-limit: must be > 0 seconds, got {args.time_limit}")
+    if args.target is not None and _looks_like_spec(args.target):
+        raise UsageError(f"{args.target} is a spec file, not an op: use  nnparity verify --spec {args.target}  "
+                         f"(a positional argument is one op as module:name, e.g. examples.custom_ops:Swish)")
     if args.spec is not None:
         for flag, value in (("--kind", args.kind), ("--grad", args.grad), ("--convention", args.convention)):
             if value is not None:
@@ -60,7 +68,12 @@ def run(args) -> int:
             raise UsageError(f"--batch: must be >= 1, got {args.batch}")
         from nnparity.verify.autograd import first_wrong_layer   # torch only when the command runs
 
-        report = first_wrong_layer(load_spec(args.spec), batch=args.batch)
+        spec = load_spec(args.spec)
+        try:
+            report = first_wrong_layer(spec, batch=args.batch)
+        except SystemExit as err:     # a user activation's code never decides the exit status
+            raise UsageError(f"{args.spec}: a user activation called sys.exit({err.code!r}) while it was "
+                             f"checked; its forward and backward must return their values") from None
     else:
         if args.batch is not None:
             raise UsageError("--batch applies to --spec")
@@ -73,5 +86,8 @@ def run(args) -> int:
             raise UsageError(str(err)) from None
         except KeyboardInterrupt:     # a user's op stuck where the time limit cannot reach: no traceback
             raise UsageError("interrupted") from None
+        except SystemExit as err:     # user code never decides the exit status
+            raise UsageError(f"{args.target}: your code called sys.exit({err.code!r}) while it was checked; "
+                             f"a function under test must return its value") from None
     print(json.dumps(report.to_json()) if args.json else report.format())
     return 0 if report.ok else 1

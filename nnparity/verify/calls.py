@@ -21,6 +21,8 @@ def call(what: str, fn, *args, **kwargs):
         raise
     except DerivativeShapeError as err:    # our reading of what it returned: no exception name to show
         raise OpError(f"{what}: {err}") from None
+    except SystemExit as err:      # user code never decides the exit status
+        raise OpError(f"{what} called sys.exit({err.code!r}); a function under test must return its value") from None
     except Exception as err:
         text = str(err).splitlines()[0] if str(err) else ""
         raise OpError(f"{what} raised {type(err).__name__}: {text}") from None
@@ -30,6 +32,8 @@ def array(what: str, value, shape=None) -> np.ndarray:
     """value as a float64 array of ``shape`` with some finite entry; OpError otherwise."""
     if value is None:
         raise OpError(f"{what} returned None")
+    if np.iscomplexobj(value):
+        raise OpError(f"{what} returned complex values; expected real numbers (the imaginary part is not dropped)")
     try:
         arr = np.asarray(value, dtype=np.float64)
     except (TypeError, ValueError) as err:

@@ -89,6 +89,19 @@ def form_of(out_shape, arg_shape, vjp: bool) -> str:
                                f"expected {expected}")
 
 
+def real_array(value) -> np.ndarray:
+    """value as float64; DerivativeShapeError for None, complex values or a non-numeric object."""
+    if value is None:
+        raise DerivativeShapeError("returned None")
+    if np.iscomplexobj(value):
+        raise DerivativeShapeError("returned complex values: a real derivative was expected (the imaginary "
+                                   "part is not dropped)")
+    try:
+        return np.asarray(value, dtype=np.float64)
+    except (TypeError, ValueError) as err:
+        raise DerivativeShapeError(f"returned {type(value).__name__}, not an array of numbers ({err})") from None
+
+
 FORM_TEXT = {"elementwise": "the elementwise derivative f'", "jacobian": "the full Jacobian of one row",
              "jacobians": "one Jacobian per row", "vjp": "a vector-Jacobian product Jᵀ·g"}
 
@@ -99,9 +112,7 @@ def vjp(d: Derivative, g: np.ndarray, arg: np.ndarray, **params) -> tuple[np.nda
         out = d.fn(g, arg, **params) if d.upstream_first else d.fn(arg, g, **params)
     else:
         out = d.fn(arg, **params)
-    if out is None:
-        raise DerivativeShapeError("returned None")
-    out = np.asarray(out, dtype=np.float64)
+    out = real_array(out)
     form = form_of(out.shape, np.shape(arg), d.vjp)
     if form == "elementwise":
         return g * out, form

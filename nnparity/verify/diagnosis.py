@@ -53,6 +53,7 @@ class GroupData:
     upstream: np.ndarray | None = None      # the grad_out fed to backward (elementwise ops)
     alternatives: dict = field(default_factory=dict)  # message -> array: known wrong answers
     targets: np.ndarray | None = None       # losses: the targets (same shape as expected)
+    dout: np.ndarray | None = None          # layers: the grad_out fed to backward
 
 
 @dataclass
@@ -332,13 +333,29 @@ def _diagnose(groups, tol, kind, batch, wrt) -> str | None:
     # a pattern over every compared element
     got = np.concatenate([g.got[g.usable if g.usable is not None else slice(None)].ravel() for g in groups])
     exp = np.concatenate([g.expected[g.usable if g.usable is not None else slice(None)].ravel() for g in groups])
-    text = _factor_diagnosis(got, exp, batch, kind)
+    text = _factor_diagnosis(got, exp, batch, kind) or _offset_diagnosis(groups)
     if text:
         return text
     near = _near_miss(groups, bad, rms, wrt)
     if near:
         return near
     return _alternative_diagnosis(groups) or _ratio_description(groups, bad, wrt)
+
+
+def _offset_diagnosis(groups) -> str | None:
+    """Elementwise: the derivative got/grad_out is the expected one plus a constant (a(1 − a) − 1)."""
+    if not all(g.upstream is not None for g in groups):
+        return None
+    with np.errstate(all="ignore"):
+        diffs = np.concatenate([((g.got - g.expected) / g.upstream)[_use(g)].ravel() for g in groups])
+    diffs = diffs[np.isfinite(diffs)]
+    if diffs.size < 2:
+        return None
+    c = float(np.median(diffs))
+    if c == 0 or not np.all(np.abs(diffs - c) <= CLOSE * max(abs(c), 1.0)):
+        return None
+    shown = f"{c:+.6g}".replace("+", "+ ").replace("-", "− ")
+    return f"off by a constant: da/dz got = expected {shown} at every probe (a term added to the derivative)"
 
 
 def _region_diagnosis(g, b, text: str, rms: float, wrt) -> str:
@@ -364,6 +381,10 @@ def _alternative_diagnosis(groups) -> str | None:
         if g.upstream is not None:
             with np.errstate(all="ignore"):
                 alts["backward ignores grad_out: it returns da/dz, not grad_out · da/dz"] = g.expected / g.upstream
+        elif g.dout is not None and g.dout.shape == g.expected.shape:
+            with np.errstate(all="ignore"):
+                alts["backward ignores dout: it returns the local derivative, not dout · derivative"] = \
+                    g.expected / g.dout
         for msg, alt in alts.items():
             alternatives.setdefault(msg, []).append((g.got[use], np.asarray(alt)[use]))
     for msg, pairs in alternatives.items():

@@ -9,14 +9,19 @@
   ``X_backward(dout, cache) -> (d_input_1, ...)``, paired by the course's names (course_pairs.py),
   or a course loss ``f(x, y, mask) -> (loss, dx)`` (layer_functions.py).
 
-The derivative is ``grad`` when given, else found in the function's module by the usual names
-(PARTNERS), and the report says which it took.
+The derivative is ``grad`` when given, else f's own boolean flag (FLAGS: ``f(z, deriv=True)``), else
+found in the function's module by the usual names in any case (PARTNERS), and the report says which
+it took. A pair written for one number (``math.exp``) runs element by element.
 """
 from __future__ import annotations
 
+import functools
 import importlib
 import inspect
 
+import numpy as np
+
+from nnparity.verify.calls import call
 from nnparity.verify.classes import class_op, needs_adapter
 from nnparity.verify.course_pairs import layer_ops, loss_ops
 from nnparity.verify.derivatives import Derivative, required_parameters
@@ -28,7 +33,15 @@ from nnparity.verify.method_pairs import is_method_pair, method_pair_ops
 from nnparity.verify.networks import read_network
 
 PARTNERS = ("{f}_derivative", "{f}_prime", "{f}_grad", "d{f}", "d_{f}", "{f}_backward", "{f}_gradient",
-            "{f}_deriv")
+            "{f}_deriv", "{f}_der", "{f}_d", "{f}Prime", "{f}Derivative", "{f}Gradient", "{f}Grad",
+            "deriv_{f}", "derivative_{f}", "grad_{f}", "gradient_{f}")
+# a boolean keyword that turns f into its own derivative: nonlin(x, deriv=True)
+FLAGS = ("deriv", "derivative", "grad", "gradient", "backward", "prime", "derivate")
+ACCEPTED = ("f(z) with its derivative found by name (f_prime, f_derivative, df, ...), given with --grad, "
+            "or a flag f(z, deriv=True); a loss(pred, target) with loss_grad; X_forward with X_backward; a class "
+            "with forward and backward; or a whole network (loss(X, y) -> (loss, grads), backprop(x, y)) "
+            "— e.g.  def sigmoid(z): return 1 / (1 + np.exp(-z))  |  "
+            "def sigmoid_prime(z): s = sigmoid(z); return s * (1 - s)")
 
 
 def _resolve(target):
@@ -43,17 +56,45 @@ def _resolve(target):
 def find_partner(module, name: str, patterns=PARTNERS) -> tuple[object, str]:
     """(the partner function, how it was found) among ``patterns`` in ``module``; OpError listing them."""
     tried = [p.format(f=name) for p in patterns]
+    names = vars(module) if module is not None else {}
+    folded = {}
+    for key, value in names.items():    # sigmoidprime, Sigmoid_Prime: the same partner
+        if callable(value) and not inspect.isclass(value):
+            folded.setdefault(key.lower(), key)
     for candidate in tried:
-        fn = getattr(module, candidate, None) if module is not None else None
-        if callable(fn):
-            return fn, f"found by name: {candidate}"
+        key = candidate if callable(names.get(candidate)) else folded.get(candidate.lower())
+        if key is not None and key != name:
+            return names[key], f"found by name: {key}"
     where = getattr(module, "__name__", "its module")
-    raise OpError(f"no derivative found for {name} in {where}: tried {', '.join(tried)}; "
-                  f"name it so or give it with --grad MODULE:FUNCTION")
+    raise OpError(f"no derivative found for {name} in {where}: tried {', '.join(tried)} (any case) and "
+                  f"a flag {name}(z, deriv=True); name it so or give it with --grad MODULE:FUNCTION "
+                  f"— e.g.  def {name}(z): ...  |  def {name}_prime(z): ...")
 
 
-def _grad(grad, module, name: str, patterns=PARTNERS):
+def derivative_flag(fn) -> str | None:
+    """The name of fn's boolean keyword parameter that makes it return its derivative, if any."""
+    try:
+        params = inspect.signature(fn).parameters.values()
+    except (TypeError, ValueError):
+        return None
+    for p in params:
+        if p.name.lower() in FLAGS and isinstance(p.default, bool) and p.default is False:
+            return p.name
+    return None
+
+
+def flagged(fn, flag: str):
+    """fn called with its derivative flag set, named as such, its signature without the flag."""
+    wrapped = functools.partial(fn, **{flag: True})
+    wrapped.__name__ = f"{getattr(fn, '__name__', 'f')}({flag}=True)"
+    return wrapped
+
+
+def _grad(grad, module, name: str, patterns=PARTNERS, fn=None):
     if grad is None:
+        flag = derivative_flag(fn) if fn is not None else None
+        if flag is not None:
+            return flagged(fn, flag), f"its own flag: {name}(..., {flag}=True)"
         return find_partner(module, name, patterns)
     fn, shown, _ = _resolve(grad)
     if not callable(fn) or inspect.isclass(fn):
@@ -90,8 +131,7 @@ def load_ops(target, grad=None, kind: str | None = None, convention: str | None 
         return [course_op(read_pair(forward, backward, module, name.split("_forward")[0], seed), shown,
                           "given as a pair", seed)]
     if not inspect.isfunction(obj) and not inspect.isbuiltin(obj):
-        raise OpError(f"{shown} is a {type(obj).__name__}: expected a class with forward and backward, "
-                      f"or a function (f with its derivative, a loss, or X_forward with X_backward)")
+        raise OpError(f"{shown} is a {type(obj).__name__}: expected a class with forward and backward, or {ACCEPTED}")
     if kind is not None:
         raise OpError("--kind applies to classes; a function's form is read from its signature")
     # the name it was given by (a module's alias), else its own
@@ -106,14 +146,45 @@ def load_ops(target, grad=None, kind: str | None = None, convention: str | None 
                           f"X_forward(*inputs) with X_backward(dout, cache), or a loss(x, ...) -> (loss, dx) "
                           f"({err})") from None
     if len(required_parameters(obj)) == 2:
-        return [loss_op(obj, shown, lambda: _grad(grad, module, name), seed)]
+        return [loss_op(obj, shown, lambda: _grad(grad, module, name, fn=obj), seed)]
     if len(required_parameters(obj)) != 1:
-        raise OpError(f"{shown}{inspect.signature(obj)}: expected f(z) with its derivative, loss(pred, target), "
-                      f"X_forward(*inputs) with X_backward(dout, cache), or a function returning (loss, dA, dB, ...) for "
-                      f"arrays A, B it reads (return loss, dWxh, dWhh)")
-    fn, how = _grad(grad, module, name)
+        raise OpError(f"{shown}{_signature(obj)}: not a form verify reads; expected {ACCEPTED}")
+    fn, how = _grad(grad, module, name, fn=obj)
+    if len(required_parameters(fn)) == 1 and _takes_numbers_only(obj, name):
+        obj, fn = element_by_element(obj), element_by_element(fn)
+        how += "; both take one number (math.exp), run element by element"
     d = Derivative.of(fn, getattr(fn, "__name__", "df"))
     if len(required_parameters(fn)) not in (1, 2):
-        raise OpError(f"{fn.__name__}{inspect.signature(fn)}: a derivative takes z (or a = f(z)), or the "
-                      f"upstream gradient and z: df(z) or df(dout, z)")
+        raise OpError(f"{d.name}{_signature(fn)}: a derivative takes z (or a = f(z)), or the "
+                      f"upstream gradient and z: df(z) or df(dout, z) — e.g.  def {name}(z): ...  |  "
+                      f"def {name}_prime(z): ...")
     return pair_ops(obj, d, shown, how, convention, seed)
+
+
+def _takes_numbers_only(f, name: str) -> bool:
+    """f refuses an array but maps a number to a number (written with math.exp)."""
+    try:
+        call(name, f, np.full((2, 2), 0.5))
+        return False
+    except OpError:
+        pass
+    try:
+        value = call(name, f, 0.5)
+    except OpError:
+        return False
+    return isinstance(value, (int, float, np.floating, np.integer)) and not isinstance(value, bool)
+
+
+def element_by_element(fn):
+    """fn of one number applied to every element of an array (its signature kept for reading)."""
+    @functools.wraps(fn)
+    def each(z, *args, **kw):
+        return np.vectorize(lambda v: fn(float(v), *args, **kw), otypes=[np.float64])(z)
+    return each
+
+
+def _signature(fn) -> str:
+    try:
+        return str(inspect.signature(fn))
+    except (TypeError, ValueError):
+        return "(...)"

@@ -39,10 +39,12 @@ class OpError(ValueError):
 def resolve_op(target: str) -> type:
     """The class a ``module:Class`` import path names (the module must be importable)."""
     if not isinstance(target, str) or ":" not in target:
-        raise OpError(f"expected an import path 'module:Class' (e.g. examples.custom_ops:Swish), got {target!r}")
+        raise OpError(f"expected an import path 'module:Class' or 'module:function' (e.g. examples.custom_ops:Swish, "
+                      f"examples.function_ops:sigmoid), got {target!r}")
     module_name, _, attr = target.partition(":")
     if not module_name or not attr:
-        raise OpError(f"expected an import path 'module:Class' (e.g. examples.custom_ops:Swish), got {target!r}")
+        raise OpError(f"expected an import path 'module:Class' or 'module:function' (e.g. examples.custom_ops:Swish, "
+                      f"examples.function_ops:sigmoid), got {target!r}")
     try:
         module = importlib.import_module(module_name)
     except ModuleNotFoundError as err:

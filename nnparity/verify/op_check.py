@@ -13,6 +13,7 @@ import numpy as np
 
 from nnparity.verify import probes
 from nnparity.verify.diagnosis import GroupData, compare
+from nnparity.verify.edges import KINDS as EDGE_KINDS, edge_checks
 from nnparity.verify.finite_diff import FDResult, elementwise_derivative, jacobian_rows, scalar_derivative
 from nnparity.verify.forms import load_network, load_ops
 from nnparity.verify.load import OpError, OpUnderTest, layer_gradients, layer_parameters
@@ -20,7 +21,6 @@ from nnparity.verify.network_check import verify_network_fd
 from nnparity.verify.report import Check, OpReport
 from nnparity.verify.time_limit import PROBE_TIME_LIMIT, time_limit
 from scratch.policy import FD_TOL
-
 
 
 # ------------------------------------------------------------------------------ evaluation
@@ -39,7 +39,10 @@ class _Recorder:
         with warnings.catch_warnings(record=True) as caught, time_limit(self.limit, where), \
                 np.errstate(over="warn", divide="warn", invalid="warn", under="ignore"):
             warnings.simplefilter("always")
-            result = fn(*args)
+            try:
+                result = fn(*args)
+            except SystemExit as err:     # user code never decides the exit status: a raise like any other
+                raise RuntimeError(f"{where} called sys.exit({err.code!r})") from None
         for w in caught:
             text = f"{w.category.__name__} in {where}: {w.message}"
             if text not in self.findings:
@@ -70,6 +73,7 @@ class Evaluation:
     runs: list[GroupRun]
     template: object = None                    # a layer's example instance (parameter values)
     recorder: _Recorder = field(default_factory=_Recorder)
+    unreferenced: int = 0      # points a torch reference left out that finite differences cannot resolve
 
     @property
     def findings(self) -> list[str]:
@@ -88,11 +92,13 @@ def clone(inst):
 def _array(value, what: str) -> np.ndarray:
     if value is None:
         raise TypeError(f"{what} returned None")
+    if np.iscomplexobj(value):
+        raise TypeError(f"{what} returned complex values (the imaginary part is not dropped)")
     return np.asarray(value, dtype=np.float64)
 
 
 def _scalar(value, what: str) -> float:
-    arr = np.asarray(value, dtype=np.float64)
+    arr = _array(value, what)
     if arr.size != 1:
         raise TypeError(f"{what} returned shape {arr.shape}, expected a scalar")
     return float(arr.reshape(()))
@@ -119,7 +125,8 @@ def evaluate(op: OpUnderTest, seed: int = 0, finite_differences: bool = True,
     elif op.kind == "vector":
         groups = probes.rowwise_probes(seed)
     elif op.kind == "loss":
-        groups = probes.label_probes(seed) if op.labels else probes.loss_probes(seed, op.domain)
+        targets = getattr(op.cls, "targets", "indices" if op.labels else "values")
+        groups = probes.target_probes(seed, op.domain, targets, getattr(op.cls, "edge", probes.NEAR_EDGE))
     elif callable(getattr(op.cls, "probe_groups", None)):    # a course layer's own inputs
         groups = op.cls.probe_groups(seed)
     else:
@@ -270,6 +277,11 @@ def _targets(run: GroupRun):
     return t if t is not None and t.shape == run.probe.x.shape else None
 
 
+def _dout(op: OpUnderTest, run: GroupRun):
+    """A layer's grad_out, for telling a backward that ignores it."""
+    return run.upstream if op.kind == "layer" else None
+
+
 def _error_check(name, wrt, reference, tol, runs) -> Check:
     raised: dict[str, list[str]] = {}
     for r in runs:
@@ -281,13 +293,26 @@ def _error_check(name, wrt, reference, tol, runs) -> Check:
                  diagnosis=f"the op raised {text}", compared=0)
 
 
-def fd_checks(evaluation: Evaluation, tol: float = FD_TOL) -> list[Check]:
-    """One check per gradient (input, then each parameter) against finite differences."""
+KINKS_BY_ONE_SIDED = ("finite differences compare them where they resolve the derivative, one-sided differences "
+                      "below where not (no torch twin ran)")
+KINKS_UNCOMPARED = ("finite differences compare them where they resolve the derivative; where not, nothing does "
+                    "(no torch twin ran)")
+KINKS_BY_TWIN = "torch_module() compares them with torch's subgradient"
+
+
+def kink_reference(op: OpUnderTest, twin_ran: bool) -> str:
+    """What compares the points finite differences and autograd of your forward leave out."""
+    return KINKS_BY_TWIN if twin_ran else KINKS_BY_ONE_SIDED if op.kind in EDGE_KINDS else KINKS_UNCOMPARED
+
+
+def fd_checks(evaluation: Evaluation, tol: float = FD_TOL, twin_ran: bool = False) -> list[Check]:
+    """One check per gradient (input, then each parameter) against finite differences;
+    ``twin_ran``: a torch_module() reference compared the kinks they skip."""
     with np.errstate(all="ignore"):
-        return _fd_checks(evaluation, tol)
+        return _fd_checks(evaluation, tol, kink_reference(evaluation.op, twin_ran))
 
 
-def _fd_checks(evaluation: Evaluation, tol: float) -> list[Check]:
+def _fd_checks(evaluation: Evaluation, tol: float, kink_reference: str) -> list[Check]:
     op = evaluation.op
     names = _gradient_names(evaluation)
     checks = []
@@ -301,7 +326,7 @@ def _fd_checks(evaluation: Evaluation, tol: float) -> list[Check]:
             fd = run.fd[wrt].resolve(tol)
             groups.append(GroupData(run.probe.group, run.got[wrt], fd.value, run.inputs.get(wrt), fd.usable,
                                     _kinks(run, wrt, op), run.upstream if op.kind == "activation" else None,
-                                    run.alternatives.get(wrt, {}), _targets(run)))
+                                    run.alternatives.get(wrt, {}), _targets(run), _dout(op, run)))
             if fd.kink.any():
                 kinks[run.probe.group] = int(fd.kink.sum())
             if fd.unresolved.any():
@@ -311,7 +336,7 @@ def _fd_checks(evaluation: Evaluation, tol: float) -> list[Check]:
         if kinks:
             notes.append("kept away from kinks (one-sided slopes differ): skipped "
                          + ", ".join(f"{n} in {g}" for g, n in kinks.items())
-                         + "; torch checks them against its subgradient convention")
+                         + f"; {kink_reference}")
         if unresolved:
             notes.append("skipped where rounding or curvature hides the derivative at any step: "
                          + ", ".join(f"{n} in {g}" for g, n in unresolved.items()))
@@ -328,8 +353,22 @@ def _gradient_names(evaluation: Evaluation) -> list[str]:
     return [evaluation.op.wrt]
 
 
+def _reference_not_finite(run: GroupRun, wrt: str, expected: np.ndarray, tol: float = FD_TOL):
+    """(agree, alone): where a torch reference is NaN or inf but your value is finite — and finite
+    differences resolve it and agree with you (agree), or resolve nothing there (alone)."""
+    odd = ~np.isfinite(expected) & np.isfinite(run.got[wrt])
+    fd = run.fd.get(wrt)
+    if fd is None or not odd.any():
+        return odd & False, odd & False
+    fd = fd.resolve(tol)
+    value = np.nan_to_num(fd.value)
+    close = np.abs(run.got[wrt] - value) <= tol * np.maximum(np.abs(value), 1e-300) + fd.estimate
+    return odd & fd.usable & close, odd & ~fd.usable
+
+
 def reference_checks(evaluation: Evaluation, expected: list[dict], reference: str, tol: float,
-                     skip_kinks: bool = False) -> list[Check]:
+                     skip_kinks: bool = False,
+                     kink_reference: str = "left to torch_module() and finite differences") -> list[Check]:
     """Checks of the hand-written gradients against ``expected`` (one dict wrt -> array per group).
 
     ``skip_kinks``: leave out the kink probes and the points where finite differences found a kink
@@ -343,20 +382,34 @@ def reference_checks(evaluation: Evaluation, expected: list[dict], reference: st
         if any(r.error for r in evaluation.runs):
             checks.append(_error_check(title, wrt, reference, tol, evaluation.runs))
             continue
-        groups, skipped = [], 0
+        groups, skipped, unusable = [], 0, {"agree": 0, "alone": 0}
         for run, exp in zip(evaluation.runs, expected):
             alts = run.alternatives.get(wrt, {})
-            usable = None
+            expected_wrt = np.asarray(exp[wrt], dtype=np.float64)
+            usable = np.ones(expected_wrt.shape, bool)
             kinks = _kinks(run, wrt, op)
             if skip_kinks and kinks is not None:
                 usable = ~kinks
                 skipped += int(kinks.sum())
-            groups.append(GroupData(run.probe.group, run.got[wrt], np.asarray(exp[wrt], dtype=np.float64),
+            if expected_wrt.shape == run.got[wrt].shape:
+                agree, alone = (m & usable for m in _reference_not_finite(run, wrt, expected_wrt))
+                usable = usable & ~agree & ~alone
+                unusable["agree"] += int(agree.sum())
+                unusable["alone"] += int(alone.sum())
+            groups.append(GroupData(run.probe.group, run.got[wrt], expected_wrt,
                                     run.inputs.get(wrt), usable, _kinks(run, wrt, op),
-                                    run.upstream if op.kind == "activation" else None, alts, _targets(run)))
+                                    run.upstream if op.kind == "activation" else None, alts, _targets(run),
+                                    _dout(op, run)))
         cmp = compare(groups, tol, kind=op.kind, batch=_batch(op, evaluation.runs[0]), wrt=wrt)
-        notes = [f"{skipped} kink points left to torch_module() and finite differences (autograd of a "
-                 f"forward at a kink depends on how it is written)"] if skipped else []
+        notes = [f"{skipped} kink points not compared here (autograd of a forward at a kink depends on how it "
+                 f"is written): {kink_reference}"] if skipped else []
+        if unusable["agree"]:
+            notes.append(f"the torch reference is NaN or inf at {unusable['agree']} points, where your finite "
+                         f"value agrees with finite differences: unusable there, not compared")
+        if unusable["alone"]:
+            evaluation.unreferenced += unusable["alone"]
+            notes.append(f"the torch reference is NaN or inf at {unusable['alone']} points where finite "
+                         f"differences cannot resolve the derivative either: bounded by one-sided differences below")
         checks.append(Check(name=title, wrt=wrt, reference=reference, tol=tol, ok=cmp.ok, error=cmp.error,
                             groups=cmp.groups, worst=cmp.worst, diagnosis=cmp.diagnosis, notes=notes,
                             compared=cmp.compared, checked=cmp.compared >= cmp.enough or not cmp.error <= tol))
@@ -391,7 +444,7 @@ def verify_fd(target, kind: str | None = None, seed: int = 0, grad=None, convent
     for op in load_ops(target, grad, kind, convention, seed):
         evaluation = evaluate(op, seed)
         part = new_report(evaluation)
-        part.checks = reviewed(evaluation, fd_checks(evaluation))
+        part.checks = reviewed(evaluation, fd_checks(evaluation) + edge_checks(evaluation))
         if report is None:
             report = part
             report.paths.append("reference: finite differences (central, float64, kept away from kinks)")

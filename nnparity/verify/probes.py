@@ -71,23 +71,36 @@ def rowwise_probes(seed: int = 0) -> list[Probe]:
             Probe("saturation", saturation), Probe("tiny", tiny)]
 
 
-def label_probes(seed: int = 0) -> list[Probe]:
+def label_probes(seed: int = 0, domain: str = "real", edge: float = NEAR_EDGE) -> list[Probe]:
     """Probes for a loss whose targets are class indices: logits (N, C), labels (N,) as floats."""
     rng = np.random.default_rng([seed, 1])
     labels = np.arange(ROWS, dtype=np.float64) % COLS
-    groups = loss_probes(seed, "real")
+    groups = loss_probes(seed, domain, edge)
+    tie = 0.0 if domain == "real" else 0.5
     out = []
     for p in groups:
-        x = np.zeros((ROWS, COLS)) if p.group == "kink" else p.x    # ties at every row's max
+        x = np.full((ROWS, COLS), tie) if p.group == "kink" else p.x    # ties at every row's max
         out.append(Probe(p.group, x, rng.permutation(labels)))
     return out
 
 
-def loss_probes(seed: int = 0, domain: str = "real") -> list[Probe]:
+def onehot_probes(seed: int = 0, domain: str = "real", edge: float = NEAR_EDGE) -> list[Probe]:
+    """label_probes with each label as a one-hot row of pred's shape (a softmax-CE written for one-hot)."""
+    return [Probe(p.group, p.x, np.eye(COLS)[p.target.astype(np.int64)]) for p in label_probes(seed, domain, edge)]
+
+
+def target_probes(seed: int = 0, domain: str = "real", targets: str = "values", edge: float = NEAR_EDGE):
+    """The loss probes for targets given as ``values`` of pred's shape, ``onehot`` rows or ``indices``."""
+    make = {"values": loss_probes, "onehot": onehot_probes, "indices": label_probes}[targets]
+    return make(seed, domain, edge)
+
+
+def loss_probes(seed: int = 0, domain: str = "real", edge: float = NEAR_EDGE) -> list[Probe]:
     """Probes for a loss (pred, target) -> scalar over a (ROWS, COLS) batch.
 
     domain "real": predictions are any real numbers (logits, regression outputs);
-    domain "probability": predictions lie in (0, 1) (after a sigmoid or softmax).
+    domain "probability": predictions lie in (0, 1) (after a sigmoid or softmax), at least
+    ``edge`` from 0 and 1 (a loss that clips p to [eps, 1 − eps] is probed 10·eps inside).
     Targets lie in [0, 1] and every group holds targets of exactly 0 and 1.
     """
     rng = np.random.default_rng(seed)
@@ -102,9 +115,9 @@ def loss_probes(seed: int = 0, domain: str = "real") -> list[Probe]:
         kink = target.copy()
         kink[(kink == 0.0)] = 0.25       # p = t is the kink of |p - t|; p stays inside (0, 1)
         kink[(kink == 1.0)] = 0.75
-        edge = np.where(rng.uniform(size=shape) < 0.5, NEAR_EDGE, 1.0 - NEAR_EDGE)
-        saturation = edge
-        tiny = np.clip(np.where(target > 0.5, target - TINY, target + TINY), TINY, 1 - TINY)
+        kink = np.clip(kink, edge, 1 - edge)     # a target near 0 or 1 would put p inside the clip
+        saturation = np.where(rng.uniform(size=shape) < 0.5, edge, 1.0 - edge)
+        tiny = np.clip(np.where(target > 0.5, target - TINY, target + TINY), max(TINY, edge), 1 - max(TINY, edge))
         kink_mask = np.isclose(kink, target, rtol=0, atol=0)
     elif domain == "real":
         random = rng.normal(0.0, 2.0, size=shape)

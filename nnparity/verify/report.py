@@ -56,7 +56,8 @@ class OpReport:
     def diagnosis(self) -> str | None:
         """The first failing check's diagnosis, preferring torch references (they see kinks)."""
         failing = [c for c in self.checks if not c.ok]
-        failing.sort(key=lambda c: c.reference.startswith("finite"))
+        # torch first, then finite differences, then the one-sided bounds (a consistency check only)
+        failing.sort(key=lambda c: 2 if c.reference.startswith("one-sided") else c.reference.startswith("finite"))
         for c in failing:
             if c.diagnosis:
                 return c.diagnosis

@@ -28,9 +28,10 @@ from nnparity.verify.autograd.course_twins import attach_course_twin
 from nnparity.verify.autograd.networks import verify_network
 from nnparity.verify.autograd.twins import attach_named_twin
 from nnparity.verify.diagnosis import GroupData, compare
+from nnparity.verify.edges import edge_checks
 from nnparity.verify.forms import load_network, load_ops
 from nnparity.verify.load import OpUnderTest, layer_parameters
-from nnparity.verify.op_check import Evaluation, clone, evaluate, fd_checks, new_report, reference_checks, reviewed
+from nnparity.verify.op_check import Evaluation, KINKS_BY_ONE_SIDED, clone, evaluate, fd_checks, kink_reference, new_report, reference_checks, reviewed
 from nnparity.verify.report import Check, OpReport
 from nnparity.verify.time_limit import PROBE_TIME_LIMIT, configured
 from scratch.policy import TOLERANCE
@@ -216,7 +217,7 @@ def _torch_twins(evaluation: Evaluation):
         yield label, lambda: plain_call(op.new(xp=torch) if with_xp is not None else op.new(), True)
 
 
-def own_forward_checks(evaluation: Evaluation, report: OpReport) -> list[Check]:
+def own_forward_checks(evaluation: Evaluation, report: OpReport, kinks_by: str = KINKS_BY_ONE_SIDED) -> list[Check]:
     reasons = []
     for label, make in _torch_twins(evaluation):
         try:
@@ -230,7 +231,8 @@ def own_forward_checks(evaluation: Evaluation, report: OpReport) -> list[Check]:
             reasons.append(f"{label}: on torch it computes something else (forward differs by {fwd.error:.1e})")
             continue
         report.paths.append(f"reference: autograd of your NumPy forward run on torch tensors ({label})")
-        return reference_checks(evaluation, expected, f"{REF_OWN} ({label})", TORCH_TOLERANCE, skip_kinks=True)
+        return reference_checks(evaluation, expected, f"{REF_OWN} ({label})", TORCH_TOLERANCE, skip_kinks=True,
+                                kink_reference=kinks_by)
     if not reasons:
         reasons.append("its constructor takes no xp and its forward reads no NumPy names to rebind")
     report.paths.append("your forward on torch tensors: not used (" + "; ".join(reasons) + ")")
@@ -278,11 +280,17 @@ def verify_op(op: OpUnderTest, seed: int = 0, time_limit_s: float | None = PROBE
         attach_course_twin(op)
     evaluation = evaluate(op, seed, time_limit_s=time_limit_s)
     report = new_report(evaluation)
-    checks = []
+    checks, twin, own = [], [], []
     if not report.failed_to_run:
-        checks += torch_module_checks(evaluation, report)
-        checks += own_forward_checks(evaluation, report)
+        twin = torch_module_checks(evaluation, report)
+        own = own_forward_checks(evaluation, report, kink_reference(op, bool(twin)))
+        checks += twin + own
+        if not twin and not own:
+            report.paths.append("no torch reference ran (see above): finite differences are the only exact "
+                                "reference here")
     report.paths.append("reference: finite differences (central, float64, steps around 1e-6, kept away from kinks)")
-    checks += fd_checks(evaluation)
+    checks += fd_checks(evaluation, twin_ran=bool(twin))
+    if (not twin or evaluation.unreferenced) and not report.failed_to_run:
+        checks += edge_checks(evaluation)
     report.checks = reviewed(evaluation, checks)
     return report
