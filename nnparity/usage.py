@@ -10,7 +10,11 @@ from scratch.spec import load_spec
 
 
 class UsageError(Exception):
-    """Bad input given on the command line (exit 2)."""
+    """Bad input given on the command line (exit 2): one line, whatever the text it was given
+    (a message with an example in several lines keeps them, joined by " | ")."""
+
+    def __init__(self, message: str):
+        super().__init__(" | ".join(part.strip() for part in str(message).splitlines() if part.strip()))
 
 
 def check_tolerance(value: float | None, flag: str = "--tol") -> None:

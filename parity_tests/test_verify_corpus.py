@@ -22,16 +22,8 @@ from parity_tests.verify_corpus.runner import run_case
 
 # What verify does today on the cases it gets wrong, by what it does; each id is a manifest case.
 KNOWN_WRONG: dict[str, list[str]] = {
-    "false PASS: a (y_true, y_pred) loss is read as loss(pred, target) and differentiated in y_true, "
-    "where the flipped sign is right":
-        ["loss/loss_slips/mse"],
     "false FAIL: a (y_true, y_pred) loss is read as loss(pred, target) and differentiated in y_true":
-        ["loss/loss_pairs/mse", "loss/loss_pairs/huber", "loss/loss_pairs/mae", "loss/loss_pairs/log_cosh",
-         "loss/loss_pairs/binary_cross_entropy", "loss/loss_pairs/hinge", "loss/loss_pairs/kl_divergence",
-         "loss/loss_pairs/categorical_crossentropy", "loss/loss_pairs/rmse"],
-    "false FAIL: a softmax-CE gradient written for one-hot targets is probed with targets that are not "
-    "one-hot":
-        ["loss/loss_pairs/cross_entropy_onehot"],
+        ["loss/loss_pairs/rmse"],
     "false FAIL: a loss class taking class indices gets float targets and its forward raises IndexError, "
     "reported as a failed check":
         ["class/layer_classes/SoftmaxCrossEntropy"],
@@ -40,14 +32,7 @@ KNOWN_WRONG: dict[str, list[str]] = {
         ["function/function_pairs/leaky_relu"],
     "refused: no derivative found by name (_der, Prime, Gradient, derivative_ prefix, deriv_ prefix, "
     "_jacobian are not tried)":
-        ["function/function_pairs/sigmoid", "function/function_slips/sigmoid", "function/function_pairs/tanh",
-         "function/function_slips/tanh", "function/function_pairs/softplus", "function/function_slips/softplus",
-         "function/function_pairs/elu", "function/function_slips/elu", "function/function_pairs/swish",
-         "function/function_slips/swish", "function/function_pairs/softmax"],
-    "refused: the nonlin(x, deriv=False) flag style is not recognised (no derivative found)":
-        ["function/flag_sigmoid_a/nonlin", "function/flag_sigmoid_z/nonlin", "function/flag_tanh_a/nonlin",
-         "function/flag_slip_off_by_one/nonlin", "function/flag_slip_copy_paste/nonlin",
-         "function/flag_slip_z_sign/nonlin"],
+        ["function/function_pairs/softmax"],
     "refused: a row-wise class (Softmax) is detected as such but checked only when --kind vector is given":
         ["class/layer_classes/Softmax"],
     "refused: a constructor with required arguments (FullyConnected(n_out), Linear(in, out), "

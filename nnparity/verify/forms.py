@@ -142,9 +142,8 @@ def load_ops(target, grad=None, kind: str | None = None, convention: str | None 
         try:
             return loss_ops(obj, name, module, shown, seed)
         except OpError as err:
-            raise OpError(f"{shown}{inspect.signature(obj)}: expected f(z) with its derivative, loss(pred, target), "
-                          f"X_forward(*inputs) with X_backward(dout, cache), or a loss(x, ...) -> (loss, dx) "
-                          f"({err})") from None
+            raise OpError(f"{shown}{_signature(obj)}: not a form verify reads; expected {ACCEPTED}, or a course "
+                          f"loss(x, ...) -> (loss, dx) ({err})") from None
     if len(required_parameters(obj)) == 2:
         return [loss_op(obj, shown, lambda: _grad(grad, module, name, fn=obj), seed)]
     if len(required_parameters(obj)) != 1:

@@ -297,7 +297,7 @@ KINKS_BY_ONE_SIDED = ("finite differences compare them where they resolve the de
                       "below where not (no torch twin ran)")
 KINKS_UNCOMPARED = ("finite differences compare them where they resolve the derivative; where not, nothing does "
                     "(no torch twin ran)")
-KINKS_BY_TWIN = "torch_module() compares them with torch's subgradient"
+KINKS_BY_TWIN = "the torch twin compares them with torch's subgradient"
 
 
 def kink_reference(op: OpUnderTest, twin_ran: bool) -> str:
