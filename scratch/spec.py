@@ -4,7 +4,10 @@ One spec builds both networks (scratch.network.Network.from_spec and torch_ref.m
 Every validation failure raises SpecError with the dotted path of the field at fault and what
 would be valid, e.g. ``layers[1].activation: unknown 'relu6'; expected one of identity, ...``.
 
-Weights use the layout of z = x @ W + b: ``weight`` is (inputs, units), ``bias`` is (units,).
+Each layer's ``kind`` (default dense) picks its class in scratch.layer_kinds, which declares its
+fields and its output-shape rule; every layer's shape is checked here, from ``input_shape`` (or
+layers[0].inputs) on. Dense weights use the layout of z = x @ W + b: ``weight`` is (inputs, units),
+``bias`` is (units,).
 """
 from __future__ import annotations
 
