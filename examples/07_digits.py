@@ -31,9 +31,10 @@ def main(argv=None) -> dict:
     if spec.data.name != "digits":
         parser.error(f"--spec: {args.spec} trains on {spec.data.name or 'inline data'!r}, not digits")
     data = load_dataset(spec)
-    widths = "-".join(str(n) for n in [spec.inputs] + [layer.units for layer in spec.layers])
+    widths = "-".join("x".join(map(str, shape)) for shape in spec.shapes)   # 64-32-10, or 1x8x8-...
+    network = "MLP" if all(layer.kind == "dense" for layer in spec.layers) else "CNN"
     cmp = Comparison("07_digits",
-                     f"Example 7: digits, {widths} ReLU MLP, softmax cross-entropy, Adam lr {spec.optimizer.lr:g}, "
+                     f"Example 7: digits, {widths} ReLU {network}, softmax cross-entropy, Adam lr {spec.optimizer.lr:g}, "
                      f"batch {spec.train.batch_size}, {spec.train.epochs} epochs", TRAINING_TOL,
                      notes=[f"{len(data.x_train)} training images, {len(data.x_test)} held out; spec {args.spec}"])
     ours = scratch_train(spec, data, progress=False)

@@ -19,7 +19,7 @@ def random_batch(spec, n: int, seed: int | None = None) -> tuple[np.ndarray, np.
     if n < 1:
         raise ValueError(f"batch: must be >= 1, got {n}")
     rng = np.random.default_rng(spec.seed + 1 if seed is None else seed)
-    x = rng.normal(size=(n, spec.inputs))
+    x = rng.normal(size=(n, *spec.shapes[0]))
     name, outputs = spec.loss.name, spec.outputs
     if name in ("cce", "softmax_cce"):
         y = rng.integers(0, outputs, size=n)
@@ -31,10 +31,12 @@ def random_batch(spec, n: int, seed: int | None = None) -> tuple[np.ndarray, np.
 
 
 def inline_data(spec) -> tuple[np.ndarray, np.ndarray] | None:
-    """The spec's inline (x, y), validated, or None when it has none."""
+    """The spec's inline (x, y), validated, or None when it has none. Rows of an image spec are its
+    images flattened in C order (C·H·W numbers each), shaped here as (N, C, H, W)."""
     if spec.data.x is None:
         return None
     x = np.asarray(spec.data.x, dtype=float)
+    x = x.reshape(x.shape[0], *spec.shapes[0])
     y = check_targets(spec.data.y, x.shape[0], spec.outputs, spec.loss.name, "data.y")
     return x, y
 
@@ -184,6 +186,7 @@ class DatasetInfo:
     samples: bool = True            # accepts data.samples
     noise: bool = True              # accepts data.noise
     max_samples: int | None = None  # most rows it has (shipped data)
+    image_shape: tuple | None = None  # (C, H, W) of its rows as images, for a spec with that input_shape
 
 
 DATASETS = {
@@ -192,7 +195,7 @@ DATASETS = {
     "square": DatasetInfo(_square, 1, None),
     "moons": DatasetInfo(_moons, 2, 2),
     "circles": DatasetInfo(_circles, 2, 2),
-    "digits": DatasetInfo(_digits, 64, 10, noise=False, max_samples=DIGITS_ROWS),
+    "digits": DatasetInfo(_digits, 64, 10, noise=False, max_samples=DIGITS_ROWS, image_shape=(1, 8, 8)),
 }
 
 
@@ -232,6 +235,10 @@ def generate(spec) -> tuple[np.ndarray, np.ndarray]:
 
     d = spec.data
     info = DATASETS[d.name]
+    input_shape = spec.shapes[0]
+    if len(input_shape) == 3 and tuple(input_shape) != info.image_shape:
+        images = "no images" if info.image_shape is None else f"images of {list(info.image_shape)}"
+        raise SpecError("input_shape", f"dataset {d.name!r} has {images}, the spec {list(input_shape)}")
     if spec.inputs != info.inputs:
         raise SpecError("layers[0].inputs", f"dataset {d.name!r} has {info.inputs} inputs, the spec {spec.inputs}")
     if d.samples is not None and not info.samples:
@@ -244,6 +251,7 @@ def generate(spec) -> tuple[np.ndarray, np.ndarray]:
         x, y = info.make(np.random.default_rng(spec.seed), d.samples, d.noise)
     field = "data.noise" if d.noise is not None else f"data ({d.name})"
     _check_finite(x, field, spec.dtype)
+    x = x.reshape(x.shape[0], *input_shape)   # rows as images where the spec takes images
     if info.classes is None:
         if spec.outputs != 1:
             raise SpecError(f"layers[{len(spec.layers) - 1}].units",
@@ -299,8 +307,9 @@ def load_dataset(spec) -> Dataset:
 # ------------------------------------------------------------------- validation of inputs and targets
 
 
-def check_inputs(x, inputs: int, where: str = "x", dtype: str = "float64"):
-    """Validate network inputs: finite numbers of shape (N, inputs), N >= 1, that fit ``dtype``.
+def check_inputs(x, inputs, where: str = "x", dtype: str = "float64"):
+    """Validate network inputs: finite numbers of shape (N, inputs), N >= 1, that fit ``dtype``;
+    ``inputs`` is a width or one example's shape ((C, H, W) for images: x is (N, C, H, W)).
 
     Returns them as a float64 NumPy array."""
     try:
@@ -310,8 +319,9 @@ def check_inputs(x, inputs: int, where: str = "x", dtype: str = "float64"):
         arr = arr.astype(np.float64)
     except (ValueError, TypeError, RecursionError, OverflowError):
         raise SpecError(where, "expected a rectangular list of numbers") from None
-    if arr.ndim != 2 or arr.shape[0] == 0 or arr.shape[1] != inputs:
-        raise SpecError(where, f"expected shape (N, {inputs}) with N >= 1, got {tuple(arr.shape)}")
+    shape = (inputs,) if isinstance(inputs, int) else tuple(inputs)
+    if arr.ndim != 1 + len(shape) or arr.shape[0] == 0 or arr.shape[1:] != shape:
+        raise SpecError(where, f"expected shape (N, {', '.join(map(str, shape))}) with N >= 1, got {tuple(arr.shape)}")
     _check_finite(arr, where, dtype)
     return arr
 

@@ -19,12 +19,23 @@ class Dense:
     dL/dx, which a training step does not need for the first layer.
     """
 
+    params = ("weight", "bias")   # each with its gradient in grad_<name>
+
     def __init__(self, weight, bias=None, xp=np):
         self.xp = xp
         self.weight = weight
         self.bias = bias
         self.grad_weight = None
         self.grad_bias = None
+        self.x = None
+
+    @classmethod
+    def from_spec(cls, layer_spec, params: dict, xp=np) -> "Dense":
+        return cls(params["weight"], params.get("bias"), xp=xp)
+
+    def release(self) -> None:
+        """Let go of what forward kept for backward."""
+        self.x = None
 
     @property
     def inputs(self) -> int:

@@ -7,6 +7,7 @@ sets another.
 """
 from __future__ import annotations
 
+import math
 import os
 import re
 
@@ -76,14 +77,25 @@ def estimate(spec, rows: int | None = None, rows_field: str = "train.batch_size"
     if rows is None:
         rows = min(spec.train.batch_size or data_rows, data_rows) or 4
         rows_field = "train.batch_size" if spec.train.batch_size else "data.samples"
-    widest = max(range(len(spec.layers)), key=lambda i: spec.layers[i].inputs * spec.layers[i].units)
-    params = sum(layer.inputs * layer.units + layer.units for layer in spec.layers)
-    width = spec.inputs + sum(layer.units for layer in spec.layers)
+    shapes = spec.shapes
+    counts = [layer.parameter_count(shape) for layer, shape in zip(spec.layers, shapes)]
+    weights = [math.prod(layer.parameter_shapes(shape).get("weight", (0,))) for layer, shape in zip(spec.layers, shapes)]
+    sizes = [math.prod(shape) for shape in shapes]   # one example's input, then each layer's output
+    widest = max(range(len(spec.layers)), key=lambda i: weights[i])
+    params = sum(counts)
+    # per example: every layer's output, and what a layer holds besides (a convolution's columns)
+    width = sum(sizes) + sum(getattr(layer, "work_size", lambda shape: 0)(shape)
+                             for layer, shape in zip(spec.layers, shapes))
     if width > rows:  # a few rows of an absurd width: the width is at fault, not the rows
-        rows_field = f"layers[{max(range(len(spec.layers)), key=lambda i: spec.layers[i].units)}].units"
-    return [(f"layers[{widest}].units", params * ITEM * PARAM_COPIES),
+        rows_field = _size_field(spec, max(range(len(spec.layers)), key=lambda i: sizes[i + 1]))
+    return [(_size_field(spec, widest), params * ITEM * PARAM_COPIES),
             (rows_field, rows * width * ITEM * ACTIVATION_COPIES),
             ("data.samples", data_rows * (spec.inputs + spec.outputs) * ITEM * DATA_COPIES)]
+
+
+def _size_field(spec, i: int) -> str:
+    """The field that sets layer i's size: a dense layer's units, another kind's kind."""
+    return f"layers[{i}].{'units' if spec.layers[i].kind == 'dense' else 'kind'}"
 
 
 def check_memory(spec, rows: int | None = None, rows_field: str = "train.batch_size") -> None:

@@ -4,7 +4,10 @@ One spec builds both networks (scratch.network.Network.from_spec and torch_ref.m
 Every validation failure raises SpecError with the dotted path of the field at fault and what
 would be valid, e.g. ``layers[1].activation: unknown 'relu6'; expected one of identity, ...``.
 
-Weights use the layout of z = x @ W + b: ``weight`` is (inputs, units), ``bias`` is (units,).
+Each layer's ``kind`` (default dense) picks its class in scratch.layer_kinds, which declares its
+fields and its output-shape rule; every layer's shape is checked here, from ``input_shape`` (or
+layers[0].inputs) on. Dense weights use the layout of z = x @ W + b: ``weight`` is (inputs, units),
+``bias`` is (units,).
 """
 from __future__ import annotations
 
@@ -21,6 +24,7 @@ from scratch.data import DATASETS, check_targets
 from scratch.device import DEVICES
 from scratch.errors import SpecError, shown
 from scratch.initializers import INITIALIZERS
+from scratch.layer_kinds import BOOL, INIT, INT, KINDS, PAIR, SCALE, LayerSpec, infer_shapes, shown_shape
 from scratch.limits import check_memory
 from scratch.losses import LOSSES
 from scratch.optimizers import OPTIMIZERS, check_optimizer_fields
@@ -38,21 +42,6 @@ FUSED_FORM = {"bce": ("sigmoid", "bce_logits"), "cce": ("softmax", "softmax_cce"
 
 
 # ----------------------------------------------------------------------------------------- tables
-
-
-@dataclass
-class LayerSpec:
-    """One Dense layer followed by its activation: z = a_prev @ W + b ; a = activation(z)."""
-
-    units: int                                   # width of this layer's output
-    inputs: int | None = None                    # width of its input; required on layer 0, else inferred
-    activation: str = "identity"                 # registry name, or "module:Class" for a user's op
-    activation_params: dict[str, float] = field(default_factory=dict)  # negative_slope (leaky_relu), alpha (elu)
-    use_bias: bool = True                        # False: z = a_prev @ W
-    init: str = "xavier_uniform"                 # initializer name (scratch.initializers.INITIALIZERS)
-    init_scale: float | None = None              # std for "normal", bound for "uniform"
-    weight: list | None = None                   # explicit (inputs, units) values; overrides init
-    bias: list | None = None                     # explicit (units,) values; overrides the bias init
 
 
 @dataclass
@@ -111,7 +100,7 @@ class TrainSpec:
 class Spec:
     """A whole network spec (its TOML form: the README's "Check a spec" and the files in specs/)."""
 
-    layers: list[LayerSpec]                      # at least one
+    layers: list                                 # at least one: LayerSpec (dense) or another kind's spec
     seed: int = 0                                # seeds initializers, random batches and batch order
     dtype: str = "float64"                       # float64 | float32
     device: str = "cpu"                          # cpu | cuda (scratch on CuPy, torch on CUDA); whether
@@ -120,16 +109,27 @@ class Spec:
     optimizer: OptimizerSpec = field(default_factory=OptimizerSpec)
     data: DataSpec = field(default_factory=DataSpec)
     train: TrainSpec = field(default_factory=TrainSpec)
+    input_shape: list[int] | None = None         # [C, H, W] (or [features]); None: layers[0].inputs
 
     # -------------------------------------------------------------------------------- derived
 
     @property
+    def shapes(self) -> list[tuple]:
+        """The shape of one example at the input and after each layer: (features,) or (C, H, W)."""
+        start = (self.layers[0].inputs,) if self.input_shape is None else tuple(self.input_shape)
+        return infer_shapes(start, self.layers)
+
+    @property
     def inputs(self) -> int:
-        return self.layers[0].inputs
+        """The width of one example's input, flattened (C·H·W for images)."""
+        if self.input_shape is None:
+            return self.layers[0].inputs
+        return math.prod(self.input_shape)
 
     @property
     def outputs(self) -> int:
-        return self.layers[-1].units
+        last = self.layers[-1]
+        return last.units if last.kind == "dense" else self.shapes[-1][0]
 
     # ---------------------------------------------------------------------------- in and out
 
@@ -139,8 +139,11 @@ class Spec:
         return parse_spec(raw)
 
     def to_dict(self) -> dict:
-        """Plain data, without None fields: what TOML and JSON hold."""
-        return _drop_none(dataclasses.asdict(self))
+        """Plain data, without None fields: what TOML and JSON hold (``kind`` only where not dense)."""
+        raw = _drop_none(dataclasses.asdict(self))
+        raw["layers"] = [layer_raw if layer.kind == "dense" else {"kind": layer.kind, **layer_raw}
+                         for layer, layer_raw in zip(self.layers, raw["layers"])]
+        return raw
 
     def to_json(self) -> str:
         return json.dumps(self.to_dict(), indent=2)
@@ -320,22 +323,53 @@ def _vector(value, length: int, where: str, dtype: str = "float64") -> list:
     return arr.tolist()
 
 
-def _parse_layer(raw: dict, index: int, prev_units: int | None, dtype: str) -> LayerSpec:
+def _parse_layer(raw, index: int, in_shape: tuple | None, came_from: str, dtype: str):
+    """One layer of any kind, its fields read; a dense layer's input width taken from ``in_shape``,
+    the shape ``came_from`` gives (None: layer 0 of a spec without input_shape, which must say its
+    inputs). parse_spec checks each layer's output shape."""
     where = f"layers[{index}]"
-    _check_keys(raw, LayerSpec, where)
-    if "units" not in raw:
-        raise SpecError(f"{where}.units", "missing; every layer needs its output width")
-    units = _int(raw["units"], f"{where}.units")
-    inputs = raw.get("inputs")
-    if inputs is None:
-        if prev_units is None:
-            raise SpecError(f"{where}.inputs", "missing; the first layer needs its input width")
-        inputs = prev_units
-    else:
-        inputs = _int(inputs, f"{where}.inputs")
-        if prev_units is not None and inputs != prev_units:
-            raise SpecError(f"{where}.inputs",
-                            f"{inputs} does not match layers[{index - 1}].units = {prev_units}")
+    if not isinstance(raw, dict):
+        raise SpecError(where, f"expected a table, got {type(raw).__name__}")
+    kind = _choice(raw.get("kind", "dense"), tuple(KINDS), f"{where}.kind")
+    fields = {key: value for key, value in raw.items() if key != "kind"}
+    if kind == "dense":
+        return _parse_dense(fields, index, in_shape, came_from, dtype)
+    if in_shape is None:
+        raise SpecError("input_shape", f"missing; {where} ({kind}) needs the input's shape, e.g. "
+                                       f"input_shape = [1, 8, 8] (channels, height, width)")
+    cls = KINDS[kind]
+    _check_keys(fields, cls, where)
+    required = {f.name for f in dataclasses.fields(cls) if f.default is dataclasses.MISSING
+                and f.default_factory is dataclasses.MISSING}
+    values = {}
+    for name, (kind_of_field, minimum) in cls.FIELDS.items():
+        if fields.get(name) is not None:
+            values[name] = _kind_field(fields[name], kind_of_field, minimum, f"{where}.{name}", dtype)
+        elif name in required:
+            raise SpecError(f"{where}.{name}", f"missing; {kind} needs it")
+    values["activation"], values["activation_params"] = _parse_activation(fields, where, dtype)
+    return cls(**values)
+
+
+def _kind_field(value, kind_of_field: str, minimum, where: str, dtype: str):
+    """One field of a layer kind, read by the type its class declares."""
+    if kind_of_field == INT:
+        return _int(value, where, minimum=minimum)
+    if kind_of_field == BOOL:
+        return _bool(value, where)
+    if kind_of_field == INIT:
+        return _choice(value, tuple(INITIALIZERS), where)
+    if kind_of_field == SCALE:
+        # a hundredth of the dtype's range: draws of a few standard deviations still fit it
+        return _float(value, where, low=0.0, high=DTYPE_MAX[dtype] / 100)
+    if isinstance(value, list):   # PAIR: an int, or [h, w]
+        if len(value) != 2:
+            raise SpecError(where, f"expected an integer or [height, width], got {shown(value)}")
+        return [_int(v, f"{where}[{i}]", minimum=minimum) for i, v in enumerate(value)]
+    return _int(value, where, minimum=minimum)
+
+
+def _parse_activation(raw: dict, where: str, dtype: str) -> tuple[str, dict]:
     activation = raw.get("activation", "identity")
     if not isinstance(activation, str) or len(activation) > 200:
         raise SpecError(f"{where}.activation", f"expected a name, got {shown(activation)}")
@@ -345,12 +379,35 @@ def _parse_layer(raw: dict, index: int, prev_units: int | None, dtype: str) -> L
     limit = DTYPE_MAX[dtype]
     params = {k: _float(v, f"{where}.activation_params.{k}", -limit, limit) for k, v in params.items()}
     check_activation(activation, params, where)
+    return activation, params
+
+
+def _parse_dense(raw: dict, index: int, in_shape: tuple | None, came_from: str, dtype: str) -> LayerSpec:
+    where = f"layers[{index}]"
+    _check_keys(raw, LayerSpec, where)
+    if "units" not in raw:
+        raise SpecError(f"{where}.units", "missing; every layer needs its output width")
+    units = _int(raw["units"], f"{where}.units")
+    inputs = raw.get("inputs")
+    if inputs is None:
+        if in_shape is None:
+            raise SpecError(f"{where}.inputs", "missing; the first layer needs its input width")
+    else:
+        inputs = _int(inputs, f"{where}.inputs")
+    if in_shape is not None:
+        LayerSpec(units).output_shape(in_shape, where, came_from)   # a [features] input, or the flatten hint
+        if inputs is not None and inputs != in_shape[0]:
+            gives = (f"input_shape = {shown_shape(in_shape)}" if index == 0 else
+                     f"layers[{index - 1}].units = {in_shape[0]}" if came_from.endswith("(dense)") else
+                     f"the {in_shape[0]} features of {came_from}")
+            raise SpecError(f"{where}.inputs", f"{inputs} does not match {gives}")
+        inputs = in_shape[0]
+    activation, params = _parse_activation(raw, where, dtype)
     use_bias = _bool(raw.get("use_bias", True), f"{where}.use_bias")
     init = _choice(raw.get("init", "xavier_uniform"), tuple(INITIALIZERS), f"{where}.init")
     init_scale = raw.get("init_scale")
     if init_scale is not None:
-        # a hundredth of the dtype's range: draws of a few standard deviations still fit it
-        init_scale = _float(init_scale, f"{where}.init_scale", low=0.0, high=DTYPE_MAX[dtype] / 100)
+        init_scale = _kind_field(init_scale, SCALE, None, f"{where}.init_scale", dtype)
     weight = raw.get("weight")
     if weight is not None:
         weight = _matrix(weight, inputs, units, f"{where}.weight", dtype)
@@ -361,6 +418,14 @@ def _parse_layer(raw: dict, index: int, prev_units: int | None, dtype: str) -> L
         bias = _vector(bias, units, f"{where}.bias", dtype)
     return LayerSpec(units=units, inputs=inputs, activation=activation, activation_params=params,
                      use_bias=use_bias, init=init, init_scale=init_scale, weight=weight, bias=bias)
+
+
+def _parse_input_shape(raw) -> tuple | None:
+    if raw is None:
+        return None
+    if not isinstance(raw, list) or len(raw) not in (1, 3):
+        raise SpecError("input_shape", f"expected [channels, height, width] (or [features]), got {shown(raw)}")
+    return tuple(_int(n, f"input_shape[{i}]") for i, n in enumerate(raw))
 
 
 def _parse_loss(raw: dict) -> LossSpec:
@@ -446,15 +511,25 @@ def parse_spec(raw: Any) -> Spec:
         raise SpecError("layers", "expected a non-empty list of layer tables ([[layers]] in TOML)")
     if len(layers_raw) > MAX_LAYERS:
         raise SpecError("layers", f"{len(layers_raw)} layers; at most {MAX_LAYERS}")
-    layers: list[LayerSpec] = []
+    input_shape = _parse_input_shape(raw.get("input_shape"))
+    layers, shapes = [], [input_shape]
     for i, layer_raw in enumerate(layers_raw):
-        layers.append(_parse_layer(layer_raw, i, layers[-1].units if layers else None, dtype))
+        came_from = "the input" if i == 0 else f"layers[{i - 1}] ({layers[i - 1].kind})"
+        layers.append(_parse_layer(layer_raw, i, shapes[-1], came_from, dtype))
+        if shapes[-1] is None:
+            shapes[-1] = (layers[0].inputs,)
+        shapes.append(tuple(layers[-1].output_shape(shapes[-1], f"layers[{i}]", came_from)))
+    if len(shapes[-1]) != 1:
+        raise SpecError(f"layers[{len(layers) - 1}].kind",
+                        f"the network's output is {shown_shape(shapes[-1])}; a loss needs [features]: "
+                        f"end with a flatten (or global_avgpool) and a dense layer")
     loss = _parse_loss(raw.get("loss", {}))
     _check_output_fits_loss(layers, loss)
     optimizer = _parse_optimizer(raw.get("optimizer", {}))
-    data = _parse_data(raw.get("data", {}), layers[0].inputs, layers[-1].units, loss, dtype)
+    data = _parse_data(raw.get("data", {}), math.prod(shapes[0]), shapes[-1][0], loss, dtype)
     spec = Spec(layers=layers, seed=seed, dtype=dtype, device=device, loss=loss, optimizer=optimizer, data=data,
-                train=_parse_train(raw.get("train", {})))
+                train=_parse_train(raw.get("train", {})),
+                input_shape=None if input_shape is None else list(input_shape))
     _check_dtype_range(spec)
     check_memory(spec)
     return spec
@@ -475,7 +550,7 @@ def _parse_train(train_raw) -> TrainSpec:
     return train
 
 
-def _check_output_fits_loss(layers: list[LayerSpec], loss: LossSpec) -> None:
+def _check_output_fits_loss(layers: list, loss: LossSpec) -> None:
     """A loss on probabilities after an output that gives any real number is refused, with the
     two ways out: a probability output, or the fused loss on logits. A user's op ('module:Class')
     is taken on trust: its range is not known here."""

@@ -82,7 +82,7 @@ def validated_batch(spec: Spec, batch: int | None = None, x=None, y=None):
         raise SpecError("x" if x is None else "y", "missing; give both x and y, or neither")
     else:
         where_x, where_y = "x", "y"
-    x = check_inputs(x, spec.inputs, where_x, spec.dtype)
+    x = check_inputs(x, spec.shapes[0], where_x, spec.dtype)
     return x, check_targets(y, x.shape[0], spec.outputs, spec.loss.name, where_y, spec.dtype)
 
 

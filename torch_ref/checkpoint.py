@@ -89,7 +89,7 @@ def capture(run, epoch: int, batch: int, step: int, stopped: str | None = None) 
 def restore(run, ckpt: Checkpoint) -> None:
     """Put a checkpoint's parameters, optimizer state and history into a fresh torch-loop run."""
     for name, p in run.named.items():
-        shape = tuple(p.shape)[::-1] if name.endswith(".weight") else tuple(p.shape)
+        shape = tuple(tensor_to_scratch(name, p).shape)
         if name not in ckpt.params or ckpt.params[name].shape != shape:
             raise CheckpointError(f"param {name}: not in the checkpoint with the spec's shape {shape}")
     load_scratch_parameters(run.model, ckpt.params)

@@ -1,7 +1,9 @@
 """build(spec) -> a torch.nn.Module made of torch's own modules, holding scratch's initial weights.
 
-This is the only place that converts between the two weight layouts: scratch keeps W as
-(inputs, units) for z = x @ W + b, nn.Linear keeps weight = Wᵀ as (units, inputs).
+This is the only place that converts between the two weight layouts: scratch keeps a dense W as
+(inputs, units) for z = x @ W + b, nn.Linear keeps weight = Wᵀ as (units, inputs). Every other
+parameter (a conv2d's (out, in / groups, kh, kw) weight, every bias) has the same layout on both
+sides, so a parameter is transposed exactly when it is a 2-D weight.
 """
 from __future__ import annotations
 
@@ -14,6 +16,7 @@ from scratch.activations import resolve_activation
 from scratch.errors import SpecError  # a ValueError; the CLI reports it as bad input (exit 2)
 from scratch.initializers import initial_parameters
 from scratch.losses import LOSSES
+from scratch.windows import pair
 
 TORCH_DTYPES = {"float64": torch.float64, "float32": torch.float32}
 
@@ -127,14 +130,40 @@ def build_loss(spec) -> nn.Module:
     return TORCH_LOSSES[spec.loss.name](reduction=reduction)
 
 
+def _conv2d(layer, in_shape, dtype) -> nn.Module:
+    return nn.Conv2d(in_shape[0], layer.out_channels, pair(layer.kernel), stride=pair(layer.stride),
+                     padding=pair(layer.padding), dilation=pair(layer.dilation), groups=layer.groups,
+                     bias=layer.use_bias, dtype=dtype)
+
+
+def _pool(module):
+    def make(layer, in_shape, dtype) -> nn.Module:
+        stride = layer.kernel if layer.stride is None else layer.stride
+        return module(pair(layer.kernel), stride=pair(stride), padding=pair(layer.padding))
+    return make
+
+
+# The torch twin of each layer kind (scratch.layer_kinds.KINDS): (layer spec, input shape, dtype) -> module.
+TORCH_LAYERS = {
+    "dense": lambda layer, in_shape, dtype: nn.Linear(layer.inputs, layer.units, bias=layer.use_bias, dtype=dtype),
+    "conv2d": _conv2d,
+    "maxpool2d": _pool(nn.MaxPool2d),
+    "avgpool2d": _pool(nn.AvgPool2d),    # count_include_pad=True, torch's default
+    "flatten": lambda layer, in_shape, dtype: nn.Flatten(),
+    "global_avgpool": lambda layer, in_shape, dtype: nn.Sequential(nn.AdaptiveAvgPool2d(1), nn.Flatten()),
+}
+
+
 class TorchNetwork(nn.Module):
-    """The spec's MLP from nn.Linear and torch's activation modules."""
+    """The spec's network from torch's layer modules (nn.Linear, nn.Conv2d, pooling, nn.Flatten)
+    and its activation modules. ``linears`` holds the layer modules, whatever their kind (the name
+    the state_dicts of dense networks have always used)."""
 
     def __init__(self, spec):
         super().__init__()
         dtype = TORCH_DTYPES[spec.dtype]
-        self.linears = nn.ModuleList(
-            nn.Linear(layer.inputs, layer.units, bias=layer.use_bias, dtype=dtype) for layer in spec.layers)
+        self.linears = nn.ModuleList(TORCH_LAYERS[layer.kind](layer, in_shape, dtype)
+                                     for layer, in_shape in zip(spec.layers, spec.shapes))
         self.activations = nn.ModuleList(
             torch_activation(layer.activation, layer.activation_params, f"layers[{i}].activation")
             for i, layer in enumerate(spec.layers))
@@ -174,17 +203,13 @@ def load_scratch_parameters(model: TorchNetwork, params: dict) -> None:
     with torch.no_grad():
         for name, tensor in scratch_named_parameters(model).items():
             value = torch.as_tensor(np.asarray(params[name]), dtype=tensor.dtype)
-            tensor.copy_(value.T if name.endswith(".weight") else value)
+            tensor.copy_(value.T if _transposed(name, value) else value)
 
 
 def scratch_named_parameters(model: TorchNetwork) -> dict[str, torch.Tensor]:
     """The model's parameter tensors under scratch's names (torch layout, live)."""
-    out = {}
-    for i, linear in enumerate(model.linears):
-        out[f"layers.{i}.weight"] = linear.weight
-        if linear.bias is not None:
-            out[f"layers.{i}.bias"] = linear.bias
-    return out
+    return {f"layers.{i}.{name}": tensor for i, module in enumerate(model.linears)
+            for name, tensor in module.named_parameters()}
 
 
 def to_scratch(model: TorchNetwork) -> dict[str, np.ndarray]:
@@ -222,9 +247,14 @@ def scratch_to_tensor(name: str, value, like: torch.Tensor) -> torch.Tensor:
     """A scratch-layout array stored under parameter ``name`` as a tensor in torch's layout, with
     the dtype and device of ``like`` (the parameter)."""
     value = torch.tensor(np.asarray(value), dtype=like.dtype)   # a copy: never the array's memory
-    return (value.T if name.endswith(".weight") else value).contiguous().to(like.device)
+    return (value.T if _transposed(name, value) else value).contiguous().to(like.device)
+
+
+def _transposed(name: str, tensor: torch.Tensor) -> bool:
+    """Whether the parameter's layouts differ: a dense weight, the only 2-D weight."""
+    return name.endswith(".weight") and tensor.dim() == 2
 
 
 def _to_layout(name: str, tensor: torch.Tensor) -> np.ndarray:
     tensor = tensor.cpu()
-    return (tensor.T if name.endswith(".weight") else tensor).numpy().copy()
+    return (tensor.T if _transposed(name, tensor) else tensor).numpy().copy()

@@ -22,6 +22,7 @@ import torch
 
 from nnparity.verify.diagnosis import GroupData, compare
 from nnparity.verify.load import layer_gradients
+from scratch.layer_kinds import require_kinds
 from scratch.network import Network, build_loss as scratch_loss
 from scratch.policy import TOLERANCE, json_safe, rel_error
 from scratch.spec import Spec
@@ -161,6 +162,7 @@ def first_wrong_layer(spec: Spec, net: Network | None = None, x=None, y=None, ba
     user subclass of a scratch loss, checked against the spec loss's torch twin). ``x``, ``y``:
     the batch (default: the spec's data, else a seeded random batch of ``batch`` rows).
     """
+    require_kinds(spec, ("dense",), "nnparity verify --spec")
     net = Network.from_spec(spec) if net is None else net
     x, y = validated_batch(spec, batch, x, y)
     tol = TOLERANCE[spec.dtype] if tol is None else tol
