@@ -8,6 +8,7 @@ with the digest of what was written.
 from __future__ import annotations
 
 import json
+from pathlib import Path
 import numpy as np
 
 from scratch import checkpoint
@@ -32,10 +33,11 @@ def sign(path, meta, arrays: dict) -> None:
 def declare_size(path, member: str, size: int) -> None:
     """Patch the zip's central directory (what readers size a member by) so that ``member``
     declares ``size`` uncompressed bytes; the bytes stored stay as they were."""
-    data = bytearray(open(path, "rb").read())
+    path = Path(path)
+    data = bytearray(path.read_bytes())
     name = member.encode()
     central = data.index(b"PK\x01\x02")
     while data[central + 46:central + 46 + len(name)] != name:
         central = data.index(b"PK\x01\x02", central + 4)
     data[central + 24:central + 28] = size.to_bytes(4, "little")
-    open(path, "wb").write(bytes(data))
+    path.write_bytes(bytes(data))

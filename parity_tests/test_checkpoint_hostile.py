@@ -209,6 +209,28 @@ def test_checkpoint_sound_forgery_loads_and_resumes(run_dir, capsys):
     assert checkpoint.load(path).epoch == 4
 
 
+@pytest.mark.parametrize("value,loads", [(np.inf, True), (np.nan, False), (-1.0, False)], ids=["inf", "nan", "negative"])
+def test_checkpoint_adam_squares_overflow(run_dir, value, loads):
+    """Adam's mean of squares may hold +inf (a gradient's square past the dtype: the update is 0),
+    as a run writes it; NaN or a negative value no run writes."""
+    path = run_dir / checkpoint.FILENAME
+    meta, arrays = members(path)
+    key = "optim/layers.0.weight/exp_avg_sq"
+    arrays[key] = arrays[key].copy()
+    arrays[key][0, 0] = value
+    sign(path, meta, arrays)
+    if not loads:
+        with pytest.raises(CheckpointError, match="exp_avg_sq: holds NaN or a negative value"):
+            checkpoint.load(path)
+        return
+    ckpt = checkpoint.load(path)
+    weight = ckpt.params["layers.0.weight"][0, 0]
+    spec = parse_spec(ckpt.spec).replace(train={"epochs": 3, "batch_size": 3, "shuffle": True})
+    result = train_scratch(spec, progress=False, checkpoints=Checkpointer(run_dir / "next.npz", resume=ckpt))
+    assert result.params["layers.0.weight"][0, 0] == weight   # m / sqrt(inf) = 0: that weight stays
+    assert np.isfinite(result.params["layers.0.weight"]).all()
+
+
 # ------------------------------------------------------------------------- torch and Lightning
 
 

@@ -11,8 +11,9 @@ is used. A checksum proves a file unchanged, not sound: anyone can re-sign a for
   and the position imply: checked from the zip directory, before a byte of the member is read.
 - the arrays (``check_arrays``): the parameters exactly the spec's network, real floats of its
   dtype, of its shapes, finite; per parameter, either no optimizer state or exactly the keys its
-  optimizer keeps (scratch.optimizers' ``state_keys``), moments finite and typed and shaped as
-  their parameter, step counts non-negative int64 scalars; the history 1-D float64, finite (an
+  optimizer keeps (scratch.optimizers' ``state_keys``), moments typed and shaped as their
+  parameter and finite (a mean of squares >= 0, +inf where a square overflowed the dtype, as a
+  run can write it), step counts non-negative int64 scalars up to 2**53; the history 1-D float64, finite (an
   accuracy in [0, 1], norms and timings >= 0), no longer than the position allows.
 
 Every failure is a CheckpointError: one line naming the file, the field and what would be valid.
@@ -37,7 +38,9 @@ BACKENDS = ("scratch", "torch", "lightning")
 STOPPED = ("epochs", "loss_tol", "grad_tol", "callback")      # or None: the run goes on
 SUMS_KEYS = ("loss", "steps", "correct", "scored")
 LAST_STEP_KEYS = ("t", "backtracks", "accepted", "loss_before", "loss_after")
-NONNEGATIVE_STATE = ("exp_avg_sq",)   # a running mean of squares (its square root is taken)
+# A running mean of squares: >= 0 (its square root is taken), and +inf where a gradient's square
+# overflowed the dtype while the gradient did not (the update is then 0), as a run can write it.
+SQUARES_STATE = ("exp_avg_sq",)
 MAX_DEPTH = 32                   # a checkpoint's own data nests 7 deep (a spec's weight rows)
 MAX_META_BYTES = 64 * 2**20      # the spec (inline data included) and the position
 NPY_HEADER_BYTES = 4096          # an .npy member's header (NumPy writes 128 bytes)
@@ -289,7 +292,7 @@ def check_arrays(path, layout: Layout, meta: dict, arrays: dict) -> tuple[dict, 
         elif kind == "optim" and name in layout.shapes and entry in layout.state_keys:
             optimizer.setdefault(name, {})[entry] = (
                 _step(path, key, value) if entry == "step" else
-                _floats(path, key, value, layout.dtype, layout.shapes[name], entry in NONNEGATIVE_STATE))
+                _floats(path, key, value, layout.dtype, layout.shapes[name], entry in SQUARES_STATE))
         elif kind == "history" and rest in HISTORY_FIELDS:
             history[rest] = _history(path, key, value)
         else:
@@ -304,15 +307,16 @@ def check_arrays(path, layout: Layout, meta: dict, arrays: dict) -> tuple[dict, 
 
 
 def _floats(path, key: str, value: np.ndarray, dtype: np.dtype, shape: tuple,
-            nonnegative: bool = False) -> np.ndarray:
+            squares: bool = False) -> np.ndarray:
     if value.dtype != dtype:
         fail(path, key, f"expected {dtype} values (the spec's dtype), got {value.dtype}")
     if value.shape != tuple(shape):
         fail(path, key, f"shape {value.shape}; the spec's network has {tuple(shape)}")
-    if not np.isfinite(value).all():
+    if squares:
+        if np.isnan(value).any() or (value < 0).any():
+            fail(path, key, "holds NaN or a negative value; expected values >= 0 (a mean of squares)")
+    elif not np.isfinite(value).all():
         fail(path, key, "holds NaN or inf; a checkpoint holds finite values")
-    if nonnegative and (value < 0).any():
-        fail(path, key, "holds a negative value; expected values >= 0 (a mean of squares)")
     return value
 
 
