@@ -26,7 +26,11 @@ from dataclasses import dataclass
 
 import numpy as np
 
+from scratch.data import batch_order, load_dataset
 from scratch.errors import SpecError, shown
+from scratch.loop import accuracy_rule, scored_per_row
+from scratch.optimizers import OPTIMIZERS
+from scratch.spec import parse_spec
 
 FORMAT = "nnparity-checkpoint"
 VERSION = 1
@@ -138,11 +142,6 @@ def check_meta(path, meta: dict) -> Layout:
 
 def spec_layout(path, raw_spec) -> Layout:
     """The spec (validated as a spec file is) and what it implies: shapes, dtype, batches."""
-    from scratch.data import batch_order, load_dataset      # the spec's data: read only once it is valid
-    from scratch.loop import accuracy_rule, scored_per_row
-    from scratch.optimizers import OPTIMIZERS
-    from scratch.spec import parse_spec
-
     try:
         spec = parse_spec(raw_spec)
         data = load_dataset(spec)
