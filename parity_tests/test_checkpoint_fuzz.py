@@ -275,18 +275,21 @@ def _forge_torch(data: dict, rng: random.Random) -> dict:
 
     data = copy.deepcopy(data)
     data.pop(CHECKSUM_KEY, None)
-    for i in range(rng.randint(1, 3)):
+    copyable = True   # mutate copies the data: not once a hostile value (a list 900 deep) is in it
+    for _ in range(rng.randint(1, 3)):
         paths = list(_tensor_paths(data))
-        if (rng.random() < 0.5 or i > 0) and paths:   # one field at most: a hostile value may be 900 deep
+        if paths and (rng.random() < 0.5 or not copyable):
             path = rng.choice(paths)
             node = data
             for key in path[:-1]:
                 node = node[key]
             array = _new_array(node[path[-1]].numpy(), rng)
-            node[path[-1]] = torch.from_numpy(array) if array.dtype.kind in "fiubc" and array.dtype.isnative \
-                else hostile_value(rng)
-        else:
-            data = mutate(data, rng)
+            if array.dtype.kind in "fiubc" and array.dtype.isnative:
+                node[path[-1]] = torch.from_numpy(array)
+            else:
+                node[path[-1]], copyable = hostile_value(rng), False
+        elif copyable:
+            data, copyable = mutate(data, rng), False
     return data
 
 

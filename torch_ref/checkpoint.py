@@ -217,7 +217,7 @@ def from_torch(model_state: dict, optimizer_state: dict | None, record: dict) ->
     for key in ("optimizer_extra", "epoch_sums", "history"):
         if record.get(key) is not None and not isinstance(record[key], dict):
             raise CheckpointError(f"nnparity.{key}: expected a table, got {type(record[key]).__name__}")
-    extra.update(record.get("optimizer_extra", {}))
+    extra.update(record.get("optimizer_extra") or {})
     sums = record.get("epoch_sums") or {"loss": 0.0, "steps": 0, "correct": 0, "scored": 0}
     history = record.get("history") or {f: [] for f in common.HISTORY_FIELDS}
     return Checkpoint(spec=record["spec"], params=to_scratch(model), optimizer=state, optimizer_extra=extra,
