@@ -16,34 +16,39 @@ and out of torch and Lightning):
 The batch order needs no generator state: ``scratch.data.batch_order`` draws epoch e's order
 from ``default_rng((seed, e))``, a pure function of (seed, epoch), so (epoch, batch) is the
 whole position. Writing is atomic (a temporary file in the same directory, fsync, rename, fsync
-of the directory): a crash mid-write leaves the previous checkpoint as it was. Loading checks
-the checksum and never unpickles: object arrays are refused by NumPy itself.
+of the directory): a crash mid-write leaves the previous checkpoint as it was, and the temporary
+files a killed writer left are removed by the next write. A write that fails (a full disk) is a
+CheckpointError. Loading never unpickles (a member's dtype holding objects is refused from its
+header), checks every member's declared size from the zip directory before reading it, the
+checksum, and every field against its spec (scratch.checkpoint_schema).
 """
 from __future__ import annotations
 
 import hashlib
 import json
+import math
 import os
+import re
 import tempfile
+import time
 import zipfile
 from dataclasses import dataclass, field
 
 import numpy as np
 
+from scratch import checkpoint_schema as schema
+from scratch.checkpoint_schema import FORMAT, HISTORY_FIELDS, VERSION, CheckpointError  # noqa: F401
 from scratch.device import host_copy, to_device
+from scratch.errors import shown
+from scratch.limits import memory_limit
 from scratch.signals import DeferredSignals, Interrupted
 
-FORMAT = "nnparity-checkpoint"
-VERSION = 1
 FILENAME = "checkpoint.npz"          # the name inside a --checkpoint directory (scratch, torch)
 # Spec fields a resumed run may change: the epochs to train, and where it trains.
 RESUMABLE_CHANGES = ("train.epochs", "device")
-HISTORY_FIELDS = ("step_loss", "epoch_loss", "epoch_accuracy", "grad_norm", "step_seconds")
-
-
-class CheckpointError(ValueError):
-    """A checkpoint that cannot be used (missing, corrupted, truncated, another spec's, unsafe);
-    the message names the file and what is wrong."""
+# A temporary file older than this process is no write of its own: a killed writer's, if its name
+# is the writer's pattern (".tmp-", mkstemp's 8 characters, the checkpoint's name).
+PROCESS_START = time.time()
 
 
 @dataclass
@@ -115,9 +120,19 @@ def save(ckpt: Checkpoint, path) -> None:
 
 def atomic_write(path, write) -> None:
     """Call ``write(file)`` on a temporary file next to ``path``, then move it over ``path``:
-    readers see the old file or the new one, never half of one."""
+    readers see the old file or the new one, never half of one. A failed write (a full disk, a
+    folder gone) leaves ``path`` as it was and no temporary file, and is a CheckpointError."""
     path = os.fspath(path)
     folder = os.path.dirname(os.path.abspath(path))
+    try:
+        remove_stale_temporaries(folder, os.path.basename(path))
+        _write_via_temporary(path, folder, write)
+    except OSError as err:
+        raise CheckpointError(f"{path}: cannot write the checkpoint ({err.strerror or err}); "
+                              f"the previous one, if any, is as it was") from None
+
+
+def _write_via_temporary(path: str, folder: str, write) -> None:
     fd, tmp = tempfile.mkstemp(prefix=".tmp-", suffix=os.path.basename(path), dir=folder)
     try:
         os.fchmod(fd, umask_mode())   # mkstemp makes it 0600; a written file gets what the umask gives
@@ -137,6 +152,19 @@ def atomic_write(path, write) -> None:
         os.close(dir_fd)
 
 
+def remove_stale_temporaries(folder: str, name: str) -> None:
+    """Remove the temporary files a killed writer of ``name`` left in ``folder``: only names of the
+    writer's own pattern, and only those last written before this process started."""
+    pattern = re.compile(r"\.tmp-[a-z0-9_]{8}" + re.escape(name))
+    for entry in os.scandir(folder):
+        if pattern.fullmatch(entry.name) and entry.is_file(follow_symlinks=False):
+            try:
+                if entry.stat(follow_symlinks=False).st_mtime < PROCESS_START:
+                    os.remove(entry.path)
+            except FileNotFoundError:   # another process removed it first
+                pass
+
+
 def umask_mode() -> int:
     """The permissions a new file gets under the process's umask: 0666 & ~umask."""
     mask = os.umask(0)
@@ -150,41 +178,99 @@ def load(path) -> Checkpoint:
     if not os.path.isfile(path):
         raise CheckpointError(f"{path}: no such checkpoint file")
     try:
-        with np.load(path, allow_pickle=False) as npz:
-            arrays = {name: npz[name] for name in npz.files}   # reading checks each member's CRC
-    except ValueError as err:
-        if "allow_pickle" in str(err) or "pickled" in str(err):
-            raise CheckpointError(f"{path}: holds pickled objects; refused (a checkpoint holds plain "
-                                  f"arrays only)") from None
-        raise CheckpointError(f"{path}: corrupted or truncated ({err})") from None
-    except (zipfile.BadZipFile, OSError, EOFError, KeyError) as err:
-        raise CheckpointError(f"{path}: corrupted or truncated ({type(err).__name__}: {err})") from None
-    return _from_arrays(path, arrays)
+        with zipfile.ZipFile(path) as zf:
+            meta, layout, arrays = _read_members(path, zf)
+    except CheckpointError:
+        raise
+    except zipfile.BadZipFile as err:
+        raise CheckpointError(f"{path}: corrupted or truncated (not a zip of arrays: {err})") from None
+    except (OSError, EOFError, ValueError, KeyError, NotImplementedError, RuntimeError, OverflowError) as err:
+        raise CheckpointError(f"{path}: corrupted or truncated ({type(err).__name__}: "
+                              f"{' '.join(str(err).split())[:200]})") from None
+    params, optimizer, history = schema.check_arrays(path, layout, meta, arrays)
+    return Checkpoint(spec=meta["spec"], params=params, optimizer=optimizer, optimizer_extra=meta["optimizer_extra"],
+                      backend=meta["backend"], epoch=meta["epoch"], batch=meta["batch"], step=meta["step"],
+                      history=history, epoch_sums=meta["epoch_sums"], stopped=meta["stopped"])
 
 
-def _from_arrays(path: str, arrays: dict) -> Checkpoint:
-    if "checksum" not in arrays or "meta" not in arrays:
-        raise CheckpointError(f"{path}: not an nnparity checkpoint (no meta or checksum)")
+def _read_members(path: str, zf: zipfile.ZipFile) -> tuple[dict, "schema.Layout", dict]:
+    """(meta, its layout, the other arrays): meta read and checked first, then every other member's
+    declared size checked against what the spec allows, then the members read and the checksum
+    compared."""
+    infos = {}
+    for info in zf.infolist():
+        key = info.filename[:-len(".npy")]
+        if not info.filename.endswith(".npy") or key in infos:
+            schema.fail(path, shown(info.filename), "not an array member of the format, or twice")
+        infos[key] = info
+    for key in ("meta", "checksum"):
+        if key not in infos:
+            raise CheckpointError(f"{path}: not an nnparity checkpoint (no {key})")
+    _check_declared(path, "meta", infos["meta"], min(schema.MAX_META_BYTES, memory_limit()))
+    _check_declared(path, "checksum", infos["checksum"], 64)
+    meta = schema.parse_meta(path, _read_array(path, zf, infos["meta"]))
+    layout = schema.check_meta(path, meta)
+    limits = schema.member_limits(layout, meta, memory_limit())
+    for key, info in infos.items():
+        if key not in ("meta", "checksum"):
+            if key not in limits:
+                schema.unexpected_member(path, key, layout)
+            _check_declared(path, key, info, limits[key])
+    arrays = {key: _read_array(path, zf, info) for key, info in infos.items()}
     stored = arrays.pop("checksum").tobytes().decode("ascii", "replace")
     if digest(arrays) != stored:
         raise CheckpointError(f"{path}: corrupted (checksum mismatch)")
-    meta = json.loads(arrays.pop("meta").tobytes().decode("utf-8"))
-    if meta.get("format") != FORMAT or meta.get("version") != VERSION:
-        raise CheckpointError(f"{path}: format {meta.get('format')!r} version {meta.get('version')!r}; "
-                              f"expected {FORMAT!r} version {VERSION}")
-    ckpt = Checkpoint(spec=meta["spec"], params={}, backend=meta["backend"], epoch=meta["epoch"],
-                      batch=meta["batch"], step=meta["step"], epoch_sums=meta["epoch_sums"],
-                      optimizer_extra=meta["optimizer_extra"], stopped=meta["stopped"], history={})
-    for key, value in arrays.items():
-        kind, _, rest = key.partition("/")
-        if kind == "param":
-            ckpt.params[rest] = value
-        elif kind == "optim":
-            name, _, entry = rest.rpartition("/")
-            ckpt.optimizer.setdefault(name, {})[entry] = value
-        elif kind == "history":
-            ckpt.history[rest] = value.tolist()
-    return ckpt
+    del arrays["meta"]
+    return meta, layout, arrays
+
+
+def _check_declared(path: str, key: str, info: zipfile.ZipInfo, most: int) -> None:
+    """The member's size as the zip directory declares it, before any of it is read."""
+    if info.file_size > most + schema.NPY_HEADER_BYTES:
+        schema.fail(path, key, f"declares {info.file_size} bytes; the spec allows at most {most} "
+                               f"(and a {schema.NPY_HEADER_BYTES}-byte header)")
+
+
+def _read_array(path: str, zf: zipfile.ZipFile, info: zipfile.ZipInfo) -> np.ndarray:
+    """One .npy member, its header parsed and checked before its data is read: no object dtype
+    (nothing is unpickled), and exactly the bytes the header's shape needs."""
+    key = info.filename[:-len(".npy")]
+    with zf.open(info) as f:
+        version = np.lib.format.read_magic(f)
+        if version not in ((1, 0), (2, 0)):
+            schema.fail(path, key, f".npy format version {version}; expected 1.0 or 2.0")
+        read_header = np.lib.format.read_array_header_1_0 if version == (1, 0) else np.lib.format.read_array_header_2_0
+        shape, fortran_order, dtype = read_header(f, max_header_size=schema.NPY_HEADER_BYTES)
+        if dtype.hasobject:
+            raise CheckpointError(f"{path}: holds pickled objects; refused (a checkpoint holds plain arrays only)")
+        if dtype.itemsize == 0:
+            schema.fail(path, key, f"dtype {dtype} holds no bytes")
+        data = f.read(info.file_size)   # no more than the directory declared (checked before)
+    expected = math.prod(shape) * dtype.itemsize
+    if len(data) != expected:
+        schema.fail(path, key, f"holds {len(data)} bytes of data; its header's shape {shape} needs {expected}")
+    array = np.frombuffer(data, dtype=dtype).reshape(shape, order="F" if fortran_order else "C")
+    return array.copy()
+
+
+def check(ckpt: Checkpoint, path) -> None:
+    """Check a checkpoint made from another format (a torch or Lightning file) as load checks an
+    .npz: every field against the spec it holds. CheckpointError naming ``path`` if it is unsound."""
+    try:
+        meta = json.loads(json.dumps(ckpt._meta()))
+    except (TypeError, ValueError, RecursionError) as err:
+        raise CheckpointError(f"{path}: nnparity's record holds more than numbers, names and lists "
+                              f"({' '.join(str(err).split())[:120]})") from None
+    schema.check_depth(path, "nnparity's record", meta)
+    layout = schema.check_meta(path, meta)
+    if not isinstance(ckpt.history, dict):
+        schema.fail(path, "history", f"expected a table of lists, got {type(ckpt.history).__name__}")
+    for name in HISTORY_FIELDS:
+        try:
+            np.asarray(ckpt.history.get(name, []), dtype=np.float64)
+        except (TypeError, ValueError, OverflowError) as err:
+            schema.fail(path, f"history/{name}", f"expected a list of numbers ({' '.join(str(err).split())[:80]})")
+    schema.check_arrays(path, layout, meta, ckpt._arrays())
 
 
 def spec_difference(saved: dict, current: dict) -> str | None:

@@ -57,6 +57,7 @@ class Optimizer:
 
     name = ""
     reads: tuple[str, ...] = ()      # the OptimizerSpec fields it reads, beyond COMMON_FIELDS
+    extra_keys: tuple[str, ...] = ()  # what get_state's second part (JSON-able state) may hold
 
     def __init__(self, params: dict):
         if not isinstance(params, dict) or not params:
@@ -80,6 +81,11 @@ class Optimizer:
 
     def step(self, grads: dict, closure=None):
         raise NotImplementedError
+
+    @classmethod
+    def state_keys(cls, opt_spec) -> tuple[str, ...]:
+        """The per-parameter state keys it keeps under ``opt_spec`` once it has stepped (none before)."""
+        return ()
 
     def get_state(self) -> tuple[dict, dict]:
         """(per-parameter state as host copies: name -> {key -> array, ``step`` as an int64 array},
@@ -206,6 +212,10 @@ class SGD(Optimizer):
     name = "sgd"
     reads = ("momentum", "dampening", "nesterov", "weight_decay")
 
+    @classmethod
+    def state_keys(cls, opt_spec) -> tuple[str, ...]:
+        return ("momentum_buffer",) if opt_spec.momentum != 0 else ()
+
     def __init__(self, params: dict, lr: float, momentum: float = 0.0, dampening: float = 0.0,
                  weight_decay: float = 0.0, nesterov: bool = False):
         super().__init__(params)
@@ -286,6 +296,10 @@ class Adam(Optimizer):
     name = "adam"
     reads = ("weight_decay", "betas", "eps")
     decoupled = False
+
+    @classmethod
+    def state_keys(cls, opt_spec) -> tuple[str, ...]:
+        return ("exp_avg", "exp_avg_sq", "step")
 
     def __init__(self, params: dict, lr: float = 1e-3, betas=(0.9, 0.999), eps: float = 1e-8,
                  weight_decay: float = 0.0):
@@ -375,6 +389,7 @@ class Armijo(Optimizer):
 
     name = "armijo"
     reads = ("sigma", "beta", "max_backtracks")
+    extra_keys = ("last_step",)
 
     def __init__(self, params: dict, lr: float = 1.0, sigma: float = 1e-4, beta: float = 0.5,
                  max_backtracks: int = 30):
@@ -434,6 +449,7 @@ class RandomSearch(Optimizer):
 
     name = "random_search"
     reads = ("seed",)
+    extra_keys = ("rng", "last_step")
 
     def __init__(self, params: dict, lr: float = 0.1, seed: int = 0):
         super().__init__(params)

@@ -9,6 +9,10 @@ layout; torch_ref.model converts the layouts).
 - ``read_torch`` / ``write_torch``: a ``.pt`` file ``{"model": state_dict, "optimizer": state_dict,
   "nnparity": {...}}``; ``read_lightning``: a Lightning ``.ckpt``. Both read with
   ``torch.load(weights_only=True)``: nothing is unpickled beyond tensors and plain containers.
+  Every container's type is checked before it is used (state_dicts of real float tensors of the
+  spec's dtype; optimizer state keyed by parameter index, moments shaped as their parameter;
+  nnparity's record a table nested at most scratch.checkpoint_schema.MAX_DEPTH deep), then the
+  common checkpoint as an ``.npz`` is checked (scratch.checkpoint.check).
 - ``content_digest``: SHA-256 of a checkpoint dict's content (tensors by bytes), which
   ``AtomicCheckpointIO`` stores in every Lightning checkpoint it writes and checks when it reads one.
 """
@@ -25,6 +29,8 @@ import torch
 
 from scratch import checkpoint as common
 from scratch.checkpoint import Checkpoint, CheckpointError
+from scratch.checkpoint_schema import check_depth, count, fail
+from scratch.errors import SpecError, shown
 from scratch.spec import parse_spec
 from torch_ref.model import (build, load_scratch_parameters, scratch_named_parameters, scratch_to_tensor,
                              tensor_to_scratch, to_scratch)
@@ -129,23 +135,33 @@ def _feed(h, obj) -> None:
 
 def read_checked(path) -> dict:
     """A torch or Lightning checkpoint file as a dict, read with ``weights_only=True`` (nothing but
-    tensors and plain containers is unpickled) and checked against its stored digest, if any."""
+    tensors and plain containers is unpickled), nested at most MAX_DEPTH deep and checked against
+    its stored digest, if any."""
     path = os.fspath(path)
     if not os.path.isfile(path):
         raise CheckpointError(f"{path}: no such checkpoint file")
+    if os.path.getsize(path) == 0:
+        raise CheckpointError(f"{path}: an empty file (0 bytes), not a checkpoint")
     try:
         data = torch.load(path, map_location="cpu", weights_only=True)
     except pickle.UnpicklingError as err:
-        first = str(err).strip().splitlines()[0] if str(err).strip() else type(err).__name__
-        raise CheckpointError(f"{path}: refused: it holds more than tensors and plain data ({first})") from None
-    except (RuntimeError, EOFError, OSError, zipfile.BadZipFile, ValueError) as err:
-        raise CheckpointError(f"{path}: corrupted or truncated ({str(err).splitlines()[0]})") from None
+        raise CheckpointError(f"{path}: refused: it holds more than tensors and plain data ({_first_line(err)})") from None
+    except RecursionError:
+        raise CheckpointError(f"{path}: nested too deeply to read") from None
+    except Exception as err:   # torch's reader on bytes that are no checkpoint: whatever it raises
+        raise CheckpointError(f"{path}: corrupted or truncated ({_first_line(err)})") from None
     if not isinstance(data, dict):
         raise CheckpointError(f"{path}: expected a dict of state, got {type(data).__name__}")
+    check_depth(path, "the file's data", data)
     stored = data.pop(CHECKSUM_KEY, None)
     if stored is not None and stored != content_digest(data):
         raise CheckpointError(f"{path}: corrupted (checksum mismatch)")
     return data
+
+
+def _first_line(err: BaseException) -> str:
+    lines = str(err).strip().splitlines()
+    return " ".join(lines[0].split())[:200] if lines else type(err).__name__
 
 
 def save_checked(data: dict, path) -> None:
@@ -181,23 +197,84 @@ def to_torch(ckpt: Checkpoint) -> tuple[dict, dict]:
 
 def from_torch(model_state: dict, optimizer_state: dict | None, record: dict) -> Checkpoint:
     """A Checkpoint from a torch state_dict of the spec's model (keys ``linears.<i>.weight``), an
-    optimizer state_dict (or None) and nnparity's record (spec, position, history; at least the spec)."""
-    spec = parse_spec(record["spec"])
+    optimizer state_dict (or None) and nnparity's record (spec, position, history; at least the
+    spec), each checked before it is used (CheckpointError naming the field)."""
+    try:
+        spec = parse_spec(record["spec"])
+    except SpecError as err:
+        raise CheckpointError(f"spec: {err}") from None
     model, named, optimizer = _torch_pair(spec)
+    _check_tensors("model", model_state, model.state_dict())
+    if optimizer_state is not None:
+        _check_optimizer_state(optimizer_state, list(named.values()))
     try:
         model.load_state_dict(model_state)
         if optimizer_state is not None:
             optimizer.load_state_dict(optimizer_state)
-    except (RuntimeError, ValueError, KeyError) as err:
-        raise CheckpointError(f"the state does not fit the spec's model: {str(err).splitlines()[0]}") from None
+    except (RuntimeError, ValueError, KeyError, TypeError, IndexError) as err:
+        raise CheckpointError(f"the state does not fit the spec's model: {_first_line(err)}") from None
     state, extra = optimizer_to_common(optimizer, named)
-    extra.update(record.get("optimizer_extra", {}))
+    for key in ("optimizer_extra", "epoch_sums", "history"):
+        if record.get(key) is not None and not isinstance(record[key], dict):
+            raise CheckpointError(f"nnparity.{key}: expected a table, got {type(record[key]).__name__}")
+    extra.update(record.get("optimizer_extra") or {})
     sums = record.get("epoch_sums") or {"loss": 0.0, "steps": 0, "correct": 0, "scored": 0}
     history = record.get("history") or {f: [] for f in common.HISTORY_FIELDS}
     return Checkpoint(spec=record["spec"], params=to_scratch(model), optimizer=state, optimizer_extra=extra,
                       backend=record.get("backend", "torch"), epoch=record.get("epoch", 0),
                       batch=record.get("batch", 0), step=record.get("step", 0), history=history,
                       epoch_sums=sums, stopped=record.get("stopped"))
+
+
+def _check_tensors(where: str, given, expected: dict) -> None:
+    """``given``: a state_dict of the names in ``expected``, each a tensor of its dtype and shape."""
+    if not isinstance(given, dict):
+        raise CheckpointError(f"{where}: expected a state_dict (names -> tensors), got {type(given).__name__}")
+    for name, value in given.items():
+        like = expected.get(name)
+        if like is None:
+            raise CheckpointError(f"{where}: {shown(name, 40)}: not in the spec's model ({', '.join(expected)})")
+        _check_like(f"{where}: {name}", value, like)
+
+
+def _check_like(where: str, value, like: torch.Tensor) -> None:
+    if not torch.is_tensor(value) or value.dtype != like.dtype or tuple(value.shape) != tuple(like.shape):
+        got = f"{value.dtype} of shape {tuple(value.shape)}" if torch.is_tensor(value) else type(value).__name__
+        raise CheckpointError(f"{where}: expected a {like.dtype} tensor of shape {tuple(like.shape)}, got {got}")
+
+
+def _check_optimizer_state(state, params: list) -> None:
+    """A torch optimizer state_dict for ``params``: {"state": {index: {key: tensor}}, "param_groups":
+    [{"params": [indices], ...}]}, moments of their parameter's dtype and shape, steps counts."""
+    if not isinstance(state, dict) or not isinstance(state.get("state"), dict) \
+            or not isinstance(state.get("param_groups"), list):
+        raise CheckpointError(f"optimizer: expected a state_dict {{'state': {{...}}, 'param_groups': [...]}}, "
+                              f"got {shown(state, 40) if not isinstance(state, dict) else sorted(map(str, state))}")
+    for group in state["param_groups"]:
+        if not isinstance(group, dict) or not isinstance(group.get("params"), list):
+            raise CheckpointError("optimizer: param_groups: expected tables with a 'params' list")
+    for index, entries in state["state"].items():
+        if isinstance(index, bool) or not isinstance(index, int) or not 0 <= index < len(params):
+            raise CheckpointError(f"optimizer: state: {shown(index, 40)}: expected a parameter index 0 to "
+                                  f"{len(params) - 1}")
+        if not isinstance(entries, dict):
+            raise CheckpointError(f"optimizer: state[{index}]: expected a table, got {type(entries).__name__}")
+        for key, value in entries.items():
+            where = f"optimizer: state[{index}].{shown(key, 40)}"
+            if key == "step":
+                _check_step(where, value)
+            else:
+                _check_like(where, value, params[index])
+
+
+def _check_step(where: str, value) -> None:
+    if torch.is_tensor(value):
+        if value.numel() != 1 or value.is_complex():
+            raise CheckpointError(f"{where}: expected one step count, got a tensor of shape {tuple(value.shape)}")
+        value = value.item()
+    if isinstance(value, float) and value.is_integer():
+        value = int(value)
+    count("optimizer", where.split(": ", 1)[1], value)
 
 
 def write_torch(ckpt: Checkpoint, path) -> None:
@@ -222,23 +299,37 @@ def read_lightning(path, spec: dict | None = None) -> Checkpoint:
     data = read_checked(path)
     if "state_dict" not in data:
         raise CheckpointError(f"{path}: not a Lightning checkpoint (no state_dict)")
-    model_state = {k[len("model."):]: v for k, v in data["state_dict"].items() if k.startswith("model.")}
+    if not isinstance(data["state_dict"], dict):
+        fail(path, "state_dict", f"expected a state_dict (names -> tensors), got {type(data['state_dict']).__name__}")
     optimizers = data.get("optimizer_states") or [None]
+    if not isinstance(optimizers, list):
+        fail(path, "optimizer_states", f"expected a list of optimizer state_dicts, got {type(optimizers).__name__}")
+    for key in ("epoch", "global_step"):
+        count(path, key, data.get(key, 0))
+    model_state = {k[len("model."):]: v for k, v in data["state_dict"].items()
+                   if isinstance(k, str) and k.startswith("model.")}
 
     def convert(record):
         if "step" not in record:
-            record = dict(record, epoch=int(data.get("epoch", 0)), step=int(data.get("global_step", 0)))
+            record = dict(record, epoch=data.get("epoch", 0), step=data.get("global_step", 0))
         return from_torch(model_state, optimizers[0], dict(record, backend="lightning"))
     return _with_spec(path, data, convert, spec)
 
 
 def _with_spec(path, data: dict, convert, spec: dict | None) -> Checkpoint:
-    record = dict(data.get("nnparity") or {})
+    """The checkpoint ``convert(record)`` makes of nnparity's record (the spec given, if any),
+    checked as an .npz is (scratch.checkpoint.check)."""
+    record = data.get("nnparity")
+    if record is not None and not isinstance(record, dict):
+        fail(path, "nnparity", f"expected a table (nnparity's record), got {type(record).__name__}")
+    record = dict(record or {})
     if spec is not None:
         record["spec"] = spec
     if "spec" not in record:
         raise CheckpointError(f"{path}: holds no spec; name the spec it was trained from")
     try:
-        return convert(record)
+        ckpt = convert(record)
     except CheckpointError as err:
         raise CheckpointError(f"{path}: {err}") from None
+    common.check(ckpt, path)
+    return ckpt

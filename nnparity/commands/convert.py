@@ -3,7 +3,8 @@
 SRC: a checkpoint.npz (scratch and torch loops), a Lightning .ckpt, or a torch .pt
 ({"model": state_dict, "optimizer": state_dict}); DST: .npz (resume it with --backend scratch or
 torch) or .pt. Parameters and optimizer state are copied bit for bit (weights change layout only).
-Exit codes: 0 written; 2 bad input (a corrupted or unsafe file, an unknown suffix, an existing DST).
+Exit codes: 0 written; 2 bad input (a corrupted, unsafe or unsound file, an unknown suffix, an
+existing DST, a DST that is a directory or cannot be written: a full disk leaves no half file).
 """
 from __future__ import annotations
 
@@ -30,12 +31,14 @@ def run(args) -> int:
         raise UsageError(f"SRC: {src}: expected a {', '.join(READS)} file")
     if os.path.splitext(dst)[1] not in WRITES:
         raise UsageError(f"DST: {dst}: expected a {' or '.join(WRITES)} file")
+    if os.path.isdir(dst):
+        raise UsageError(f"DST: {dst} is a directory; name a file, e.g. {os.path.join(dst, 'checkpoint.npz')}")
     if os.path.exists(dst) and not args.force:
         raise UsageError(f"DST: {dst} exists; pass --force to replace it")
     spec = load_spec(args.spec).to_dict() if args.spec else None
     try:
         ckpt = _read(src, spec)
-        os.makedirs(os.path.dirname(os.path.abspath(dst)), exist_ok=True)
+        _make_parent(dst)
         if dst.endswith(".npz"):
             checkpoint.save(ckpt, dst)
         else:
@@ -47,6 +50,19 @@ def run(args) -> int:
     print(f"nnparity convert: {src} -> {dst} (epoch {ckpt.epoch}, batch {ckpt.batch}, step {ckpt.step}, "
           f"optimizer {ckpt.spec['optimizer']['name']})")
     return 0
+
+
+def _make_parent(dst: str) -> None:
+    parent = os.path.dirname(os.path.abspath(dst))
+    existing = parent
+    while not os.path.exists(existing):
+        existing = os.path.dirname(existing)
+    if not os.path.isdir(existing):
+        raise UsageError(f"DST: {dst}: {existing} is a file, not a directory")
+    try:
+        os.makedirs(parent, exist_ok=True)
+    except OSError as err:
+        raise UsageError(f"DST: cannot make the directory of {dst}: {err.strerror or err}") from None
 
 
 def _read(src: str, spec: dict | None):

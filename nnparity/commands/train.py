@@ -1,8 +1,10 @@
 """`nnparity train SPEC`: train the spec with one backend and summarize the run.
 
 Exit codes: 0 trained; 1 training diverged (NaN or inf: the message names step and parameter);
-2 bad input (spec, data or option: the message names the field); 128 + the signal number when
-Ctrl-C (130) or SIGTERM (143) stopped a run that writes checkpoints, after writing one.
+2 bad input (spec, data or option: the message names the field), an unsound checkpoint to resume,
+a --checkpoint DIR another live run holds, or a checkpoint that could not be written (a full
+disk: the previous one stays as it was); 128 + the signal number when Ctrl-C (130) or SIGTERM
+(143) stopped a run that writes checkpoints, after writing one.
 """
 from __future__ import annotations
 
@@ -11,7 +13,10 @@ import math
 import os
 import sys
 
+from contextlib import nullcontext
+
 from nnparity import interrupts
+from nnparity.checkpoint_folder import held
 from nnparity.outputs import check_output_file, write_via_temp
 from nnparity.usage import UsageError, add_device_argument, check_threads, spec_on_device
 from scratch import checkpoint
@@ -63,23 +68,38 @@ LIGHTNING_FILE = "last.ckpt"   # what Lightning's ModelCheckpoint(save_last=True
 
 
 def checkpoint_path(spec, args, filename: str) -> str:
-    """The checkpoint file in --checkpoint DIR, after the checks that keep a user's files safe:
-    an existing checkpoint is continued only with --resume, and only by the same spec."""
+    """The checkpoint file in --checkpoint DIR (made and locked by then), after the checks that keep
+    a user's files safe: an existing checkpoint is continued only with --resume, and only by the
+    same spec, or replaced only with --force."""
     folder = args.checkpoint
-    if os.path.exists(folder) and not os.path.isdir(folder):
-        raise UsageError(f"--checkpoint: {folder} is a file; expected a directory (made if missing)")
     path = os.path.join(folder, filename)
     others = [f for f in (checkpoint.FILENAME, LIGHTNING_FILE) if os.path.exists(os.path.join(folder, f))]
     if not args.resume:
-        if others:
-            raise UsageError(f"--checkpoint: {folder} already holds a checkpoint ({others[0]}); pass --resume "
-                             f"to continue it, or name another directory")
-        os.makedirs(folder, exist_ok=True)
+        if others and not args.force:
+            raise UsageError(f"--checkpoint: {folder} {_holds(os.path.join(folder, others[0]), spec)}")
         return path
     if not os.path.exists(path):
-        held = f" (it holds {others[0]}: convert it with `nnparity convert`)" if others else ""
-        raise UsageError(f"--resume: {folder} holds no {filename} to resume with --backend {args.backend}{held}")
+        hint = f" (it holds {others[0]}: convert it with `nnparity convert`)" if others else ""
+        raise UsageError(f"--resume: {folder} holds no {filename} to resume with --backend {args.backend}{hint}")
     return path
+
+
+def _holds(path: str, spec) -> str:
+    """What the checkpoint at ``path`` is to this run, and the ways on."""
+    try:
+        if path.endswith(".npz"):
+            saved = checkpoint.load(path).spec
+        else:
+            from torch_ref.checkpoint import read_lightning   # torch only for a Lightning file
+
+            saved = read_lightning(path).spec
+    except checkpoint.CheckpointError as err:
+        return f"already holds a checkpoint that cannot be read ({err}); pass --force to replace it"
+    differs = checkpoint.spec_difference(saved, spec.to_dict())
+    if differs:
+        return f"holds another spec's checkpoint ({differs}); pass --force to replace it, or name another directory"
+    return (f"already holds a checkpoint ({os.path.basename(path)}); pass --resume to continue it, "
+            f"--force to start over, or name another directory")
 
 
 def checkpointer(spec, args):
@@ -124,7 +144,8 @@ def add_arguments(parser):
     parser.add_argument("--json", action="store_true",
                         help="print the history and the final parameters as one JSON object")
     parser.add_argument("--plot", metavar="FILE.png", help="write the loss curve to this PNG")
-    parser.add_argument("--force", action="store_true", help="overwrite an existing --plot file")
+    parser.add_argument("--force", action="store_true",
+                        help="overwrite an existing --plot file; start over in a --checkpoint DIR that holds one")
     parser.add_argument("--quiet", action="store_true", help="no progress bar")
     add_device_argument(parser, "scratch and the torch loop (lightning: its accelerator)")
     parser.add_argument("--threads", type=int, default=1, metavar="N",
@@ -164,7 +185,10 @@ def run(args) -> int:
 
         torch.set_num_threads(args.threads)
     try:
-        result = BACKENDS[args.backend](spec, args, progress)
+        with held(args.checkpoint) if args.checkpoint else nullcontext():
+            result = BACKENDS[args.backend](spec, args, progress)
+    except checkpoint.CheckpointError as err:   # one that cannot be written (a full disk)
+        raise UsageError(str(err)) from None
     except TrainingDiverged as err:
         if args.json:  # the history up to the divergence is the user's: print it, the divergence named
             print(json.dumps(json_safe(diverged_to_json(err, spec, args.backend)), allow_nan=False))

@@ -1,0 +1,48 @@
+"""The ``--checkpoint DIR`` of `nnparity train`: made if missing, held by one live run at a time.
+
+The hold is an flock on ``DIR/.nnparity-lock``, taken before anything in DIR is looked at and kept
+until the run ends (the kernel releases it when the process dies, SIGKILL included): a second
+run into DIR is refused with one line naming it, instead of writing over the first one's
+checkpoint. The lock file stays (empty); removing it would let a waiting run lock a file no
+other run sees.
+"""
+from __future__ import annotations
+
+import fcntl
+import os
+from contextlib import contextmanager
+
+from nnparity.usage import UsageError
+
+LOCK_FILE = ".nnparity-lock"
+
+
+@contextmanager
+def held(folder: str):
+    """DIR made if missing and locked for the ``with`` block; UsageError naming it if it cannot
+    be made or another live run holds it."""
+    _make(folder)
+    try:
+        fd = os.open(os.path.join(folder, LOCK_FILE), os.O_RDWR | os.O_CREAT | os.O_CLOEXEC, 0o666)
+    except OSError as err:
+        raise UsageError(f"--checkpoint: cannot use {folder}: {err.strerror or err}") from None
+    try:
+        try:
+            fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+        except BlockingIOError:
+            raise UsageError(f"--checkpoint: {folder} is in use by another run (it holds {LOCK_FILE}); "
+                             f"wait for it to end, or name another directory") from None
+        except OSError as err:
+            raise UsageError(f"--checkpoint: cannot lock {folder}: {err.strerror or err}") from None
+        yield
+    finally:
+        os.close(fd)
+
+
+def _make(folder: str) -> None:
+    if os.path.exists(folder) and not os.path.isdir(folder):
+        raise UsageError(f"--checkpoint: {folder} is a file; expected a directory (made if missing)")
+    try:
+        os.makedirs(folder, exist_ok=True)
+    except OSError as err:
+        raise UsageError(f"--checkpoint: cannot make the directory {folder}: {err.strerror or err}") from None
