@@ -24,7 +24,7 @@ from scratch.data import DATASETS, check_targets
 from scratch.device import DEVICES
 from scratch.errors import SpecError, shown
 from scratch.initializers import INITIALIZERS
-from scratch.layer_kinds import BOOL, INIT, INT, KINDS, PAIR, SCALE, LayerSpec, infer_shapes, shown_shape
+from scratch.layer_kinds import BOOL, INIT, INT, KINDS, SCALE, LayerSpec, infer_shapes, shown_shape
 from scratch.limits import check_memory
 from scratch.losses import LOSSES
 from scratch.optimizers import OPTIMIZERS, check_optimizer_fields

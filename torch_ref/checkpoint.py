@@ -22,7 +22,6 @@ import hashlib
 import io
 import os
 import pickle
-import zipfile
 
 import numpy as np
 import torch

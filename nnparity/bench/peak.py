@@ -49,7 +49,7 @@ def theoretical_peak(info: dict, dtype: str, threads: int, max_mhz: float | None
         f"{units} FMA unit(s) per core ({ext}{', ' + info['vendor'] if info['vendor'] else ''}; "
         f"not in /proc/cpuinfo, assumed)",
         f"{lanes} {dtype} lanes per {simd_bits}-bit vector ({ext})",
-        f"2 FLOPs per fused multiply-add",
+        "2 FLOPs per fused multiply-add",
         f"clock {mhz:.0f} MHz ({'the OS maximum' if max_mhz else 'highest cpu MHz listed; turbo not counted'})"
         if mhz else "clock unknown: no peak",
     ]

@@ -44,7 +44,7 @@ def cost_op(inst, name: str, shown: str, seed: int):
         return delta(z, sigmoid(z), y)
 
     cost.__name__, cost_delta.__name__ = f"{name}.fn", f"{name}.delta"
-    op = loss_op(cost, shown, lambda: (cost_delta, f"the cost class's delta(z, a, y), called with a = σ(z)"), seed)
+    op = loss_op(cost, shown, lambda: (cost_delta, "the cost class's delta(z, a, y), called with a = σ(z)"), seed)
     op.notes.append("cost class: delta(z, a, y) is dC/dz of a sigmoid output layer: checked as the gradient of "
                     "fn(σ(z), y) with respect to z")
     return op
