@@ -231,7 +231,7 @@ class SpecModule(L.LightningModule):
     def on_save_checkpoint(self, checkpoint: dict) -> None:
         """Lightning saves the weights, optimizer state and loops; nnparity's record adds the rest."""
         log_state = self.run_log.get_state()
-        _, extra = optimizer_to_common(self.optimizers().optimizer, self.named)
+        _, extra = optimizer_to_common(self.optimizers().optimizer, self.named, self.model.transposed)
         epoch, batch, step = self.position
         checkpoint["nnparity"] = {"spec": self.spec.to_dict(), "epoch": epoch, "batch": batch, "step": step,
                                   "history": log_state.pop("history"), "epoch_sums": log_state,
@@ -373,7 +373,7 @@ class SpecModule(L.LightningModule):
 
     def _diverged(self, what, value, batch_idx, grads=False):
         err = TrainingDiverged.diagnose(what, value, self.current_epoch + 1, self._step, batch_idx + 1,
-                                        named_to_scratch(self.named, grads), self.run_log.history)
+                                        named_to_scratch(self.named, self.model.transposed, grads), self.run_log.history)
         if self.world > 1 and self.trainer.global_rank == 0 and self.result_path:
             torch.save({"error": [err.what, err.value, err.epoch, err.step, err.batch, err.parameter,
                                   str(err).split("; ", 1)[-1]]}, self.result_path)

@@ -84,7 +84,7 @@ class _Run:
 def _steps(run: _Run, device: torch.device) -> HostSteps:
     """Where the run's steps go: read at once on the CPU, read once per epoch on CUDA."""
     def arrays(what: str) -> dict:   # a diverged step's parameters (loss) or gradients, on the host
-        return named_to_scratch(run.named, grads=what != "loss")
+        return named_to_scratch(run.named, run.model.transposed, grads=what != "loss")
 
     if device.type == "cpu":
         return HostSteps(run.log, arrays)
