@@ -44,6 +44,7 @@ class TrainResult:
     step_seconds: list[float] = field(default_factory=list)   # wall time of each step
     test_accuracy: float | None = None
     test_loss: float | None = None
+    buffers: dict = field(default_factory=dict)   # name -> ndarray: running statistics, dropout's draw counts
 
 
 class TrainingDiverged(ValueError):
@@ -213,12 +214,14 @@ class RunLog:
             return True
         return False
 
-    def finish(self, params: dict, test_loss=None, test_accuracy=None, seconds=None) -> TrainResult:
+    def finish(self, params: dict, test_loss=None, test_accuracy=None, seconds=None,
+               buffers: dict | None = None) -> TrainResult:
         if self.bar is not None:
             self.bar.close()
         return TrainResult(history=self.history, params=params, stopped=self.stopped,
                            seconds=time.perf_counter() - self._start if seconds is None else seconds,
-                           step_seconds=self.step_seconds, test_accuracy=test_accuracy, test_loss=test_loss)
+                           step_seconds=self.step_seconds, test_accuracy=test_accuracy, test_loss=test_loss,
+                           buffers=buffers or {})
 
     def elapsed(self) -> float:
         return time.perf_counter() - self._start

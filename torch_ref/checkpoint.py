@@ -31,8 +31,9 @@ from scratch.checkpoint import Checkpoint, CheckpointError
 from scratch.checkpoint_schema import check_depth, count, fail
 from scratch.errors import SpecError, shown
 from scratch.spec import parse_spec
-from torch_ref.model import (build, load_scratch_parameters, scratch_named_parameters, scratch_to_tensor,
-                             tensor_to_scratch, to_scratch)
+from torch_ref.model import (buffers_to_scratch, build, load_scratch_buffers, load_scratch_parameters,
+                             scratch_named_buffers, scratch_named_parameters, scratch_to_tensor, tensor_to_scratch,
+                             to_scratch)
 
 CHECKSUM_KEY = "nnparity_checksum"
 
@@ -89,16 +90,21 @@ def capture(run, epoch: int, batch: int, step: int, stopped: str | None = None) 
     log_state = run.log.get_state()
     return Checkpoint(spec=run.spec.to_dict(), params=to_scratch(run.model), optimizer=state,
                       optimizer_extra=extra, backend="torch", epoch=epoch, batch=batch, step=step,
-                      history=log_state.pop("history"), epoch_sums=log_state, stopped=stopped)
+                      history=log_state.pop("history"), epoch_sums=log_state, stopped=stopped,
+                      buffers=buffers_to_scratch(run.model))
 
 
 def restore(run, ckpt: Checkpoint) -> None:
-    """Put a checkpoint's parameters, optimizer state and history into a fresh torch-loop run."""
+    """Put a checkpoint's parameters, buffers, optimizer state and history into a fresh torch-loop run."""
     for name, p in run.named.items():
         shape = tuple(tensor_to_scratch(name, p, run.model.transposed).shape)
         if name not in ckpt.params or ckpt.params[name].shape != shape:
             raise CheckpointError(f"param {name}: not in the checkpoint with the spec's shape {shape}")
     load_scratch_parameters(run.model, ckpt.params)
+    for name, b in scratch_named_buffers(run.model).items():
+        if name not in ckpt.buffers or tuple(ckpt.buffers[name].shape) != tuple(b.shape):
+            raise CheckpointError(f"buffer {name}: not in the checkpoint with the spec's shape {tuple(b.shape)}")
+    load_scratch_buffers(run.model, ckpt.buffers)
     optimizer_from_common(run.optimizer, run.named, ckpt.optimizer, ckpt.optimizer_extra, run.model.transposed)
     run.log.set_state(dict(ckpt.epoch_sums, history=ckpt.history))
 
@@ -180,17 +186,18 @@ def _record(ckpt: Checkpoint) -> dict:
             "stopped": ckpt.stopped}
 
 
-def _torch_pair(spec, params: dict | None = None):
-    model = build(spec, params)
+def _torch_pair(spec, params: dict | None = None, buffers: dict | None = None):
+    model = build(spec, params, buffers)
     named = scratch_named_parameters(model)
     from torch_ref.optimizers import make_torch_optimizer  # here: optimizers import nothing of this module
 
-    return model, named, make_torch_optimizer(spec.optimizer, list(named.values()), seed=spec.seed)
+    return model, named, make_torch_optimizer(spec.optimizer, list(named.values()), seed=spec.seed,
+                                              transposed=[name in model.transposed for name in named])
 
 
 def to_torch(ckpt: Checkpoint) -> tuple[dict, dict]:
     """(model state_dict, optimizer state_dict) of the spec's torch twin holding the checkpoint."""
-    model, named, optimizer = _torch_pair(parse_spec(ckpt.spec), ckpt.params)
+    model, named, optimizer = _torch_pair(parse_spec(ckpt.spec), ckpt.params, ckpt.buffers or None)
     optimizer_from_common(optimizer, named, ckpt.optimizer, ckpt.optimizer_extra, model.transposed)
     return model.state_dict(), optimizer.state_dict()
 
@@ -220,7 +227,8 @@ def from_torch(model_state: dict, optimizer_state: dict | None, record: dict) ->
     extra.update(record.get("optimizer_extra") or {})
     sums = record.get("epoch_sums") or {"loss": 0.0, "steps": 0, "correct": 0, "scored": 0}
     history = record.get("history") or {f: [] for f in common.HISTORY_FIELDS}
-    return Checkpoint(spec=record["spec"], params=to_scratch(model), optimizer=state, optimizer_extra=extra,
+    return Checkpoint(spec=record["spec"], params=to_scratch(model), buffers=buffers_to_scratch(model),
+                      optimizer=state, optimizer_extra=extra,
                       backend=record.get("backend", "torch"), epoch=record.get("epoch", 0),
                       batch=record.get("batch", 0), step=record.get("step", 0), history=history,
                       epoch_sums=sums, stopped=record.get("stopped"))

@@ -56,7 +56,8 @@ from scratch.errors import SpecError
 from scratch.losses import LOSSES
 from scratch.loop import (CLOSURE_OPTIMIZERS, History, RunLog, TrainingDiverged, TrainResult, accuracy_rule,
                           check_final_parameters, count_correct)
-from torch_ref.model import TORCH_DTYPES, build, build_loss, named_to_scratch, scratch_named_parameters, to_scratch
+from torch_ref.model import (TORCH_DTYPES, build, buffers_to_scratch, build_loss, named_to_scratch,
+                             scratch_named_parameters, to_scratch)
 from torch_ref.checkpoint import optimizer_from_common_extra, optimizer_to_common, read_checked, save_checked
 from torch_ref.optimizers import make_torch_optimizer
 from torch_ref.training import as_tensor, evaluate
@@ -211,7 +212,8 @@ class SpecModule(L.LightningModule):
         return self.model(x)
 
     def configure_optimizers(self):
-        return make_torch_optimizer(self.spec.optimizer, list(self.named.values()), seed=self.spec.seed)
+        return make_torch_optimizer(self.spec.optimizer, list(self.named.values()), seed=self.spec.seed,
+                                    transposed=[name in self.model.transposed for name in self.named])
 
     # ----------------------------------------------------------------------------- the run
 
@@ -357,7 +359,8 @@ class SpecModule(L.LightningModule):
         if self.world > 1 and self.trainer.global_rank == 0 and self.result_path:
             log = self.run_log
             torch.save({"history": vars(log.history), "step_seconds": log.step_seconds, "stopped": log.stopped,
-                        "seconds": log.elapsed(), "params": to_scratch(self.model)}, self.result_path)
+                        "seconds": log.elapsed(), "params": to_scratch(self.model),
+                        "buffers": buffers_to_scratch(self.model)}, self.result_path)
 
     def _write_steps(self, first: int) -> None:
         """One CSVLogger row per step of the epoch just ended (rank 0 writes; the logger flushes
@@ -504,8 +507,8 @@ def train(spec, dataset=None, epochs: int | None = None, progress: bool | None =
         raise Interrupted(signals.pending, os.path.join(checkpoints["dir"], "last.ckpt"))
     check_final_parameters(result.params, len(result.history.epoch_loss), result.history)
     # Test loss and accuracy at the final parameters, as the torch loop measures them.
-    result.test_loss, result.test_accuracy = evaluate(build(spec, result.params), build_loss(spec), dataset,
-                                                      spec, rule)
+    result.test_loss, result.test_accuracy = evaluate(build(spec, result.params, result.buffers), build_loss(spec),
+                                                      dataset, spec, rule)
     result.lightning = {"fit_seconds": fit_seconds, "world_size": trainer.world_size,
                         "global_rank": trainer.global_rank, "strategy": type(trainer.strategy).__name__,
                         "log_dir": None if own_dir else log_dir}
@@ -582,7 +585,8 @@ def _fit(spec, module, data, epochs, log_dir, ckpt_path=None, **trainer_options)
         result = _result_from_saved(_read_result(module.result_path))
         os.remove(module.result_path)
     else:
-        result = module.run_log.finish(to_scratch(module.model), seconds=module.run_log.elapsed())
+        result = module.run_log.finish(to_scratch(module.model), seconds=module.run_log.elapsed(),
+                                       buffers=buffers_to_scratch(module.model))
     return result, trainer, fit_seconds
 
 
@@ -594,7 +598,7 @@ def _result_from_saved(saved: dict):
     if saved is None:
         raise RuntimeError("lightning: the training processes saved no result")
     return TrainResult(history=History(**saved["history"]), params=saved["params"], stopped=saved["stopped"],
-                       seconds=saved["seconds"], step_seconds=saved["step_seconds"])
+                       seconds=saved["seconds"], step_seconds=saved["step_seconds"], buffers=saved.get("buffers", {}))
 
 
 quiet_lightning()
