@@ -322,7 +322,7 @@ def restore(run, ckpt: Checkpoint) -> None:
     for name, b in run.net.buffers().items():
         if name not in ckpt.buffers or ckpt.buffers[name].shape != b.shape:
             raise CheckpointError(f"buffer {name}: not in the checkpoint with the spec's shape {b.shape}")
-        b[...] = to_device(ckpt.buffers[name], run.xp)
+    run.net.load_buffers(ckpt.buffers)
     run.optimizer.set_state(ckpt.optimizer, ckpt.optimizer_extra)
     run.log.set_state(dict(ckpt.epoch_sums, history=ckpt.history))
 

@@ -16,8 +16,7 @@ from dataclasses import dataclass, field
 from typing import ClassVar
 
 from scratch.errors import SpecError
-from scratch.kind_fields import (BOOL, FLOAT, INIT, INT, LAYERS, PAIR, SCALE, Bounds, NoParameters,  # noqa: F401
-                                 needs_image, shown_shape)
+from scratch.kind_fields import BOOL, INIT, INT, PAIR, SCALE, NoParameters, needs_image, shown_shape
 from scratch.norm_kinds import BatchNormSpec, DropoutSpec, LayerNormSpec, ResidualSpec
 from scratch.windows import Windows, pair
 

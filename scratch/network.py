@@ -47,6 +47,13 @@ def build_layer(layer_spec, params: dict, buffers: dict, xp, in_shape):
     return layer_class.from_spec(layer_spec, params, xp=xp)
 
 
+def _buffer_array(value, dtype, xp):
+    """A buffer from host data: running statistics on xp's device; counts (int64 scalars) on the
+    host, where they are read to pick dropout's masks (drawn on the host) without a device read."""
+    value = np.array(value, dtype=dtype)
+    return value if dtype.kind == "i" else xp.asarray(value)
+
+
 def _by_layer(named: dict, count: int) -> list[dict]:
     """``layers.<i>.<rest>`` -> one dict per layer, keyed by <rest>."""
     out = [{} for _ in range(count)]
@@ -89,7 +96,7 @@ class Network:
         arrays = {name: xp.asarray(value) for name, value in params.items()}
         packed = len({a.dtype for a in arrays.values()}) == 1
         live = pack(arrays, xp) if packed else {name: a.copy() for name, a in arrays.items()}
-        own_buffers = _by_layer({name: xp.array(np.asarray(value), dtype=start[name].dtype)
+        own_buffers = _by_layer({name: _buffer_array(value, start[name].dtype, xp)
                                  for name, value in buffers.items()}, len(spec.layers))
         layers, activations = [], []
         for i, (layer, own, in_shape) in enumerate(zip(spec.layers, _by_layer(live, len(spec.layers)), spec.shapes)):
@@ -179,9 +186,9 @@ class Network:
                 for name, value in layer_buffers(layer).items()}
 
     def load_buffers(self, buffers: dict) -> None:
-        """Copy values into the live buffers."""
+        """Copy host values into the live buffers."""
         for name, value in self.buffers().items():
-            value[...] = self.xp.asarray(buffers[name], dtype=value.dtype)
+            value[...] = _buffer_array(buffers[name], value.dtype, self.xp)
 
     def load_parameters(self, params: dict) -> None:
         """Copy values into the live parameters (shapes must match)."""

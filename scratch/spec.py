@@ -24,7 +24,8 @@ from scratch.data import DATASETS, check_targets
 from scratch.device import DEVICES
 from scratch.errors import SpecError, shown
 from scratch.initializers import INITIALIZERS
-from scratch.layer_kinds import BOOL, FLOAT, INIT, INT, KINDS, LAYERS, SCALE, LayerSpec, infer_shapes, shown_shape
+from scratch.kind_fields import BOOL, FLOAT, INIT, INT, LAYERS, SCALE, shown_shape
+from scratch.layer_kinds import KINDS, LayerSpec, infer_shapes
 from scratch.limits import check_memory
 from scratch.losses import LOSSES
 from scratch.optimizers import OPTIMIZERS, check_optimizer_fields
