@@ -335,6 +335,27 @@ def test_norm_layers_bad_spec_exits_2_naming_layer_and_field(raw, field, words, 
     assert_check_refuses(raw, field, words, tmp_path, capsys)
 
 
+ONE_ROW = {"input_shape": [2], "layers": [{"units": 3}, {"kind": "residual", "body": [{"kind": "batchnorm"}]},
+                                          {"units": 2}]}
+
+
+def test_norm_layers_one_row_batch_refused_in_train_mode(tmp_path, capsys):
+    """torch refuses a train-mode batchnorm over one value per feature: so does every command, in
+    one line naming what made the batch, before anything runs; eval mode takes one row."""
+    assert_check_refuses(dict(ONE_ROW, data={"x": [[0.5, -1.0]], "y": [[0.0, 1.0]]}), "x", ["1 row", "batchnorm"],
+                         tmp_path, capsys)
+    path = tmp_path / "moons.json"
+    path.write_text(json.dumps(dict(ONE_ROW, data={"name": "moons", "samples": 9},
+                                    train={"batch_size": 4, "epochs": 1})))
+    from nnparity.cli import main
+    for backend in ("scratch", "torch"):
+        assert main(["train", str(path), "--quiet", "--backend", backend]) == 2
+        err = capsys.readouterr().err.strip().splitlines()
+        assert len(err) == 1 and "train.batch_size: 9 rows in batches of 4 leave a last batch of 1 row" in err[0]
+    spec = parse_spec(ONE_ROW)
+    assert_parity(check(spec, x=[[0.5, -1.0]], y=[[0.0, 1.0]], mode="eval"))
+
+
 def test_norm_layers_spec_round_trip():
     spec = parse_spec(digits_resnet(OPTIMIZER_RUNS["sgd"], dtype="float32"))
     raw = spec.to_dict()

@@ -213,3 +213,22 @@ def _ones_and_zeros(shapes: dict) -> dict:
     import numpy as np
 
     return {name: (np.ones if name == "weight" else np.zeros)(shape) for name, shape in shapes.items()}
+
+
+def rows_batchnorm_needs(layers, shapes) -> int:
+    """The fewest rows a train-mode batch may have: 2 where a batchnorm sees one value per
+    feature or channel in each row ([F] inputs, 1x1 images), as torch refuses one value; else 1."""
+    for layer, shape in zip(layers, shapes):
+        if layer.kind == "batchnorm" and math.prod(shape[1:]) == 1:
+            return 2
+        if layer.kind == "residual" and rows_batchnorm_needs(layer.body, layer.body_shapes(shape, "")) == 2:
+            return 2
+    return 1
+
+
+def check_batch_rows(spec, rows: int, field: str, what: str = "a batch") -> None:
+    """SpecError naming ``field`` when a train-mode batch of ``rows`` rows is too small for a batchnorm."""
+    need = rows_batchnorm_needs(spec.layers, spec.shapes)
+    if rows < need:
+        raise SpecError(field, f"{what} of {rows} row; a train-mode batchnorm over features needs at least "
+                               f"{need} rows (one value per feature has no variance; torch refuses it too)")

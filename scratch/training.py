@@ -48,8 +48,8 @@ from scratch import checkpoint
 from scratch.data import load_dataset
 from scratch.device import array_module, host_copy, to_device, to_host
 from scratch.loop import (CLOSURE_OPTIMIZERS, DeviceSteps, History, HostSteps, RunLog, TrainingDiverged, TrainResult,
-                          accuracy_rule, accuracy_targets, check_final_parameters, count_correct, epoch_batches,
-                          run_epochs, scored_per_row, start_position)
+                          accuracy_rule, accuracy_targets, check_batch_sizes, check_final_parameters, count_correct,
+                          epoch_batches, run_epochs, scored_per_row, start_position)
 from scratch.network import Network, build_loss
 from scratch.optimizers import apply_clipping, global_norm, make_optimizer
 
@@ -179,6 +179,7 @@ def train(spec, dataset=None, epochs: int | None = None, progress: bool | None =
     epochs = spec.train.epochs if epochs is None else epochs
     device = spec.device if device is None else device
     xp = array_module(device) if isinstance(device, str) else device
+    check_batch_sizes(spec, len(dataset.x_train))
     x, y = to_device(dataset.x_train, xp), to_device(dataset.y_train, xp)   # the data's one move
     batches = epoch_batches(len(x), spec, 0)
     run = _start(spec, xp, len(x), len(batches), epochs, dataset.y_train, progress, callback)

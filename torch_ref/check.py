@@ -11,6 +11,7 @@ from scratch.network import Network, build_loss as scratch_loss
 from scratch.data import check_inputs, check_targets
 from scratch.device import array_module, to_device, to_host
 from scratch.errors import SpecError
+from scratch.norm_kinds import check_batch_rows
 from scratch.spec import Spec
 from torch_ref.model import TORCH_DTYPES, build, buffers_to_scratch, build_loss as torch_loss, gradients_to_scratch
 
@@ -112,6 +113,8 @@ def check(spec: Spec, dtype: str | None = None, batch: int | None = None, tol: f
     tol = TOLERANCE[spec.dtype] if tol is None else tol
     if mode not in MODES:
         raise SpecError("--mode", f"unknown {mode!r}; expected one of {', '.join(MODES)}")
+    if mode == "train":
+        check_batch_rows(spec, len(x), "--batch" if batch is not None else "x")
     ours = run_scratch(spec, x, y, xp=array_module(spec.device), mode=mode)
     theirs = run_torch(spec, x, y, device=spec.device, mode=mode)
 

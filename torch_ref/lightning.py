@@ -55,7 +55,7 @@ from scratch.data import batch_order, load_dataset
 from scratch.errors import SpecError
 from scratch.losses import LOSSES
 from scratch.loop import (CLOSURE_OPTIMIZERS, History, RunLog, TrainingDiverged, TrainResult, accuracy_rule,
-                          check_final_parameters, count_correct)
+                          check_batch_sizes, check_final_parameters, count_correct)
 from torch_ref.model import (TORCH_DTYPES, build, buffers_to_scratch, build_loss, named_to_scratch,
                              scratch_named_parameters, to_scratch)
 from torch_ref.checkpoint import optimizer_from_common_extra, optimizer_to_common, read_checked, save_checked
@@ -483,6 +483,7 @@ def train(spec, dataset=None, epochs: int | None = None, progress: bool | None =
     dataset = load_dataset(spec) if dataset is None else dataset
     epochs = spec.train.epochs if epochs is None else epochs
     n = len(dataset.x_train)
+    check_batch_sizes(spec, n)
     rule = accuracy_rule(spec, dataset.y_train)
     steps = len(batch_order(n, spec.train.batch_size, False, spec.seed, 0))
     module = SpecModule(spec, epochs, callback, rule, n, steps)

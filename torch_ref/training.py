@@ -32,8 +32,8 @@ from torch.nn.utils import get_total_norm
 
 from scratch.data import load_dataset
 from scratch.loop import (CLOSURE_OPTIMIZERS, DeviceSteps, History, HostSteps, RunLog, TrainingDiverged, TrainResult,
-                          accuracy_rule, accuracy_targets, check_final_parameters, count_correct, epoch_batches,
-                          run_epochs, scored_per_row, start_position)
+                          accuracy_rule, accuracy_targets, check_batch_sizes, check_final_parameters, count_correct,
+                          epoch_batches, run_epochs, scored_per_row, start_position)
 from torch_ref.model import (TORCH_DTYPES, build, buffers_to_scratch, build_loss, named_to_scratch,
                              scratch_named_parameters, to_scratch)
 from torch_ref import checkpoint
@@ -150,6 +150,7 @@ def train(spec, dataset=None, epochs: int | None = None, progress: bool | None =
     epochs = spec.train.epochs if epochs is None else epochs
     device = torch.device(spec.device if device is None else device)
     dtype = TORCH_DTYPES[spec.dtype]
+    check_batch_sizes(spec, len(dataset.x_train))
     model = build(spec).to(device)
     named = scratch_named_parameters(model)
     optimizer = make_torch_optimizer(spec.optimizer, list(named.values()), seed=spec.seed,
