@@ -16,6 +16,16 @@ CHECK_TOL: dict[str, float] = TOLERANCE                 # {"float64": 1e-12, "fl
 
 DTYPES = ("float64", "float32")
 
+# One run of every optimizer for the CNN trajectories (test_image_layers, test_norm_layers): 9
+# shuffled steps each, momentum, clipping and weight decay on.
+CNN_OPTIMIZER_RUNS = {
+    "sgd": {"name": "sgd", "lr": 0.3, "momentum": 0.9, "nesterov": True, "weight_decay": 0.01},
+    "adam": {"name": "adam", "lr": 0.02, "clip_norm": 1.0},
+    "adamw": {"name": "adamw", "lr": 0.02, "weight_decay": 0.1},
+    "armijo": {"name": "armijo", "lr": 4.0},
+    "random_search": {"name": "random_search", "lr": 0.05, "seed": 3},
+}
+
 
 @pytest.fixture(autouse=True, scope="session")
 def one_torch_thread():
@@ -92,6 +102,7 @@ def report_errors(report: dict) -> dict[str, float]:
     out = {"output": e["output"]["rel"], "loss": e["loss"]["rel"]}
     out.update({f"activation {k}": v["rel"] for k, v in e["activations"].items()})
     out.update({f"grad {k}": v["rel"] for k, v in e["grads"].items()})
+    out.update({f"buffer {k}": v["rel"] for k, v in e.get("buffers", {}).items()})
     return out
 
 
@@ -117,6 +128,23 @@ def assert_close(got, expected, dtype: str = "float64", tol: float | None = None
     err = rel_error(got, expected)
     assert err <= tol, f"{what}: rel error {err:.3e} > {tol:g}\n got      {got}\n expected {expected}"
     return err
+
+
+def assert_check_refuses(raw: dict, field: str, words, tmp_path, capsys) -> None:
+    """`nnparity check` on the spec ``raw`` exits 2 with one line naming ``field`` and holding ``words``."""
+    import json
+
+    from nnparity.cli import main
+
+    path = tmp_path / "bad.json"
+    path.write_text(json.dumps(raw))
+    assert main(["check", str(path)]) == 2
+    out, err = capsys.readouterr()
+    lines = err.strip().splitlines()
+    assert out == "" and len(lines) == 1, err
+    assert f"{field}: " in lines[0], lines[0]
+    for word in words:
+        assert word in lines[0], (word, lines[0])
 
 
 # ------------------------------------------------------------------------------ training runs

@@ -15,14 +15,14 @@ from hypothesis import HealthCheck, assume, given, settings
 from hypothesis import strategies as st
 from torch import nn
 
-from conftest import CHECK_TOL, DTYPES, TRAJECTORY_TOL, assert_parity, assert_same_run, run_check
+from conftest import CHECK_TOL, CNN_OPTIMIZER_RUNS as OPTIMIZER_RUNS, DTYPES, TRAJECTORY_TOL, assert_parity, \
+    assert_check_refuses, assert_same_run, run_check
 from nnparity.cli import main
 from scratch.data import load_dataset
 from scratch.errors import SpecError
 from scratch.initializers import initial_parameters
 from scratch.layer_kinds import KINDS
 from scratch.network import LAYER_CLASSES, Network, build_loss
-from scratch.optimizers import OPTIMIZERS
 from scratch.spec import parse_spec
 from scratch.training import train as scratch_train
 from strict_xp import strict
@@ -30,7 +30,9 @@ from torch_ref.check import check, run_scratch, run_torch
 from torch_ref.model import TORCH_LAYERS
 from torch_ref.training import train as torch_train
 
-IMAGE_KINDS = sorted(set(KINDS) - {"dense"})
+# the image kinds (scratch/layer_kinds.py); normalization, dropout and residual blocks
+# (scratch/norm_kinds.py) have their own tests (test_norm_layers.py)
+IMAGE_KINDS = sorted(kind for kind, cls in KINDS.items() if kind != "dense" and cls.__module__ == "scratch.layer_kinds")
 INPUT = [3, 7, 6]          # channels, height, width: not square, odd and even
 
 # Each image kind in the settings it takes: the layer under test sits after a tanh convolution
@@ -205,19 +207,6 @@ def digits_cnn(optimizer: dict, dtype: str = "float64") -> dict:
             "train": {"epochs": 3, "batch_size": 30, "shuffle": True}}
 
 
-OPTIMIZER_RUNS = {
-    "sgd": {"name": "sgd", "lr": 0.3, "momentum": 0.9, "nesterov": True, "weight_decay": 0.01},
-    "adam": {"name": "adam", "lr": 0.02, "clip_norm": 1.0},
-    "adamw": {"name": "adamw", "lr": 0.02, "weight_decay": 0.1},
-    "armijo": {"name": "armijo", "lr": 4.0},
-    "random_search": {"name": "random_search", "lr": 0.05, "seed": 3},
-}
-
-
-def test_image_layers_every_optimizer_has_a_run():
-    assert set(OPTIMIZER_RUNS) == set(OPTIMIZERS)
-
-
 @pytest.mark.parametrize("name", sorted(OPTIMIZER_RUNS))
 def test_image_layers_training_run_parity(name):
     """Both loops, step by step, on a CNN of every image kind: 9 shuffled steps of each optimizer."""
@@ -337,15 +326,7 @@ BAD_SPECS = [
 
 @pytest.mark.parametrize("raw,field,words", [case[1:] for case in BAD_SPECS], ids=[c[0] for c in BAD_SPECS])
 def test_image_layers_bad_spec_exits_2_naming_layer_and_field(raw, field, words, tmp_path, capsys):
-    path = tmp_path / "bad.json"
-    path.write_text(json.dumps(raw))
-    assert main(["check", str(path)]) == 2
-    out, err = capsys.readouterr()
-    lines = err.strip().splitlines()
-    assert out == "" and len(lines) == 1, err
-    assert f"{field}: " in lines[0], lines[0]
-    for word in words:
-        assert word in lines[0], (word, lines[0])
+    assert_check_refuses(raw, field, words, tmp_path, capsys)
 
 
 def test_image_layers_verify_spec_refuses_them_in_one_line(tmp_path, capsys):

@@ -4,6 +4,8 @@ A checkpoint is a run frozen between two steps (NumPy only; torch_ref/checkpoint
 and out of torch and Lightning):
 
 - ``param/<name>``: the parameters in the spec's (scratch's) layout, W as (inputs, units);
+- ``buffer/<name>``: the network's buffers (batch normalization's running_mean, running_var and
+  num_batches_tracked, dropout's draws: the mask stream's position), as torch names them;
 - ``optim/<name>/<key>``: per-parameter optimizer state under torch's names (``momentum_buffer``;
   ``step``, ``exp_avg``, ``exp_avg_sq``), arrays in the same layout, ``step`` as an int64;
 - ``history/<field>``: the run's History so far (float64 arrays, bit for bit) and step timings;
@@ -66,6 +68,7 @@ class Checkpoint:
     history: dict = field(default_factory=lambda: {f: [] for f in HISTORY_FIELDS})
     epoch_sums: dict = field(default_factory=dict)       # RunLog's open-epoch sums
     stopped: str | None = None                  # None: the run goes on; else why it stopped
+    buffers: dict = field(default_factory=dict)          # name -> ndarray: running statistics, draw counts
 
     def equal(self, other: "Checkpoint") -> bool:
         """Bit for bit: every array np.array_equal (and of one dtype), everything else ==, except
@@ -81,6 +84,7 @@ class Checkpoint:
         out = {f"param/{k}": np.asarray(v) for k, v in self.params.items()}
         for name, state in self.optimizer.items():
             out.update({f"optim/{name}/{k}": np.asarray(v) for k, v in state.items()})
+        out.update({f"buffer/{k}": np.asarray(v) for k, v in self.buffers.items()})
         for f in HISTORY_FIELDS:
             out[f"history/{f}"] = np.asarray(self.history.get(f, []), dtype=np.float64)
         return out
@@ -187,10 +191,10 @@ def load(path) -> Checkpoint:
     except (OSError, EOFError, ValueError, KeyError, NotImplementedError, RuntimeError, OverflowError) as err:
         raise CheckpointError(f"{path}: corrupted or truncated ({type(err).__name__}: "
                               f"{' '.join(str(err).split())[:200]})") from None
-    params, optimizer, history = schema.check_arrays(path, layout, meta, arrays)
+    params, optimizer, history, buffers = schema.check_arrays(path, layout, meta, arrays)
     return Checkpoint(spec=meta["spec"], params=params, optimizer=optimizer, optimizer_extra=meta["optimizer_extra"],
                       backend=meta["backend"], epoch=meta["epoch"], batch=meta["batch"], step=meta["step"],
-                      history=history, epoch_sums=meta["epoch_sums"], stopped=meta["stopped"])
+                      history=history, epoch_sums=meta["epoch_sums"], stopped=meta["stopped"], buffers=buffers)
 
 
 def _read_members(path: str, zf: zipfile.ZipFile) -> tuple[dict, "schema.Layout", dict]:
@@ -303,17 +307,22 @@ def capture(run, epoch: int, batch: int, step: int, stopped: str | None = None,
     log_state = run.log.get_state()
     return Checkpoint(spec=run.spec.to_dict(), params={k: host_copy(p, run.xp) for k, p in run.params.items()},
                       optimizer=state, optimizer_extra=extra, backend=backend, epoch=epoch, batch=batch,
-                      step=step, history=log_state.pop("history"), epoch_sums=log_state, stopped=stopped)
+                      step=step, history=log_state.pop("history"), epoch_sums=log_state, stopped=stopped,
+                      buffers={k: host_copy(b, run.xp) for k, b in run.net.buffers().items()})
 
 
 def restore(run, ckpt: Checkpoint) -> None:
-    """Put a checkpoint's parameters, optimizer state and history into a fresh scratch run."""
+    """Put a checkpoint's parameters, buffers, optimizer state and history into a fresh scratch run."""
     params = run.params
     for name, p in params.items():
         value = ckpt.params[name]
         if value.shape != p.shape:
             raise CheckpointError(f"param {name}: shape {value.shape} in the checkpoint, {p.shape} in the spec")
         p[...] = to_device(value, run.xp)
+    for name, b in run.net.buffers().items():
+        if name not in ckpt.buffers or ckpt.buffers[name].shape != b.shape:
+            raise CheckpointError(f"buffer {name}: not in the checkpoint with the spec's shape {b.shape}")
+    run.net.load_buffers(ckpt.buffers)
     run.optimizer.set_state(ckpt.optimizer, ckpt.optimizer_extra)
     run.log.set_state(dict(ckpt.epoch_sums, history=ckpt.history))
 

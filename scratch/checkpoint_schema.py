@@ -10,7 +10,8 @@ is used. A checksum proves a file unchanged, not sound: anyone can re-sign a for
 - the members (``member_limits``): named as the format names them, each no larger than the spec
   and the position imply: checked from the zip directory, before a byte of the member is read.
 - the arrays (``check_arrays``): the parameters exactly the spec's network, real floats of its
-  dtype, of its shapes, finite; per parameter, either no optimizer state or exactly the keys its
+  dtype, of its shapes, finite; the buffers exactly the spec's network's (running means finite,
+  running variances finite and >= 0, of its dtype and shapes; counts int64 scalars >= 0); per parameter, either no optimizer state or exactly the keys its
   optimizer keeps (scratch.optimizers' ``state_keys``), moments typed and shaped as their
   parameter and finite (a mean of squares >= 0, +inf where a square overflowed the dtype, as a
   run can write it), step counts non-negative int64 scalars up to 2**53; the history 1-D float64, finite (an
@@ -28,6 +29,7 @@ import numpy as np
 
 from scratch.data import batch_order, load_dataset
 from scratch.errors import SpecError, shown
+from scratch.initializers import initial_buffers
 from scratch.loop import accuracy_rule, scored_per_row
 from scratch.optimizers import OPTIMIZERS
 from scratch.spec import parse_spec
@@ -68,6 +70,7 @@ class Layout:
     spec: object                 # scratch.spec.Spec
     dtype: np.dtype              # the parameters' and moments' dtype
     shapes: dict                 # parameter name -> shape, (inputs, units) for weights
+    buffers: dict                # buffer name -> its initial array (the dtype and shape it must have)
     state_keys: tuple            # what the optimizer keeps per parameter
     extra_keys: tuple            # what its JSON-able state may hold
     steps_per_epoch: int
@@ -147,16 +150,13 @@ def spec_layout(path, raw_spec) -> Layout:
         data = load_dataset(spec)
     except SpecError as err:
         fail(path, "spec", str(err))
-    shapes = {}
-    for i, layer in enumerate(spec.layers):
-        shapes[f"layers.{i}.weight"] = (layer.inputs, layer.units)
-        if layer.use_bias:
-            shapes[f"layers.{i}.bias"] = (layer.units,)
+    shapes = {f"layers.{i}.{name}": tuple(shape) for i, (layer, in_shape) in enumerate(zip(spec.layers, spec.shapes))
+              for name, shape in layer.parameter_shapes(in_shape).items()}
     n = len(data.x_train)
     batches = batch_order(n, spec.train.batch_size, False, spec.seed, 0)
     rule = accuracy_rule(spec, data.y_train)
     optimizer = OPTIMIZERS[spec.optimizer.name]
-    return Layout(spec=spec, dtype=np.dtype(spec.dtype), shapes=shapes,
+    return Layout(spec=spec, dtype=np.dtype(spec.dtype), shapes=shapes, buffers=initial_buffers(spec),
                   state_keys=tuple(sorted(optimizer.state_keys(spec.optimizer))),
                   extra_keys=optimizer.extra_keys, steps_per_epoch=len(batches),
                   batch_rows=max(len(b) for b in batches),
@@ -252,6 +252,8 @@ def member_limits(layout: Layout, meta: dict, memory: int) -> dict:
         out[f"param/{name}"] = size
         for key in layout.state_keys:
             out[f"optim/{name}/{key}"] = 8 if key == "step" else size
+    for name, start in layout.buffers.items():
+        out[f"buffer/{name}"] = start.nbytes
     for field in HISTORY_FIELDS:
         length = meta["step"] if field in STEP_FIELDS else meta["epoch"] + 1
         out[f"history/{field}"] = min(memory, 8 * length)
@@ -269,20 +271,25 @@ def unexpected_member(path, key: str, layout: Layout):
                             f"keeps {keys} per parameter")
     if kind in ("param", "optim"):
         fail(path, key, f"no such parameter in the spec's network ({', '.join(layout.shapes)})")
+    if kind == "buffer":
+        fail(path, key, f"no such buffer in the spec's network ({', '.join(layout.buffers) or 'it has none'})")
     if kind == "history":
         fail(path, key, f"unknown history field; expected {', '.join(HISTORY_FIELDS)}")
-    fail(path, key, "not a member of the format (param/, optim/, history/, meta, checksum)")
+    fail(path, key, "not a member of the format (param/, optim/, buffer/, history/, meta, checksum)")
 
 
 # ----------------------------------------------------------------------------------- arrays
 
 
-def check_arrays(path, layout: Layout, meta: dict, arrays: dict) -> tuple[dict, dict, dict]:
-    """(params, optimizer state, history) from the arrays, each checked against the layout."""
-    params, optimizer, history = {}, {}, {}
+def check_arrays(path, layout: Layout, meta: dict, arrays: dict) -> tuple[dict, dict, dict, dict]:
+    """(params, optimizer state, history, buffers) from the arrays, each checked against the layout."""
+    params, optimizer, history, buffers = {}, {}, {}, {}
     for name, shape in layout.shapes.items():
         if f"param/{name}" not in arrays:
             fail(path, f"param/{name}", f"missing; the spec's network has it, shape {shape}")
+    for name, start in layout.buffers.items():
+        if f"buffer/{name}" not in arrays:
+            fail(path, f"buffer/{name}", f"missing; the spec's network has it, {start.dtype} of shape {start.shape}")
     for key, value in arrays.items():
         kind, _, rest = key.partition("/")
         name, _, entry = rest.rpartition("/")
@@ -294,6 +301,8 @@ def check_arrays(path, layout: Layout, meta: dict, arrays: dict) -> tuple[dict, 
                 _floats(path, key, value, layout.dtype, layout.shapes[name], entry in SQUARES_STATE))
         elif kind == "history" and rest in HISTORY_FIELDS:
             history[rest] = _history(path, key, value)
+        elif kind == "buffer" and rest in layout.buffers:
+            buffers[rest] = _buffer(path, key, value, layout.buffers[rest])
         else:
             unexpected_member(path, key, layout)
     for name, entries in optimizer.items():
@@ -302,7 +311,18 @@ def check_arrays(path, layout: Layout, meta: dict, arrays: dict) -> tuple[dict, 
             fail(path, f"optim/{name}", f"missing {', '.join(missing)}; optimizer {layout.spec.optimizer.name} "
                                         f"keeps {', '.join(layout.state_keys)} per parameter")
     _check_history(path, history, meta)
-    return params, optimizer, history
+    return params, optimizer, history, buffers
+
+
+def _buffer(path, key: str, value: np.ndarray, start: np.ndarray) -> np.ndarray:
+    """A buffer: a count (an int64 scalar >= 0), or running statistics as a float parameter is
+    checked (a variance >= 0)."""
+    if start.dtype.kind == "f":
+        return _floats(path, key, value, start.dtype, start.shape, squares=key.endswith("running_var"))
+    if value.dtype != start.dtype or value.shape != start.shape:
+        fail(path, key, f"expected an {start.dtype} scalar (a count), got {value.dtype} of shape {value.shape}")
+    count(path, key, int(value))
+    return value
 
 
 def _floats(path, key: str, value: np.ndarray, dtype: np.dtype, shape: tuple,

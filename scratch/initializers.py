@@ -65,31 +65,58 @@ INITIALIZERS = {f.__name__: f for f in (zeros, normal, uniform, xavier_normal, x
 
 
 def initial_parameters(spec) -> dict[str, np.ndarray]:
-    """Draw every layer's weight and bias, in spec.dtype, named ``layers.<i>.weight`` / ``.bias``,
-    layer by layer from one generator (layers without parameters draw nothing).
+    """Draw every layer's parameters, in spec.dtype, named ``layers.<i>.<name>`` (a residual
+    block's ``layers.<i>.body.<j>.<name>``), layer by layer from one generator (layers without
+    parameters draw nothing).
 
     Explicit ``weight``/``bias`` values in the spec are used as given. Biases start at zero except
-    under torch_default, where nn.Linear and nn.Conv2d draw them from U(±1/√fan_in) too.
+    under torch_default, where nn.Linear and nn.Conv2d draw them from U(±1/√fan_in) too. A kind with
+    its own starting values (``initial_values``: normalization's weight 1 and bias 0, a residual
+    block's body) gives them itself.
     """
     rng = np.random.default_rng(spec.seed)
     dtype = np.dtype(spec.dtype)
     params: dict[str, np.ndarray] = {}
     for i, (layer, in_shape) in enumerate(zip(spec.layers, spec.shapes)):
-        shapes = layer.parameter_shapes(in_shape)
-        if not shapes:
-            continue
-        fan_in, fan_out = layer.fans(in_shape)
-        weight = INITIALIZERS[layer.init](rng, fan_in, fan_out, layer.init_scale, shape=shapes["weight"])
-        if getattr(layer, "weight", None) is not None:
-            weight = np.array(layer.weight, dtype=float)
-        params[f"layers.{i}.weight"] = weight.astype(dtype)
-        if "bias" in shapes:
-            if getattr(layer, "bias", None) is not None:
-                bias = np.array(layer.bias, dtype=float)
-            elif layer.init == "torch_default":
-                bound = 1.0 / math.sqrt(fan_in)
-                bias = rng.uniform(-bound, bound, size=shapes["bias"])
-            else:
-                bias = np.zeros(shapes["bias"])
-            params[f"layers.{i}.bias"] = bias.astype(dtype)
+        params.update({f"layers.{i}.{name}": value.astype(dtype)
+                       for name, value in draw_layer(layer, in_shape, rng).items()})
     return params
+
+
+def draw_layer(layer, in_shape, rng) -> dict[str, np.ndarray]:
+    """One layer's parameters in float64, drawn from ``rng``."""
+    own = getattr(layer, "initial_values", None)
+    if own is not None:
+        return own(rng, in_shape, draw_layer)
+    shapes = layer.parameter_shapes(in_shape)
+    if not shapes:
+        return {}
+    fan_in, fan_out = layer.fans(in_shape)
+    weight = INITIALIZERS[layer.init](rng, fan_in, fan_out, layer.init_scale, shape=shapes["weight"])
+    if getattr(layer, "weight", None) is not None:
+        weight = np.array(layer.weight, dtype=float)
+    values = {"weight": weight}
+    if "bias" in shapes:
+        if getattr(layer, "bias", None) is not None:
+            values["bias"] = np.array(layer.bias, dtype=float)
+        elif layer.init == "torch_default":
+            bound = 1.0 / math.sqrt(fan_in)
+            values["bias"] = rng.uniform(-bound, bound, size=shapes["bias"])
+        else:
+            values["bias"] = np.zeros(shapes["bias"])
+    return values
+
+
+def initial_buffers(spec) -> dict[str, np.ndarray]:
+    """Every layer's buffers as torch starts them: running means 0, running variances 1, counts 0
+    (int64 scalars), named as the parameters are."""
+    dtype = np.dtype(spec.dtype)
+    buffers = {}
+    for i, (layer, in_shape) in enumerate(zip(spec.layers, spec.shapes)):
+        for name, shape in getattr(layer, "buffer_shapes", lambda s: {})(in_shape).items():
+            if isinstance(shape, str):
+                buffers[f"layers.{i}.{name}"] = np.zeros((), dtype=np.dtype(shape))
+            else:
+                fill = np.ones if name.endswith("running_var") else np.zeros
+                buffers[f"layers.{i}.{name}"] = fill(shape, dtype=dtype)
+    return buffers

@@ -6,7 +6,8 @@ and checked when the spec is parsed, before anything is built; scratch.network b
 scratch layer and torch_ref.model its torch twin, both keyed by the same names.
 
 Shapes are those of one example: (features,) or (channels, height, width); a batch adds N in front.
-Every kind ends with an activation (``identity`` unless the spec names one).
+Every kind ends with an activation (``identity`` unless the spec names one). Normalization, dropout
+and residual blocks live in scratch/norm_kinds.py, the field types in scratch/kind_fields.py.
 """
 from __future__ import annotations
 
@@ -15,25 +16,9 @@ from dataclasses import dataclass, field
 from typing import ClassVar
 
 from scratch.errors import SpecError
+from scratch.kind_fields import BOOL, INIT, INT, PAIR, SCALE, NoParameters, needs_image, shown_shape
+from scratch.norm_kinds import BatchNormSpec, DropoutSpec, LayerNormSpec, ResidualSpec
 from scratch.windows import Windows, pair
-
-# Field types spec.py knows how to read: an int >= minimum, an int or [h, w] pair of ints >= minimum,
-# a bool, an initializer name, an initializer scale.
-INT, PAIR, BOOL, INIT, SCALE = "int", "pair", "bool", "init", "scale"
-
-
-def shown_shape(shape) -> str:
-    return "[" + ", ".join(str(n) for n in shape) + "]"
-
-
-def needs_image(kind: str, in_shape, where: str, came_from: str) -> tuple[int, int, int]:
-    """The (C, H, W) an image layer takes, or a SpecError saying what it got."""
-    if len(in_shape) != 3:
-        raise SpecError(where, f"{kind} needs a [channels, height, width] input, got {shown_shape(in_shape)} "
-                               f"from {came_from}; give input_shape = [C, H, W] at the top level, and no "
-                               f"flatten or dense layer before it")
-    return in_shape
-
 
 # ----------------------------------------------------------------------------------------- dense
 
@@ -135,18 +120,6 @@ class Conv2dSpec:
         return in_shape[0] * kh * kw * out_h * out_w
 
 
-class NoParameters:
-    """What a kind without parameters answers."""
-
-    FIELDS: ClassVar[dict] = {}
-
-    def parameter_shapes(self, in_shape) -> dict[str, tuple]:
-        return {}
-
-    def parameter_count(self, in_shape) -> int:
-        return 0
-
-
 @dataclass
 class Pool2dSpec(NoParameters):
     """A pooling window (kernel, stride = kernel by default, padding <= kernel / 2: torch's rules)."""
@@ -230,7 +203,7 @@ def fit_windows(windows: Windows, height: int, width: int, in_shape, where: str)
 
 
 KINDS = {cls.kind: cls for cls in (LayerSpec, Conv2dSpec, MaxPool2dSpec, AvgPool2dSpec, FlattenSpec,
-                                   GlobalAvgPoolSpec)}
+                                   GlobalAvgPoolSpec, BatchNormSpec, LayerNormSpec, DropoutSpec, ResidualSpec)}
 
 
 def require_kinds(spec, kinds: tuple[str, ...], what: str) -> None:

@@ -17,6 +17,7 @@ from dataclasses import dataclass, field
 import numpy as np
 
 from scratch.data import CLASS_LOSSES, batch_order
+from scratch.norm_kinds import check_batch_rows
 
 # Optimizers whose step evaluates closure() (the others would spend a forward pass on it).
 CLOSURE_OPTIMIZERS = ("armijo", "random_search")
@@ -44,6 +45,7 @@ class TrainResult:
     step_seconds: list[float] = field(default_factory=list)   # wall time of each step
     test_accuracy: float | None = None
     test_loss: float | None = None
+    buffers: dict = field(default_factory=dict)   # name -> ndarray: running statistics, dropout's draw counts
 
 
 class TrainingDiverged(ValueError):
@@ -213,12 +215,14 @@ class RunLog:
             return True
         return False
 
-    def finish(self, params: dict, test_loss=None, test_accuracy=None, seconds=None) -> TrainResult:
+    def finish(self, params: dict, test_loss=None, test_accuracy=None, seconds=None,
+               buffers: dict | None = None) -> TrainResult:
         if self.bar is not None:
             self.bar.close()
         return TrainResult(history=self.history, params=params, stopped=self.stopped,
                            seconds=time.perf_counter() - self._start if seconds is None else seconds,
-                           step_seconds=self.step_seconds, test_accuracy=test_accuracy, test_loss=test_loss)
+                           step_seconds=self.step_seconds, test_accuracy=test_accuracy, test_loss=test_loss,
+                           buffers=buffers or {})
 
     def elapsed(self) -> float:
         return time.perf_counter() - self._start
@@ -307,6 +311,14 @@ class DeviceSteps(HostSteps):
             super().check("loss", loss, at)
             super().check("gradient norm", norm, at)
             self.log.step(loss, norm, int(values[2, i]) if hits else 0, rows, seconds)
+
+
+def check_batch_sizes(spec, n: int) -> None:
+    """Every batch of the epochs (the sizes do not change with the order) can run in train mode:
+    SpecError naming train.batch_size when one is too small for a batchnorm."""
+    sizes = [len(rows) for rows in batch_order(n, spec.train.batch_size, False, spec.seed, 0)]
+    what = f"{n} rows in batches of {sizes[0]} leave a last batch" if len(sizes) > 1 else "a batch"
+    check_batch_rows(spec, min(sizes), "train.batch_size" if spec.train.batch_size else "data.samples", what)
 
 
 def epoch_batches(n: int, spec, epoch: int) -> list:

@@ -3,7 +3,14 @@
 Forward keeps, in each op, what its backward needs; backward runs the ops in reverse and leaves
 every parameter's gradient on its layer. Parameters and gradients are named
 ``layers.<i>.<name>``: a dense layer's ``weight`` (inputs, units) and ``bias`` (units,), a
-conv2d's ``weight`` (out_channels, in_channels / groups, kh, kw) and ``bias`` (out_channels,).
+conv2d's ``weight`` (out_channels, in_channels / groups, kh, kw) and ``bias`` (out_channels,),
+a normalization's ``weight`` and ``bias``, a residual block's ``layers.<i>.body.<j>.<name>`` and
+``layers.<i>.projection.weight``. Buffers (``buffers()``: running statistics, dropout's draw
+count) are named alike.
+
+Mode: ``train()`` (the default, as a torch module) and ``eval()``: batch normalization uses the
+batch's statistics and updates its running ones in train mode, the running ones in eval mode;
+dropout drops in train mode only.
 """
 from __future__ import annotations
 
@@ -15,14 +22,45 @@ from scratch.initializers import initial_parameters
 from scratch.layers import Dense
 from scratch.losses import Loss, make_loss
 from scratch.packed import pack, still_packed
+from scratch.dropout import Dropout
+from scratch.initializers import initial_buffers
+from scratch.normalization import BatchNorm, LayerNorm
 from scratch.pooling import AvgPool2d, GlobalAvgPool, MaxPool2d
 from scratch.reshape import Flatten
+from scratch.residual import Residual, bind_gradient, layer_arrays, layer_buffers, set_training
 
 # The scratch layer of each kind a spec names (scratch.layer_kinds.KINDS): each has ``params``
 # (the names of its parameter attributes, gradients in ``grad_<name>``), ``from_spec``, ``forward``,
 # ``backward(grad_out, input_grad)`` and ``release`` (let go of what forward kept).
+# A class with ``takes_state`` also takes its ``buffers``, ``in_shape`` and ``build`` (build_layer) in from_spec.
 LAYER_CLASSES = {"dense": Dense, "conv2d": Conv2d, "maxpool2d": MaxPool2d, "avgpool2d": AvgPool2d,
-                 "flatten": Flatten, "global_avgpool": GlobalAvgPool}
+                 "flatten": Flatten, "global_avgpool": GlobalAvgPool, "batchnorm": BatchNorm,
+                 "layernorm": LayerNorm, "dropout": Dropout, "residual": Residual}
+
+
+def build_layer(layer_spec, params: dict, buffers: dict, xp, in_shape):
+    """The scratch layer of ``layer_spec``, holding ``params`` and ``buffers`` (its own names)."""
+    layer_class = LAYER_CLASSES[layer_spec.kind]
+    if getattr(layer_class, "takes_state", False):
+        return layer_class.from_spec(layer_spec, params, xp=xp, buffers=buffers, in_shape=in_shape,
+                                     build=build_layer)
+    return layer_class.from_spec(layer_spec, params, xp=xp)
+
+
+def _buffer_array(value, dtype, xp):
+    """A buffer from host data: running statistics on xp's device; counts (int64 scalars) on the
+    host, where they are read to pick dropout's masks (drawn on the host) without a device read."""
+    value = np.array(value, dtype=dtype)
+    return value if dtype.kind == "i" else xp.asarray(value)
+
+
+def _by_layer(named: dict, count: int) -> list[dict]:
+    """``layers.<i>.<rest>`` -> one dict per layer, keyed by <rest>."""
+    out = [{} for _ in range(count)]
+    for name, value in named.items():
+        _, index, rest = name.split(".", 2)
+        out[int(index)][rest] = value
+    return out
 
 
 class Network:
@@ -41,36 +79,50 @@ class Network:
         self.layers = layers
         self.activations = activations
         self.xp = xp
+        self.training = True
         self._packed_params = self._packed_grads = None
 
     @classmethod
-    def from_spec(cls, spec, xp=np, params: dict | None = None) -> "Network":
-        """Build the network the spec describes, with its seeded initial weights (or ``params``).
+    def from_spec(cls, spec, xp=np, params: dict | None = None, buffers: dict | None = None) -> "Network":
+        """Build the network the spec describes, with its seeded initial weights (or ``params``) and
+        torch's initial buffers (or ``buffers``), in train mode.
 
         Its parameters, and the gradients backward writes, each live in one buffer (scratch/packed.py),
         so an optimizer updates all of them in one pass.
         """
         params = initial_parameters(spec) if params is None else params
-        classes = [LAYER_CLASSES[layer.kind] for layer in spec.layers]
-        names = [f"layers.{i}.{name}" for i, layer_class in enumerate(classes) for name in layer_class.params
-                 if f"layers.{i}.{name}" in params]
-        arrays = {name: xp.asarray(params[name]) for name in names}
+        start = initial_buffers(spec)
+        buffers = start if buffers is None else {name: buffers[name] for name in start}
+        arrays = {name: xp.asarray(value) for name, value in params.items()}
         packed = len({a.dtype for a in arrays.values()}) == 1
         live = pack(arrays, xp) if packed else {name: a.copy() for name, a in arrays.items()}
+        own_buffers = _by_layer({name: _buffer_array(value, start[name].dtype, xp)
+                                 for name, value in buffers.items()}, len(spec.layers))
         layers, activations = [], []
-        for i, (layer, layer_class) in enumerate(zip(spec.layers, classes)):
-            own = {name: live[f"layers.{i}.{name}"] for name in layer_class.params if f"layers.{i}.{name}" in live}
-            layers.append(layer_class.from_spec(layer, own, xp=xp))
+        for i, (layer, own, in_shape) in enumerate(zip(spec.layers, _by_layer(live, len(spec.layers)), spec.shapes)):
+            layers.append(build_layer(layer, own, own_buffers[i], xp, in_shape))
+            if hasattr(layers[-1], "name_stream"):
+                layers[-1].name_stream(spec.seed, f"layers.{i}")
             activations.append(make_activation(layer.activation, layer.activation_params, xp=xp,
                                                field=f"layers[{i}].activation"))
         net = cls(layers, activations, xp=xp)
         if packed:
             net._packed_params = live
             net._packed_grads = grads = pack(arrays, xp, copy=False)   # zeros until the first backward
-            for i, layer in enumerate(layers):
-                for name in layer.params:
-                    setattr(layer, f"grad_{name}", grads.get(f"layers.{i}.{name}"))
+            for name, grad in grads.items():
+                _, index, rest = name.split(".", 2)
+                bind_gradient(layers[int(index)], rest, grad)
         return net
+
+    def train(self, mode: bool = True) -> "Network":
+        """Train mode (``mode`` False: eval mode), as torch's ``Module.train``; returns the network."""
+        self.training = mode
+        for layer in self.layers:
+            set_training(layer, mode)
+        return self
+
+    def eval(self) -> "Network":
+        return self.train(False)
 
     # ------------------------------------------------------------------------------ passes
 
@@ -125,18 +177,23 @@ class Network:
 
     def _named(self, prefix: str) -> dict:
         """layers.<i>.<name> -> the layer's attribute <prefix><name>, for each parameter it has."""
-        return {f"layers.{i}.{name}": getattr(layer, prefix + name) for i, layer in enumerate(self.layers)
-                for name in _param_names(layer) if getattr(layer, name) is not None}
+        return {f"layers.{i}.{name}": value for i, layer in enumerate(self.layers)
+                for name, value in layer_arrays(layer, prefix).items()}
+
+    def buffers(self) -> dict:
+        """Named buffers (the live arrays: running statistics, dropout's draw counts)."""
+        return {f"layers.{i}.{name}": value for i, layer in enumerate(self.layers)
+                for name, value in layer_buffers(layer).items()}
+
+    def load_buffers(self, buffers: dict) -> None:
+        """Copy host values into the live buffers."""
+        for name, value in self.buffers().items():
+            value[...] = _buffer_array(buffers[name], value.dtype, self.xp)
 
     def load_parameters(self, params: dict) -> None:
         """Copy values into the live parameters (shapes must match)."""
         for name, value in self.parameters().items():
             value[...] = self.xp.asarray(params[name], dtype=value.dtype)
-
-
-def _param_names(layer) -> tuple[str, ...]:
-    """A layer's parameter names; a layer object of the user's own, put into a network, is read as Dense."""
-    return getattr(layer, "params", Dense.params)
 
 
 def _release(layer) -> None:

@@ -24,7 +24,8 @@ from scratch.data import DATASETS, check_targets
 from scratch.device import DEVICES
 from scratch.errors import SpecError, shown
 from scratch.initializers import INITIALIZERS
-from scratch.layer_kinds import BOOL, INIT, INT, KINDS, SCALE, LayerSpec, infer_shapes, shown_shape
+from scratch.kind_fields import BOOL, FLOAT, INIT, INT, LAYERS, SCALE, shown_shape
+from scratch.layer_kinds import KINDS, LayerSpec, infer_shapes
 from scratch.limits import check_memory
 from scratch.losses import LOSSES
 from scratch.optimizers import OPTIMIZERS, check_optimizer_fields
@@ -141,8 +142,7 @@ class Spec:
     def to_dict(self) -> dict:
         """Plain data, without None fields: what TOML and JSON hold (``kind`` only where not dense)."""
         raw = _drop_none(dataclasses.asdict(self))
-        raw["layers"] = [layer_raw if layer.kind == "dense" else {"kind": layer.kind, **layer_raw}
-                         for layer, layer_raw in zip(self.layers, raw["layers"])]
+        raw["layers"] = [_layer_to_dict(layer) for layer in self.layers]
         return raw
 
     def to_json(self) -> str:
@@ -218,6 +218,14 @@ def _drop_none(value):
     if isinstance(value, (list, tuple)):
         return [_drop_none(v) for v in value]
     return value
+
+
+def _layer_to_dict(layer) -> dict:
+    """A layer as plain data: ``kind`` where not dense, a residual's body layers alike."""
+    raw = _drop_none(dataclasses.asdict(layer))
+    if hasattr(layer, "body"):
+        raw["body"] = [_layer_to_dict(inner) for inner in layer.body]
+    return raw if layer.kind == "dense" else {"kind": layer.kind, **raw}
 
 
 def _known_fields(cls) -> dict[str, dataclasses.Field]:
@@ -323,17 +331,18 @@ def _vector(value, length: int, where: str, dtype: str = "float64") -> list:
     return arr.tolist()
 
 
-def _parse_layer(raw, index: int, in_shape: tuple | None, came_from: str, dtype: str):
+def _parse_layer(raw, index: int, in_shape: tuple | None, came_from: str, dtype: str, where: str | None = None):
     """One layer of any kind, its fields read; a dense layer's input width taken from ``in_shape``,
     the shape ``came_from`` gives (None: layer 0 of a spec without input_shape, which must say its
-    inputs). parse_spec checks each layer's output shape."""
-    where = f"layers[{index}]"
+    inputs). parse_spec checks each layer's output shape. ``where``: the layer's path (default
+    ``layers[index]``; a residual's body layers are ``layers[i].body[j]``)."""
+    where = f"layers[{index}]" if where is None else where
     if not isinstance(raw, dict):
         raise SpecError(where, f"expected a table, got {type(raw).__name__}")
     kind = _choice(raw.get("kind", "dense"), tuple(KINDS), f"{where}.kind")
     fields = {key: value for key, value in raw.items() if key != "kind"}
     if kind == "dense":
-        return _parse_dense(fields, index, in_shape, came_from, dtype)
+        return _parse_dense(fields, index, in_shape, came_from, dtype, where)
     if in_shape is None:
         raise SpecError("input_shape", f"missing; {where} ({kind}) needs the input's shape, e.g. "
                                        f"input_shape = [1, 8, 8] (channels, height, width)")
@@ -343,7 +352,9 @@ def _parse_layer(raw, index: int, in_shape: tuple | None, came_from: str, dtype:
                 and f.default_factory is dataclasses.MISSING}
     values = {}
     for name, (kind_of_field, minimum) in cls.FIELDS.items():
-        if fields.get(name) is not None:
+        if kind_of_field == LAYERS:
+            values[name] = _parse_body(fields.get(name), in_shape, f"{where}.{name}", dtype)
+        elif fields.get(name) is not None:
             values[name] = _kind_field(fields[name], kind_of_field, minimum, f"{where}.{name}", dtype)
         elif name in required:
             raise SpecError(f"{where}.{name}", f"missing; {kind} needs it")
@@ -351,8 +362,25 @@ def _parse_layer(raw, index: int, in_shape: tuple | None, came_from: str, dtype:
     return cls(**values)
 
 
+def _parse_body(raw, in_shape: tuple, where: str, dtype: str) -> list:
+    """A residual block's body: a non-empty list of layer tables, each shape checked in turn."""
+    if not isinstance(raw, list) or not raw:
+        raise SpecError(where, "expected a non-empty list of layer tables ([[layers.body]] in TOML)")
+    if len(raw) > MAX_LAYERS:
+        raise SpecError(where, f"{len(raw)} layers; at most {MAX_LAYERS}")
+    layers, shape = [], tuple(in_shape)
+    for j, layer_raw in enumerate(raw):
+        came_from = "the block's input" if j == 0 else f"{where}[{j - 1}] ({layers[-1].kind})"
+        layers.append(_parse_layer(layer_raw, j + 1, shape, came_from, dtype, f"{where}[{j}]"))
+        shape = tuple(layers[-1].output_shape(shape, f"{where}[{j}]", came_from))
+    return layers
+
+
 def _kind_field(value, kind_of_field: str, minimum, where: str, dtype: str):
-    """One field of a layer kind, read by the type its class declares."""
+    """One field of a layer kind, read by the type its class declares (``minimum``: an int's least
+    value, a FLOAT's Bounds)."""
+    if kind_of_field == FLOAT:
+        return _float(value, where, minimum.low, minimum.high, minimum.low_open, minimum.high_open)
     if kind_of_field == INT:
         return _int(value, where, minimum=minimum)
     if kind_of_field == BOOL:
@@ -382,8 +410,8 @@ def _parse_activation(raw: dict, where: str, dtype: str) -> tuple[str, dict]:
     return activation, params
 
 
-def _parse_dense(raw: dict, index: int, in_shape: tuple | None, came_from: str, dtype: str) -> LayerSpec:
-    where = f"layers[{index}]"
+def _parse_dense(raw: dict, index: int, in_shape: tuple | None, came_from: str, dtype: str,
+                 where: str) -> LayerSpec:
     _check_keys(raw, LayerSpec, where)
     if "units" not in raw:
         raise SpecError(f"{where}.units", "missing; every layer needs its output width")
@@ -397,8 +425,9 @@ def _parse_dense(raw: dict, index: int, in_shape: tuple | None, came_from: str, 
     if in_shape is not None:
         LayerSpec(units).output_shape(in_shape, where, came_from)   # a [features] input, or the flatten hint
         if inputs is not None and inputs != in_shape[0]:
+            top = where == f"layers[{index}]"
             gives = (f"input_shape = {shown_shape(in_shape)}" if index == 0 else
-                     f"layers[{index - 1}].units = {in_shape[0]}" if came_from.endswith("(dense)") else
+                     f"layers[{index - 1}].units = {in_shape[0]}" if top and came_from.endswith("(dense)") else
                      f"the {in_shape[0]} features of {came_from}")
             raise SpecError(f"{where}.inputs", f"{inputs} does not match {gives}")
         inputs = in_shape[0]

@@ -19,7 +19,8 @@ After each epoch: loss_tol stops the run when the epoch loss (the mean of its st
 
 Accuracy, where it applies (see ``accuracy_rule``), is counted from the same forward passes as
 the losses: the epoch accuracy is the share of the epoch's predictions, made before each step,
-that were right. Test loss and accuracy are measured once, at the final parameters.
+that were right. Test loss and accuracy are measured once, at the final parameters, in eval mode
+(batch normalization on its running statistics, no dropout); the steps run in train mode.
 
 Devices. ``device`` (the spec's ``device``, or the argument) picks the array module
 (scratch.device.array_module: NumPy on ``cpu``, CuPy on ``cuda``). The data move to the device
@@ -47,8 +48,8 @@ from scratch import checkpoint
 from scratch.data import load_dataset
 from scratch.device import array_module, host_copy, to_device, to_host
 from scratch.loop import (CLOSURE_OPTIMIZERS, DeviceSteps, History, HostSteps, RunLog, TrainingDiverged, TrainResult,
-                          accuracy_rule, accuracy_targets, check_final_parameters, count_correct, epoch_batches,
-                          run_epochs, scored_per_row, start_position)
+                          accuracy_rule, accuracy_targets, check_batch_sizes, check_final_parameters, count_correct,
+                          epoch_batches, run_epochs, scored_per_row, start_position)
 from scratch.network import Network, build_loss
 from scratch.optimizers import apply_clipping, global_norm, make_optimizer
 
@@ -142,7 +143,8 @@ def _test_metrics(run: _Run, dataset) -> tuple[float | None, float | None]:
     if dataset.x_test is None or not len(dataset.x_test):
         return None, None
     xp = run.xp
-    out = run.net.forward(to_device(dataset.x_test, xp))
+    out = run.net.eval().forward(to_device(dataset.x_test, xp))
+    run.net.train()
     test_loss = float(to_host(run.loss_fn.forward(out, to_device(dataset.y_test, xp)), xp))
     if run.rule is None:
         return test_loss, None
@@ -177,6 +179,7 @@ def train(spec, dataset=None, epochs: int | None = None, progress: bool | None =
     epochs = spec.train.epochs if epochs is None else epochs
     device = spec.device if device is None else device
     xp = array_module(device) if isinstance(device, str) else device
+    check_batch_sizes(spec, len(dataset.x_train))
     x, y = to_device(dataset.x_train, xp), to_device(dataset.y_train, xp)   # the data's one move
     batches = epoch_batches(len(x), spec, 0)
     run = _start(spec, xp, len(x), len(batches), epochs, dataset.y_train, progress, callback)
@@ -187,11 +190,12 @@ def train(spec, dataset=None, epochs: int | None = None, progress: bool | None =
         epoch, step = _loop(run, x, y, targets, epochs, position, checkpoints)
         seconds = run.log.elapsed()
         final = {name: host_copy(p, xp) for name, p in run.params.items()}   # the parameters' one move back
+        buffers = {name: host_copy(b, xp) for name, b in run.net.buffers().items()}
         check_final_parameters(final, len(run.log.history.epoch_loss), run.log.history)
         if checkpoints is not None:
             checkpoints.finish(checkpoint.capture(run, epoch, 0, step, stopped=run.log.stopped))
         test_loss, test_accuracy = _test_metrics(run, dataset)
-    return run.log.finish(final, test_loss, test_accuracy, seconds)
+    return run.log.finish(final, test_loss, test_accuracy, seconds, buffers)
 
 
 def _device_batches(batches: list, xp) -> list:

@@ -11,15 +11,20 @@ from scratch.network import Network, build_loss as scratch_loss
 from scratch.data import check_inputs, check_targets
 from scratch.device import array_module, to_device, to_host
 from scratch.errors import SpecError
+from scratch.norm_kinds import check_batch_rows
 from scratch.spec import Spec
-from torch_ref.model import TORCH_DTYPES, build, build_loss as torch_loss, gradients_to_scratch
+from torch_ref.model import TORCH_DTYPES, build, buffers_to_scratch, build_loss as torch_loss, gradients_to_scratch
 
 
-def run_scratch(spec: Spec, x: np.ndarray, y: np.ndarray, xp=np) -> dict:
-    """Forward and backward through the scratch network on xp's device (NumPy: the CPU):
-    output, activations, loss, gradients, brought back to the host once at the end."""
+MODES = ("train", "eval")
+
+
+def run_scratch(spec: Spec, x: np.ndarray, y: np.ndarray, xp=np, mode: str = "train") -> dict:
+    """Forward and backward through the scratch network on xp's device (NumPy: the CPU), in
+    ``mode``: output, activations, loss, gradients and the buffers after the pass, brought back
+    to the host once at the end."""
     dtype = np.dtype(spec.dtype)
-    net = Network.from_spec(spec, xp=xp)
+    net = Network.from_spec(spec, xp=xp).train(mode == "train")
     loss = scratch_loss(spec, xp=xp)
     x = to_device(np.asarray(x, dtype=dtype), xp)
     y = np.asarray(y) if np.asarray(y).dtype.kind in "iu" else np.asarray(y, dtype=dtype)
@@ -29,13 +34,14 @@ def run_scratch(spec: Spec, x: np.ndarray, y: np.ndarray, xp=np) -> dict:
     grads = dict(net.gradients())
     grads["input"] = grad_x
     return {"output": to_host(out, xp), "activations": [to_host(a, xp) for a in trace],
-            "loss": float(to_host(value, xp)), "grads": {k: to_host(g, xp) for k, g in grads.items()}}
+            "loss": float(to_host(value, xp)), "grads": {k: to_host(g, xp) for k, g in grads.items()},
+            "buffers": {k: to_host(b, xp) for k, b in net.buffers().items()}}
 
 
-def run_torch(spec: Spec, x: np.ndarray, y: np.ndarray, device: str = "cpu") -> dict:
+def run_torch(spec: Spec, x: np.ndarray, y: np.ndarray, device: str = "cpu", mode: str = "train") -> dict:
     """The same through the torch twin on ``device``, gradients by torch autograd."""
     dtype = TORCH_DTYPES[spec.dtype]
-    model = build(spec).to(device)
+    model = build(spec).to(device).train(mode == "train")
     loss_fn = torch_loss(spec)
     xt = torch.tensor(np.asarray(x), dtype=dtype, device=device, requires_grad=True)
     y = np.asarray(y)
@@ -54,7 +60,7 @@ def run_torch(spec: Spec, x: np.ndarray, y: np.ndarray, device: str = "cpu") -> 
     grads = gradients_to_scratch(model)
     grads["input"] = (xt.grad if xt.grad is not None else torch.zeros_like(xt)).cpu().numpy().copy()
     return {"output": out.detach().cpu().numpy(), "activations": [a.detach().cpu().numpy() for a in trace],
-            "loss": float(value.detach()), "grads": grads}
+            "loss": float(value.detach()), "grads": grads, "buffers": buffers_to_scratch(model)}
 
 
 def _not_numbers(model, xt, out, trace) -> dict:
@@ -62,7 +68,7 @@ def _not_numbers(model, xt, out, trace) -> dict:
     grads = {name: np.full_like(g, np.nan) for name, g in gradients_to_scratch(model).items()}
     grads["input"] = np.full(tuple(xt.shape), np.nan, dtype=xt.detach().cpu().numpy().dtype)
     return {"output": out.detach().cpu().numpy(), "activations": [a.detach().cpu().numpy() for a in trace],
-            "loss": float("nan"), "grads": grads}
+            "loss": float("nan"), "grads": grads, "buffers": buffers_to_scratch(model)}
 
 
 def check_batch(spec: Spec, batch: int | None = None):
@@ -87,14 +93,17 @@ def validated_batch(spec: Spec, batch: int | None = None, x=None, y=None):
 
 
 def check(spec: Spec, dtype: str | None = None, batch: int | None = None, tol: float | None = None,
-          x=None, y=None, allow_overflow: bool = False) -> dict:
+          x=None, y=None, allow_overflow: bool = False, mode: str = "train") -> dict:
     """One forward and backward through both networks, on the spec's ``device`` (scratch on CuPy
-    and torch on CUDA for ``cuda``); the report as plain data.
+    and torch on CUDA for ``cuda``), in ``mode`` (train: batch statistics, running statistics
+    updated, dropout on the shared mask stream; eval: the initial running statistics, no dropout);
+    the report as plain data.
 
-    Keys: dtype, tol, ok, overflow (how many tensors overflowed on both sides), allow_overflow,
-    scratch / torch (output, activations, loss, grads incl. "input"), errors (output, activations,
-    loss, grads): each {"max_abs", "rel", "result", "ok"}. A tensor that overflowed (inf or NaN) on
-    both sides is "overflow", in torch alone "torch overflow": ok only with ``allow_overflow``.
+    Keys: dtype, mode, tol, ok, overflow (how many tensors overflowed on both sides), allow_overflow,
+    scratch / torch (output, activations, loss, grads incl. "input", buffers after the pass), errors
+    (output, activations, loss, grads, buffers): each {"max_abs", "rel", "result", "ok"}. A tensor
+    that overflowed (inf or NaN) on both sides is "overflow", in torch alone "torch overflow": ok
+    only with ``allow_overflow``.
     """
     if dtype is not None:
         spec = spec.replace(dtype=dtype)
@@ -102,7 +111,12 @@ def check(spec: Spec, dtype: str | None = None, batch: int | None = None, tol: f
         check_memory(spec, rows=batch, rows_field="--batch")
     x, y = validated_batch(spec, batch, x, y)
     tol = TOLERANCE[spec.dtype] if tol is None else tol
-    ours, theirs = run_scratch(spec, x, y, xp=array_module(spec.device)), run_torch(spec, x, y, device=spec.device)
+    if mode not in MODES:
+        raise SpecError("--mode", f"unknown {mode!r}; expected one of {', '.join(MODES)}")
+    if mode == "train":
+        check_batch_rows(spec, len(x), "--batch" if batch is not None else "x")
+    ours = run_scratch(spec, x, y, xp=array_module(spec.device), mode=mode)
+    theirs = run_torch(spec, x, y, device=spec.device, mode=mode)
 
     def err(a, b):
         e = verdict(a, b, tol)
@@ -115,9 +129,12 @@ def check(spec: Spec, dtype: str | None = None, batch: int | None = None, tol: f
                         for i, (a, b) in enumerate(zip(ours["activations"], theirs["activations"]))},
         "loss": err(ours["loss"], theirs["loss"]),
         "grads": {name: err(g, theirs["grads"][name]) for name, g in ours["grads"].items()},
+        "buffers": {name: err(np.asarray(b, dtype=np.float64), np.asarray(theirs["buffers"][name], dtype=np.float64))
+                    for name, b in ours["buffers"].items()},
     }
-    flat = [errors["output"], errors["loss"], *errors["activations"].values(), *errors["grads"].values()]
-    return {"dtype": spec.dtype, "tol": tol, "ok": all(e["ok"] for e in flat),
+    flat = [errors["output"], errors["loss"], *errors["activations"].values(), *errors["grads"].values(),
+            *errors["buffers"].values()]
+    return {"dtype": spec.dtype, "mode": mode, "tol": tol, "ok": all(e["ok"] for e in flat),
             "overflow": sum(e["result"] in NOT_COMPARED for e in flat), "allow_overflow": allow_overflow,
             "scratch": ours, "torch": theirs, "errors": errors}
 
@@ -128,25 +145,30 @@ def report_to_json(report: dict) -> dict:
     {"dtype", "ok", "scratch": {"output", "loss", "grads": {<parameter>..., "input"}}, "torch": {same},
      "errors": {"output": {"max_abs", "rel"}, "loss": {...}, "grads": {<name>: {...}}}}
 
+    and, for a network with buffers (running statistics, dropout's draw counts), "buffers" in each
+    side and in "errors", as the grads.
+
     Arrays become nested lists (weights' gradients in the (inputs, units) layout); non-finite
     numbers become null, so the text is strict JSON.
     """
     plain = json_safe
 
     def side(run):
-        return {"output": run["output"], "loss": run["loss"], "grads": run["grads"]}
+        out = {"output": run["output"], "loss": run["loss"], "grads": run["grads"]}
+        return dict(out, buffers=run["buffers"]) if run.get("buffers") else out
 
     def error(e):
         return {"max_abs": e["max_abs"], "rel": e["rel"], "result": e["result"]}
 
     e = report["errors"]
+    buffers = {"buffers": {name: error(err) for name, err in e["buffers"].items()}} if e.get("buffers") else {}
     return plain({
         "dtype": report["dtype"],
         "ok": bool(report["ok"]),
         "scratch": side(report["scratch"]),
         "torch": side(report["torch"]),
         "errors": {"output": error(e["output"]), "loss": error(e["loss"]),
-                   "grads": {name: error(err) for name, err in e["grads"].items()}},
+                   "grads": {name: error(err) for name, err in e["grads"].items()}, **buffers},
     })
 
 

@@ -31,8 +31,9 @@ from scratch.checkpoint import Checkpoint, CheckpointError
 from scratch.checkpoint_schema import check_depth, count, fail
 from scratch.errors import SpecError, shown
 from scratch.spec import parse_spec
-from torch_ref.model import (build, load_scratch_parameters, scratch_named_parameters, scratch_to_tensor,
-                             tensor_to_scratch, to_scratch)
+from torch_ref.model import (buffers_to_scratch, build, load_scratch_buffers, load_scratch_parameters,
+                             scratch_named_buffers, scratch_named_parameters, scratch_to_tensor, tensor_to_scratch,
+                             to_scratch)
 
 CHECKSUM_KEY = "nnparity_checksum"
 
@@ -40,13 +41,13 @@ CHECKSUM_KEY = "nnparity_checksum"
 # ------------------------------------------------------------------------------- optimizers
 
 
-def optimizer_to_common(optimizer: torch.optim.Optimizer, named: dict) -> tuple[dict, dict]:
+def optimizer_to_common(optimizer: torch.optim.Optimizer, named: dict, transposed: frozenset) -> tuple[dict, dict]:
     """(name -> {key -> array in scratch layout; ``step`` as int64}, JSON-able extras)."""
     state = {}
     for name, p in named.items():
         entries = optimizer.state.get(p, {})
         state[name] = {key: (np.array(int(value.item()) if torch.is_tensor(value) else int(value), dtype=np.int64)
-                             if key == "step" else tensor_to_scratch(name, value))
+                             if key == "step" else tensor_to_scratch(name, value, transposed))
                        for key, value in entries.items() if value is not None}
     extra = {}
     if getattr(optimizer, "last_step", None):
@@ -56,7 +57,8 @@ def optimizer_to_common(optimizer: torch.optim.Optimizer, named: dict) -> tuple[
     return state, extra
 
 
-def optimizer_from_common(optimizer: torch.optim.Optimizer, named: dict, state: dict, extra: dict) -> None:
+def optimizer_from_common(optimizer: torch.optim.Optimizer, named: dict, state: dict, extra: dict,
+                          transposed: frozenset) -> None:
     """Load the common per-parameter state into ``optimizer`` (whose parameters are ``named``)."""
     # torch makes Adam's step a float64 tensor when float64 is the default dtype, else float32.
     step_dtype = torch.float64 if torch.get_default_dtype() == torch.float64 else torch.float32
@@ -65,7 +67,7 @@ def optimizer_from_common(optimizer: torch.optim.Optimizer, named: dict, state: 
         entries = state.get(name, {})
         if entries:
             loaded[i] = {key: torch.tensor(float(value), dtype=step_dtype) if key == "step"
-                         else scratch_to_tensor(name, value, p) for key, value in entries.items()}
+                         else scratch_to_tensor(name, value, p, transposed) for key, value in entries.items()}
     groups = optimizer.state_dict()["param_groups"]
     optimizer.load_state_dict({"state": loaded, "param_groups": groups})
     optimizer_from_common_extra(optimizer, extra)
@@ -84,21 +86,26 @@ def optimizer_from_common_extra(optimizer: torch.optim.Optimizer, extra: dict) -
 
 def capture(run, epoch: int, batch: int, step: int, stopped: str | None = None) -> Checkpoint:
     """A torch-loop run (torch_ref.training's _Run) at position (epoch, batch), ``step`` steps done."""
-    state, extra = optimizer_to_common(run.optimizer, run.named)
+    state, extra = optimizer_to_common(run.optimizer, run.named, run.model.transposed)
     log_state = run.log.get_state()
     return Checkpoint(spec=run.spec.to_dict(), params=to_scratch(run.model), optimizer=state,
                       optimizer_extra=extra, backend="torch", epoch=epoch, batch=batch, step=step,
-                      history=log_state.pop("history"), epoch_sums=log_state, stopped=stopped)
+                      history=log_state.pop("history"), epoch_sums=log_state, stopped=stopped,
+                      buffers=buffers_to_scratch(run.model))
 
 
 def restore(run, ckpt: Checkpoint) -> None:
-    """Put a checkpoint's parameters, optimizer state and history into a fresh torch-loop run."""
+    """Put a checkpoint's parameters, buffers, optimizer state and history into a fresh torch-loop run."""
     for name, p in run.named.items():
-        shape = tuple(tensor_to_scratch(name, p).shape)
+        shape = tuple(tensor_to_scratch(name, p, run.model.transposed).shape)
         if name not in ckpt.params or ckpt.params[name].shape != shape:
             raise CheckpointError(f"param {name}: not in the checkpoint with the spec's shape {shape}")
     load_scratch_parameters(run.model, ckpt.params)
-    optimizer_from_common(run.optimizer, run.named, ckpt.optimizer, ckpt.optimizer_extra)
+    for name, b in scratch_named_buffers(run.model).items():
+        if name not in ckpt.buffers or tuple(ckpt.buffers[name].shape) != tuple(b.shape):
+            raise CheckpointError(f"buffer {name}: not in the checkpoint with the spec's shape {tuple(b.shape)}")
+    load_scratch_buffers(run.model, ckpt.buffers)
+    optimizer_from_common(run.optimizer, run.named, ckpt.optimizer, ckpt.optimizer_extra, run.model.transposed)
     run.log.set_state(dict(ckpt.epoch_sums, history=ckpt.history))
 
 
@@ -179,18 +186,19 @@ def _record(ckpt: Checkpoint) -> dict:
             "stopped": ckpt.stopped}
 
 
-def _torch_pair(spec, params: dict | None = None):
-    model = build(spec, params)
+def _torch_pair(spec, params: dict | None = None, buffers: dict | None = None):
+    model = build(spec, params, buffers)
     named = scratch_named_parameters(model)
     from torch_ref.optimizers import make_torch_optimizer  # here: optimizers import nothing of this module
 
-    return model, named, make_torch_optimizer(spec.optimizer, list(named.values()), seed=spec.seed)
+    return model, named, make_torch_optimizer(spec.optimizer, list(named.values()), seed=spec.seed,
+                                              transposed=[name in model.transposed for name in named])
 
 
 def to_torch(ckpt: Checkpoint) -> tuple[dict, dict]:
     """(model state_dict, optimizer state_dict) of the spec's torch twin holding the checkpoint."""
-    model, named, optimizer = _torch_pair(parse_spec(ckpt.spec), ckpt.params)
-    optimizer_from_common(optimizer, named, ckpt.optimizer, ckpt.optimizer_extra)
+    model, named, optimizer = _torch_pair(parse_spec(ckpt.spec), ckpt.params, ckpt.buffers or None)
+    optimizer_from_common(optimizer, named, ckpt.optimizer, ckpt.optimizer_extra, model.transposed)
     return model.state_dict(), optimizer.state_dict()
 
 
@@ -212,14 +220,15 @@ def from_torch(model_state: dict, optimizer_state: dict | None, record: dict) ->
             optimizer.load_state_dict(optimizer_state)
     except (RuntimeError, ValueError, KeyError, TypeError, IndexError) as err:
         raise CheckpointError(f"the state does not fit the spec's model: {_first_line(err)}") from None
-    state, extra = optimizer_to_common(optimizer, named)
+    state, extra = optimizer_to_common(optimizer, named, model.transposed)
     for key in ("optimizer_extra", "epoch_sums", "history"):
         if record.get(key) is not None and not isinstance(record[key], dict):
             raise CheckpointError(f"nnparity.{key}: expected a table, got {type(record[key]).__name__}")
     extra.update(record.get("optimizer_extra") or {})
     sums = record.get("epoch_sums") or {"loss": 0.0, "steps": 0, "correct": 0, "scored": 0}
     history = record.get("history") or {f: [] for f in common.HISTORY_FIELDS}
-    return Checkpoint(spec=record["spec"], params=to_scratch(model), optimizer=state, optimizer_extra=extra,
+    return Checkpoint(spec=record["spec"], params=to_scratch(model), buffers=buffers_to_scratch(model),
+                      optimizer=state, optimizer_extra=extra,
                       backend=record.get("backend", "torch"), epoch=record.get("epoch", 0),
                       batch=record.get("batch", 0), step=record.get("step", 0), history=history,
                       epoch_sums=sums, stopped=record.get("stopped"))

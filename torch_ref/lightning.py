@@ -55,8 +55,9 @@ from scratch.data import batch_order, load_dataset
 from scratch.errors import SpecError
 from scratch.losses import LOSSES
 from scratch.loop import (CLOSURE_OPTIMIZERS, History, RunLog, TrainingDiverged, TrainResult, accuracy_rule,
-                          check_final_parameters, count_correct)
-from torch_ref.model import TORCH_DTYPES, build, build_loss, named_to_scratch, scratch_named_parameters, to_scratch
+                          check_batch_sizes, check_final_parameters, count_correct)
+from torch_ref.model import (TORCH_DTYPES, build, buffers_to_scratch, build_loss, named_to_scratch,
+                             scratch_named_parameters, to_scratch)
 from torch_ref.checkpoint import optimizer_from_common_extra, optimizer_to_common, read_checked, save_checked
 from torch_ref.optimizers import make_torch_optimizer
 from torch_ref.training import as_tensor, evaluate
@@ -211,7 +212,8 @@ class SpecModule(L.LightningModule):
         return self.model(x)
 
     def configure_optimizers(self):
-        return make_torch_optimizer(self.spec.optimizer, list(self.named.values()), seed=self.spec.seed)
+        return make_torch_optimizer(self.spec.optimizer, list(self.named.values()), seed=self.spec.seed,
+                                    transposed=[name in self.model.transposed for name in self.named])
 
     # ----------------------------------------------------------------------------- the run
 
@@ -231,7 +233,7 @@ class SpecModule(L.LightningModule):
     def on_save_checkpoint(self, checkpoint: dict) -> None:
         """Lightning saves the weights, optimizer state and loops; nnparity's record adds the rest."""
         log_state = self.run_log.get_state()
-        _, extra = optimizer_to_common(self.optimizers().optimizer, self.named)
+        _, extra = optimizer_to_common(self.optimizers().optimizer, self.named, self.model.transposed)
         epoch, batch, step = self.position
         checkpoint["nnparity"] = {"spec": self.spec.to_dict(), "epoch": epoch, "batch": batch, "step": step,
                                   "history": log_state.pop("history"), "epoch_sums": log_state,
@@ -357,7 +359,8 @@ class SpecModule(L.LightningModule):
         if self.world > 1 and self.trainer.global_rank == 0 and self.result_path:
             log = self.run_log
             torch.save({"history": vars(log.history), "step_seconds": log.step_seconds, "stopped": log.stopped,
-                        "seconds": log.elapsed(), "params": to_scratch(self.model)}, self.result_path)
+                        "seconds": log.elapsed(), "params": to_scratch(self.model),
+                        "buffers": buffers_to_scratch(self.model)}, self.result_path)
 
     def _write_steps(self, first: int) -> None:
         """One CSVLogger row per step of the epoch just ended (rank 0 writes; the logger flushes
@@ -373,7 +376,7 @@ class SpecModule(L.LightningModule):
 
     def _diverged(self, what, value, batch_idx, grads=False):
         err = TrainingDiverged.diagnose(what, value, self.current_epoch + 1, self._step, batch_idx + 1,
-                                        named_to_scratch(self.named, grads), self.run_log.history)
+                                        named_to_scratch(self.named, self.model.transposed, grads), self.run_log.history)
         if self.world > 1 and self.trainer.global_rank == 0 and self.result_path:
             torch.save({"error": [err.what, err.value, err.epoch, err.step, err.batch, err.parameter,
                                   str(err).split("; ", 1)[-1]]}, self.result_path)
@@ -480,6 +483,7 @@ def train(spec, dataset=None, epochs: int | None = None, progress: bool | None =
     dataset = load_dataset(spec) if dataset is None else dataset
     epochs = spec.train.epochs if epochs is None else epochs
     n = len(dataset.x_train)
+    check_batch_sizes(spec, n)
     rule = accuracy_rule(spec, dataset.y_train)
     steps = len(batch_order(n, spec.train.batch_size, False, spec.seed, 0))
     module = SpecModule(spec, epochs, callback, rule, n, steps)
@@ -504,8 +508,8 @@ def train(spec, dataset=None, epochs: int | None = None, progress: bool | None =
         raise Interrupted(signals.pending, os.path.join(checkpoints["dir"], "last.ckpt"))
     check_final_parameters(result.params, len(result.history.epoch_loss), result.history)
     # Test loss and accuracy at the final parameters, as the torch loop measures them.
-    result.test_loss, result.test_accuracy = evaluate(build(spec, result.params), build_loss(spec), dataset,
-                                                      spec, rule)
+    result.test_loss, result.test_accuracy = evaluate(build(spec, result.params, result.buffers), build_loss(spec),
+                                                      dataset, spec, rule)
     result.lightning = {"fit_seconds": fit_seconds, "world_size": trainer.world_size,
                         "global_rank": trainer.global_rank, "strategy": type(trainer.strategy).__name__,
                         "log_dir": None if own_dir else log_dir}
@@ -582,7 +586,8 @@ def _fit(spec, module, data, epochs, log_dir, ckpt_path=None, **trainer_options)
         result = _result_from_saved(_read_result(module.result_path))
         os.remove(module.result_path)
     else:
-        result = module.run_log.finish(to_scratch(module.model), seconds=module.run_log.elapsed())
+        result = module.run_log.finish(to_scratch(module.model), seconds=module.run_log.elapsed(),
+                                       buffers=buffers_to_scratch(module.model))
     return result, trainer, fit_seconds
 
 
@@ -594,7 +599,7 @@ def _result_from_saved(saved: dict):
     if saved is None:
         raise RuntimeError("lightning: the training processes saved no result")
     return TrainResult(history=History(**saved["history"]), params=saved["params"], stopped=saved["stopped"],
-                       seconds=saved["seconds"], step_seconds=saved["step_seconds"])
+                       seconds=saved["seconds"], step_seconds=saved["step_seconds"], buffers=saved.get("buffers", {}))
 
 
 quiet_lightning()

@@ -2,8 +2,10 @@
 
 This is the only place that converts between the two weight layouts: scratch keeps a dense W as
 (inputs, units) for z = x @ W + b, nn.Linear keeps weight = Wᵀ as (units, inputs). Every other
-parameter (a conv2d's (out, in / groups, kh, kw) weight, every bias) has the same layout on both
-sides, so a parameter is transposed exactly when it is a 2-D weight.
+parameter (a conv2d's (out, in / groups, kh, kw) weight, a layernorm's weight of its normalized
+shape, every bias) has the same layout on both sides, so a parameter is transposed exactly when
+it is an nn.Linear's weight: the names ``TorchNetwork.transposed`` holds (``dense_weight_names``).
+Buffers (running statistics, dropout's draw counts) have the same layout on both sides.
 """
 from __future__ import annotations
 
@@ -14,8 +16,10 @@ from torch import nn
 from scratch import user_code
 from scratch.activations import resolve_activation
 from scratch.errors import SpecError  # a ValueError; the CLI reports it as bad input (exit 2)
+from scratch.dropout import keep_mask
 from scratch.initializers import initial_parameters
 from scratch.losses import LOSSES
+from scratch.norm_kinds import layer_dense_weights
 from scratch.windows import pair
 
 TORCH_DTYPES = {"float64": torch.float64, "float32": torch.float32}
@@ -143,6 +147,64 @@ def _pool(module):
     return make
 
 
+def _batchnorm(layer, in_shape, dtype) -> nn.Module:
+    module = nn.BatchNorm1d if len(in_shape) == 1 else nn.BatchNorm2d
+    return module(in_shape[0], eps=layer.eps, momentum=layer.momentum, affine=layer.affine, dtype=dtype)
+
+
+def _layernorm(layer, in_shape, dtype) -> nn.Module:
+    return nn.LayerNorm(layer.normalized_shape(in_shape), eps=layer.eps,
+                        elementwise_affine=layer.elementwise_affine, dtype=dtype)
+
+
+class StreamDropout(nn.Module):
+    """Dropout on the shared mask stream (scratch.dropout): in train mode, draw ``draws`` of the
+    layer's stream gives keep, and z = x ⊙ noise, noise = keep / (1 − p), computed as ATen's CPU
+    dropout computes it (noise.div_(1 − p); input * noise); eval mode: z = x. torch's nn.Dropout
+    draws its mask from torch's generator; parity_tests/test_norm_layers.py proves nn.Dropout
+    computes exactly this for the mask it drew (read back from its output)."""
+
+    def __init__(self, p: float):
+        super().__init__()
+        self.p, self.seed, self.stream = p, 0, ""
+        self.register_buffer("draws", torch.zeros((), dtype=torch.long))
+
+    def forward(self, x):
+        if not self.training:
+            return x
+        keep = keep_mask(self.seed, self.stream, int(self.draws), tuple(x.shape), self.p)
+        self.draws += 1
+        noise = torch.as_tensor(keep, device=x.device).to(x.dtype)
+        noise.div_(1 - self.p)
+        return x * noise
+
+
+class ResidualBlock(nn.Module):
+    """x ↦ body(x) + x, or body(x) + projection(x): ``body`` torch's layer modules, each followed by
+    its activation module; ``projection`` an nn.Conv2d(C, O, 1, stride, bias=False) or
+    nn.Linear(F, O, bias=False)."""
+
+    def __init__(self, layer, in_shape, dtype):
+        super().__init__()
+        shapes = layer.body_shapes(in_shape, "")
+        self.body = nn.ModuleList(TORCH_LAYERS[inner.kind](inner, shape, dtype)
+                                  for inner, shape in zip(layer.body, shapes))
+        self.activations = nn.ModuleList(torch_activation(inner.activation, inner.activation_params,
+                                                          f"body[{j}].activation")
+                                         for j, inner in enumerate(layer.body))
+        self.projection = None
+        if layer.projection:
+            stride = layer.projection_stride(in_shape, shapes[-1], "")
+            self.projection = (nn.Linear(in_shape[0], shapes[-1][0], bias=False, dtype=dtype) if stride is None else
+                               nn.Conv2d(in_shape[0], shapes[-1][0], 1, stride=stride, bias=False, dtype=dtype))
+
+    def forward(self, x):
+        h = x
+        for layer, activation in zip(self.body, self.activations):
+            h = activation(layer(h))
+        return h + (x if self.projection is None else self.projection(x))
+
+
 # The torch twin of each layer kind (scratch.layer_kinds.KINDS): (layer spec, input shape, dtype) -> module.
 TORCH_LAYERS = {
     "dense": lambda layer, in_shape, dtype: nn.Linear(layer.inputs, layer.units, bias=layer.use_bias, dtype=dtype),
@@ -151,19 +213,34 @@ TORCH_LAYERS = {
     "avgpool2d": _pool(nn.AvgPool2d),    # count_include_pad=True, torch's default
     "flatten": lambda layer, in_shape, dtype: nn.Flatten(),
     "global_avgpool": lambda layer, in_shape, dtype: nn.Sequential(nn.AdaptiveAvgPool2d(1), nn.Flatten()),
+    "batchnorm": _batchnorm,
+    "layernorm": _layernorm,
+    "dropout": lambda layer, in_shape, dtype: StreamDropout(layer.p),
+    "residual": ResidualBlock,
 }
 
 
+def dense_weight_names(spec) -> frozenset[str]:
+    """The parameters kept as (inputs, units) in scratch and as nn.Linear's (units, inputs) in torch."""
+    return frozenset(f"layers.{i}.{name}" for i, (layer, shape) in enumerate(zip(spec.layers, spec.shapes))
+                     for name in layer_dense_weights(layer, shape))
+
+
 class TorchNetwork(nn.Module):
-    """The spec's network from torch's layer modules (nn.Linear, nn.Conv2d, pooling, nn.Flatten)
-    and its activation modules. ``linears`` holds the layer modules, whatever their kind (the name
-    the state_dicts of dense networks have always used)."""
+    """The spec's network from torch's layer modules (nn.Linear, nn.Conv2d, pooling, nn.Flatten,
+    normalization, dropout on the shared stream, residual blocks) and its activation modules.
+    ``linears`` holds the layer modules, whatever their kind (the name the state_dicts of dense
+    networks have always used); ``transposed`` the parameter names whose layouts differ."""
 
     def __init__(self, spec):
         super().__init__()
         dtype = TORCH_DTYPES[spec.dtype]
+        self.transposed = dense_weight_names(spec)
         self.linears = nn.ModuleList(TORCH_LAYERS[layer.kind](layer, in_shape, dtype)
                                      for layer, in_shape in zip(spec.layers, spec.shapes))
+        for name, module in self.linears.named_modules():
+            if isinstance(module, StreamDropout):
+                module.seed, module.stream = spec.seed, f"layers.{name}"
         self.activations = nn.ModuleList(
             torch_activation(layer.activation, layer.activation_params, f"layers[{i}].activation")
             for i, layer in enumerate(spec.layers))
@@ -191,10 +268,13 @@ class TorchNetwork(nn.Module):
             return activation(z)
 
 
-def build(spec, params: dict | None = None) -> TorchNetwork:
-    """The torch twin of ``spec``, holding scratch's seeded initial weights (or ``params``)."""
+def build(spec, params: dict | None = None, buffers: dict | None = None) -> TorchNetwork:
+    """The torch twin of ``spec``, holding scratch's seeded initial weights (or ``params``) and
+    torch's initial buffers (or ``buffers``), in train mode."""
     model = TorchNetwork(spec)
     load_scratch_parameters(model, initial_parameters(spec) if params is None else params)
+    if buffers is not None:
+        load_scratch_buffers(model, buffers)
     return model
 
 
@@ -203,7 +283,7 @@ def load_scratch_parameters(model: TorchNetwork, params: dict) -> None:
     with torch.no_grad():
         for name, tensor in scratch_named_parameters(model).items():
             value = torch.as_tensor(np.asarray(params[name]), dtype=tensor.dtype)
-            tensor.copy_(value.T if _transposed(name, value) else value)
+            tensor.copy_(value.T if name in model.transposed else value)
 
 
 def scratch_named_parameters(model: TorchNetwork) -> dict[str, torch.Tensor]:
@@ -212,9 +292,27 @@ def scratch_named_parameters(model: TorchNetwork) -> dict[str, torch.Tensor]:
             for name, tensor in module.named_parameters()}
 
 
+def scratch_named_buffers(model: TorchNetwork) -> dict[str, torch.Tensor]:
+    """The model's buffers (running statistics, draw counts) under scratch's names (live)."""
+    return {f"layers.{i}.{name}": tensor for i, module in enumerate(model.linears)
+            for name, tensor in module.named_buffers()}
+
+
+def buffers_to_scratch(model: TorchNetwork) -> dict[str, np.ndarray]:
+    """The model's buffers as NumPy arrays (counts as int64 scalars)."""
+    return {name: t.detach().cpu().numpy().copy() for name, t in scratch_named_buffers(model).items()}
+
+
+def load_scratch_buffers(model: TorchNetwork, buffers: dict) -> None:
+    """Copy scratch's buffers into the torch model."""
+    with torch.no_grad():
+        for name, tensor in scratch_named_buffers(model).items():
+            tensor.copy_(torch.as_tensor(np.asarray(buffers[name]), dtype=tensor.dtype))
+
+
 def to_scratch(model: TorchNetwork) -> dict[str, np.ndarray]:
     """The model's parameters as NumPy arrays in scratch's layout."""
-    return {name: _to_layout(name, t.detach()) for name, t in scratch_named_parameters(model).items()}
+    return {name: _to_layout(name, t.detach(), model.transposed) for name, t in scratch_named_parameters(model).items()}
 
 
 def gradients_to_scratch(model: TorchNetwork) -> dict[str, np.ndarray]:
@@ -222,39 +320,34 @@ def gradients_to_scratch(model: TorchNetwork) -> dict[str, np.ndarray]:
     out = {}
     for name, t in scratch_named_parameters(model).items():
         grad = t.grad if t.grad is not None else torch.zeros_like(t)
-        out[name] = _to_layout(name, grad)
+        out[name] = _to_layout(name, grad, model.transposed)
     return out
 
 
-def named_to_scratch(named: dict, grads: bool = False) -> dict[str, np.ndarray]:
+def named_to_scratch(named: dict, transposed: frozenset, grads: bool = False) -> dict[str, np.ndarray]:
     """Named tensors (scratch_named_parameters), or their .grad (those not None), as NumPy arrays
-    in scratch's layout: what TrainingDiverged.diagnose looks at."""
+    in scratch's layout (``transposed``: the model's): what TrainingDiverged.diagnose looks at."""
     out = {}
     for name, t in named.items():
         value = t.grad if grads else t
         if value is not None:
-            out[name] = _to_layout(name, value.detach())
+            out[name] = _to_layout(name, value.detach(), transposed)
     return out
 
 
-def tensor_to_scratch(name: str, tensor: torch.Tensor) -> np.ndarray:
+def tensor_to_scratch(name: str, tensor: torch.Tensor, transposed: frozenset) -> np.ndarray:
     """One tensor stored under parameter ``name`` (a parameter, its gradient, an optimizer buffer)
-    as a NumPy array in scratch's layout."""
-    return _to_layout(name, tensor.detach())
+    as a NumPy array in scratch's layout (``transposed``: the model's)."""
+    return _to_layout(name, tensor.detach(), transposed)
 
 
-def scratch_to_tensor(name: str, value, like: torch.Tensor) -> torch.Tensor:
+def scratch_to_tensor(name: str, value, like: torch.Tensor, transposed: frozenset) -> torch.Tensor:
     """A scratch-layout array stored under parameter ``name`` as a tensor in torch's layout, with
     the dtype and device of ``like`` (the parameter)."""
     value = torch.tensor(np.asarray(value), dtype=like.dtype)   # a copy: never the array's memory
-    return (value.T if _transposed(name, value) else value).contiguous().to(like.device)
+    return (value.T if name in transposed else value).contiguous().to(like.device)
 
 
-def _transposed(name: str, tensor: torch.Tensor) -> bool:
-    """Whether the parameter's layouts differ: a dense weight, the only 2-D weight."""
-    return name.endswith(".weight") and tensor.dim() == 2
-
-
-def _to_layout(name: str, tensor: torch.Tensor) -> np.ndarray:
+def _to_layout(name: str, tensor: torch.Tensor, transposed: frozenset) -> np.ndarray:
     tensor = tensor.cpu()
-    return (tensor.T if _transposed(name, tensor) else tensor).numpy().copy()
+    return (tensor.T if name in transposed else tensor).numpy().copy()

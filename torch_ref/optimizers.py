@@ -80,10 +80,12 @@ class RandomSearch(torch.optim.Optimizer):
     very draw scratch.optimizers.RandomSearch makes (a baseline, not maths under test: shared draws
     make the trajectories comparable). Draws follow scratch's layout: with ``linear_layout=True``
     (the default) a 2-D tensor is taken to be an nn.Linear weight stored (out, in), so z is drawn
-    (in, out) and transposed; pass False for tensors that are not. ``step(closure)`` returns f(x).
+    (in, out) and transposed; pass False for tensors that are not, or a list of one flag per
+    parameter (torch_ref.model's ``transposed`` names, for a network with other 2-D weights).
+    ``step(closure)`` returns f(x).
     """
 
-    def __init__(self, params, lr: float = 0.1, seed: int = 0, linear_layout: bool = True):
+    def __init__(self, params, lr: float = 0.1, seed: int = 0, linear_layout: bool | list = True):
         super().__init__(params, dict(lr=lr))
         self.rng = np.random.default_rng(seed)
         self.linear_layout = linear_layout
@@ -96,8 +98,9 @@ class RandomSearch(torch.optim.Optimizer):
         group, params = _single_group(self)
         x0 = [p.detach().clone() for p in params]
         f0 = float(closure())
-        for p in params:
-            transposed = self.linear_layout and p.dim() == 2
+        flags = self.linear_layout if isinstance(self.linear_layout, list) else [self.linear_layout] * len(params)
+        for p, linear in zip(params, flags):
+            transposed = linear and p.dim() == 2
             shape = tuple(p.shape)[::-1] if transposed else tuple(p.shape)
             noise = group["lr"] * self.rng.standard_normal(shape)
             noise = torch.from_numpy(np.ascontiguousarray(noise.T if transposed else noise))
@@ -121,22 +124,27 @@ TORCH_OPTIMIZERS = {
         params, lr=s.lr, betas=tuple(s.betas), eps=s.eps, weight_decay=s.weight_decay),
     "armijo": lambda s, params, seed: Armijo(
         params, lr=s.lr, sigma=s.sigma, beta=s.beta, max_backtracks=s.max_backtracks),
-    "random_search": lambda s, params, seed: RandomSearch(
-        params, lr=s.lr, seed=s.seed if s.seed is not None else (0 if seed is None else seed)),
+    "random_search": lambda s, params, seed, layout=True: RandomSearch(
+        params, lr=s.lr, seed=s.seed if s.seed is not None else (0 if seed is None else seed), linear_layout=layout),
 }
 
 
-def make_torch_optimizer(opt_spec, params, seed: int | None = None) -> torch.optim.Optimizer:
+def make_torch_optimizer(opt_spec, params, seed: int | None = None,
+                         transposed: list[bool] | None = None) -> torch.optim.Optimizer:
     """The torch optimizer an OptimizerSpec names, over ``params`` (an iterable of tensors).
 
     Use as torch.optim: ``opt.zero_grad(); loss.backward(); opt.step(closure)``; ``closure()``
     returns the loss without calling backward (line searches, random search).
     ``seed`` (the spec's top-level seed) seeds random search when the optimizer table sets none.
+    ``transposed``: which params are nn.Linear weights (random search draws in scratch's layout);
+    None: every 2-D tensor.
     """
     if opt_spec.name not in TORCH_OPTIMIZERS:
         raise SpecError("optimizer.name",
                         f"unknown {opt_spec.name!r}; expected one of {', '.join(TORCH_OPTIMIZERS)}")
     check_optimizer_fields(opt_spec)
+    if opt_spec.name == "random_search" and transposed is not None:
+        return TORCH_OPTIMIZERS[opt_spec.name](opt_spec, params, seed, list(transposed))
     return TORCH_OPTIMIZERS[opt_spec.name](opt_spec, params, seed)
 
 

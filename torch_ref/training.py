@@ -32,10 +32,10 @@ from torch.nn.utils import get_total_norm
 
 from scratch.data import load_dataset
 from scratch.loop import (CLOSURE_OPTIMIZERS, DeviceSteps, History, HostSteps, RunLog, TrainingDiverged, TrainResult,
-                          accuracy_rule, accuracy_targets, check_final_parameters, count_correct, epoch_batches,
-                          run_epochs, scored_per_row, start_position)
-from torch_ref.model import (TORCH_DTYPES, build, build_loss, named_to_scratch, scratch_named_parameters,
-                             to_scratch)
+                          accuracy_rule, accuracy_targets, check_batch_sizes, check_final_parameters, count_correct,
+                          epoch_batches, run_epochs, scored_per_row, start_position)
+from torch_ref.model import (TORCH_DTYPES, build, buffers_to_scratch, build_loss, named_to_scratch,
+                             scratch_named_parameters, to_scratch)
 from torch_ref import checkpoint
 from torch_ref.optimizers import apply_clipping, make_torch_optimizer
 
@@ -53,10 +53,20 @@ def as_tensor(a, dtype: torch.dtype, device=None) -> torch.Tensor:
 
 
 def evaluate(model, loss_fn, dataset, spec, rule, device=None) -> tuple[float | None, float | None]:
-    """Test loss and accuracy (None where they do not apply) of ``model`` on the dataset's test rows."""
+    """Test loss and accuracy (None where they do not apply) of ``model`` on the dataset's test rows,
+    in eval mode (the model is left in the mode it was in)."""
     if dataset.x_test is None or not len(dataset.x_test):
         return None, None
     dtype = TORCH_DTYPES[spec.dtype]
+    was_training = model.training
+    model.eval()
+    try:
+        return _evaluate(model, loss_fn, dataset, spec, rule, device, dtype)
+    finally:
+        model.train(was_training)
+
+
+def _evaluate(model, loss_fn, dataset, spec, rule, device, dtype) -> tuple[float | None, float | None]:
     with torch.no_grad():
         out = model(as_tensor(dataset.x_test, dtype, device))
         test_loss = loss_fn(out, as_tensor(dataset.y_test, dtype, device)).item()
@@ -84,7 +94,7 @@ class _Run:
 def _steps(run: _Run, device: torch.device) -> HostSteps:
     """Where the run's steps go: read at once on the CPU, read once per epoch on CUDA."""
     def arrays(what: str) -> dict:   # a diverged step's parameters (loss) or gradients, on the host
-        return named_to_scratch(run.named, grads=what != "loss")
+        return named_to_scratch(run.named, run.model.transposed, grads=what != "loss")
 
     if device.type == "cpu":
         return HostSteps(run.log, arrays)
@@ -140,9 +150,11 @@ def train(spec, dataset=None, epochs: int | None = None, progress: bool | None =
     epochs = spec.train.epochs if epochs is None else epochs
     device = torch.device(spec.device if device is None else device)
     dtype = TORCH_DTYPES[spec.dtype]
+    check_batch_sizes(spec, len(dataset.x_train))
     model = build(spec).to(device)
     named = scratch_named_parameters(model)
-    optimizer = make_torch_optimizer(spec.optimizer, list(named.values()), seed=spec.seed)
+    optimizer = make_torch_optimizer(spec.optimizer, list(named.values()), seed=spec.seed,
+                                     transposed=[name in model.transposed for name in named])
     x = as_tensor(dataset.x_train, dtype, device)
     y = as_tensor(dataset.y_train, dtype, device)
     rule = accuracy_rule(spec, dataset.y_train)
@@ -159,7 +171,7 @@ def train(spec, dataset=None, epochs: int | None = None, progress: bool | None =
         if checkpoints is not None:
             checkpoints.finish(checkpoint.capture(run, epoch, 0, step, stopped=log.stopped))
     test_loss, test_accuracy = evaluate(model, run.loss_fn, dataset, spec, rule, device)
-    return log.finish(final, test_loss, test_accuracy, seconds)
+    return log.finish(final, test_loss, test_accuracy, seconds, buffers_to_scratch(model))
 
 
 def _loop(run: _Run, x, y, targets, epochs: int, position, checkpoints) -> tuple[int, int]:

@@ -18,6 +18,9 @@ def add_arguments(parser):
     parser.add_argument("--allow-overflow", action="store_true",
                         help="exit 0 when tensors overflow (inf or NaN) on both sides at the same places "
                              "and the rest agree (default: exit 1, as nothing was compared there)")
+    parser.add_argument("--mode", choices=("train", "eval"), default="train",
+                        help="train (default): batch statistics, running statistics updated and compared, "
+                             "dropout on the shared mask stream; eval: the running statistics, no dropout")
     add_device_argument(parser, "both networks")
     parser.add_argument("--json", action="store_true", help="print one JSON object instead of the table")
 
@@ -38,7 +41,8 @@ def run_spec(spec, args) -> int:
 
     # Overflow is looked for explicitly (the "overflow" verdict), not warned about on stderr.
     with np.errstate(over="ignore", invalid="ignore", divide="ignore"):
-        report = check(spec, dtype=args.dtype, batch=args.batch, tol=args.tol, allow_overflow=args.allow_overflow)
+        report = check(spec, dtype=args.dtype, batch=args.batch, tol=args.tol, allow_overflow=args.allow_overflow,
+                       mode=getattr(args, "mode", "train"))
     if args.json:
         print(json.dumps(report_to_json(report), allow_nan=False))
     else:
@@ -52,6 +56,7 @@ def format_table(report: dict) -> str:
     rows += [(f"activation {name}", err) for name, err in e["activations"].items()]
     rows.append(("loss", e["loss"]))
     rows += [(f"grad {name}", err) for name, err in e["grads"].items()]
+    rows += [(f"buffer {name}", err) for name, err in e.get("buffers", {}).items()]
     width = max(len(name) for name, _ in rows)
     lines = [f"nnparity check  dtype={report['dtype']}  tol={report['tol']:.0e}  "
              f"loss scratch={report['scratch']['loss']:.17g} torch={report['torch']['loss']:.17g}",
