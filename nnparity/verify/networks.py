@@ -31,6 +31,7 @@ import numpy as np
 from nnparity.verify.calls import call
 from nnparity.verify.construct import build
 from nnparity.verify.load import OpError
+from nnparity.verify.method_pairs import is_loss_pair_class
 from nnparity.verify.rebind import with_array_module
 
 BATCH = 5          # rows of X: a gradient off by N = 5 is told apart from one off by 2 or ½
@@ -83,7 +84,8 @@ def _rebound_method(fn, inst, xp, attrs: dict):
 
 
 def is_params_net(cls) -> bool:
-    return callable(getattr(cls, "loss", None)) and not callable(getattr(cls, "backward", None))
+    return (callable(getattr(cls, "loss", None)) and not callable(getattr(cls, "backward", None))
+            and not is_loss_pair_class(cls))
 
 
 def _loss_keywords(cls) -> dict:

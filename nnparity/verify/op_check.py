@@ -477,14 +477,16 @@ def reviewed(evaluation: Evaluation, checks: list[Check]) -> list[Check]:
     return review(evaluation, checks) if review is not None else checks
 
 
-def verify_fd(target, kind: str | None = None, seed: int = 0, grad=None, convention: str | None = None) -> OpReport:
+def verify_fd(target, kind: str | None = None, seed: int = 0, grad=None, convention: str | None = None,
+              wrt: str | None = None) -> OpReport:
     """Finite differences only (no torch): the torch-free half of ``nnparity verify``; every form
     of nnparity.verify.forms (a function's keyword parameters at each probed value)."""
-    network = load_network(target, seed) if grad is None and convention is None and kind is None else None
+    plain = grad is None and convention is None and kind is None and wrt is None
+    network = load_network(target, seed) if plain else None
     if network is not None:
         return verify_network_fd(network, seed)
     report = None
-    for op in load_ops(target, grad, kind, convention, seed):
+    for op in load_ops(target, grad, kind, convention, seed, wrt):
         evaluation = evaluate(op, seed)
         part = new_report(evaluation)
         part.checks = reviewed(evaluation, fd_checks(evaluation) + edge_checks(evaluation))

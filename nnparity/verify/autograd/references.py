@@ -250,21 +250,23 @@ def own_forward_checks(evaluation: Evaluation, report: OpReport, kinks_by: str =
 
 
 def verify(target, kind: str | None = None, seed: int = 0, grad=None, convention: str | None = None,
-           time_limit_s: float | None = PROBE_TIME_LIMIT) -> OpReport:
+           time_limit_s: float | None = PROBE_TIME_LIMIT, wrt: str | None = None) -> OpReport:
     """Check a hand-written gradient three ways; the report as an OpReport.
 
     ``target``: a class with forward/backward, a function (with its derivative ``grad``, found by
     name when not given; a loss; an ``X_forward`` with its ``X_backward``), a (forward, backward)
     pair, or the import path ``module:name`` of one. ``convention``: "z" or "a", how a function's
-    derivative is called (default: read from its values). Raises nnparity.verify.load.OpError when
+    derivative is called (default: read from its values). ``wrt``: a loss's prediction argument, the
+    one differentiated (default: read from its parameter names). Raises nnparity.verify.load.OpError when
     it cannot be verified as given (the CLI's exit 2).
     """
     report = None
     with configured(time_limit_s):
-        network = load_network(target, seed) if grad is None and convention is None and kind is None else None
+        plain = grad is None and convention is None and kind is None and wrt is None
+        network = load_network(target, seed) if plain else None
         if network is not None:
             return verify_network(network, seed)
-        ops = load_ops(target, grad, kind, convention, seed)
+        ops = load_ops(target, grad, kind, convention, seed, wrt)
     for op in ops:
         part = verify_op(op, seed, time_limit_s)
         if report is None:
