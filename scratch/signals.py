@@ -101,8 +101,8 @@ def alarm(seconds: float, on_alarm, repeat: float):
         yield False
         return
     with handlers({signal.SIGALRM: on_alarm}):
-        signal.setitimer(signal.ITIMER_REAL, seconds, repeat)
-        try:
+        try:    # armed inside the try: an alarm due at once may raise before the next line
+            signal.setitimer(signal.ITIMER_REAL, seconds, repeat)
             yield True
         finally:
             signal.setitimer(signal.ITIMER_REAL, 0)

@@ -17,11 +17,12 @@ names the first layer, from the output back, whose gradient disagrees with torch
 from __future__ import annotations
 
 import json
+import math
 from pathlib import Path
 
 from nnparity.usage import UsageError
 from nnparity.verify.load import KINDS, OpError
-from nnparity.verify.time_limit import PROBE_TIME_LIMIT
+from nnparity.verify.time_limit import MAX_TIME_LIMIT, PROBE_TIME_LIMIT
 from scratch.spec import load_spec
 
 
@@ -39,7 +40,8 @@ def add_arguments(parser):
                         help="a loss of two arguments: the prediction, the argument the gradient is taken with "
                              "respect to (default: read from the names: y_pred, yhat, logits, ...; q in kl(p, q))")
     parser.add_argument("--time-limit", type=float, default=PROBE_TIME_LIMIT, metavar="S",
-                        help=f"seconds each call into your code may run on one probe (default {PROBE_TIME_LIMIT:g})")
+                        help=f"seconds each call into your code may run on one probe (default {PROBE_TIME_LIMIT:g}, "
+                             f"at most {MAX_TIME_LIMIT:g})")
     parser.add_argument("--kind", choices=KINDS,
                         help="what the op is (default: its `kind` attribute, else inferred from the class)")
     parser.add_argument("--seed", type=int, default=0, metavar="N", help="seed of the random probes (default 0)")
@@ -59,8 +61,9 @@ def run(args) -> int:
         raise UsageError("give either an op as module:Class (e.g. examples.custom_ops:Swish) or --spec SPEC")
     if args.seed < 0:
         raise UsageError(f"--seed: must be >= 0, got {args.seed}")
-    if not args.time_limit > 0:
-        raise UsageError(f"--time-limit: must be > 0 seconds, got {args.time_limit}")
+    if not (math.isfinite(args.time_limit) and 0 < args.time_limit <= MAX_TIME_LIMIT):
+        raise UsageError(f"--time-limit: must be more than 0 and at most {MAX_TIME_LIMIT:g} seconds, "
+                         f"got {args.time_limit:g}")
     if args.target is not None and _looks_like_spec(args.target):
         raise UsageError(f"{args.target} is a spec file, not an op: use  nnparity verify --spec {args.target}  "
                          f"(a positional argument is one op as module:name, e.g. examples.custom_ops:Swish)")

@@ -26,12 +26,11 @@ from dataclasses import dataclass, field
 
 import numpy as np
 
+from nnparity.verify.errors import OpError
+from nnparity.verify.time_limit import ProbeTimeout, current_limit, time_limit
+
 KINDS = ("activation", "vector", "loss", "layer")
 INPUT_NAME = {"activation": "z", "vector": "z", "loss": "pred", "layer": "x"}
-
-
-class OpError(ValueError):
-    """The op cannot be verified as given (bad import path, no forward/backward, ...): exit 2."""
 
 
 # ------------------------------------------------------------------------------ loading
@@ -47,7 +46,10 @@ def resolve_op(target: str) -> type:
         raise OpError(f"expected an import path 'module:Class' or 'module:function' (e.g. examples.custom_ops:Swish, "
                       f"examples.function_ops:sigmoid), got {target!r}")
     try:
-        module = importlib.import_module(module_name)
+        with time_limit(current_limit(), f"importing {module_name!r}"):
+            module = importlib.import_module(module_name)
+    except ProbeTimeout:
+        raise
     except ModuleNotFoundError as err:
         raise OpError(f"cannot import module {module_name!r} ({err}); run from the directory that holds it "
                       f"or add that directory to PYTHONPATH") from None
@@ -82,6 +84,15 @@ def _check_class(cls, target: str) -> None:
     if missing:
         raise OpError(f"{target} has no {' or '.join(missing)} method; a verifiable op is a class with "
                       f"forward(...) (or __call__) and backward(grad_out) (see examples/custom_ops.py)")
+    for method in ("forward", "backward"):
+        try:
+            params = inspect.signature(getattr(cls, method)).parameters.values()
+        except (TypeError, ValueError):
+            continue
+        keyword_only = [p.name for p in params if p.kind == p.KEYWORD_ONLY and p.default is p.empty]
+        if keyword_only:
+            raise OpError(f"{target}.{method} takes {', '.join(keyword_only)} as keyword-only; verify passes "
+                          f"arrays by position (forward(z), backward(grad_out))")
 
 
 def infer_kind(cls) -> str:
@@ -153,7 +164,8 @@ class OpUnderTest:
 
             rng = rng if rng is not None else np.random.default_rng(0)
             if callable(getattr(cls, "example", None)):
-                return cls.example(rng)
+                with time_limit(current_limit(), f"{self.target}.example(rng)"):
+                    return cls.example(rng)
             if issubclass(cls, Dense):
                 return cls(rng.normal(0.0, 0.5, size=(4, 3)), rng.normal(0.0, 0.5, size=3))
             raise OpError(f"{self.target}: a layer needs a classmethod example(rng) returning an instance "
@@ -164,7 +176,8 @@ class OpUnderTest:
         elif xp is not np:
             raise OpError(f"{self.target} does not take xp")
         try:
-            return cls(**kwargs)
+            with time_limit(current_limit(), f"{self.target}() (its constructor)"):
+                return cls(**kwargs)
         except TypeError as err:
             raise OpError(f"{self.target}: cannot construct it with {sorted(kwargs) or 'no arguments'} ({err}); "
                           f"an op's constructor takes no required arguments") from None

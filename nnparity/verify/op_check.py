@@ -12,6 +12,7 @@ from dataclasses import dataclass, field
 import numpy as np
 
 from nnparity.verify import probes
+from nnparity.verify.calls import run_user
 from nnparity.verify.diagnosis import GroupData, compare
 from nnparity.verify.edges import KINDS as EDGE_KINDS, edge_checks
 from nnparity.verify.finite_diff import FDResult, elementwise_derivative, jacobian_rows, scalar_derivative
@@ -27,8 +28,9 @@ from scratch.policy import FD_PRECISIONS, FD_TOL, fd_tolerance
 
 
 class _Recorder:
-    """Calls into user code, turning its warnings into findings instead of errors, each call
-    within a time limit (seconds; None: unlimited)."""
+    """Calls into user code (nnparity.verify.calls.run_user: fresh copies in, copies out),
+    turning its warnings into findings instead of errors, each call within a time limit
+    (seconds; None: unlimited)."""
 
     def __init__(self, limit: float | None = PROBE_TIME_LIMIT):
         self.findings: list[str] = []
@@ -39,10 +41,7 @@ class _Recorder:
         with warnings.catch_warnings(record=True) as caught, time_limit(self.limit, where), \
                 np.errstate(over="warn", divide="warn", invalid="warn", under="ignore"):
             warnings.simplefilter("always")
-            try:
-                result = fn(*args)
-            except SystemExit as err:     # user code never decides the exit status: a raise like any other
-                raise RuntimeError(f"{where} called sys.exit({err.code!r})") from None
+            result = run_user(where, fn, *args)
         for w in caught:
             text = f"{w.category.__name__} in {where}: {w.message}"
             if text not in self.findings:
@@ -95,7 +94,12 @@ def _array(value, what: str) -> np.ndarray:
         raise TypeError(f"{what} returned None")
     if np.iscomplexobj(value):
         raise TypeError(f"{what} returned complex values (the imaginary part is not dropped)")
-    return np.asarray(value, dtype=np.float64)
+    if isinstance(value, (str, bytes, dict, set)) or hasattr(value, "__next__"):
+        raise OpError(f"{what} returned {type(value).__name__}, not an array of numbers")
+    try:
+        return np.array(value, dtype=np.float64)     # a copy: the op's own array may change on its next call
+    except (TypeError, ValueError) as err:
+        raise OpError(f"{what} returned {type(value).__name__}, not an array of numbers ({err})") from None
 
 
 def forward_precision(value) -> str:

@@ -41,6 +41,15 @@ def _signs(shape, rng):
     return rng.choice((-1.0, 1.0), size=shape)
 
 
+def checked_seed(seed) -> int:
+    """``seed`` if it is an integer >= 0; TypeError or ValueError naming ``seed`` otherwise."""
+    if isinstance(seed, bool) or not isinstance(seed, (int, np.integer)):
+        raise TypeError(f"seed: expected an integer >= 0, got {seed!r} ({type(seed).__name__})")
+    if seed < 0:
+        raise ValueError(f"seed: expected an integer >= 0, got {seed}")
+    return int(seed)
+
+
 def elementwise_probes(seed: int = 0) -> list[Probe]:
     """Probes for an elementwise activation z -> f(z)."""
     rng = np.random.default_rng(seed)

@@ -8,6 +8,7 @@ from dataclasses import dataclass, field
 from nnparity.verify.diagnosis import Element
 from scratch.policy import json_safe
 
+NOT_RUN_WORDS = ("not used", "not given", "no torch reference ran")   # how `paths` says a reference did not run
 MEASURE = "norm-relative error ‖got − expected‖/‖expected‖ per probe group (max abs where ‖expected‖ = 0)"
 
 
@@ -63,10 +64,19 @@ class OpReport:
                 return c.diagnosis
         return None
 
+    @property
+    def references(self) -> dict:
+        """{"ran": the references some check compared numbers against, "not_run": the lines of
+        ``paths`` that say a reference was not used, and why}."""
+        ran = list(dict.fromkeys(c.reference for c in self.checks if c.compared))
+        not_run = [p for p in self.paths if any(w in p for w in NOT_RUN_WORDS)]
+        return {"ran": ran, "not_run": not_run}
+
     def to_json(self) -> dict:
         """Plain data for strict JSON; non-finite floats as null (the policy's json_safe)."""
         data = dataclasses.asdict(self)
         data["ok"] = self.ok
+        data["references"] = self.references
         data["diagnosis"] = self.diagnosis
         return json_safe(data)
 

@@ -3,20 +3,42 @@
 A repeating alarm (scratch.signals.alarm, SIGALRM) interrupts pure-Python loops and returns from
 long NumPy calls; it re-fires every half second, so user code that swallows the first
 interruption is stopped by the next. Where no timer is available (another thread than the main
-one, or no SIGALRM on the platform), calls run unlimited.
+one, or no SIGALRM on the platform), the alarm is not armed.
+
+Inside a verification run in its own process (nnparity.verify.child), each limited call also
+posts its deadline and its name to the parent (``Watch``), which ends the child from outside once
+the deadline has passed by ``GRACE_S``: user code that ignores SIGALRM, resets the timer or
+catches the timeout in a loop cannot hang verify.
 """
 from __future__ import annotations
 
+import math
+import time
 from contextlib import contextmanager
 
-from nnparity.verify.load import OpError
+from nnparity.verify.errors import OpError
 from scratch.signals import alarm
 
 PROBE_TIME_LIMIT = 5.0     # seconds per call on one probe group: generous for 6×5 arrays
+MAX_TIME_LIMIT = 3600.0    # the largest limit a caller may ask for (None: no limit at all)
 REFIRE_SECONDS = 0.5       # after the limit, the alarm again this often (user code may swallow one)
+GRACE_S = 2.0              # past the deadline, the parent ends a child the alarm did not stop
 
 
 _CONFIGURED = [PROBE_TIME_LIMIT]    # the limit of calls made while a form is read (set by `configured`)
+
+
+def checked_limit(seconds, name: str = "time_limit_s") -> float | None:
+    """``seconds`` if it is None (no limit) or a number in (0, MAX_TIME_LIMIT]; ValueError naming
+    ``name`` otherwise."""
+    if seconds is None:
+        return None
+    if isinstance(seconds, bool) or not isinstance(seconds, (int, float)):
+        raise TypeError(f"{name}: expected seconds as a number (or None for no limit), got {seconds!r}")
+    if not (math.isfinite(seconds) and 0 < seconds <= MAX_TIME_LIMIT):
+        raise ValueError(f"{name}: must be more than 0 and at most {MAX_TIME_LIMIT:g} seconds "
+                         f"(None: no limit), got {seconds!r}")
+    return float(seconds)
 
 
 def current_limit() -> float | None:
@@ -37,16 +59,51 @@ class ProbeTimeout(OpError):
     """User code ran past the time limit on one probe: bad input (exit 2), not a wrong derivative."""
 
 
+def timeout_message(what: str, seconds: float) -> str:
+    return f"{what} ran for more than {seconds:g} s on one probe (an endless loop?); each call gets {seconds:g} s"
+
+
+class Watch:
+    """The call into user code in progress, shared with a parent process: its deadline
+    (time.monotonic, inf: none), its limit, and its name. Set by ``time_limit`` in a child."""
+
+    active: "Watch | None" = None     # the one a child process posts to (None elsewhere)
+
+    def __init__(self, numbers, name):
+        self.numbers, self.name = numbers, name      # multiprocessing shared arrays: 'd' x 2, 'c' x N
+
+    def post(self, deadline: float, seconds: float, what: str) -> tuple:
+        before = (self.numbers[0], self.numbers[1], self.name.value)
+        self.numbers[0], self.numbers[1] = deadline, seconds
+        self.name.value = what.encode("utf-8", "replace")[:len(self.name) - 1]
+        return before
+
+    def restore(self, before: tuple) -> None:
+        self.numbers[0], self.numbers[1], self.name.value = before
+
+    @property
+    def what(self) -> str:
+        return self.name.value.decode("utf-8", "replace")
+
+
 @contextmanager
 def time_limit(seconds: float | None, what: str):
     """Raise ProbeTimeout inside the block once it has run ``seconds`` (None: no limit)."""
-    if seconds is None:
-        yield
-        return
+    watch = Watch.active
+    before = None
+    if watch is not None:
+        deadline = math.inf if seconds is None else time.monotonic() + seconds
+        before = watch.post(deadline, math.inf if seconds is None else seconds, what)
+    try:
+        if seconds is None:
+            yield
+            return
 
-    def stop(signum, frame):
-        raise ProbeTimeout(f"{what} ran for more than {seconds:g} s on one probe (an endless loop?); "
-                           f"each call gets {seconds:g} s")
+        def stop(signum, frame):
+            raise ProbeTimeout(timeout_message(what, seconds))
 
-    with alarm(seconds, stop, repeat=REFIRE_SECONDS):
-        yield
+        with alarm(seconds, stop, repeat=REFIRE_SECONDS):
+            yield
+    finally:
+        if before is not None:
+            watch.restore(before)

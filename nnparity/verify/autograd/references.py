@@ -33,8 +33,10 @@ from nnparity.verify.forms import load_network, load_ops
 from nnparity.verify.load import OpUnderTest, layer_parameters
 from nnparity.verify.op_check import (Evaluation, KINKS_BY_ONE_SIDED, clone, evaluate, fd_checks, fd_reference_text,
                                       kink_reference, new_report, reference_checks, reviewed)
+from nnparity.verify.probes import checked_seed
 from nnparity.verify.report import Check, OpReport
-from nnparity.verify.time_limit import PROBE_TIME_LIMIT, configured
+from nnparity.verify.child import isolated
+from nnparity.verify.time_limit import PROBE_TIME_LIMIT, ProbeTimeout, checked_limit, configured, current_limit, time_limit
 from scratch.policy import TOLERANCE
 
 TORCH_TOLERANCE = TOLERANCE["float64"]
@@ -124,7 +126,10 @@ def torch_module_checks(evaluation: Evaluation, report: OpReport) -> list[Check]
                             "against it and to use the op in specs)")
         return []
     try:
-        module = factory(**op.params)
+        with time_limit(current_limit(), "torch_module()"):
+            module = factory(**op.params)
+    except ProbeTimeout:
+        raise
     except Exception as err:
         report.paths.append(f"torch_module(): not used, it raised {type(err).__name__}: {err}")
         return []
@@ -139,6 +144,8 @@ def torch_module_checks(evaluation: Evaluation, report: OpReport) -> list[Check]
             return module(x)
     try:
         expected, forwards = _run_path(evaluation, call, "torch_module()")
+    except ProbeTimeout:
+        raise
     except Exception as err:
         report.paths.append(f"torch_module(): not used, its forward failed: {type(err).__name__}: {err}")
         return []
@@ -215,6 +222,8 @@ def _torch_twins(evaluation: Evaluation):
 
     try:
         with_xp = op.new(xp=torch)
+    except ProbeTimeout:
+        raise
     except Exception:
         with_xp = None
     if with_xp is not None:
@@ -230,6 +239,8 @@ def own_forward_checks(evaluation: Evaluation, report: OpReport, kinks_by: str =
         try:
             call = make()
             expected, forwards = _run_path(evaluation, call, "your forward on torch")
+        except ProbeTimeout:
+            raise
         except Exception as err:
             reasons.append(f"{label}: {type(err).__name__}: {str(err).splitlines()[0] if str(err) else ''}")
             continue
@@ -258,8 +269,17 @@ def verify(target, kind: str | None = None, seed: int = 0, grad=None, convention
     pair, or the import path ``module:name`` of one. ``convention``: "z" or "a", how a function's
     derivative is called (default: read from its values). ``wrt``: a loss's prediction argument, the
     one differentiated (default: read from its parameter names). Raises nnparity.verify.load.OpError when
-    it cannot be verified as given (the CLI's exit 2).
+    it cannot be verified as given (the CLI's exit 2), TypeError or ValueError for an argument out
+    of range. ``time_limit_s``: seconds each call into the op may run, at most
+    nnparity.verify.time_limit.MAX_TIME_LIMIT; None: no limit. The run is a child process
+    (nnparity.verify.child): what the op does there (os._exit, a hang past the limit) is an OpError.
     """
+    checked_seed(seed)
+    time_limit_s = checked_limit(time_limit_s)
+    return isolated(_verify, target, kind, seed, grad, convention, time_limit_s, wrt)
+
+
+def _verify(target, kind, seed, grad, convention, time_limit_s, wrt) -> OpReport:
     report = None
     with configured(time_limit_s):
         plain = grad is None and convention is None and kind is None and wrt is None
@@ -267,26 +287,34 @@ def verify(target, kind: str | None = None, seed: int = 0, grad=None, convention
         if network is not None:
             return verify_network(network, seed)
         ops = load_ops(target, grad, kind, convention, seed, wrt)
-    for op in ops:
-        part = verify_op(op, seed, time_limit_s)
-        if report is None:
-            report = part
-            continue
-        label = getattr(op, "variant", None) or ", ".join(f"{k}={v:g}" for k, v in op.params.items())
-        for c in part.checks:
-            c.name = f"[{label}] {c.name}"
-        report.checks += part.checks
-        report.paths += [p for p in part.paths if p not in report.paths]
-        report.findings += [f for f in part.findings if f not in report.findings]
-        report.failed_to_run |= part.failed_to_run
+        for op in ops:
+            report = _merged(report, op, verify_op(op, seed, time_limit_s))
+    return report
+
+
+def _merged(report: OpReport | None, op: OpUnderTest, part: OpReport) -> OpReport:
+    """``part`` added to ``report`` (None: the first op), its checks labelled by the op's variant."""
+    if report is None:
+        return part
+    label = getattr(op, "variant", None) or ", ".join(f"{k}={v:g}" for k, v in op.params.items())
+    for c in part.checks:
+        c.name = f"[{label}] {c.name}"
+    report.checks += part.checks
+    report.paths += [p for p in part.paths if p not in report.paths]
+    report.findings += [f for f in part.findings if f not in report.findings]
+    report.failed_to_run |= part.failed_to_run
     return report
 
 
 def verify_op(op: OpUnderTest, seed: int = 0, time_limit_s: float | None = PROBE_TIME_LIMIT) -> OpReport:
     """One op (nnparity.verify.load's form) checked against every reference that applies."""
     with configured(time_limit_s):
-        attach_named_twin(op)
-        attach_course_twin(op)
+        return _verify_op(op, seed, time_limit_s)
+
+
+def _verify_op(op: OpUnderTest, seed: int, time_limit_s: float | None) -> OpReport:
+    attach_named_twin(op)
+    attach_course_twin(op)
     evaluation = evaluate(op, seed, time_limit_s=time_limit_s)
     report = new_report(evaluation)
     checks, twin, own = [], [], []
