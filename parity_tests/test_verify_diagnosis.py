@@ -225,7 +225,9 @@ def test_a_different_formula_reports_the_ratio_range():
     e, got = 1 - np.tanh(z) ** 2, 1 + np.tanh(z) ** 2
     text = diagnose([GroupData("random", got, e, inputs=z)], 1e-12)
     assert text.startswith("the formula differs, not by a constant factor: got/expected runs from")
-    assert text.endswith("; e.g. at z = -0.5: got 1.21355, expected 0.786448")   # z = 0 agrees
+    # the example is where got and expected differ most: |z| = 2 (z = 0 agrees)
+    t = np.tanh(2.0)
+    assert text.endswith(f"; e.g. at z = -2: got {1 + t * t:.6g}, expected {1 - t * t:.6g}")
 
 
 def test_a_near_miss_is_called_rounding_not_a_wrong_formula():
@@ -267,3 +269,49 @@ def test_verify_core_runs_without_torch():
             "assert 'torch' not in sys.modules\n")
     proc = subprocess.run([sys.executable, "-c", code], cwd=REPO, capture_output=True, text=True, timeout=120)
     assert proc.returncode == 0, proc.stderr
+
+
+def _central(f, z, h=1e-6):
+    return (f(z + h) - f(z - h)) / (2 * h)
+
+
+def test_mask_missing_is_named_with_its_worst_point():
+    z = np.linspace(-3, 3, 30).reshape(6, 5) + 0.05           # no point on the kinks at ±1
+    hardtanh = lambda t: np.clip(t, -1, 1)                    # noqa: E731
+    expected = _central(hardtanh, z)
+    assert np.array_equal(expected == 0, np.abs(z) > 1)      # the true derivative: 0 outside [-1, 1]
+    got = np.ones_like(z)                                     # the mask forgotten
+    text = diagnose([GroupData("random", got, expected, inputs=z)], 1e-7)
+    outside = int((np.abs(z) > 1).sum())
+    assert text.startswith(f"nonzero where the true derivative is 0 (at {outside} points, e.g. at z = ")
+    assert text.endswith("got 1, expected 0): a mask is missing or inverted")
+
+
+def test_mask_inverted_is_named_as_such():
+    z = np.linspace(-2, 2, 30).reshape(6, 5) + 0.01
+    expected = _central(lambda t: np.maximum(t, 0), z)
+    got = (z <= 0).astype(float)                              # relu's mask inverted
+    text = diagnose([GroupData("random", got, expected, inputs=z)], 1e-7)
+    assert text.startswith(f"nonzero where the true derivative is 0 (at {int((z < 0).sum())} points")
+    assert text.endswith(f"and 0 where it is not (at {int((z > 0).sum())} points): the mask is inverted")
+
+
+def test_example_is_where_got_and_expected_differ_most():
+    z = np.linspace(-2, 2, 12).reshape(3, 4)
+    expected = _central(np.tanh, z)
+    got = 1 - np.tanh(z)                                      # the square forgotten
+    text = diagnose([GroupData("random", got, expected, inputs=z)], 1e-7)
+    scores = np.abs(got - expected) / np.maximum(np.abs(expected), np.sqrt(np.mean(expected ** 2)))
+    i = np.unravel_index(int(np.argmax(scores)), z.shape)
+    assert text.endswith(f"e.g. at z = {z[i]:.6g}: got {got[i]:.6g}, expected {expected[i]:.6g}")
+
+
+def test_example_prints_enough_digits_to_differ():
+    z = np.linspace(-1, 1, 12).reshape(3, 4)
+    expected = 2 * z + 1
+    got = expected * (1 + 1e-7 * np.sin(7 * z))              # differs beyond the 6th digit, not by a factor
+    text = diagnose([GroupData("random", got, expected, inputs=z)], 1e-12)
+    assert text.startswith("close but not within the tolerance")
+    shown_got, shown_expected = text.split("got ")[1].split(")")[0].split(", expected ")
+    assert shown_got != shown_expected
+    assert f"{float(shown_got):.6g}" == f"{float(shown_expected):.6g}"   # equal at the usual 6 digits

@@ -84,7 +84,8 @@ def test_each_session_ends_with_its_verdict_and_diagnosis():
                           "is needed (got = expected / 6, N = 6)")
     assert tanh[-1] == "PASS: 4 of 4 checks agree"
     assert sigmoid[-1].startswith("diagnosis: the formula differs, not by a constant factor")
-    assert sigmoid[-1].endswith("e.g. at z = 0: da/dz got 0.75, expected 0.25")
+    # the example is where got and expected differ most: σ(1 + σ) = 2 at z = 100, where σ(1 − σ) rounds to 0
+    assert sigmoid[-1].endswith("e.g. at z = 100: da/dz got 2, expected 0")
     assert mse[-1].startswith("diagnosis: off by a constant factor ½: got = ½ × expected — the gradient of ½·L")
     assert "probes: random 24, kink 24 (x = 0), saturation 24 (|x| = 20, 100, 700), tiny 24 (|x| ~ 1e-8), " \
            "3-D 12 (x (3, 2, 2))" in cache

@@ -23,6 +23,21 @@ FLOAT32_DRIFT_BOUND = 1e-3
 # Central finite differences of a hand-written gradient, float64, steps around FD_STEP.
 FD_TOL = 1e-7
 FD_STEP = 1e-6
+# The same for a forward that computes in float32: its values carry float32 rounding (eps ≈ 1.2e-7),
+# so the best central step is h ≈ eps^(1/3)·max(1, |x|) ≈ 5e-3, where truncation (h²·|f‴|/6) and
+# rounding (eps·|f|/h) are both about eps^(2/3) ≈ 2.4e-5 of the function's scale. The tolerance is
+# 100× that, 2.4e-3: room for |f|/|f′| and |f‴|/|f′| of tens on the probes (sigmoid at |z| ≈ 4),
+# still far below any slip (a missing factor or term is an error of order 1). float16's would be
+# about 1, no check at all: there is none.
+FD_TOL_SAFETY = 100
+FD_PRECISIONS = ("float64", "float32")
+
+
+def fd_tolerance(precision: str = "float64") -> float:
+    """The finite-difference tolerance for a forward computing in ``precision`` (FD_PRECISIONS)."""
+    if precision == "float64":
+        return FD_TOL
+    return FD_TOL_SAFETY * float(np.finfo(precision).eps) ** (2 / 3)
 
 
 def run_tolerance(dtype: str) -> float:

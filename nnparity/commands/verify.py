@@ -2,6 +2,7 @@
 
     nnparity verify mypkg.ops:Swish [--kind activation|vector|loss|layer] [--seed N] [--json]
     nnparity verify mypkg.ops:sigmoid [--grad mypkg.ops:dsigmoid] [--convention z|a]
+    nnparity verify mypkg.losses:kl [--wrt q]             (a loss: the argument differentiated)
     nnparity verify mypkg.layers:affine_forward          (with affine_backward)
     nnparity verify mypkg.nets:TwoLayerNet               (loss(X, y) -> (loss, grads); or backprop, or lossFun)
     nnparity verify --spec SPEC [--batch N] [--json]
@@ -35,6 +36,9 @@ def add_arguments(parser):
     parser.add_argument("--convention", choices=("z", "a"),
                         help="how the derivative is called: with z, or with the activation a = f(z) "
                              "(default: read from its values)")
+    parser.add_argument("--wrt", metavar="NAME",
+                        help="a loss of two arguments: the prediction, the argument the gradient is taken with "
+                             "respect to (default: read from the names: y_pred, yhat, logits, ...; q in kl(p, q))")
     parser.add_argument("--time-limit", type=float, default=PROBE_TIME_LIMIT, metavar="S",
                         help=f"seconds each call into your code may run on one probe (default {PROBE_TIME_LIMIT:g}, "
                              f"at most {MAX_TIME_LIMIT:g})")
@@ -64,7 +68,8 @@ def run(args) -> int:
         raise UsageError(f"{args.target} is a spec file, not an op: use  nnparity verify --spec {args.target}  "
                          f"(a positional argument is one op as module:name, e.g. examples.custom_ops:Swish)")
     if args.spec is not None:
-        for flag, value in (("--kind", args.kind), ("--grad", args.grad), ("--convention", args.convention)):
+        for flag, value in (("--kind", args.kind), ("--grad", args.grad), ("--convention", args.convention),
+                            ("--wrt", args.wrt)):
             if value is not None:
                 raise UsageError(f"{flag} applies to one op, not to --spec")
         if args.batch is not None and args.batch < 1:
@@ -84,7 +89,7 @@ def run(args) -> int:
 
         try:
             report = verify(args.target, kind=args.kind, seed=args.seed, grad=args.grad,
-                            convention=args.convention, time_limit_s=args.time_limit)
+                            convention=args.convention, time_limit_s=args.time_limit, wrt=args.wrt)
         except OpError as err:
             raise UsageError(str(err)) from None
         except KeyboardInterrupt:     # a user's op stuck where the time limit cannot reach: no traceback

@@ -10,6 +10,7 @@ and the course conventions (CS231n's assignments) of the layer the base name say
     conv                                          x (2, 2, 5, 5), w (2, 2, 3, 3), b (2,), stride 2, pad 1
     max_pool                                      x (2, 2, 4, 4), 2×2 windows, stride 2
     rnn_step / rnn, lstm_step / lstm              x (3, 4) / (2, 3, 4), prev_h / h0, prev_c, Wx, Wh, b
+                                                  (a name with "cell" or "step" is one step: rnn_cell)
     word_embedding                                x int (2, 3) < V = 5, W (5, 3)
     temporal_affine                               x (2, 3, 4), w (4, 3), b (3,)
     temporal_softmax_loss                         x (2, 3, 5), y int (2, 3), mask bool (2, 3)
@@ -36,11 +37,15 @@ DICTS = {"conv_param": lambda: {"stride": 2, "pad": 1},
 
 
 def layer_kind(base: str) -> str | None:
-    """The course layer a base name says (``conv_forward_naive`` -> conv), or None."""
+    """The course layer a base name says (``conv_forward_naive`` -> conv), or None; a recurrent
+    name with ``cell`` or ``step`` is one step (``rnn_cell_forward`` -> rnn_step), not a sequence."""
     low = base.lower()
     for alias, kind in ALIASES.items():
         low = low.replace(alias, kind)
-    return next((kind for kind in LAYERS if kind in low), None)
+    kind = next((kind for kind in LAYERS if kind in low), None)
+    if kind in ("rnn", "lstm") and ("cell" in low or "step" in low):
+        return f"{kind}_step"
+    return kind
 
 
 def _x_shape(kind: str | None) -> tuple:

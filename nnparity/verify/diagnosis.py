@@ -11,7 +11,11 @@ The one-line diagnosis reads the pattern of got against expected:
 - a constant factor over every element: −1 (wrong sign), 2, ½, …; the batch size N or the element
   count N·C (a mean's ÷N missing or one too many);
 - backward ignoring its grad_out; a transposed Jacobian (J·g instead of Jᵀ·g);
+- a missing or inverted mask: got nonzero where the true derivative is exactly 0 (and, if inverted,
+  0 where it is not), every other element agreeing;
 - otherwise: the formula differs, with the range of got/expected.
+Every example shown is the disagreeing element where got and expected differ most, printed with
+enough digits to tell them apart.
 """
 from __future__ import annotations
 
@@ -76,6 +80,15 @@ def _fmt(v) -> str:
     if not np.isfinite(v):
         return str(v)
     return f"{v:.6g}"
+
+
+def _distinct(a: float, b: float, digits: int = 6) -> tuple[str, str]:
+    """a and b printed with the fewest significant digits (from ``digits``, up to 17) that tell them apart."""
+    for d in range(digits, 18):
+        sa, sb = f"{float(a):.{d}g}", f"{float(b):.{d}g}"
+        if sa != sb or a == b:
+            return sa, sb
+    return sa, sb
 
 
 def _finite_mismatch(got, expected) -> bool:
@@ -298,7 +311,11 @@ def _point(g, i, wrt) -> str:
     got, exp, what = g.got[i], g.expected[i], ""
     if g.upstream is not None and g.upstream[i] != 0:    # elementwise: show the derivative itself
         got, exp, what = got / g.upstream[i], exp / g.upstream[i], f"da/d{wrt} "
-    return f"{at}{': ' if at else ''}{what}got {_fmt(got)}, expected {_fmt(exp)}"
+    if np.isfinite(got) and np.isfinite(exp):
+        shown_got, shown_exp = _distinct(got, exp)
+    else:
+        shown_got, shown_exp = _fmt(got), _fmt(exp)
+    return f"{at}{': ' if at else ''}{what}got {shown_got}, expected {shown_exp}"
 
 
 def diagnose(groups: list[GroupData], tol: float, kind: str = "activation",
@@ -339,7 +356,36 @@ def _diagnose(groups, tol, kind, batch, wrt) -> str | None:
     near = _near_miss(groups, bad, rms, wrt)
     if near:
         return near
-    return _alternative_diagnosis(groups) or _ratio_description(groups, bad, wrt)
+    return _alternative_diagnosis(groups) or _mask_diagnosis(groups, bad, rms, wrt) \
+        or _ratio_description(groups, bad, wrt)
+
+
+def _mask_diagnosis(groups, bad, rms, wrt) -> str | None:
+    """Every disagreeing element is nonzero where the true derivative is exactly 0 (a mask missing),
+    or 0 where it is not (the mask inverted): which, how many, and the worst such point."""
+    stray, lost, worst = 0, 0, None
+    for g in groups:
+        b = bad[g.group] & np.isfinite(g.got) & np.isfinite(g.expected)
+        if not b.any():
+            continue
+        nonzero_at_zero = b & (g.expected == 0) & (g.got != 0)
+        zero_at_nonzero = b & (g.got == 0) & (g.expected != 0)
+        if np.any(b & ~nonzero_at_zero & ~zero_at_nonzero):
+            return None
+        stray += int(nonzero_at_zero.sum())
+        lost += int(zero_at_nonzero.sum())
+        if nonzero_at_zero.any():
+            i = _worst_bad(g, nonzero_at_zero, rms)
+            score = float(_scores(g, rms)[i])
+            if worst is None or score > worst[0]:
+                worst = (score, g, i)
+    if not stray:
+        return None
+    text = f"nonzero where the true derivative is 0 (at {stray} point{'s' if stray > 1 else ''}, e.g. " \
+           f"{_point(worst[1], worst[2], wrt)})"
+    if lost:
+        return text + f", and 0 where it is not (at {lost} point{'s' if lost > 1 else ''}): the mask is inverted"
+    return text + ": a mask is missing or inverted"
 
 
 def _offset_diagnosis(groups) -> str | None:
@@ -426,20 +472,23 @@ def _ratio_description(groups, bad, wrt) -> str:
         lo_i = np.unravel_index(int(np.argmin(np.where(ok, ratio, np.inf))), ratio.shape)
         hi_i = np.unravel_index(int(np.argmax(np.where(ok, ratio, -np.inf))), ratio.shape)
         at = (lambda i: "" if ref.inputs is None else f" at {wrt} = {float(ref.inputs[i]):.3g}")  # noqa: E731
+        lo, hi = _distinct(float(ratio[lo_i]), float(ratio[hi_i]), 3)
         return (f"the formula differs, not by a constant factor: got/expected runs from "
-                f"{float(ratio[lo_i]):.3g}{at(lo_i)} to {float(ratio[hi_i]):.3g}{at(hi_i)}{example}")
+                f"{lo}{at(lo_i)} to {hi}{at(hi_i)}{example}")
     return f"no recognisable shape ({n_bad} elements disagree){example}"
 
 
 def _example_near_zero(groups, bad, wrt) -> str:
-    """'; e.g. (at z = 0: da/dz got 0.75, expected 0.25)': the disagreeing point closest to 0."""
+    """'; e.g. (at z = 0: da/dz got 0.75, expected 0.25)': the disagreeing point where got and expected
+    differ most (scaled as the comparison scales them)."""
     best = None
+    rms = _rms(groups)
     for g in groups:
         b = bad[g.group] & np.isfinite(g.got) & np.isfinite(g.expected)
         if g.inputs is None or g.targets is not None or not b.any():
             continue
-        dist = np.where(b, np.abs(g.inputs), np.inf)
-        i = np.unravel_index(int(np.argmin(dist)), dist.shape)
-        if best is None or dist[i] < best[0]:
-            best = (dist[i], g, i)
+        i = _worst_bad(g, b, rms)
+        score = float(_scores(g, rms)[i])
+        if best is None or score > best[0]:
+            best = (score, g, i)
     return "" if best is None else f"; e.g. {_point(best[1], best[2], wrt)}"

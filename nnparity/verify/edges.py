@@ -15,11 +15,11 @@ from __future__ import annotations
 
 import numpy as np
 
+from nnparity.verify.finite_diff import precision_eps, representable
 from nnparity.verify.report import Check
-from scratch.policy import FD_TOL
+from scratch.policy import fd_tolerance
 
 STEPS = (1e-3, 1e-5)
-EPS = float(np.finfo(np.float64).eps)
 KINDS = ("activation", "vector", "loss")
 REFERENCE = "one-sided differences"
 
@@ -45,22 +45,30 @@ def _objective(evaluation, run):
     return weighted, z
 
 
-def _bounds(fun, x: np.ndarray, index, probability: bool) -> tuple[float, float, float] | None:
+def _steps(precision: str) -> tuple:
+    """float64's steps, or steps around eps^(1/3) for a forward computing in float32."""
+    return STEPS if precision == "float64" else tuple(precision_eps(precision) ** (1 / 3) * f for f in (10, 1))
+
+
+def _bounds(fun, x: np.ndarray, index, probability: bool,
+            precision: str = "float64") -> tuple[float, float, float] | None:
     """(low, high, slack): the one-sided quotients' range at x[index] and how far curvature and rounding
     widen it; None if no quotient is finite."""
-    x0 = float(x[index])
+    original = float(x[index])
+    x0 = float(representable(original, precision))
+    x[index] = x0
     scale = min(x0, 1 - x0) if probability else (abs(x0) or 1.0)
     base, magnitude = fun()
     sides, rounding = {"left": [], "right": []}, 0.0
-    for factor in STEPS:
+    for factor in _steps(precision):
         h = factor * scale
         for side, sign in (("right", 1.0), ("left", -1.0)):
-            x[index] = x0 + sign * h
+            x[index] = representable(x0 + sign * h, precision)
             step = float(x[index]) - x0
             value, mag = fun()
             sides[side].append((value - base) / step)
-            rounding = max(rounding, 4 * EPS * max(magnitude, mag) / abs(step))
-        x[index] = x0
+            rounding = max(rounding, 4 * precision_eps(precision) * max(magnitude, mag) / abs(step))
+        x[index] = original
     finite = [q for qs in sides.values() for q in qs if np.isfinite(q)]
     if not finite or not np.isfinite(base):
         return None
@@ -76,6 +84,7 @@ def edge_checks(evaluation) -> list[Check]:
         return []
     wrt = op.wrt
     scale = _scale(evaluation, wrt)
+    fd_tol = fd_tolerance(evaluation.precision)
     compared, uncompared, bad, groups = 0, 0, [], {}
     with np.errstate(all="ignore"):
         for run in evaluation.runs:
@@ -89,19 +98,19 @@ def edge_checks(evaluation) -> list[Check]:
             got = run.got[wrt]
             worst = 0.0
             for index in zip(*np.nonzero(skipped)):
-                limits = _bounds(fun, x, index, op.domain == "probability")
+                limits = _bounds(fun, x, index, op.domain == "probability", evaluation.precision)
                 if limits is None:
                     uncompared += 1
                     continue
                 compared += 1
                 low, high, slack = limits
                 value = float(got[index])
-                tol = FD_TOL * max(abs(low), abs(high), scale) + slack
+                tol = fd_tol * max(abs(low), abs(high), scale) + slack
                 miss = np.inf if not np.isfinite(value) else max(low - value, value - high, 0.0) / max(tol, 1e-300)
                 if miss > 1:
                     bad.append((run, index, value, low, high))
                 worst = max(worst, float(miss))
-            groups[run.probe.group] = worst * FD_TOL
+            groups[run.probe.group] = worst * fd_tol
     if not compared and not uncompared:
         return []
     notes = [f"a bound, not an exact value: {compared} points skipped by finite differences "
@@ -113,7 +122,7 @@ def edge_checks(evaluation) -> list[Check]:
     if not compared:     # the finite-difference check's note lists them as skipped
         return []
     diagnosis = _diagnosis(op, wrt, bad[0], len(bad)) if bad else None
-    return [Check(name=title, wrt=wrt, reference=REFERENCE, tol=FD_TOL, ok=not bad,
+    return [Check(name=title, wrt=wrt, reference=REFERENCE, tol=fd_tol, ok=not bad,
                   error=float("inf") if bad else 0.0, groups=groups, diagnosis=diagnosis,
                   notes=notes, compared=compared, checked=True)]
 

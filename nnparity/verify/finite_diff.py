@@ -15,6 +15,11 @@ the edge) and, for each, four evaluations f(x ± h), f(x ± h/2):
 
 The tolerance itself (1e-7, norm-relative) is never widened; points FD cannot resolve are left
 to the torch checks. Steps are taken as the representable difference (x + h) − (x − h).
+
+A forward that computes in float32 rounds its values to float32's eps: every function here takes
+``precision`` ("float32"), steps then lie around eps^(1/3)·max(1, |x|) (where truncation and
+rounding balance), the points themselves are float32 numbers (so the step is the one the forward
+sees) and the rounding estimate uses float32's eps.
 """
 from __future__ import annotations
 
@@ -62,19 +67,39 @@ class FDResult:
         return ~self.kink & ~self.usable
 
 
-def candidate_steps(x: np.ndarray, domain: str = "real") -> np.ndarray:
-    """Candidate steps, shape x.shape + (k,): around 1e-6 relative to the point's scale."""
+def precision_eps(precision: str) -> float:
+    """The machine epsilon of the dtype the forward computes in."""
+    return float(np.finfo(precision).eps)
+
+
+def _step_factors(precision: str) -> tuple[tuple, float]:
+    """(relative step factors, absolute step): float64's fixed ones, else around eps^(1/3)."""
+    if precision == "float64":
+        return STEP_FACTORS, ABSOLUTE_STEP
+    base = precision_eps(precision) ** (1 / 3)
+    return tuple(base * f for f in (10, 3, 1, 0.3)), base
+
+
+def representable(x, precision: str = "float64") -> np.ndarray:
+    """x rounded to the forward's precision, as float64 (unchanged for float64)."""
     x = np.asarray(x, dtype=np.float64)
+    return x if precision == "float64" else x.astype(precision).astype(np.float64)
+
+
+def candidate_steps(x: np.ndarray, domain: str = "real", precision: str = "float64") -> np.ndarray:
+    """Candidate steps, shape x.shape + (k,): around 1e-6 (float64) relative to the point's scale."""
+    x = np.asarray(x, dtype=np.float64)
+    factors, absolute_step = _step_factors(precision)
     if domain == "probability":
         scale = np.minimum(x, 1.0 - x)[..., None]
-        return scale * np.array(STEP_FACTORS)
+        return scale * np.array(factors)
     scale = np.maximum(1.0, np.abs(x))[..., None]
-    rel = scale * np.array(STEP_FACTORS)
-    absolute = np.full(x.shape + (1,), ABSOLUTE_STEP)
+    rel = scale * np.array(factors)
+    absolute = np.full(x.shape + (1,), absolute_step)
     return np.concatenate([rel, absolute], axis=-1)
 
 
-def _combine(fp, fm, fp2, fm2, f0, xp, xm, xp2, xm2, x, magnitude):
+def _combine(fp, fm, fp2, fm2, f0, xp, xm, xp2, xm2, x, magnitude, eps=EPS):
     """Per-candidate central values, error estimates and kink flags."""
     with np.errstate(all="ignore"):
         d1 = (fp - fm) / (xp - xm)
@@ -82,7 +107,7 @@ def _combine(fp, fm, fp2, fm2, f0, xp, xm, xp2, xm2, x, magnitude):
         j1 = (fp - f0) / (xp - x) - (f0 - fm) / (x - xm)
         j2 = (fp2 - f0) / (xp2 - x) - (f0 - fm2) / (x - xm2)
         h = (xp - xm) / 2
-        rounding = 2 * EPS * magnitude / h
+        rounding = 2 * eps * magnitude / h
         estimate = np.abs(d1 - d2) / 3 + rounding
         kink = (np.abs(j2) > KINK_RATIO * np.abs(j1)) & (np.abs(j1) > 100 * rounding)
     estimate = np.where(np.isfinite(estimate) & np.isfinite(d2), estimate, np.inf)
@@ -99,13 +124,13 @@ def _pick(d, estimate, kink):
     return FDResult(value=np.where(all_kink, np.nan, value), estimate=chosen, kink=all_kink)
 
 
-def elementwise_derivative(f, z: np.ndarray, domain: str = "real") -> FDResult:
+def elementwise_derivative(f, z: np.ndarray, domain: str = "real", precision: str = "float64") -> FDResult:
     """f'(z) for an elementwise f, every point at once (each element is its own 1-D problem)."""
-    z = np.asarray(z, dtype=np.float64)
-    steps = candidate_steps(z, domain)
+    z = representable(z, precision)
+    steps = candidate_steps(z, domain, precision)
     zz = np.broadcast_to(z[..., None], steps.shape)
-    xp, xm = zz + steps, zz - steps
-    xp2, xm2 = zz + steps / 2, zz - steps / 2
+    xp, xm = representable(zz + steps, precision), representable(zz - steps, precision)
+    xp2, xm2 = representable(zz + steps / 2, precision), representable(zz - steps / 2, precision)
 
     def evaluation(points):
         # the op sees a 2-D batch (rows, cols·k), as it would in a network
@@ -115,16 +140,18 @@ def elementwise_derivative(f, z: np.ndarray, domain: str = "real") -> FDResult:
     f0 = evaluation(zz)
     fp, fm, fp2, fm2 = evaluation(xp), evaluation(xm), evaluation(xp2), evaluation(xm2)
     magnitude = np.maximum.reduce([np.abs(v) for v in (fp, fm, fp2, fm2, f0)])
-    return _pick(*_combine(fp, fm, fp2, fm2, f0, xp, xm, xp2, xm2, zz, magnitude))
+    return _pick(*_combine(fp, fm, fp2, fm2, f0, xp, xm, xp2, xm2, zz, magnitude, precision_eps(precision)))
 
 
-def scalar_derivative(fun, x: np.ndarray, domain: str = "real") -> FDResult:
+def scalar_derivative(fun, x: np.ndarray, domain: str = "real", precision: str = "float64") -> FDResult:
     """∂fun/∂x for a scalar ``fun()`` that reads ``x`` (perturbed in place, then restored).
 
     ``fun()`` returns (value, magnitude): magnitude bounds the rounding of value (Σ|terms| for
     a sum, |value| otherwise).
     """
-    steps = candidate_steps(x, domain).reshape(x.size, -1)
+    if precision != "float64":
+        x[...] = representable(x, precision)
+    steps = candidate_steps(x, domain, precision).reshape(x.size, -1)
     k = steps.shape[1]
     out = {key: np.zeros((x.size, k)) for key in ("fp", "fm", "fp2", "fm2", "xp", "xm", "xp2", "xm2")}
     f0 = np.zeros((x.size, k))
@@ -139,7 +166,7 @@ def scalar_derivative(fun, x: np.ndarray, domain: str = "real") -> FDResult:
             h = steps[i, j]
             mags = [base_mag]
             for key, point in (("p", old + h), ("m", old - h), ("p2", old + h / 2), ("m2", old - h / 2)):
-                x[idx] = point
+                x[idx] = representable(point, precision)
                 value, mag = fun()
                 out["f" + key][i, j] = value
                 out["x" + key][i, j] = x[idx]
@@ -147,18 +174,20 @@ def scalar_derivative(fun, x: np.ndarray, domain: str = "real") -> FDResult:
             magnitude[i, j] = max(abs(m) for m in mags)
         x[idx] = old
     d, est, kink = _combine(out["fp"], out["fm"], out["fp2"], out["fm2"], f0,
-                            out["xp"], out["xm"], out["xp2"], out["xm2"], x0, magnitude)
+                            out["xp"], out["xm"], out["xp2"], out["xm2"], x0, magnitude, precision_eps(precision))
     res = _pick(d, est, kink)
     return FDResult(value=res.value.reshape(x.shape), estimate=res.estimate.reshape(x.shape),
                     kink=res.kink.reshape(x.shape))
 
 
-def jacobian_rows(forward, x: np.ndarray, h: float = 1e-6) -> np.ndarray:
+def jacobian_rows(forward, x: np.ndarray, h: float = 1e-6, precision: str = "float64") -> np.ndarray:
     """Rough central-difference Jacobian of a row-wise map: J[n, k, c] = ∂y[n, k]/∂x[n, c].
 
     Only for diagnosis (is the Jacobian transposed?), not for pass/fail.
     """
     n, c = x.shape
+    if precision != "float64":
+        h = precision_eps(precision) ** (1 / 3)
     jac = None
     for col in range(c):
         step = h * max(1.0, float(np.max(np.abs(x[:, col]))))

@@ -108,14 +108,22 @@ def load_network(target, seed: int = 0):
     return read_network(obj, shown, seed)
 
 
-def load_ops(target, grad=None, kind: str | None = None, convention: str | None = None, seed: int = 0) -> list:
+WRT_FORMS = ("--wrt applies to a loss of two arguments (loss(p, q) with its gradient, or a class with "
+             "loss(y, y_pred) and grad)")
+
+
+def load_ops(target, grad=None, kind: str | None = None, convention: str | None = None, seed: int = 0,
+             wrt: str | None = None) -> list:
     """The ops to verify for ``target`` (a class, a function, or their import path); OpError
-    (one line: the CLI's exit 2) when it cannot be verified as given."""
+    (one line: the CLI's exit 2) when it cannot be verified as given. ``wrt``: a loss's prediction
+    argument, the one differentiated (default: read from the names)."""
     obj, shown, module = _resolve(target)
     if inspect.isclass(obj) and kind is None and is_method_pair(obj):
         if grad is not None:
             raise OpError(f"--grad applies to functions; {shown} holds its derivative as a method")
-        return method_pair_ops(obj, shown, seed, convention)
+        return method_pair_ops(obj, shown, seed, convention, wrt)
+    if wrt is not None and not (inspect.isfunction(obj) and len(required_parameters(obj)) == 2):
+        raise OpError(f"{WRT_FORMS}; {shown} is not one")
     if inspect.isclass(obj):
         if grad is not None or convention is not None:
             raise OpError(f"--grad and --convention apply to functions; {shown} is a class")
@@ -145,7 +153,7 @@ def load_ops(target, grad=None, kind: str | None = None, convention: str | None 
             raise OpError(f"{shown}{_signature(obj)}: not a form verify reads; expected {ACCEPTED}, or a course "
                           f"loss(x, ...) -> (loss, dx) ({err})") from None
     if len(required_parameters(obj)) == 2:
-        return [loss_op(obj, shown, lambda: _grad(grad, module, name, fn=obj), seed)]
+        return [loss_op(obj, shown, lambda: _grad(grad, module, name, fn=obj), seed, wrt)]
     if len(required_parameters(obj)) != 1:
         raise OpError(f"{shown}{_signature(obj)}: not a form verify reads; expected {ACCEPTED}")
     fn, how = _grad(grad, module, name, fn=obj)

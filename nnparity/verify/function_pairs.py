@@ -24,7 +24,7 @@ from nnparity.verify.finite_diff import elementwise_derivative, jacobian_rows
 from nnparity.verify.load import OpError, OpUnderTest
 from nnparity.verify.rebind import with_array_module
 from nnparity.verify.report import Check
-from scratch.policy import rel_error
+from scratch.policy import FD_PRECISIONS, fd_tolerance, rel_error
 
 DETECT = 1e-5     # agreement with rough finite differences that identifies a convention (not a verdict)
 CONVENTION_TEXT = {"z": "derivative of a = f(z), expressed in z: call it with z",
@@ -72,13 +72,22 @@ def read_mode(f, name: str, z: np.ndarray, kw: dict) -> str:
     return "rows" if np.allclose(full, rows, rtol=1e-12, atol=1e-300, equal_nan=True) else "batch-wide"
 
 
-def reference_vjp(f, mode: str, z, g, kw) -> np.ndarray:
+def reference_vjp(f, mode: str, z, g, kw, precision: str = "float64") -> np.ndarray:
     """Rough finite-difference Jᵀ·g (NaN where it is not to be trusted): for reading the form only."""
     forward = lambda t: run_forward(f, mode, t, **kw)  # noqa: E731
     if mode == "elementwise":
-        fd = elementwise_derivative(forward, z)
+        fd = elementwise_derivative(forward, z, precision=precision)
         return fd.value * g
-    return np.einsum("nkc,nk->nc", jacobian_rows(forward, z.copy()), g)
+    return np.einsum("nkc,nk->nc", jacobian_rows(forward, z.copy(), precision=precision), g)
+
+
+def pair_precision(f, mode: str, z, kw) -> str:
+    """float64, or float32 where f computes in float32 (its finite differences are read at that precision)."""
+    try:
+        dtype = np.asarray(call("forward", run_forward, f, mode, z, **kw)).dtype
+    except OpError:
+        return "float64"
+    return dtype.name if dtype.kind == "f" and dtype.name in FD_PRECISIONS else "float64"
 
 
 def try_convention(f, d, mode, z, g, kw, dkw, convention):
@@ -94,9 +103,9 @@ def try_convention(f, d, mode, z, g, kw, dkw, convention):
         return err
 
 
-def matches(got, ref) -> bool:
+def matches(got, ref, detect: float = DETECT) -> bool:
     use = np.isfinite(ref) & np.isfinite(got)
-    return bool(use.sum() >= ref.size // 2) and rel_error(got[use], ref[use]) <= DETECT
+    return bool(use.sum() >= ref.size // 2) and rel_error(got[use], ref[use]) <= detect
 
 
 def read_pair(f, fname: str, d: Derivative, kw: dict, dkw: dict, declared: str | None, seed: int = 0):
@@ -116,13 +125,15 @@ def read_pair(f, fname: str, d: Derivative, kw: dict, dkw: dict, declared: str |
     worked = {c: t for c, t in tries.items() if not isinstance(t, OpError)}
     if not worked:
         raise tries["z"]
-    ref = reference_vjp(f, mode, z, g, kw)
-    matched = [c for c, (got, _) in worked.items() if matches(got, ref)]
-    simple = [c for c, (got, _) in worked.items() if not matched and simply_off(got, ref, g)]
+    precision = pair_precision(f, mode, z, kw)
+    detect = max(DETECT, fd_tolerance(precision))
+    ref = reference_vjp(f, mode, z, g, kw, precision)
+    matched = [c for c, (got, _) in worked.items() if matches(got, ref, detect)]
+    simple = [c for c, (got, _) in worked.items() if not matched and simply_off(got, ref, g, detect)]
     return (mode, *_convention(d, matched, worked, declared, simple))
 
 
-def simply_off(got, ref, g) -> bool:
+def simply_off(got, ref, g, detect: float = DETECT) -> bool:
     """got is ref times a constant, or its derivative ref/g plus a constant: a slip in this convention."""
     use = np.isfinite(ref) & np.isfinite(got)
     if use.sum() < ref.size // 2:
@@ -130,10 +141,10 @@ def simply_off(got, ref, g) -> bool:
     got, ref, g = got[use], ref[use], g[use]
     if np.any(ref):
         c = float(np.dot(got, ref) / np.dot(ref, ref))
-        if c != 0 and rel_error(got, c * ref) <= DETECT:
+        if c != 0 and rel_error(got, c * ref) <= detect:
             return True
     offset = (got - ref) / g
-    return bool(np.ptp(offset) <= DETECT * max(1.0, float(np.abs(offset).max())))
+    return bool(np.ptp(offset) <= detect * max(1.0, float(np.abs(offset).max())))
 
 
 def _convention(d: Derivative, matched: list, worked: dict, declared: str | None, simple: list = ()):

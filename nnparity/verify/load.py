@@ -11,7 +11,8 @@ A verifiable op is a class in the small-object form of scratch's ops (see exampl
               ``inputs`` attribute gives the input width, and the parameters are ``parameters()``
               (name -> live array) with ``gradients()``, or arrays ``<name>`` with ``grad_<name>``
               (as scratch.layers.Dense, whose subclasses need no ``example``).
-Constructors may take ``xp`` (the array module, NumPy by default) and, for activations, the
+A class called as ``op(x)`` (``__call__`` and no ``forward``) is read with ``__call__`` as its
+forward, whatever its kind. Constructors may take ``xp`` (the array module, NumPy by default) and, for activations, the
 ``params`` defaults. The kind is the class attribute ``kind``, else inferred (scratch base class,
 ``example`` -> layer, a two-argument forward -> loss, ``elementwise = False`` -> vector).
 Optionally ``torch_module(**params)``, a classmethod returning the torch twin (an nn.Module;
@@ -64,13 +65,25 @@ def resolve_op(target: str) -> type:
     return cls
 
 
+def call_as_forward(cls):
+    """cls itself, or, when it has ``__call__`` but no ``forward``, a subclass whose forward is that
+    very ``__call__`` (the same function: its signature and module names stay the user's)."""
+    if not inspect.isclass(cls) or callable(getattr(cls, "forward", None)):
+        return cls
+    call = next((k.__dict__["__call__"] for k in cls.__mro__[:-1] if "__call__" in k.__dict__), None)
+    if not inspect.isfunction(call):
+        return cls
+    return type(cls.__name__, (cls,), {"forward": call, "__module__": cls.__module__,
+                                       "__qualname__": cls.__qualname__, "called_through": "__call__"})
+
+
 def _check_class(cls, target: str) -> None:
     if not inspect.isclass(cls):
         raise OpError(f"{target} is a {type(cls).__name__}, not a class with forward and backward methods")
     missing = [m for m in ("forward", "backward") if not callable(getattr(cls, m, None))]
     if missing:
         raise OpError(f"{target} has no {' or '.join(missing)} method; a verifiable op is a class with "
-                      f"forward(...) and backward(grad_out) (see examples/custom_ops.py)")
+                      f"forward(...) (or __call__) and backward(grad_out) (see examples/custom_ops.py)")
     for method in ("forward", "backward"):
         try:
             params = inspect.signature(getattr(cls, method)).parameters.values()
@@ -177,10 +190,13 @@ def load_op(target, kind: str | None = None) -> OpUnderTest:
         name = target
     else:
         cls, name = target, f"{getattr(target, '__module__', '?')}:{getattr(target, '__qualname__', target)}"
+    cls = call_as_forward(cls)
     _check_class(cls, name)
     if kind is not None and kind not in KINDS:
         raise OpError(f"--kind: unknown {kind!r}; expected one of {', '.join(KINDS)}")
     op = OpUnderTest(cls, kind or infer_kind(cls), name)
+    if getattr(cls, "called_through", None) == "__call__":
+        op.notes.append(f"form: {cls.__name__} has no forward: called through __call__, its forward")
     if op.kind == "loss" and op.domain not in ("real", "probability"):
         raise OpError(f"{name}.domain: unknown {op.domain!r}; expected real or probability")
     if op.kind == "layer":

@@ -3,9 +3,12 @@ or one function returning ``(L, dL/dpred)`` (the classic ``softmax_loss(x, y)``)
 
 Read on one random batch before any check:
 
-- the argument order, from the parameter names: ``mse(y_true, y_pred)``, ``loss(target, pred)``,
-  ``cost(y, yhat)``, ``ce(labels, logits)`` take the target first; otherwise the prediction is
-  first. The prediction is the argument differentiated;
+- the argument order: given by ``wrt`` (the CLI's ``--wrt NAME``, the argument differentiated),
+  else from the parameter names: ``mse(y_true, y_pred)``, ``loss(target, pred)``, ``cost(y, yhat)``,
+  ``ce(labels, logits)`` take the target first; the textbook letters of a divergence,
+  ``kl(p, q)`` for KL(p‖q), make q (the model's distribution) the prediction; otherwise the
+  prediction is first. The prediction is the argument differentiated, and the report says how it
+  was chosen;
 - the targets: values of pred's shape, one-hot rows, or class indices (N,). Values are tried
   first; when the gradient matches finite differences only with one-hot targets (a softmax-CE
   written as ``softmax(x) − y``), one-hot targets are used, and the report says so;
@@ -37,13 +40,30 @@ PRED_NAMES = ("y_pred", "ypred", "yhat", "y_hat", "pred", "preds", "prediction",
 DETECT = 1e-5      # agreement with rough finite differences that identifies a target kind (not a verdict)
 EDGES = (probes.NEAR_EDGE, 1e-4, 1e-3, 1e-2, 0.05)
 TARGET_TEXT = {"values": "values of pred's shape", "onehot": "one-hot rows of pred's shape",
-               "indices": "class indices (N,)"}
+               "indices": "class indices (N,)",
+               "distributions": "probability rows of pred's shape (positive, each row summing to 1)"}
+DISTRIBUTIONS_NOTE = ("the loss is NaN or inf on real-valued probes and on targets holding 0 (0·log 0): "
+                      "both arguments probed as probability rows (positive, each row summing to 1)")
 
 
-def target_first(params: list) -> bool | None:
+# KL(p‖q), H(p, q): p the true distribution, q the model's (the prediction)
+DIVERGENCE_NAMES = ("kl", "kld", "kullback", "divergence", "entropy", "xent")
+TEXTBOOK_PAIRS = (("p", "q"),)
+
+
+def textbook_order(params: list, name: str = "") -> bool:
+    """(p, q) in a divergence's name (kl_loss(p, q) is KL(p‖q)): q, the second, is the prediction."""
+    folded = name.lower().replace("-", "_")
+    return (tuple(p.lower() for p in params[:2]) in TEXTBOOK_PAIRS
+            and any(part in folded for part in DIVERGENCE_NAMES))
+
+
+def target_first(params: list, name: str = "") -> bool | None:
     """True when the names say (target, pred), False for (pred, target), None when they say nothing."""
     if len(params) < 2:
         return None
+    if textbook_order(params, name):
+        return True
     first, second = params[0].lower(), params[1].lower()
     if (first in TARGET_NAMES and second not in TARGET_NAMES) or (second in PRED_NAMES and first not in PRED_NAMES):
         return True
@@ -102,8 +122,24 @@ def _runs(f, name: str, seed: int) -> list:
             first_error = first_error or OpError(f"{name}(pred, target) returned shape {value.shape}, "
                                                  f"expected a scalar")
     if not found:
-        raise first_error
+        found = _distribution_run(f, name, seed, first_error)
     return found
+
+
+def _distribution_run(f, name: str, seed: int, first_error: OpError) -> list:
+    """[("distributions", "probability", pair)] when the loss is finite on probability rows (an unclipped
+    KL); else the first error, with what to do about it."""
+    pred, target = _probe("distributions", "probability", seed)
+    try:
+        out = call(f"{name}(pred, target)", f, pred.copy(), target.copy())
+        value = array(f"{name}(pred, target)", _value(out))
+        if value.size == 1 and np.isfinite(value).all():
+            return [("distributions", "probability", isinstance(out, tuple) and len(out) == 2)]
+    except OpError:
+        pass
+    raise OpError(f"{first_error}; it was tried on real values, probabilities in (0, 1), class indices and "
+                  f"probability rows (positive, summing to 1): give it a domain where it is finite (clip its "
+                  f"inputs, e.g. q = np.clip(q, 1e-7, 1)), or say which argument is the prediction with --wrt NAME")
 
 
 def _clips(f, name: str, seed: int) -> bool:
@@ -183,16 +219,40 @@ def _choose_targets(f, grad, name: str, kinds: list, domain: str, seed: int):
     return best, None
 
 
-def loss_op(f, target: str, find_grad, seed: int = 0) -> OpUnderTest:
-    """The loss as an op; ``find_grad()`` gives (gradient function, how found) when f returns no pair."""
+def order_from_wrt(wrt: str, params: list, name: str) -> bool:
+    """target_first's answer from ``--wrt NAME`` (the prediction's name); OpError naming the choices."""
+    if wrt in params[:2]:
+        return wrt == params[1]
+    raise OpError(f"--wrt {wrt}: {name} takes ({', '.join(params)}); --wrt names the prediction, the argument "
+                  f"the gradient is taken with respect to: one of {', '.join(params[:2])}")
+
+
+def order_text(name: str, params: list, first: bool | None, wrt: str | None) -> str:
+    """How the prediction argument was chosen, for the report."""
+    pred = params[1] if first else params[0]
+    head = f"argument order: {name}({', '.join(params[:2])}): the prediction {pred} is differentiated"
+    if wrt is not None:
+        return head + " (given by --wrt)"
+    if first and textbook_order(params, name):
+        return head + f" (read from the names: {params[0]}, {params[1]} as in KL({params[0]}‖{params[1]}), " \
+                      f"{params[1]} the model's distribution; --wrt {params[0]} for the other)"
+    if first:
+        return head + " (read from the names: it takes the target first)"
+    if first is None:
+        return head + f" (the first argument: the names do not say; --wrt {params[1]} for the other)"
+    return head + " (read from the names)"
+
+
+def loss_op(f, target: str, find_grad, seed: int = 0, wrt: str | None = None) -> OpUnderTest:
+    """The loss as an op; ``find_grad()`` gives (gradient function, how found) when f returns no pair;
+    ``wrt``: the name of the prediction argument (default: read from the names)."""
     name = getattr(f, "__name__", "loss")
     params = required_parameters(f)
-    first = target_first(params)
+    first = order_from_wrt(wrt, params, name) if wrt is not None else target_first(params, name)
     loss = _ordered(f, bool(first))
     runs = _runs(loss, name, seed)
     targets, domain, pair = runs[0]
-    order_note = (f"argument order: {name}({', '.join(params[:2])}) takes the target first (read from the names); "
-                  f"the prediction {params[1]} is differentiated") if first else None
+    order_note = order_text(name, params, first, wrt)
     clip_note = None
     if domain == "real" and targets != "indices" and _clips(loss, name, seed):
         domain = "probability"
@@ -206,9 +266,9 @@ def loss_op(f, target: str, find_grad, seed: int = 0) -> OpUnderTest:
             raise OpError(f"{gname}: a loss gradient takes (pred, target) — e.g.  def mse(pred, target): "
                           f"return np.mean((pred - target) ** 2)  |  def mse_grad(pred, target): "
                           f"return 2 * (pred - target) / pred.size")
-        gfirst = target_first(required_parameters(grad))
+        gfirst = None if wrt is not None else target_first(required_parameters(grad), name)
         gradient = _ordered(grad, first if gfirst is None else gfirst)
-    kinds = ["values", "onehot"] if targets == "values" else ["indices"]
+    kinds = ["values", "onehot"] if targets == "values" else [targets]
     edge = _edge(loss, name, kinds[0], seed) if domain == "probability" else probes.NEAR_EDGE
     targets, kind_note = _choose_targets(loss, gradient, name, kinds, domain, seed)
     pred, tgt = _probe(targets, domain, seed, edge)
@@ -236,9 +296,12 @@ def loss_op(f, target: str, find_grad, seed: int = 0) -> OpUnderTest:
     LossFunction.domain = domain
     LossFunction.targets = targets
     LossFunction.edge = edge
+    if targets == "distributions":
+        LossFunction.probe_text = probes.DISTRIBUTION_TEXT
     LossFunction.__qualname__ = LossFunction.__name__ = name
     notes = [f"form: loss function {name}" + ("" if pair else f" and its gradient {gname}") + f" ({how})"]
-    notes += [n for n in (order_note, clip_note, kind_note) if n]
+    spread_note = DISTRIBUTIONS_NOTE if targets == "distributions" else None
+    notes += [n for n in (order_note, clip_note, spread_note, kind_note) if n]
     notes.append("targets: " + TARGET_TEXT[targets]
                  + ("; predictions are probabilities in (0, 1)" if domain == "probability" else "")
                  + (f", probed at least {edge:g} from 0 and 1" if domain == "probability" and edge != probes.NEAR_EDGE

@@ -7,7 +7,9 @@ arrays, the scalar loss they give, and the hand-derived gradient of each.
 - ``backprop(x, y) -> (nabla_b, nabla_w)`` over lists ``weights`` and ``biases`` (one example; column
   vectors x (n, 1), y (k, 1) one-hot, w of shape (n_out, n_in); or row vectors, detected from the
   shapes): the cost is ``self.cost.fn(a, y)`` when the network has a cost class, else ½‖a − y‖²
-  (whose derivative is ``cost_derivative``), a = ``feedforward(x)``;
+  (whose derivative is ``cost_derivative``), a = ``feedforward(x)`` (network.py's own method; or
+  its alias ``forward``, ``predict``, ``__call__``). Without one there is nothing to differentiate:
+  the forward is never guessed from the weights and an activation;
 - a function returning ``(loss, dA, dB, ...)`` for arrays A, B, ... it reads from its module's
   globals or takes as arguments (the classic char-RNN ``lossFun(inputs, targets, hprev)``): each
   returned ``dA`` is matched to ``A`` by name and shape; token-id arguments are lists of ints below the
@@ -31,6 +33,7 @@ import numpy as np
 from nnparity.verify.calls import call
 from nnparity.verify.construct import build
 from nnparity.verify.load import OpError
+from nnparity.verify.method_pairs import is_loss_pair_class
 from nnparity.verify.rebind import with_array_module
 
 BATCH = 5          # rows of X: a gradient off by N = 5 is told apart from one off by 2 or ½
@@ -83,7 +86,8 @@ def _rebound_method(fn, inst, xp, attrs: dict):
 
 
 def is_params_net(cls) -> bool:
-    return callable(getattr(cls, "loss", None)) and not callable(getattr(cls, "backward", None))
+    return (callable(getattr(cls, "loss", None)) and not callable(getattr(cls, "backward", None))
+            and not is_loss_pair_class(cls))
 
 
 def _loss_keywords(cls) -> dict:
@@ -187,6 +191,24 @@ def _convention(weights, biases):
     return [column, row] if b.shape[-1] == 1 else [row, column]
 
 
+FORWARD_NAMES = ("feedforward", "forward", "predict", "__call__")
+NO_FORWARD = ("backprop is checked against the cost of its forward, feedforward(x) (network.py's own method), "
+              "or one named forward, predict or __call__; {shown} has none: add it, e.g.\n"
+              "    def feedforward(self, a):\n        for b, w in zip(self.biases, self.weights): "
+              "a = sigmoid(np.dot(w, a) + b)\n        return a")
+
+
+def forward_method(cls) -> str | None:
+    """The name of the backprop network's forward (FORWARD_NAMES, first found), None when it has none."""
+    for name in FORWARD_NAMES:
+        if name == "__call__":
+            if any("__call__" in k.__dict__ for k in cls.__mro__[:-1]):
+                return name
+        elif callable(getattr(cls, name, None)):
+            return name
+    return None
+
+
 def backprop_net(cls, shown: str, seed: int) -> NetworkUnderTest:
     inst, how = build(cls, shown, seed)
     weights, biases = getattr(inst, "weights", None), getattr(inst, "biases", None)
@@ -194,8 +216,10 @@ def backprop_net(cls, shown: str, seed: int) -> NetworkUnderTest:
         raise OpError(f"{shown}: a network with backprop(x, y) keeps lists self.weights and self.biases of equal "
                       f"length; e.g.\n    self.weights = [np.random.randn(y, x) for x, y in zip(sizes[:-1], "
                       f"sizes[1:])]\n    def backprop(self, x, y): ... return (nabla_b, nabla_w)")
-    if not callable(getattr(inst, "feedforward", None)):
-        raise OpError(f"{shown}: backprop is checked against the cost of feedforward(x); it has no feedforward")
+    fname = forward_method(cls)
+    if fname is None:
+        raise OpError(f"{shown}: " + NO_FORWARD.format(shown=shown))
+    feedforward = getattr(inst, fname)
     for lst in (weights, biases):
         lst[:] = [np.array(v, dtype=np.float64) for v in lst]
     unzeroed = unzero({f"{kind}[{i}]": v for kind, lst in (("weights", weights), ("biases", biases))
@@ -209,15 +233,15 @@ def backprop_net(cls, shown: str, seed: int) -> NetworkUnderTest:
         y = np.zeros(y_shape)
         y.flat[int(rng.integers(0, y.size))] = 1.0
         try:
-            a = call(f"{shown}.feedforward(x)", inst.feedforward, x.copy())
+            a = call(f"{shown}.{fname}(x)", feedforward, x.copy())
         except OpError as err:
             reasons.append(str(err))
             continue
         if np.shape(a) == y_shape:
             break
-        reasons.append(f"{convention}: feedforward(x {x_shape}) returned shape {np.shape(a)}")
+        reasons.append(f"{convention}: {fname}(x {x_shape}) returned shape {np.shape(a)}")
     else:
-        raise OpError(f"{shown}: feedforward fits neither column nor row vectors: " + "; ".join(reasons))
+        raise OpError(f"{shown}: {fname} fits neither column nor row vectors: " + "; ".join(reasons))
 
     def value(a_out, xp=np):
         if callable(cost_fn):
@@ -227,7 +251,7 @@ def backprop_net(cls, shown: str, seed: int) -> NetworkUnderTest:
         return 0.5 * (diff * diff).sum()
 
     def loss():
-        return float(np.asarray(value(inst.feedforward(x.copy())), dtype=np.float64))
+        return float(np.asarray(value(feedforward(x.copy())), dtype=np.float64))
 
     def gradients():
         out = call(f"{shown}.backprop(x, y)", inst.backprop, x.copy(), y.copy())
@@ -243,7 +267,7 @@ def backprop_net(cls, shown: str, seed: int) -> NetworkUnderTest:
     def torch_loss(xp, values):
         attrs = {"weights": [values[f"weights[{i}]"] for i in range(len(weights))],
                  "biases": [values[f"biases[{i}]"] for i in range(len(biases))]}
-        forward = _rebound_method(cls.feedforward, inst, xp, attrs)
+        forward = _rebound_method(getattr(cls, fname), inst, xp, attrs)
         return value(forward(xp.asarray(x)), xp)
 
     params = {}
@@ -255,6 +279,8 @@ def backprop_net(cls, shown: str, seed: int) -> NetworkUnderTest:
                  if callable(cost_fn) else "cost: ½‖a − y‖² (no cost class; the cost whose derivative is a − y)")
     notes = [f"form: network with backprop(x, y) -> (nabla_b, nabla_w); {how}",
              f"convention: {convention}; one example x {x.shape}, one-hot y {y.shape}", cost_text]
+    if fname != "feedforward":
+        notes.append(f"forward: {fname}(x), as network.py's feedforward(x)")
     notes += [unzeroed] if unzeroed else []
     gradients()
     return NetworkUnderTest(shown, "backprop", params, loss, gradients, labels, order, torch_loss, notes,

@@ -21,7 +21,7 @@ from nnparity.verify.load import OpError, OpUnderTest, layer_gradients, layer_pa
 from nnparity.verify.network_check import verify_network_fd
 from nnparity.verify.report import Check, OpReport
 from nnparity.verify.time_limit import PROBE_TIME_LIMIT, time_limit
-from scratch.policy import FD_TOL
+from scratch.policy import FD_PRECISIONS, FD_TOL, fd_tolerance
 
 
 # ------------------------------------------------------------------------------ evaluation
@@ -73,6 +73,7 @@ class Evaluation:
     template: object = None                    # a layer's example instance (parameter values)
     recorder: _Recorder = field(default_factory=_Recorder)
     unreferenced: int = 0      # points a torch reference left out that finite differences cannot resolve
+    precision: str = "float64"  # the dtype the forward computes in (float32 code: finite differences to match)
 
     @property
     def findings(self) -> list[str]:
@@ -99,6 +100,32 @@ def _array(value, what: str) -> np.ndarray:
         return np.array(value, dtype=np.float64)     # a copy: the op's own array may change on its next call
     except (TypeError, ValueError) as err:
         raise OpError(f"{what} returned {type(value).__name__}, not an array of numbers ({err})") from None
+
+
+def forward_precision(value) -> str:
+    """float64, or the narrower float dtype an op's forward returned (its values carry that rounding)."""
+    dtype = getattr(value, "dtype", None)
+    if dtype is None or dtype.kind != "f" or dtype.itemsize >= 8:
+        return "float64"
+    return dtype.name
+
+
+def precision_text(precision: str) -> str:
+    """The report's line for a forward computing below float64."""
+    return (f"your forward computes in {precision}: finite differences at {precision} precision "
+            f"(steps around eps^(1/3) = {float(np.finfo(precision).eps) ** (1 / 3):.0e}, "
+            f"tol {fd_tolerance(precision):.0e})")
+
+
+def _note_precision(evaluation: "Evaluation", raw) -> None:
+    precision = forward_precision(raw)
+    if precision == "float64" or evaluation.precision != "float64":
+        return
+    if precision not in FD_PRECISIONS:
+        raise OpError(f"{evaluation.op.target}: the forward computes in {precision}, where finite differences "
+                      f"cannot resolve a derivative (their error is about {float(np.finfo(precision).eps) ** (2 / 3):.0e}); "
+                      f"compute in float32 or float64 to verify it (e.g. z.astype(np.float32))")
+    evaluation.precision = precision
 
 
 def _scalar(value, what: str) -> float:
@@ -172,18 +199,24 @@ def _run_group(evaluation: Evaluation, run: GroupRun) -> None:
     wrt = op.wrt
     if op.kind in ("activation", "vector"):
         inst = op.new()
-        run.output = _array(recorder("forward", inst.forward, probe.x.copy()), "forward")
+        raw = recorder("forward", inst.forward, probe.x.copy())
+        _note_precision(evaluation, raw)
+        run.output = _array(raw, "forward")
         run.upstream = probes.upstream_gradient(run.output.shape, seed, probe.group)
         run.got[wrt] = _array(recorder("backward", inst.backward, run.upstream.copy()), "backward")
         run.inputs[wrt] = probe.x
     elif op.kind == "loss":
         inst = op.new()
-        run.output = _scalar(recorder("forward", inst.forward, probe.x.copy(), probe.target.copy()), "forward")
+        raw = recorder("forward", inst.forward, probe.x.copy(), probe.target.copy())
+        _note_precision(evaluation, raw)
+        run.output = _scalar(raw, "forward")
         run.got[wrt] = _array(recorder("backward", _loss_backward, inst), "backward")
         run.inputs[wrt] = probe.x
     else:
         inst = clone(evaluation.template)
-        run.output = _array(recorder("forward", inst.forward, probe.x.copy()), "forward")
+        raw = recorder("forward", inst.forward, probe.x.copy())
+        _note_precision(evaluation, raw)
+        run.output = _array(raw, "forward")
         run.upstream = probes.upstream_gradient(run.output.shape, seed, probe.group)
         run.got[wrt] = _array(recorder("backward", inst.backward, run.upstream.copy()), "backward")
         run.inputs[wrt] = probe.x
@@ -196,12 +229,12 @@ def _run_group(evaluation: Evaluation, run: GroupRun) -> None:
 
 
 def _fd_group(evaluation: Evaluation, run: GroupRun) -> None:
-    op, recorder, probe = evaluation.op, evaluation.recorder, run.probe
+    op, recorder, probe, precision = evaluation.op, evaluation.recorder, run.probe, evaluation.precision
     wrt = op.wrt
     where = "forward (finite differences)"
     if op.kind == "activation":
         inst = op.new()
-        fd = elementwise_derivative(lambda t: recorder(where, inst.forward, t), probe.x)
+        fd = elementwise_derivative(lambda t: recorder(where, inst.forward, t), probe.x, precision=precision)
         run.fd[wrt] = _scaled(fd, run.upstream)
         return
     if op.kind == "vector":
@@ -213,9 +246,9 @@ def _fd_group(evaluation: Evaluation, run: GroupRun) -> None:
             out = _array(recorder(where, inst.forward, z), "forward")
             return float(np.sum(w * out)), float(np.sum(np.abs(w * out)))
 
-        run.fd[wrt] = scalar_derivative(fun, z)
+        run.fd[wrt] = scalar_derivative(fun, z, precision=precision)
         try:
-            jac = jacobian_rows(lambda t: recorder(where, inst.forward, t), probe.x.copy())
+            jac = jacobian_rows(lambda t: recorder(where, inst.forward, t), probe.x.copy(), precision=precision)
             run.alternatives[wrt] = {
                 "the Jacobian is transposed: backward computes J·g where Jᵀ·g is needed":
                     np.einsum("nck,nk->nc", jac, w),
@@ -234,7 +267,7 @@ def _fd_group(evaluation: Evaluation, run: GroupRun) -> None:
             v = _scalar(recorder(where, inst.forward, pred, target), "forward")
             return v, abs(v)
 
-        run.fd[wrt] = scalar_derivative(fun, pred, op.domain)
+        run.fd[wrt] = scalar_derivative(fun, pred, op.domain, precision)
         return
     inst = clone(evaluation.template)
     x = probe.x.copy()
@@ -244,11 +277,11 @@ def _fd_group(evaluation: Evaluation, run: GroupRun) -> None:
         out = _array(recorder(where, inst.forward, x), "forward")
         return float(np.sum(w * out)), float(np.sum(np.abs(w * out)))
 
-    run.fd[wrt] = scalar_derivative(fun, x)
+    run.fd[wrt] = scalar_derivative(fun, x, precision=precision)
     for name, param in layer_parameters(inst).items():
         if not isinstance(param, np.ndarray) or not param.flags.writeable:
             continue
-        run.fd[name] = scalar_derivative(fun, param)
+        run.fd[name] = scalar_derivative(fun, param, precision=precision)
 
 
 def _scaled(fd: FDResult, w) -> FDResult:
@@ -309,9 +342,11 @@ def kink_reference(op: OpUnderTest, twin_ran: bool) -> str:
     return KINKS_BY_TWIN if twin_ran else KINKS_BY_ONE_SIDED if op.kind in EDGE_KINDS else KINKS_UNCOMPARED
 
 
-def fd_checks(evaluation: Evaluation, tol: float = FD_TOL, twin_ran: bool = False) -> list[Check]:
-    """One check per gradient (input, then each parameter) against finite differences;
-    ``twin_ran``: a torch_module() reference compared the kinks they skip."""
+def fd_checks(evaluation: Evaluation, tol: float | None = None, twin_ran: bool = False) -> list[Check]:
+    """One check per gradient (input, then each parameter) against finite differences, at the
+    tolerance of the forward's precision unless ``tol`` is given; ``twin_ran``: a torch_module()
+    reference compared the kinks they skip."""
+    tol = fd_tolerance(evaluation.precision) if tol is None else tol
     with np.errstate(all="ignore"):
         return _fd_checks(evaluation, tol, kink_reference(evaluation.op, twin_ran))
 
@@ -396,7 +431,8 @@ def reference_checks(evaluation: Evaluation, expected: list[dict], reference: st
                 usable = ~kinks
                 skipped += int(kinks.sum())
             if expected_wrt.shape == run.got[wrt].shape:
-                agree, alone = (m & usable for m in _reference_not_finite(run, wrt, expected_wrt))
+                agree, alone = (m & usable for m in _reference_not_finite(run, wrt, expected_wrt,
+                                                                          fd_tolerance(evaluation.precision)))
                 usable = usable & ~agree & ~alone
                 unusable["agree"] += int(agree.sum())
                 unusable["alone"] += int(alone.sum())
@@ -420,6 +456,13 @@ def reference_checks(evaluation: Evaluation, expected: list[dict], reference: st
     return checks
 
 
+def fd_reference_text(evaluation: Evaluation) -> str:
+    """The report's line on the finite-difference reference."""
+    if evaluation.precision != "float64":
+        return precision_text(evaluation.precision)
+    return "reference: finite differences (central, float64, steps around 1e-6, kept away from kinks)"
+
+
 def new_report(evaluation: Evaluation) -> OpReport:
     """An empty report for the evaluation (probes counted, findings attached)."""
     report = OpReport(target=evaluation.op.target, kind=evaluation.op.kind, seed=evaluation.seed,
@@ -438,20 +481,23 @@ def reviewed(evaluation: Evaluation, checks: list[Check]) -> list[Check]:
     return review(evaluation, checks) if review is not None else checks
 
 
-def verify_fd(target, kind: str | None = None, seed: int = 0, grad=None, convention: str | None = None) -> OpReport:
+def verify_fd(target, kind: str | None = None, seed: int = 0, grad=None, convention: str | None = None,
+              wrt: str | None = None) -> OpReport:
     """Finite differences only (no torch): the torch-free half of ``nnparity verify``; every form
     of nnparity.verify.forms (a function's keyword parameters at each probed value)."""
-    network = load_network(target, seed) if grad is None and convention is None and kind is None else None
+    plain = grad is None and convention is None and kind is None and wrt is None
+    network = load_network(target, seed) if plain else None
     if network is not None:
         return verify_network_fd(network, seed)
     report = None
-    for op in load_ops(target, grad, kind, convention, seed):
+    for op in load_ops(target, grad, kind, convention, seed, wrt):
         evaluation = evaluate(op, seed)
         part = new_report(evaluation)
         part.checks = reviewed(evaluation, fd_checks(evaluation) + edge_checks(evaluation))
         if report is None:
             report = part
-            report.paths.append("reference: finite differences (central, float64, kept away from kinks)")
+            report.paths.append(fd_reference_text(evaluation) if evaluation.precision != "float64" else
+                                "reference: finite differences (central, float64, kept away from kinks)")
         else:
             if getattr(op, "variant", None):
                 for c in part.checks:

@@ -99,9 +99,36 @@ def onehot_probes(seed: int = 0, domain: str = "real", edge: float = NEAR_EDGE) 
 
 
 def target_probes(seed: int = 0, domain: str = "real", targets: str = "values", edge: float = NEAR_EDGE):
-    """The loss probes for targets given as ``values`` of pred's shape, ``onehot`` rows or ``indices``."""
-    make = {"values": loss_probes, "onehot": onehot_probes, "indices": label_probes}[targets]
+    """The loss probes for targets given as ``values`` of pred's shape, ``onehot`` rows, ``indices``,
+    or ``distributions`` (both arguments probability rows)."""
+    make = {"values": loss_probes, "onehot": onehot_probes, "indices": label_probes,
+            "distributions": distribution_probes}[targets]
     return make(seed, domain, edge)
+
+
+def _rows(weights):
+    return weights / weights.sum(axis=1, keepdims=True)
+
+
+DISTRIBUTION_TEXT = {"kink": "pred = target, the minimum", "saturation": "peaked rows, entries 1e-4",
+                     "tiny": "pred = target ± 1e-8 relative"}
+
+
+def distribution_probes(seed: int = 0, domain: str = "probability", edge: float = NEAR_EDGE) -> list[Probe]:
+    """Probes for a divergence of two distributions (an unclipped KL(p‖q)): target and prediction are
+    both probability rows, every entry positive (at least ``edge``), each row summing to 1. Groups:
+    random rows; pred = target (the minimum, not a kink); peaked rows (one entry near 1, the rest
+    near ``edge``, the saturation of p·log p); pred a tiny relative change from the target."""
+    rng = np.random.default_rng([seed, 2])
+    shape = (ROWS, COLS)
+    target = _rows(rng.uniform(0.1, 1.0, size=shape))
+    random = _rows(rng.uniform(0.1, 1.0, size=shape))
+    small = max(edge, 1e-4)
+    peaked = np.full(shape, small)
+    peaked[np.arange(ROWS), rng.integers(0, COLS, ROWS)] = 1.0 - small * (COLS - 1)
+    tiny = _rows(target * (1 + TINY * _signs(shape, rng)))
+    return [Probe("random", random, target.copy()), Probe("kink", target.copy(), target.copy()),
+            Probe("saturation", peaked, target.copy()), Probe("tiny", tiny, target.copy())]
 
 
 def loss_probes(seed: int = 0, domain: str = "real", edge: float = NEAR_EDGE) -> list[Probe]:

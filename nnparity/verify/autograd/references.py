@@ -31,14 +31,20 @@ from nnparity.verify.diagnosis import GroupData, compare
 from nnparity.verify.edges import edge_checks
 from nnparity.verify.forms import load_network, load_ops
 from nnparity.verify.load import OpUnderTest, layer_parameters
+from nnparity.verify.op_check import (Evaluation, KINKS_BY_ONE_SIDED, clone, evaluate, fd_checks, fd_reference_text,
+                                      kink_reference, new_report, reference_checks, reviewed)
 from nnparity.verify.probes import checked_seed
-from nnparity.verify.op_check import Evaluation, KINKS_BY_ONE_SIDED, clone, evaluate, fd_checks, kink_reference, new_report, reference_checks, reviewed
 from nnparity.verify.report import Check, OpReport
 from nnparity.verify.child import isolated
 from nnparity.verify.time_limit import PROBE_TIME_LIMIT, ProbeTimeout, checked_limit, configured, current_limit, time_limit
 from scratch.policy import TOLERANCE
 
 TORCH_TOLERANCE = TOLERANCE["float64"]
+
+
+def torch_tolerance(evaluation: Evaluation) -> float:
+    """float64's tolerance, or float32's where the user's forward computes in float32."""
+    return TOLERANCE.get(evaluation.precision, TORCH_TOLERANCE)
 REF_MODULE = "torch_module() autograd"
 REF_OWN = "your forward on torch"
 
@@ -100,12 +106,13 @@ def _forward_check(evaluation: Evaluation, forwards: list, reference: str) -> Ch
     groups = [GroupData(run.probe.group, np.asarray(run.output, dtype=np.float64), f, run.probe.x
                         if np.shape(f) == run.probe.x.shape else None)
               for run, f in zip(evaluation.runs, forwards)]
-    cmp = compare(groups, TORCH_TOLERANCE, kind="forward", wrt=evaluation.op.wrt)
+    tol = torch_tolerance(evaluation)
+    cmp = compare(groups, tol, kind="forward", wrt=evaluation.op.wrt)
     diagnosis = (None if cmp.ok else cmp.diagnosis if cmp.diagnosis.startswith("not checked")
                  else f"your NumPy forward and the torch forward compute different functions: {cmp.diagnosis}")
-    return Check(name=f"forward vs {reference}", wrt="output", reference=reference, tol=TORCH_TOLERANCE,
+    return Check(name=f"forward vs {reference}", wrt="output", reference=reference, tol=tol,
                  ok=cmp.ok, error=cmp.error, groups=cmp.groups, worst=cmp.worst, diagnosis=diagnosis,
-                 compared=cmp.compared, checked=cmp.compared >= cmp.enough or not cmp.error <= TORCH_TOLERANCE)
+                 compared=cmp.compared, checked=cmp.compared >= cmp.enough or not cmp.error <= tol)
 
 
 # ------------------------------------------------------------------------ 1. torch_module
@@ -149,7 +156,7 @@ def torch_module_checks(evaluation: Evaluation, report: OpReport) -> list[Check]
         report.paths.append(f"reference: autograd of torch_module() ({type(module).__name__})")
     checks = [_forward_check(evaluation, forwards, twin or "torch_module()")]
     return checks + reference_checks(evaluation, expected, f"{twin} autograd" if twin else REF_MODULE,
-                                     TORCH_TOLERANCE)
+                                     torch_tolerance(evaluation))
 
 
 # ----------------------------------------------------------------- 2. your forward on torch
@@ -242,7 +249,7 @@ def own_forward_checks(evaluation: Evaluation, report: OpReport, kinks_by: str =
             reasons.append(f"{label}: on torch it computes something else (forward differs by {fwd.error:.1e})")
             continue
         report.paths.append(f"reference: autograd of your NumPy forward run on torch tensors ({label})")
-        return reference_checks(evaluation, expected, f"{REF_OWN} ({label})", TORCH_TOLERANCE, skip_kinks=True,
+        return reference_checks(evaluation, expected, f"{REF_OWN} ({label})", torch_tolerance(evaluation), skip_kinks=True,
                                 kink_reference=kinks_by)
     if not reasons:
         reasons.append("its constructor takes no xp and its forward reads no NumPy names to rebind")
@@ -254,13 +261,14 @@ def own_forward_checks(evaluation: Evaluation, report: OpReport, kinks_by: str =
 
 
 def verify(target, kind: str | None = None, seed: int = 0, grad=None, convention: str | None = None,
-           time_limit_s: float | None = PROBE_TIME_LIMIT) -> OpReport:
+           time_limit_s: float | None = PROBE_TIME_LIMIT, wrt: str | None = None) -> OpReport:
     """Check a hand-written gradient three ways; the report as an OpReport.
 
     ``target``: a class with forward/backward, a function (with its derivative ``grad``, found by
     name when not given; a loss; an ``X_forward`` with its ``X_backward``), a (forward, backward)
     pair, or the import path ``module:name`` of one. ``convention``: "z" or "a", how a function's
-    derivative is called (default: read from its values). Raises nnparity.verify.load.OpError when
+    derivative is called (default: read from its values). ``wrt``: a loss's prediction argument, the
+    one differentiated (default: read from its parameter names). Raises nnparity.verify.load.OpError when
     it cannot be verified as given (the CLI's exit 2), TypeError or ValueError for an argument out
     of range. ``time_limit_s``: seconds each call into the op may run, at most
     nnparity.verify.time_limit.MAX_TIME_LIMIT; None: no limit. The run is a child process
@@ -268,16 +276,17 @@ def verify(target, kind: str | None = None, seed: int = 0, grad=None, convention
     """
     checked_seed(seed)
     time_limit_s = checked_limit(time_limit_s)
-    return isolated(_verify, target, kind, seed, grad, convention, time_limit_s)
+    return isolated(_verify, target, kind, seed, grad, convention, time_limit_s, wrt)
 
 
-def _verify(target, kind, seed, grad, convention, time_limit_s) -> OpReport:
+def _verify(target, kind, seed, grad, convention, time_limit_s, wrt) -> OpReport:
     report = None
     with configured(time_limit_s):
-        network = load_network(target, seed) if grad is None and convention is None and kind is None else None
+        plain = grad is None and convention is None and kind is None and wrt is None
+        network = load_network(target, seed) if plain else None
         if network is not None:
             return verify_network(network, seed)
-        ops = load_ops(target, grad, kind, convention, seed)
+        ops = load_ops(target, grad, kind, convention, seed, wrt)
         for op in ops:
             report = _merged(report, op, verify_op(op, seed, time_limit_s))
     return report
@@ -316,7 +325,7 @@ def _verify_op(op: OpUnderTest, seed: int, time_limit_s: float | None) -> OpRepo
         if not twin and not own:
             report.paths.append("no torch reference ran (see above): finite differences are the only exact "
                                 "reference here")
-    report.paths.append("reference: finite differences (central, float64, steps around 1e-6, kept away from kinks)")
+    report.paths.append(fd_reference_text(evaluation))
     checks += fd_checks(evaluation, twin_ran=bool(twin))
     if (not twin or evaluation.unreferenced) and not report.failed_to_run:
         checks += edge_checks(evaluation)
