@@ -473,3 +473,32 @@ def test_report_lists_references_that_ran_and_not(hostile, capsys):
     assert any("torch_module(): not given" in r for r in data["references"]["not_run"])
     code, text, _ = run(capsys, "hostile_ops:Cube")
     assert "  torch_module(): not given" in text and "  reference: finite differences" in text
+
+
+# -------------------------------------------------------------- user output and machine-readable output
+
+
+CHATTY = textwrap.dedent('''
+    import numpy as np
+
+    print("The Zen of a chatty module")
+
+
+    def cube(z):
+        print("cube called")
+        return z ** 3
+
+
+    def cube_prime(z):
+        return 3 * z ** 2
+''')
+
+
+def test_user_prints_stay_off_json_stdout(tmp_path):
+    """What user code prints (at import, in each call) goes to stderr: stdout holds the one JSON
+    object, as a pipe into a JSON reader needs."""
+    (tmp_path / "chatty_ops.py").write_text(CHATTY)
+    code, out, err = cli(tmp_path, "chatty_ops:cube", "--json")
+    assert code == 0, out + err
+    report = json.loads(out)
+    assert report["ok"] is True and "Zen of a chatty module" in err and "cube called" in err

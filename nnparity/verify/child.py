@@ -20,6 +20,7 @@ from __future__ import annotations
 import gc
 import importlib
 import multiprocessing
+import os
 import pickle
 import sys
 import time
@@ -91,6 +92,7 @@ def _ended(what: str, exitcode) -> str:
 
 def _child(send, watch: Watch, fn, args, kwargs):
     Watch.active = watch
+    _user_output_to_stderr()
     try:
         outcome = "ok", fn(*args, **kwargs)
     except OpError as err:
@@ -105,6 +107,17 @@ def _child(send, watch: Watch, fn, args, kwargs):
         send.send(("error", RuntimeError(f"verify's result could not be sent back: {first_line(err)}")))
     for stream in (sys.stdout, sys.stderr):
         stream.flush()
+
+
+def _user_output_to_stderr() -> None:
+    """What user code prints in the child (an import's banner, a debug print) goes to stderr: the
+    parent alone writes the report, so ``--json`` stays the only thing on stdout."""
+    sys.stdout.flush()
+    try:
+        os.dup2(sys.stderr.fileno(), sys.stdout.fileno())
+    except (AttributeError, OSError, ValueError):   # streams without a descriptor (a test's capture)
+        pass
+    sys.stdout = sys.stderr
 
 
 def _unguarded(err: BaseException, what: str) -> Exception:
