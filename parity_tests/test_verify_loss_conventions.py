@@ -196,3 +196,38 @@ def test_loss_conventions_flag_derivative(tmp_path, monkeypatch, capsys, slip, c
     assert main(["verify", f"flagged_{code}:mse"]) == code
     out = capsys.readouterr().out
     assert "its own flag: mse(..., derivative=True)" in out and "takes the target first" in out
+
+
+INDEX_CLASS = textwrap.dedent('''
+    import numpy as np
+
+
+    class SoftmaxCE:
+        def forward(self, logits, labels):
+            e = np.exp(logits - logits.max(axis=1, keepdims=True))
+            self.probs, self.labels = e / e.sum(axis=1, keepdims=True), labels
+            return -np.mean(np.log(self.probs[np.arange(len(labels)), labels]))
+
+        def backward(self):
+            grad = self.probs.copy()
+            grad[np.arange(len(self.labels)), self.labels] -= 1
+            return grad / len(self.labels)
+''')
+
+
+@pytest.mark.parametrize("slip, code", [(None, 0), (("return grad / len(self.labels)", "return grad"), 1)],
+                         ids=["correct", "slipped"])
+def test_loss_conventions_class_taking_class_indices(tmp_path, monkeypatch, capsys, slip, code):
+    """A loss class that indexes with its targets raises on float targets: it gets integer indices."""
+    module = _load(tmp_path, monkeypatch, f"index_class_{code}",
+                   INDEX_CLASS if slip is None else INDEX_CLASS.replace(*slip))
+    pred, labels = np.random.default_rng(3).normal(size=(4, 3)), np.array([2, 0, 1, 2])
+    loss = module.SoftmaxCE()
+    loss.forward(pred, labels)
+    agrees = np.allclose(loss.backward(), central_gradient(lambda p: module.SoftmaxCE().forward(p, labels), pred),
+                         rtol=1e-6, atol=1e-9)
+    assert agrees == (slip is None)
+    assert main(["verify", f"index_class_{code}:SoftmaxCE"]) == code
+    out = capsys.readouterr().out
+    assert "targets: class indices (N,), as integers — with float targets of pred's shape" in out
+    assert "raised IndexError" in out
