@@ -22,13 +22,6 @@ from parity_tests.verify_corpus.runner import run_case
 
 # What verify does today on the cases it gets wrong, by what it does; each id is a manifest case.
 KNOWN_WRONG: dict[str, list[str]] = {
-    "false FAIL: a (y_true, y_pred) loss is read as loss(pred, target) and differentiated in y_true":
-        ["loss/loss_pairs/rmse"],
-    "false FAIL: wrong only at the kink z = 0 (slope 1 there, torch's subgradient 0.01), which verify "
-    "counts as a failure":
-        ["function/function_pairs/leaky_relu"],
-    "refused: min-char-rnn's lossFun(inputs, targets, hprev) over module globals is not a known form":
-        ["network/min_char_rnn", "network/min_char_rnn_slip_no_dhnext", "network/min_char_rnn_slip_whh_state"],
 }
 REASON = {case_id: reason for reason, ids in KNOWN_WRONG.items() for case_id in ids}
 KNOWN_FALSE_PASS = {case_id for case_id, reason in REASON.items() if reason.startswith("false PASS")}
