@@ -9,6 +9,8 @@ import subprocess
 import sys
 from pathlib import Path
 
+import pytest
+
 REPO = Path(__file__).resolve().parents[1]
 TOOL = REPO / "tools" / "mutate.py"
 
@@ -68,6 +70,7 @@ def test_the_reference_side_of_verify_gets_mutants():
     assert "jacobian_rows" not in {m.qualname for m in tool.mutants_of("nnparity/verify/finite_diff.py")}
 
 
+@pytest.mark.slow
 def test_a_reference_side_mutant_is_applied_and_killed(tmp_path):
     out = tmp_path / "result.json"
     proc = subprocess.run(

@@ -95,3 +95,17 @@ def test_ratio_description_reads_the_ratio_where_the_expected_value_is_not_tiny(
     text = diagnose(_one(expected, expected * ratio, inputs=inputs), TOL)
     assert text == ("the formula differs, not by a constant factor: got/expected runs from 1.25 at z = 3 to 3.5 "
                     "at z = 2; e.g. at z = 0.25: got 50, expected 0.5"), text
+
+
+def test_a_transposed_gradient_of_large_values_is_named():
+    """_close is relative to the gradient's scale: got.T matching at 1e6 is still "transposed"."""
+    expected = np.random.default_rng(6).normal(size=(4, 4)) * 1e6
+    assert diagnose(_one(expected, expected.T), TOL).startswith("transposed: got.T matches")
+
+
+def test_fd_check_names_the_points_rounding_hides():
+    from nnparity.verify.op_check import verify_fd
+    report = verify_fd("scratch.activations:Sigmoid")      # sigmoid at 20: f·h below the rounding of f ≈ 1
+    fd = next(c for c in report.checks if c.reference == "finite differences")
+    assert any(n.startswith("skipped where rounding or curvature hides the derivative at any step: ")
+               for n in fd.notes), fd.notes
