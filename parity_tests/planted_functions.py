@@ -41,8 +41,8 @@ def relu(z):
 
 
 def relu_prime_kink(z):
-    """1 at z = 0 (z >= 0), where torch's subgradient is 0 -> wrong only at a kink."""
-    return (z >= 0).astype(float)
+    """relu(z) / z: 0/0 = NaN at z = 0, outside the subgradients [0, 1] -> wrong only at a kink."""
+    return relu(z) / z
 
 
 def sigmoid_confused(z):
@@ -108,8 +108,8 @@ def relu_forward(x):
 
 
 def relu_backward_kink(dout, cache):
-    """dout · (x >= 0) -> wrong only at a kink."""
-    return dout * (cache >= 0)
+    """dout · relu(x) / x: NaN at x = 0 -> wrong only at a kink."""
+    return dout * np.maximum(cache, 0) / cache
 
 
 def softmax_loss_sum(x, y):

@@ -41,7 +41,8 @@ class SwishIgnoresGrad(Swish):
 
 
 class ReLUKink:
-    """ReLU whose derivative at exactly 0 is 1 (z >= 0); torch's is 0 -> "wrong only at a kink"."""
+    """ReLU whose derivative is relu(z)/z: 0/0 = NaN at exactly 0, outside the subgradients [0, 1]
+    -> "wrong only at a kink"."""
 
     kind = "activation"
 
@@ -53,7 +54,7 @@ class ReLUKink:
         return self.xp.maximum(z, 0 * z)
 
     def backward(self, grad_out):
-        return grad_out * (self.z >= 0)
+        return grad_out * self.xp.maximum(self.z, 0 * self.z) / self.z
 
     @classmethod
     def torch_module(cls):

@@ -4,6 +4,7 @@ update. Correct classes pass (each also checked here against a few-line central 
 planted slips fail naming the parameter, a parameter without a gradient never passes."""
 from __future__ import annotations
 
+import importlib
 import sys
 import textwrap
 from pathlib import Path
@@ -181,3 +182,100 @@ def test_classes_loss_with_a_weight_placeholder_stays_a_loss(tmp_path, monkeypat
     monkeypatch.syspath_prepend(str(tmp_path))
     report = verify("weighted:WeightedMSE")
     assert report.kind == "loss" and report.ok, report.format()
+
+
+SIZED = textwrap.dedent('''
+    import numpy as np
+
+    class LazyDense:
+        def __init__(self, n_out):
+            self.n_out = n_out
+            self.params, self.grads = {}, {}
+
+        def forward(self, x):
+            p = self.params
+            if not p:     # the weights are made at the first call
+                p.update(W=np.random.randn(x.shape[1], self.n_out), b=np.zeros(self.n_out))
+            self.inp = x
+            return np.dot(x, p["W"]) + p["b"]
+
+        def backward(self, dout):
+            self.grads.update(W=np.dot(self.inp.T, dout), b=np.sum(dout, axis=0))
+            return np.dot(dout, self.params["W"].T)
+
+    class BatchNorm:
+        def __init__(self, num_features, eps=1e-5):
+            self.eps = eps
+            self.params = {"gamma": np.linspace(0.5, 1.5, num_features), "beta": np.zeros(num_features)}
+            self.grads = {}
+
+        def forward(self, x):
+            self.xhat = (x - x.mean(axis=0)) / np.sqrt(x.var(axis=0) + self.eps)
+            self.inv_std = 1 / np.sqrt(x.var(axis=0) + self.eps)
+            return self.params["gamma"] * self.xhat + self.params["beta"]
+
+        def backward(self, dout):
+            n = dout.shape[0]
+            self.grads["gamma"] = np.sum(dout * self.xhat, axis=0)
+            self.grads["beta"] = np.sum(dout, axis=0)
+            dxhat = dout * self.params["gamma"]
+            return self.inv_std / n * (n * dxhat - dxhat.sum(axis=0) - self.xhat * np.sum(dxhat * self.xhat, axis=0))
+''')
+SIZED_SLIPS = {"LazyDense": ("W=np.dot(self.inp.T, dout)", "W=np.dot(dout.T, self.inp)"),
+               "BatchNorm": ("return self.inv_std / n * (", "return self.inv_std * dxhat + 0 * (")}
+
+
+@pytest.mark.parametrize("name, built", [("LazyDense", "LazyDense(n_out=3)"),
+                                         ("BatchNorm", "BatchNorm(num_features=4)")])
+def test_classes_required_size_argument_is_read_from_its_name(tmp_path, monkeypatch, name, built):
+    """A constructor's required size (n_out, num_features) gets a small value by its name; an empty
+    self.params the first call fills is read as the layer's parameters."""
+    good, slip = f"sized_{name}", f"sized_{name}_slip"      # one module per case: imports are cached
+    (tmp_path / f"{good}.py").write_text(SIZED)
+    (tmp_path / f"{slip}.py").write_text(SIZED.replace(*SIZED_SLIPS[name]))
+    monkeypatch.syspath_prepend(str(tmp_path))
+    sized = importlib.import_module(good)
+    np.random.seed(2)
+    layer, x = getattr(sized, name)(3 if name == "LazyDense" else 4), np.random.randn(6, 4)
+    upstream = np.random.randn(*layer.forward(x).shape)
+    layer.backward(upstream)
+    for pname, value in layer.params.items():
+        assert_agree(layer.grads[pname], central(lambda: float(np.sum(upstream * layer.forward(x))), value))
+    report = verify(f"{good}:{name}")
+    assert report.ok, report.format()
+    assert f"constructed as {built}" in report.format() and "parameters in self.params" in report.format()
+    assert {c.wrt for c in report.checks} == {"x", *layer.params}
+    assert main(["verify", f"{slip}:{name}"]) == 1
+
+
+ROW_WISE = textwrap.dedent('''
+    import numpy as np
+
+    class Softmax:
+        def forward(self, logits):
+            shifted = np.exp(logits - np.max(logits, axis=-1)[:, None])
+            self.s = shifted / np.sum(shifted, axis=-1)[:, None]
+            return self.s
+
+        def backward(self, g):
+            return self.s * g - self.s * np.einsum("nc,nc->n", g, self.s)[:, None]
+''')
+
+
+@pytest.mark.parametrize("slip, code", [(None, 0), (('np.einsum("nc,nc->n", g, self.s)[:, None]', "g * self.s"), 1)],
+                         ids=["correct", "diagonal_only"])
+def test_classes_row_wise_class_is_checked_as_a_vector_op(tmp_path, monkeypatch, slip, code):
+    """A class whose output column 0 reads the other columns is checked row by row, and says so."""
+    module = f"row_wise_{code}"
+    (tmp_path / f"{module}.py").write_text(ROW_WISE if slip is None else ROW_WISE.replace(*slip))
+    monkeypatch.syspath_prepend(str(tmp_path))
+    layer = importlib.import_module(module).Softmax()
+    x, upstream = np.random.default_rng(3).normal(size=(4, 5)), np.random.default_rng(4).normal(size=(4, 5))
+    layer.forward(x)
+    got = layer.backward(upstream)
+    expected = central(lambda: float(np.sum(upstream * layer.forward(x))), x)
+    assert np.allclose(got, expected, atol=1e-8) == (slip is None)
+    report = verify(f"{module}:Softmax")
+    assert report.kind == "vector" and report.ok == (slip is None), report.format()
+    assert "mode: row-wise, checked as a vector op" in report.format()
+    assert main(["verify", f"{module}:Softmax"]) == code

@@ -22,25 +22,6 @@ from parity_tests.verify_corpus.runner import run_case
 
 # What verify does today on the cases it gets wrong, by what it does; each id is a manifest case.
 KNOWN_WRONG: dict[str, list[str]] = {
-    "false FAIL: a (y_true, y_pred) loss is read as loss(pred, target) and differentiated in y_true":
-        ["loss/loss_pairs/rmse"],
-    "false FAIL: a loss class taking class indices gets float targets and its forward raises IndexError, "
-    "reported as a failed check":
-        ["class/layer_classes/SoftmaxCrossEntropy"],
-    "false FAIL: wrong only at the kink z = 0 (slope 1 there, torch's subgradient 0.01), which verify "
-    "counts as a failure":
-        ["function/function_pairs/leaky_relu"],
-    "refused: no derivative found by name (_der, Prime, Gradient, derivative_ prefix, deriv_ prefix, "
-    "_jacobian are not tried)":
-        ["function/function_pairs/softmax"],
-    "refused: a row-wise class (Softmax) is detected as such but checked only when --kind vector is given":
-        ["class/layer_classes/Softmax"],
-    "refused: a constructor with required arguments (FullyConnected(n_out), Linear(in, out), "
-    "BatchNorm1d(num_features))":
-        ["class/layer_classes/FullyConnected", "class/layer_class_slips/FullyConnected",
-         "class/layer_classes/BatchNorm1d", "class/layer_class_slips/BatchNorm1d"],
-    "refused: min-char-rnn's lossFun(inputs, targets, hprev) over module globals is not a known form":
-        ["network/min_char_rnn", "network/min_char_rnn_slip_no_dhnext", "network/min_char_rnn_slip_whh_state"],
 }
 REASON = {case_id: reason for reason, ids in KNOWN_WRONG.items() for case_id in ids}
 KNOWN_FALSE_PASS = {case_id for case_id, reason in REASON.items() if reason.startswith("false PASS")}

@@ -81,6 +81,26 @@ def test_fd_finds_relu_kinks_at_zero_and_within_a_step_of_it():
     assert np.allclose(fd.value[0, 3:], [1.0, 0.0])
 
 
+def test_fd_sampled_elements_match_the_full_differences_and_leave_the_rest_unusable():
+    w = np.random.default_rng(2).normal(size=(4, 3))
+    x0 = w.copy()
+
+    def fun():
+        value = float(np.sum(np.sin(w) * np.arange(12.0).reshape(4, 3)))
+        return value, abs(value)
+    only = np.zeros(w.shape, bool)
+    only[0, 1] = only[3, 2] = only[2, 0] = True
+    full = scalar_derivative(fun, w).resolve(FD_TOL)
+    part = scalar_derivative(fun, w, only=only).resolve(FD_TOL)
+    assert np.array_equal(w, x0)     # restored
+    assert np.array_equal(part.sampled, only) and full.sampled is None
+    assert np.array_equal(part.usable, only) and full.usable.all()
+    assert np.array_equal(part.value[only], full.value[only])
+    assert np.all(np.isnan(part.value[~only]))
+    exact = np.cos(x0) * np.arange(12.0).reshape(4, 3)
+    assert np.allclose(part.value[only], exact[only], rtol=1e-8)
+
+
 def test_fd_skips_a_c1_kink_it_cannot_resolve():
     """ELU (alpha 1) is C¹ at 0 but its second derivative jumps: the central difference is off by
     ~h/4 there, more than the tolerance, and is left out rather than compared."""

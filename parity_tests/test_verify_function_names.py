@@ -247,3 +247,31 @@ def test_function_names_pair_of_one_number_runs_element_by_element(tmp_path, mon
             assert abs(module.logistic_prime(z) - central(module.logistic, z)) < 1e-8
     assert main(["verify", f"scalar_{code}:logistic"]) == code
     assert "run element by element" in capsys.readouterr().out
+
+
+JACOBIAN = textwrap.dedent('''
+    import numpy as np
+
+
+    def softmax(x):
+        e = np.exp(x - np.max(x))
+        return e / np.sum(e)
+
+
+    def softmax_jacobian(x):
+        s = softmax(x).reshape(-1, 1)
+        return np.diagflat(s) - s @ s.T
+''')
+
+
+@pytest.mark.parametrize("slip, code", [(None, 0), (("- s @ s.T", "- s * s"), 1)], ids=["correct", "slipped"])
+def test_function_names_jacobian_partner_is_found_by_name(tmp_path, monkeypatch, capsys, slip, code):
+    """f_jacobian(x) -> the (n, n) Jacobian of one row is f's derivative, as f_prime is."""
+    module = _module(tmp_path, monkeypatch, f"jacobian_{code}", JACOBIAN if slip is None else JACOBIAN.replace(*slip))
+    if slip is None:
+        z = np.array([0.3, -1.2, 2.0, 0.7])
+        columns = [central(lambda t, j=j: module.softmax(z + t * np.eye(4)[j]), 0.0) for j in range(4)]
+        assert np.allclose(module.softmax_jacobian(z), np.stack(columns, axis=1), atol=1e-9)
+    assert main(["verify", f"jacobian_{code}:softmax"]) == code
+    out = capsys.readouterr().out
+    assert "found by name: softmax_jacobian" in out and "the full Jacobian of one row" in out

@@ -196,3 +196,87 @@ def test_loss_conventions_flag_derivative(tmp_path, monkeypatch, capsys, slip, c
     assert main(["verify", f"flagged_{code}:mse"]) == code
     out = capsys.readouterr().out
     assert "its own flag: mse(..., derivative=True)" in out and "takes the target first" in out
+
+
+INDEX_CLASS = textwrap.dedent('''
+    import numpy as np
+
+
+    class SoftmaxCE:
+        def forward(self, logits, labels):
+            e = np.exp(logits - logits.max(axis=1, keepdims=True))
+            self.probs, self.labels = e / e.sum(axis=1, keepdims=True), labels
+            return -np.mean(np.log(self.probs[np.arange(len(labels)), labels]))
+
+        def backward(self):
+            grad = self.probs.copy()
+            grad[np.arange(len(self.labels)), self.labels] -= 1
+            return grad / len(self.labels)
+''')
+
+
+@pytest.mark.parametrize("slip, code", [(None, 0), (("return grad / len(self.labels)", "return grad"), 1)],
+                         ids=["correct", "slipped"])
+def test_loss_conventions_class_taking_class_indices(tmp_path, monkeypatch, capsys, slip, code):
+    """A loss class that indexes with its targets raises on float targets: it gets integer indices."""
+    module = _load(tmp_path, monkeypatch, f"index_class_{code}",
+                   INDEX_CLASS if slip is None else INDEX_CLASS.replace(*slip))
+    pred, labels = np.random.default_rng(3).normal(size=(4, 3)), np.array([2, 0, 1, 2])
+    loss = module.SoftmaxCE()
+    loss.forward(pred, labels)
+    agrees = np.allclose(loss.backward(), central_gradient(lambda p: module.SoftmaxCE().forward(p, labels), pred),
+                         rtol=1e-6, atol=1e-9)
+    assert agrees == (slip is None)
+    assert main(["verify", f"index_class_{code}:SoftmaxCE"]) == code
+    out = capsys.readouterr().out
+    assert "targets: class indices (N,), as integers — with float targets of pred's shape" in out
+    assert "raised IndexError" in out
+
+
+NOT_DIFFERENTIABLE = textwrap.dedent('''
+    import numpy as np
+
+
+    def rmse(y_true, y_pred):
+        return np.sqrt(np.mean((y_pred - y_true) ** 2))
+
+
+    def rmse_prime(y_true, y_pred):
+        return (y_pred - y_true) / (y_true.size * rmse(y_true, y_pred))
+
+
+    def mse(y_true, y_pred):
+        return np.mean((y_pred - y_true) ** 2)
+
+
+    def mse_prime(y_true, y_pred):
+        diff = y_pred - y_true
+        return 2 * diff / y_true.size * (diff / diff)
+''')
+
+
+@pytest.mark.parametrize("name, slip, code", [
+    ("rmse", None, 0),
+    ("rmse", ("(y_true.size * rmse", "(rmse"), 1),
+    ("mse", None, 1),     # NaN where pred = target, and mse has a derivative (0) there
+], ids=["rmse", "rmse_sum_for_mean", "mse_nan_at_pred_equals_target"])
+def test_loss_conventions_nan_where_the_loss_has_no_derivative(tmp_path, monkeypatch, capsys, name, slip, code):
+    """At pred = target rmse = ‖pred − target‖/√n has no derivative (a cone: the one-sided slopes
+    differ) and both the hand-written gradient and autograd give NaN: those points are not compared
+    and the verdict rests on the others. A NaN where the loss is differentiable still fails."""
+    module = f"undefined_{name}_{code}"
+    _load(tmp_path, monkeypatch, module, NOT_DIFFERENTIABLE if slip is None else NOT_DIFFERENTIABLE.replace(*slip))
+    fns = importlib.import_module(module)
+    target = np.random.default_rng(7).normal(size=(4, 3))
+    pred = target + np.random.default_rng(8).normal(size=(4, 3))
+    with np.errstate(invalid="ignore"):
+        left = (fns.rmse(target, target) - fns.rmse(target, target - 1e-6 * np.eye(4, 3))) / 1e-6
+        right = (fns.rmse(target, target + 1e-6 * np.eye(4, 3)) - fns.rmse(target, target)) / 1e-6
+        grad = getattr(fns, f"{name}_prime")(target, pred)
+    assert left < 0 < right        # rmse's one-sided slopes at pred = target differ
+    assert np.allclose(grad, central_gradient(lambda p: getattr(fns, name)(target, p), pred),
+                       rtol=1e-6, atol=1e-9) == (slip is None)
+    assert main(["verify", f"{module}:{name}"]) == code
+    out = capsys.readouterr().out
+    said = "points where the function has no derivative (the one-sided slopes differ) and both your gradient"
+    assert (said in out) == (name == "rmse"), out

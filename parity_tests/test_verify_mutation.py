@@ -9,6 +9,8 @@ import subprocess
 import sys
 from pathlib import Path
 
+import pytest
+
 REPO = Path(__file__).resolve().parents[1]
 TOOL = REPO / "tools" / "mutate.py"
 
@@ -53,3 +55,28 @@ def test_one_mutant_is_killed_in_a_copy_of_the_tree(tmp_path):
     assert result["mutants"][0]["status"] == "killed"
     assert "mutation score: 1/1 = 100.0%" in proc.stdout
     assert _digest(REPO / "scratch") == before, "the working tree must never be edited"
+
+
+def test_the_reference_side_of_verify_gets_mutants():
+    """diagnosis.py (every function), finite_diff.py and op_check.py's comparison are targets, each run
+    against the verify tests; --sample draws the same seeded subset every time."""
+    tool = _tool()
+    for rel in ("nnparity/verify/diagnosis.py", "nnparity/verify/finite_diff.py", "nnparity/verify/op_check.py"):
+        mutants = tool.mutants_of(rel)
+        assert mutants and all(m.file == rel for m in mutants)
+        assert all(t.startswith(("parity_tests/test_verify_", "-m", "not slow")) for t in tool.TARGETS[rel][1])
+    qualnames = {m.qualname for m in tool.mutants_of("nnparity/verify/diagnosis.py")}
+    assert {"_compare", "_scores", "_factor_diagnosis", "_batch_factor"} <= qualnames
+    assert "jacobian_rows" not in {m.qualname for m in tool.mutants_of("nnparity/verify/finite_diff.py")}
+
+
+@pytest.mark.slow
+def test_a_reference_side_mutant_is_applied_and_killed(tmp_path):
+    out = tmp_path / "result.json"
+    proc = subprocess.run(
+        [sys.executable, str(TOOL), "--files", "nnparity/verify/diagnosis.py", "--select", "_not_checked",
+         "--limit", "1", "--json", str(out), "--tests", "parity_tests/test_verify_mutation_gaps.py"],
+        cwd=REPO, capture_output=True, text=True, timeout=300)
+    assert proc.returncode == 0, proc.stdout + proc.stderr
+    result = json.loads(out.read_text())
+    assert (result["killed"], result["errors"]) == (1, 0), result

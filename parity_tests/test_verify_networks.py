@@ -260,20 +260,36 @@ def test_networks_argument_shadowing_a_global_is_no_network(tmp_path, monkeypatc
     assert report.kind == "loss" and report.ok, report.format()
 
 
-def test_networks_too_large_for_finite_differences_is_refused(tmp_path, monkeypatch, capsys):
-    (tmp_path / "big.py").write_text(textwrap.dedent('''
-        import numpy as np
+BIG = textwrap.dedent('''
+    import numpy as np
 
-        class Big:
-            def __init__(self):
-                self.params = {"W": np.ones((100, 50))}
+    class Big:
+        def __init__(self):
+            self.params = {"W": np.random.randn(100, 50) * 0.1}
 
-            def loss(self, X, y=None):
-                scores = X @ self.params["W"]
-                if y is None:
-                    return scores
-                return float(np.sum(scores)), {"W": X.T @ np.ones_like(scores)}
-    '''))
+        def loss(self, X, y=None):
+            scores = np.tanh(X @ self.params["W"])
+            if y is None:
+                return scores
+            dscores = 2 * scores * (1 - scores ** 2) / len(X)
+            return np.sum(scores ** 2) / len(X), {"W": X.T @ dscores}
+''')
+
+
+@pytest.mark.parametrize("slip", [None, ("(1 - scores ** 2)", "(1 - scores)")], ids=["correct", "tanh_slip"])
+def test_networks_too_large_for_every_element_samples_finite_differences(tmp_path, monkeypatch, capsys, slip):
+    """5000 parameter elements, more than finite differences take: they difference 24 at random (and
+    say so); autograd, where it runs, compares every element. The sample alone catches a slip."""
+    module = "big_ok" if slip is None else "big_slip"
+    (tmp_path / f"{module}.py").write_text(BIG if slip is None else BIG.replace(*slip))
     monkeypatch.syspath_prepend(str(tmp_path))
-    assert main(["verify", "big:Big"]) == 2
-    assert "5000 parameter elements, more than the 4000" in capsys.readouterr().err
+    fd_only = verify_fd(f"{module}:Big")
+    assert fd_only.ok == (slip is None), fd_only.format()
+    assert "finite differences at 24 of 5000 elements, drawn at random" in fd_only.format()
+    (check,) = fd_only.checks
+    assert check.compared >= 10
+    assert main(["verify", f"{module}:Big"]) == (0 if slip is None else 1)
+    out = capsys.readouterr().out
+    assert "24 elements of each parameter, drawn at random" in out
+    assert any(line.split()[-1] in ("pass", "FAIL") and line.split()[-4] == "5000" for line in out.splitlines()
+               if "vs your loss on torch" in line), out

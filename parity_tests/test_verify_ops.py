@@ -51,7 +51,7 @@ PLANTED = {
     "SwishDouble": "off by a constant factor 2: got = 2 × expected",
     "SoftplusSign": "wrong sign: got = −1 × expected",
     "SwishIgnoresGrad": "backward ignores grad_out",
-    "ReLUKink": "wrong only at a kink (at z = 0: da/dz got 1, expected 0)",
+    "ReLUKink": "wrong only at a kink (at z = 0: da/dz got nan, expected 0)",
     "TanhOverflow": "wrong only in saturation (at z = 700: da/dz got nan, expected 0)",
     "SoftmaxDiagonal": "backward uses only the Jacobian's diagonal",
     "CumSumTransposed": "the Jacobian is transposed: backward computes J·g where Jᵀ·g is needed",

@@ -3,10 +3,15 @@
     .venv/bin/python tools/mutate.py                      # every mutant; prints the score and survivors
     .venv/bin/python tools/mutate.py --list               # the mutants, without running anything
     .venv/bin/python tools/mutate.py --select Sigmoid.backward --limit 3 --json out.json
+    .venv/bin/python tools/mutate.py --files nnparity/verify/diagnosis.py --sample 100 --seed 0
 
 Targets (the derivatives and updates written by hand in scratch/): every activation's and loss's
 ``backward`` (and ``Loss._scale``), ``Dense.backward``, the optimizers' ``step`` and ``_update`` methods with
-``_lerp`` and the clipping functions. Mutations, applied to the AST of one function at a time:
+``_lerp`` and the clipping functions; and the reference side of ``nnparity verify``, whose slips would
+pass a wrong gradient or fail a right one: every function of its diagnosis (nnparity/verify/diagnosis.py:
+the comparison, the error measure, the diagnosis), its finite differences (finite_diff.py) and the
+comparison helpers of op_check.py, each against the verify tests only. Mutations, applied to the AST of
+one function at a time:
 
     flip a sign     a + b ↔ a − b, −x → x, p −= … ↔ p += …, return −(…)
     scale           return / assigned value × 2 or × ½, a numeric constant × 2
@@ -53,8 +58,22 @@ TARGETS = {
     "scratch/optimizers.py": (lambda q: q.endswith((".step", "._update")) or q in (
         "_lerp", "global_norm", "clip_grad_norm", "clip_grad_value"),
                               ["parity_tests/test_optimizers.py"]),
+    # the reference side of nnparity verify: its comparison, its diagnosis and its finite differences
+    # (a planted slip there must be caught by the verify tests)
+    "nnparity/verify/diagnosis.py": (lambda q: True,
+                                     ["-m", "not slow", "parity_tests/test_verify_diagnosis.py",
+                                      "parity_tests/test_verify_ops.py", "parity_tests/test_verify_mutation_gaps.py"]),
+    "nnparity/verify/finite_diff.py": (lambda q: q in (
+        "FDResult.resolve", "candidate_steps", "_combine", "_pick", "elementwise_derivative", "scalar_derivative",
+        "_sampled_derivative"),
+                                       ["-m", "not slow", "parity_tests/test_verify_diagnosis.py",
+                                        "parity_tests/test_verify_ops.py", "parity_tests/test_verify_mutation_gaps.py"]),
+    "nnparity/verify/op_check.py": (lambda q: q in ("_scaled", "_kinks", "_differ", "_reference_not_finite",
+                                                    "_record_not_finite", "_fd_checks"),
+                                    ["-m", "not slow", "parity_tests/test_verify_ops.py",
+                                     "parity_tests/test_verify_edges.py", "parity_tests/test_verify_mutation_gaps.py"]),
 }
-EXTRA_TESTS = ["parity_tests/test_mutation_gaps.py"]   # tests added for survivors, run for every file
+EXTRA_TESTS = ["parity_tests/test_mutation_gaps.py"]   # tests added for survivors, run for scratch's files
 TIMEOUT = 300.0
 
 
@@ -241,8 +260,13 @@ def _patch(mutant: Mutant) -> None:
     """In the child: swap the mutated function's code into the live function object."""
     import importlib
 
+    import types
+
     module = importlib.import_module(mutant.file[:-3].replace("/", "."))
-    namespace = {"__name__": module.__name__ + "__mutant__", "__file__": module.__file__}
+    shadow = types.ModuleType(module.__name__ + "__mutant__")
+    shadow.__file__ = module.__file__
+    sys.modules[shadow.__name__] = shadow     # dataclasses look their module up while the class is made
+    namespace = shadow.__dict__
     exec(compile(mutant.source, module.__file__, "exec"), namespace)  # noqa: S102 - our own source
     fresh, live = namespace, module
     for part in mutant.qualname.split("."):
@@ -306,6 +330,11 @@ def parse_args(argv):
     parser.add_argument("--files", nargs="*", default=list(TARGETS), help="target files (default: all)")
     parser.add_argument("--select", help="only mutants whose file:qualname contains this text")
     parser.add_argument("--limit", type=int, help="at most this many mutants (the first ones)")
+    parser.add_argument("--sample", type=int, help="a random sample of this many of the selected mutants "
+                                                   "(seeded by --seed: the same sample every run)")
+    parser.add_argument("--seed", type=int, default=0, help="the seed of --sample")
+    parser.add_argument("--survivors", metavar="FILE", help="only the mutants that survived in this --json "
+                                                            "result (after tests were added for them)")
     parser.add_argument("--tests", nargs="*", help="run these tests instead of the ones mapped to each file")
     parser.add_argument("--list", action="store_true", help="list the mutants and exit")
     parser.add_argument("--json", metavar="FILE", help="write every mutant's result as JSON")
@@ -376,6 +405,14 @@ def main(argv=None) -> int:
         print(f"mutate: unknown file(s) {unknown}; expected some of {', '.join(TARGETS)}", file=sys.stderr)
         return 2
     mutants = [m for f in args.files for m in mutants_of(f, args.select)][:args.limit]
+    if args.sample is not None and args.sample < len(mutants):
+        import random
+
+        chosen = sorted(random.Random(args.seed).sample(range(len(mutants)), args.sample))
+        mutants = [mutants[i] for i in chosen]
+    if args.survivors:
+        survived = {m["id"] for m in json.loads(Path(args.survivors).read_text())["mutants"] if m["status"] == "survived"}
+        mutants = [m for m in mutants if m.id in survived]
     if args.list:
         print("\n".join(f"{m.id}  {m.description}" for m in mutants) + f"\n{len(mutants)} mutants")
         return 0
@@ -386,7 +423,9 @@ def main(argv=None) -> int:
     extra = [t for t in EXTRA_TESTS if (work / t).exists()]
 
     def tests_for(rel):
-        return args.tests if args.tests else TARGETS[rel][1] + extra
+        if args.tests:
+            return args.tests
+        return TARGETS[rel][1] + (extra if rel.startswith("scratch/") else [])
 
     t0 = time.monotonic()
     baseline = {rel: _run_child(None, tests_for(rel), args.timeout, args.verbose) for rel in args.files}

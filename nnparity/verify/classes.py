@@ -2,7 +2,8 @@
 
 - parameters in a dict (``self.params``, ``self.parameters``: name -> array) or in attributes
   (``W``, ``b``, ``weights``, ``bias``, ``gamma``, ...), created in the constructor or at the first
-  forward (a lazy ``FullyConnected(n_out)``);
+  forward (a lazy ``FullyConnected(n_out)``, whose ``self.W = None`` or ``self.params = {}`` the first
+  call fills);
 - gradients in a dict (``self.grads``, ``self.gradients``: keyed by the parameter's name or ``d<name>``)
   or in attributes (``dW``, ``grad_W``, ``W_grad``, ``grad_weights``, ...); a backward(grad_out,
   learning_rate) that applies its own update is called with learning_rate = 1024 and the gradient
@@ -138,8 +139,7 @@ class _Reading:
         self.inst, self.how = build(cls, shown, seed)
         self.params, self.where = find_parameters(self.inst)
         # a layer: parameters now, or placeholders (self.W = None) its first call fills
-        self.layer = _one_input(_forward_of(self.inst)[0]) and (
-            bool(self.params) or any(v is None and _is_parameter_name(k) for k, v in vars(self.inst).items()))
+        self.layer = _one_input(_forward_of(self.inst)[0]) and (bool(self.params) or _placeholders(self.inst))
         self.width = self._width() if self.layer else None
         self.forward_name = _forward_of(self.inst)[1]
         self.learning_rate = _learning_rate_arg(self.inst.backward)
@@ -150,6 +150,7 @@ class _Reading:
             return given
         tried = []
         candidates = [v.shape[k] for v in self.params.values() if v.ndim == 2 for k in (0, 1)]
+        candidates += [v.shape[0] for v in self.params.values() if v.ndim == 1]    # gamma, beta: one per feature
         for width in candidates + [DEFAULT_WIDTH]:
             if width in tried:
                 continue
@@ -164,14 +165,23 @@ class _Reading:
             finally:
                 np.random.set_state(state)
             if self.where == "attributes":     # parameters made by the first call join those of the constructor
-                made, _ = find_parameters(trial, only_named=True)
-                self.params = {**made, **{n: getattr(trial, n) for n in self.params}}
+                made, where = find_parameters(trial, only_named=True)
+                if where != "attributes":      # a dict the first call filled
+                    self.params, self.where = made, where
+                else:
+                    self.params = {**made, **{n: getattr(trial, n) for n in self.params}}
             self.inst = trial
             return width
         raise OpError(f"{self.shown}: its forward takes no batch x of shape (N, D), one row per sample, for D in "
                       f"{tried} (column-vector layers, W @ x with x of shape (D, 1), are not read); give an "
                       f"`inputs` attribute (the input width) or a hook:\n    def {self.cls.__name__}_example(rng):\n"
                       f"        return {self.cls.__name__}(4, 3)")
+
+
+def _placeholders(inst) -> bool:
+    """Parameters its first call makes: self.W = None, or an empty self.params = {}."""
+    return any((v is None and _is_parameter_name(k)) or (k in PARAM_DICTS and v == {})
+               for k, v in vars(inst).items())
 
 
 def _put(user, where: str, name: str, value) -> None:

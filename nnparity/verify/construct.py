@@ -20,6 +20,8 @@ from nnparity.verify.load import OpError
 SIZE_NAMES = {
     "input_dim": 4, "n_in": 4, "in_features": 4, "input_size": 4, "inputs": 4, "fan_in": 4, "in_dim": 4,
     "n_inputs": 4, "num_inputs": 4, "in_channels": 2, "d_in": 4,
+    "num_features": 4, "n_features": 4, "features": 4, "dim": 4, "d_model": 4, "embed_dim": 4,
+    "normalized_shape": 4,
     "hidden_dim": 5, "hidden_size": 5, "n_hidden": 5, "num_hidden": 5, "hidden": 5,
     "n_out": 3, "out_features": 3, "units": 3, "output_dim": 3, "output_size": 3, "outputs": 3, "fan_out": 3,
     "out_dim": 3, "n_outputs": 3, "num_outputs": 3, "n_units": 3, "num_units": 3, "neurons": 3, "d_out": 3,

@@ -76,7 +76,7 @@ class Comparison:
 def _fmt(v) -> str:
     if v is None:
         return "?"
-    v = float(v)
+    v = float(v) + 0.0     # -0.0 shown as 0
     if not np.isfinite(v):
         return str(v)
     return f"{v:.6g}"
@@ -342,8 +342,8 @@ def _diagnose(groups, tol, kind, batch, wrt) -> str | None:
     all_kink = all(g.kink is not None and not np.any(bad[g.group] & ~g.kink) for g in bad_groups)
     if all_kink:
         kg, i = _where(groups, bad, "kink", rms)
-        return (f"wrong only at a kink{_describe(kg, i, wrt)}: the derivative there is a convention "
-                f"(torch's subgradient); everywhere else it agrees")
+        return (f"wrong only at a kink{_describe(kg, i, wrt)}: not a subgradient there (any value between "
+                f"the one-sided slopes is accepted); everywhere else it agrees")
     for region, text in (("saturation", "in saturation"), ("tiny", "at tiny inputs")):
         if all(g.group == region for g in bad_groups):
             return _region_diagnosis(bad_groups[0], bad[region], text, rms, wrt)

@@ -39,13 +39,15 @@ class FDResult:
     """Finite-difference derivative estimates, with what can be trusted.
 
     ``value``: the estimate (NaN where skipped); ``estimate``: its estimated absolute error;
-    ``kink``: a kink lies within the step; ``usable``: kink-free and resolved (set by ``resolve``).
+    ``kink``: a kink lies within the step; ``usable``: kink-free and resolved (set by ``resolve``);
+    ``sampled``: the elements differenced (None: every one).
     """
 
     value: np.ndarray
     estimate: np.ndarray
     kink: np.ndarray
     usable: np.ndarray | None = None
+    sampled: np.ndarray | None = None
 
     def resolve(self, tol: float) -> "FDResult":
         """Mark usable points: no kink, estimated error <= TRUST · tol · max(|value|, rms), the rms
@@ -143,12 +145,16 @@ def elementwise_derivative(f, z: np.ndarray, domain: str = "real", precision: st
     return _pick(*_combine(fp, fm, fp2, fm2, f0, xp, xm, xp2, xm2, zz, magnitude, precision_eps(precision)))
 
 
-def scalar_derivative(fun, x: np.ndarray, domain: str = "real", precision: str = "float64") -> FDResult:
+def scalar_derivative(fun, x: np.ndarray, domain: str = "real", precision: str = "float64",
+                      only: np.ndarray | None = None) -> FDResult:
     """∂fun/∂x for a scalar ``fun()`` that reads ``x`` (perturbed in place, then restored).
 
     ``fun()`` returns (value, magnitude): magnitude bounds the rounding of value (Σ|terms| for
-    a sum, |value| otherwise).
+    a sum, |value| otherwise). ``only``: a mask of the elements to difference (the others NaN,
+    never usable); None: every element.
     """
+    if only is not None:
+        return _sampled_derivative(fun, x, domain, only, precision)
     if precision != "float64":
         x[...] = representable(x, precision)
     steps = candidate_steps(x, domain, precision).reshape(x.size, -1)
@@ -178,6 +184,20 @@ def scalar_derivative(fun, x: np.ndarray, domain: str = "real", precision: str =
     res = _pick(d, est, kink)
     return FDResult(value=res.value.reshape(x.shape), estimate=res.estimate.reshape(x.shape),
                     kink=res.kink.reshape(x.shape))
+
+
+def _sampled_derivative(fun, x: np.ndarray, domain: str, only: np.ndarray, precision: str) -> FDResult:
+    """scalar_derivative at the elements of ``only``: each differenced through a one-element view of x."""
+    value, estimate = np.full(x.shape, np.nan), np.full(x.shape, np.inf)
+    kink = np.zeros(x.shape, bool)
+    flat = x.reshape(-1)      # a view: writes reach the array fun reads
+    if not np.shares_memory(flat, x):
+        raise ValueError("finite differences of sampled elements need a contiguous array")
+    for idx in zip(*np.nonzero(only)):
+        i = int(np.ravel_multi_index(idx, x.shape))
+        res = scalar_derivative(fun, flat[i:i + 1], domain, precision)
+        value[idx], estimate[idx], kink[idx] = res.value[0], res.estimate[0], res.kink[0]
+    return FDResult(value=value, estimate=estimate, kink=kink, sampled=np.asarray(only, bool).copy())
 
 
 def jacobian_rows(forward, x: np.ndarray, h: float = 1e-6, precision: str = "float64") -> np.ndarray:

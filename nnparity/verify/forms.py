@@ -27,14 +27,16 @@ from nnparity.verify.course_pairs import layer_ops, loss_ops
 from nnparity.verify.derivatives import Derivative, required_parameters
 from nnparity.verify.function_pairs import pair_ops
 from nnparity.verify.layer_functions import course_op, read_pair
-from nnparity.verify.load import OpError, load_op, resolve_op
-from nnparity.verify.loss_functions import loss_op
+from nnparity.verify import probes
+from nnparity.verify.load import OpError, OpUnderTest, load_op, resolve_op
+from nnparity.verify.loss_functions import loss_op, with_index_targets
 from nnparity.verify.method_pairs import is_method_pair, method_pair_ops
 from nnparity.verify.networks import read_network
 
 PARTNERS = ("{f}_derivative", "{f}_prime", "{f}_grad", "d{f}", "d_{f}", "{f}_backward", "{f}_gradient",
             "{f}_deriv", "{f}_der", "{f}_d", "{f}Prime", "{f}Derivative", "{f}Gradient", "{f}Grad",
-            "deriv_{f}", "derivative_{f}", "grad_{f}", "gradient_{f}")
+            "deriv_{f}", "derivative_{f}", "grad_{f}", "gradient_{f}",
+            "{f}_jacobian", "{f}Jacobian", "jacobian_{f}")
 # a boolean keyword that turns f into its own derivative: nonlin(x, deriv=True)
 FLAGS = ("deriv", "derivative", "grad", "gradient", "backward", "prime", "derivate")
 ACCEPTED = ("f(z) with its derivative found by name (f_prime, f_derivative, df, ...), given with --grad, "
@@ -131,7 +133,7 @@ def load_ops(target, grad=None, kind: str | None = None, convention: str | None 
             op = class_op(obj, shown, seed)
             if op is not None:
                 return [op]
-        return [load_op(target, kind)]
+        return [_plain_class_op(target, kind)]
     if isinstance(obj, tuple) and len(obj) == 2 and all(callable(o) for o in obj):
         forward, backward = obj
         module = inspect.getmodule(forward)
@@ -166,6 +168,31 @@ def load_ops(target, grad=None, kind: str | None = None, convention: str | None 
                       f"upstream gradient and z: df(z) or df(dout, z) — e.g.  def {name}(z): ...  |  "
                       f"def {name}_prime(z): ...")
     return pair_ops(obj, d, shown, how, convention, seed)
+
+
+def _plain_class_op(target, kind):
+    """load_op's op; a loss class that takes only class indices gets them; a class whose kind is read
+    from its shape and whose output mixes columns (a softmax class) is checked row-wise, as a vector
+    op; the report says so."""
+    op = with_index_targets(load_op(target, kind))
+    declared = getattr(op.cls, "kind", None) is not None or getattr(op.cls, "elementwise", None) is not None
+    if kind is None and op.kind == "activation" and not declared and _mixes_columns(op):
+        op = OpUnderTest(op.cls, "vector", op.target, notes=[
+            "mode: row-wise, checked as a vector op (a Jacobian per row): f(z)[:, 0] changes with the other "
+            "columns, so it is not elementwise (set kind = 'vector' or pass --kind vector to say so)"])
+    return op
+
+
+def _mixes_columns(op) -> bool:
+    """f(z)[:, 0] differs from f(z[:, :1]): the output of column 0 reads the other columns."""
+    z = probes.elementwise_probes(0)[0].x
+    try:
+        full = np.asarray(call("forward", op.new().forward, z.copy()), dtype=np.float64)
+        first = np.asarray(call("forward", op.new().forward, z[:, :1].copy()), dtype=np.float64)
+    except (OpError, TypeError, ValueError):
+        return False
+    return (full.shape == z.shape and first.shape == (z.shape[0], 1)
+            and not np.allclose(full[:, :1], first, rtol=1e-12, atol=1e-300, equal_nan=True))
 
 
 def _takes_numbers_only(f, name: str) -> bool:

@@ -20,6 +20,7 @@ for a layer it is called as ``module(x, **parameters)``): torch_ref uses it as r
 """
 from __future__ import annotations
 
+import copy
 import importlib
 import inspect
 from dataclasses import dataclass, field
@@ -207,6 +208,15 @@ def load_op(target, kind: str | None = None) -> OpUnderTest:
 
 
 # --------------------------------------------------------------------------- layer helpers
+
+
+def clone(inst):
+    """A copy of a layer whose arrays are its own (a shallow copy otherwise: xp stays a module)."""
+    new = copy.copy(inst)
+    for key, value in vars(inst).items():
+        if isinstance(value, np.ndarray):
+            setattr(new, key, value.copy())
+    return new
 
 
 def layer_parameters(inst) -> dict:

@@ -308,3 +308,32 @@ def loss_op(f, target: str, find_grad, seed: int = 0, wrt: str | None = None) ->
                     else ""))
     pred_name = params[1] if first else (params[0] if params else None)
     return OpUnderTest(LossFunction, "loss", target, notes=notes, input_name=pred_name, labels=labels)
+
+
+def with_index_targets(op: OpUnderTest) -> OpUnderTest:
+    """A loss class whose forward raises on float targets of pred's shape but takes class indices
+    (N,): the op with integer indices passed to it, and the report saying why; else the op as given."""
+    if op.kind != "loss" or getattr(op.cls, "targets", None) is not None:
+        return op
+    shown = f"{op.cls.__name__}.forward(pred, target)"
+    pred, values = _probe("values", "real", 0)
+    try:
+        array(shown, call(shown, op.new().forward, pred.copy(), values.copy()))
+        return op
+    except OpError as err:
+        refused = str(err)
+    pred, indices = _probe("indices", "real", 0)
+    try:
+        value = array(shown, call(shown, op.new().forward, pred.copy(), indices.copy()))
+    except OpError:
+        return op
+    if value.size != 1:
+        return op
+
+    def forward(self, pred, target, *args, **kwargs):
+        return op.cls.forward(self, pred, _labels(target, getattr(self, "xp", np)), *args, **kwargs)
+
+    cls = type(op.cls.__name__, (op.cls,), {"forward": forward, "targets": "indices", "__module__": op.cls.__module__})
+    cls.__qualname__ = op.cls.__qualname__
+    note = f"targets: class indices (N,), as integers — with float targets of pred's shape {refused}"
+    return OpUnderTest(cls, "loss", op.target, notes=op.notes + [note], input_name=op.input_name, labels=True)

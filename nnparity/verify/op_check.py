@@ -4,7 +4,6 @@ verifiable op looks like: nnparity.verify.load.
 """
 from __future__ import annotations
 
-import copy
 import inspect
 import warnings
 from dataclasses import dataclass, field
@@ -14,10 +13,10 @@ import numpy as np
 from nnparity.verify import probes
 from nnparity.verify.calls import run_user
 from nnparity.verify.diagnosis import GroupData, compare
-from nnparity.verify.edges import KINDS as EDGE_KINDS, edge_checks
+from nnparity.verify.edges import KINDS as EDGE_KINDS, edge_checks, subgradients
 from nnparity.verify.finite_diff import FDResult, elementwise_derivative, jacobian_rows, scalar_derivative
 from nnparity.verify.forms import load_network, load_ops
-from nnparity.verify.load import OpError, OpUnderTest, layer_gradients, layer_parameters
+from nnparity.verify.load import OpError, OpUnderTest, clone, layer_gradients, layer_parameters
 from nnparity.verify.network_check import verify_network_fd
 from nnparity.verify.report import Check, OpReport
 from nnparity.verify.time_limit import PROBE_TIME_LIMIT, time_limit
@@ -74,19 +73,11 @@ class Evaluation:
     recorder: _Recorder = field(default_factory=_Recorder)
     unreferenced: int = 0      # points a torch reference left out that finite differences cannot resolve
     precision: str = "float64"  # the dtype the forward computes in (float32 code: finite differences to match)
+    reference_not_finite: dict = field(default_factory=dict)  # (group, wrt) -> where a torch reference was NaN/inf
 
     @property
     def findings(self) -> list[str]:
         return self.recorder.findings
-
-
-def clone(inst):
-    """A copy of a layer whose arrays are its own (a shallow copy otherwise: xp stays a module)."""
-    new = copy.copy(inst)
-    for key, value in vars(inst).items():
-        if isinstance(value, np.ndarray):
-            setattr(new, key, value.copy())
-    return new
 
 
 def _array(value, what: str) -> np.ndarray:
@@ -405,6 +396,21 @@ def _reference_not_finite(run: GroupRun, wrt: str, expected: np.ndarray, tol: fl
     return odd & fd.usable & close, odd & ~fd.usable
 
 
+def _differ(got: np.ndarray, expected: np.ndarray, tol: float) -> np.ndarray:
+    """Elements beyond ``tol`` of the reference, relative to it or to its rms."""
+    finite = expected[np.isfinite(expected)]
+    rms = float(np.sqrt(np.mean(finite * finite))) if finite.size else 0.0
+    return ~np.isclose(got, expected, rtol=tol, atol=tol * rms)
+
+
+def _record_not_finite(evaluation: Evaluation, group: str, wrt: str, expected: np.ndarray) -> None:
+    """Where a torch reference was NaN or inf (any of them), for edge_checks."""
+    key = (group, wrt)
+    here = ~np.isfinite(expected)
+    before = evaluation.reference_not_finite.get(key)
+    evaluation.reference_not_finite[key] = here if before is None or before.shape != here.shape else before | here
+
+
 def reference_checks(evaluation: Evaluation, expected: list[dict], reference: str, tol: float,
                      skip_kinks: bool = False,
                      kink_reference: str = "left to torch_module() and finite differences") -> list[Check]:
@@ -421,15 +427,20 @@ def reference_checks(evaluation: Evaluation, expected: list[dict], reference: st
         if any(r.error for r in evaluation.runs):
             checks.append(_error_check(title, wrt, reference, tol, evaluation.runs))
             continue
-        groups, skipped, unusable = [], 0, {"agree": 0, "alone": 0}
+        groups, skipped, unusable = [], 0, {"agree": 0, "alone": 0, "subgradient": 0}
         for run, exp in zip(evaluation.runs, expected):
             alts = run.alternatives.get(wrt, {})
             expected_wrt = np.asarray(exp[wrt], dtype=np.float64)
+            _record_not_finite(evaluation, run.probe.group, wrt, expected_wrt)
             usable = np.ones(expected_wrt.shape, bool)
             kinks = _kinks(run, wrt, op)
             if skip_kinks and kinks is not None:
                 usable = ~kinks
                 skipped += int(kinks.sum())
+            elif kinks is not None and expected_wrt.shape == run.got[wrt].shape:
+                other = subgradients(evaluation, run, wrt, kinks & _differ(run.got[wrt], expected_wrt, tol))
+                usable = usable & ~other
+                unusable["subgradient"] += int(other.sum())
             if expected_wrt.shape == run.got[wrt].shape:
                 agree, alone = (m & usable for m in _reference_not_finite(run, wrt, expected_wrt,
                                                                           fd_tolerance(evaluation.precision)))
@@ -443,6 +454,9 @@ def reference_checks(evaluation: Evaluation, expected: list[dict], reference: st
         cmp = compare(groups, tol, kind=op.kind, batch=_batch(op, evaluation.runs[0]), wrt=wrt)
         notes = [f"{skipped} kink points not compared here (autograd of a forward at a kink depends on how it "
                  f"is written): {kink_reference}"] if skipped else []
+        if unusable["subgradient"]:
+            notes.append(f"{unusable['subgradient']} kink points where your value differs from the reference's but "
+                         f"lies between the one-sided slopes: another subgradient (a convention), not compared")
         if unusable["agree"]:
             notes.append(f"the torch reference is NaN or inf at {unusable['agree']} points, where your finite "
                          f"value agrees with finite differences: unusable there, not compared")

@@ -14,7 +14,7 @@ import torch
 import torch._numpy as tnp
 
 from nnparity.verify.calls import call
-from nnparity.verify.network_check import check, fd_checks, finite_differences, new_report, user_gradients
+from nnparity.verify.network_check import check, fd_checks, fd_path, finite_differences, new_report, user_gradients
 from nnparity.verify.networks import NetworkUnderTest
 from nnparity.verify.report import Check, OpReport
 from scratch.policy import TOLERANCE
@@ -83,7 +83,7 @@ def verify_network(net: NetworkUnderTest, seed: int = 0) -> OpReport:
     report = new_report(net, seed, got)
     fd = finite_differences(net)
     checks = torch_checks(net, got, report, {n: fd[n].kink for n in net.order})
-    report.paths.append("reference: finite differences (central, float64, every parameter element)")
+    report.paths.append(fd_path(fd))
     checks += fd_checks(net, got, fd=fd)
     order = {n: i for i, n in enumerate(net.order)}
     report.checks = sorted(checks, key=lambda c: order.get(c.wrt, 0))
