@@ -13,6 +13,7 @@ import json
 import os
 import random
 
+import pytest
 import tomli_w
 from hypothesis import strategies as st
 
@@ -22,6 +23,7 @@ from scratch.losses import LOSSES
 # How many times more inputs the long runs generate (NNPARITY_FUZZ_LONG=1, tests marked slow).
 LONG = os.environ.get("NNPARITY_FUZZ_LONG") == "1"
 SCALE = 10 if LONG else 1
+long_only = pytest.mark.skipif(not LONG, reason="a long run (fuzzing, mutant enumeration): NNPARITY_FUZZ_LONG=1")
 
 PROBABILITY_OUTPUT = {"bce": "sigmoid", "cce": "softmax"}
 EXTREME_FLOATS = [0.0, -0.0, 1.0, -1.0, 1e-300, 5e-324, 1e3, -1e3, 700.0, -500.0, 1e300, -1e300,

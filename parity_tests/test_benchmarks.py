@@ -257,14 +257,27 @@ def test_bench_quiet_check_sees_a_background_load(tmp_path):
 
 
 @pytest.mark.slow
-def test_bench_quick_json_fields(tmp_path):
-    """The whole --quick run on tiny (its sweeps included): one JSON object on stdout, its fields."""
-    plot = tmp_path / "sweeps.png"
-    proc = subprocess.run([sys.executable, "-m", "nnparity.bench", "--quick", "--config", "tiny", "--device", "all",
-                           "--no-progress", "--json", "--plot", str(plot)], cwd=ROOT, capture_output=True, text=True,
-                          timeout=300)
+def test_bench_quick_json_fields_under_load(tmp_path):
+    """The whole --quick run on tiny (its sweeps included) beside a real CPU hog on every core: one
+    JSON object on stdout, its fields, and the warnings, before and after, that the machine is not
+    quiet and the ratios unreliable."""
+    plot, stop = tmp_path / "sweeps.png", tmp_path / "stop"
+    hog = (f"import os, time\nend = time.monotonic() + 240\n"
+           f"while time.monotonic() < end and not os.path.exists({str(stop)!r}):\n    pass\n")
+    hogs = [subprocess.Popen([sys.executable, "-c", hog]) for _ in range(os.cpu_count() or 1)]
+    try:
+        proc = subprocess.run([sys.executable, "-m", "nnparity.bench", "--quick", "--config", "tiny", "--device",
+                               "all", "--no-progress", "--json", "--plot", str(plot)], cwd=ROOT, capture_output=True,
+                              text=True, timeout=300)
+    finally:
+        stop.touch()
+        for h in hogs:
+            h.wait(timeout=60)
     assert proc.returncode == 0, proc.stderr[-2000:]
     data = json.loads(proc.stdout)
+    assert not data["load"]["reliable"] and not data["reliable"]
+    assert "warning: the machine is not quiet" in proc.stderr
+    assert "the ratios are unreliable; rerun on a quiet machine" in proc.stderr
     assert {"settings", "machine", "peak", "configs", "sweeps", "seconds", "load", "reliable", "unreliable"} <= set(data)
     assert isinstance(data["load"]["reliable"], bool) and data["load"]["reliable"] == (not data["load"]["reasons"])
     assert data["reliable"] == (not data["unreliable"])
@@ -297,28 +310,6 @@ def test_bench_quick_json_fields(tmp_path):
         assert all(r["speedup"] > 0 and r["scratch_iqr"] >= 0 for r in data["sweeps"][axis])
         assert isinstance(data["sweeps"][f"{axis}_crossovers"], list)
     assert plot.stat().st_size > 0 and f"plot: {plot}" in proc.stderr
-
-
-@pytest.mark.slow
-def test_bench_quick_under_load_warns(tmp_path):
-    """A --quick run (tiny) beside a real CPU hog on every core says, before and after, that the
-    machine is not quiet, and its JSON says the run is unreliable."""
-    stop = tmp_path / "stop"
-    hog = (f"import os, time\nend = time.monotonic() + 240\n"
-           f"while time.monotonic() < end and not os.path.exists({str(stop)!r}):\n    pass\n")
-    hogs = [subprocess.Popen([sys.executable, "-c", hog]) for _ in range(os.cpu_count() or 1)]
-    try:
-        proc = subprocess.run([sys.executable, "-m", "nnparity.bench", "--quick", "--config", "tiny", "--no-progress",
-                               "--json"], cwd=ROOT, capture_output=True, text=True, timeout=300)
-    finally:
-        stop.touch()
-        for h in hogs:
-            h.wait(timeout=60)
-    assert proc.returncode == 0, proc.stderr[-2000:]
-    data = json.loads(proc.stdout)
-    assert not data["load"]["reliable"] and not data["reliable"]
-    assert "warning: the machine is not quiet" in proc.stderr
-    assert "the ratios are unreliable; rerun on a quiet machine" in proc.stderr
 
 
 @pytest.mark.parametrize("argv, message", [

@@ -8,7 +8,8 @@ scratch.checkpoint.load, the loader `train --resume` and `convert` use, each eit
 then a run resumes from it: it trains, or stops as diverged, the documented exit 1) or is
 refused with the one-line CheckpointError; any other exception fails the test.
 
-10,000 inputs in the run marked slow, 1,000 in the fast lane (NNPARITY_FUZZ_LONG=1: ten times more).
+10,000 .npz inputs in the run marked slow, 1,000 in the fast lane (NNPARITY_FUZZ_LONG=1: ten times more);
+.pt/.ckpt: 500 in the fast lane, 100,000 with NNPARITY_FUZZ_LONG=1 (the torch loads take a minute per 10,000).
 """
 from __future__ import annotations
 
@@ -21,7 +22,7 @@ import numpy as np
 import pytest
 
 from forgery import declare_size, members, sign
-from fuzzing import SCALE, deep_list, flip, hostile_value, mutate
+from fuzzing import SCALE, deep_list, flip, hostile_value, long_only, mutate
 from scratch import checkpoint
 from scratch.checkpoint import Checkpointer, CheckpointError
 from scratch.checkpoint_schema import spec_layout
@@ -330,7 +331,7 @@ def run_torch_fuzz(bases, folder, inputs: int, seed: int) -> tuple[int, int]:
     return read, refused
 
 
-@pytest.mark.parametrize("inputs", [pytest.param(10_000 * SCALE, marks=pytest.mark.slow), 500 * SCALE],
+@pytest.mark.parametrize("inputs", [pytest.param(10_000 * SCALE, marks=[pytest.mark.slow, long_only]), 500 * SCALE],
                          ids=["10000", "500"])
 def test_checkpoint_fuzz_torch_reads_or_refuses(torch_bases, tmp_path, inputs):
     read, refused = run_torch_fuzz(torch_bases, tmp_path, inputs, seed=inputs)

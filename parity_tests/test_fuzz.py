@@ -18,7 +18,7 @@ import warnings
 import pytest
 from hypothesis import HealthCheck, given, settings, strategies as st
 
-from fuzzing import LONG, SCALE, flip, mutate, spec_tables, to_text
+from fuzzing import SCALE, flip, long_only, mutate, spec_tables, to_text
 from nnparity.cli import main
 from nnparity.commands.check import run_spec
 from scratch.errors import MAX_FIELD_CHARS, MAX_MESSAGE_CHARS
@@ -28,7 +28,6 @@ INPUTS = 10_000 * SCALE
 SETTINGS = dict(deadline=None, derandomize=True, database=None,
                 suppress_health_check=[HealthCheck.too_slow, HealthCheck.data_too_large,
                                        HealthCheck.function_scoped_fixture])
-long_only = pytest.mark.skipif(not LONG, reason="the long fuzz runs: NNPARITY_FUZZ_LONG=1")
 
 
 def assert_clean(err: SpecError) -> None:

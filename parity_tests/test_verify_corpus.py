@@ -7,6 +7,7 @@ and from-scratch frameworks write them, correct ones and planted slips.
     The cases it gets wrong today are strict xfails whose reason says what it does instead; a case
     it starts getting right fails as XPASS until its entry in KNOWN_WRONG is removed.
 (c) No slip passes unless it is a listed false PASS.
+The fast lane runs (a) and one correct case and one slip per family of (b); the whole suite, all.
 
 `python tools/verify_score.py` prints the same verdicts as a table by family."""
 from __future__ import annotations
@@ -39,10 +40,22 @@ def outcome(case):
     return _outcomes[case["id"]]
 
 
+def _fast_sample(cases) -> set:
+    """The first correct case and the first slip of each family: the fast lane's share (the whole
+    suite runs every case)."""
+    first = {}
+    for c in cases:
+        first.setdefault((c["family"], c["truth"]), c["id"])
+    return set(first.values())
+
+
+FAST_SAMPLE = _fast_sample(CASES)
+
+
 def _param(case):
-    marks = ()
+    marks = [] if case["id"] in FAST_SAMPLE else [pytest.mark.slow]
     if case["id"] in REASON:
-        marks = pytest.mark.xfail(strict=True, raises=AssertionError, reason=REASON[case["id"]])
+        marks.append(pytest.mark.xfail(strict=True, raises=AssertionError, reason=REASON[case["id"]]))
     return pytest.param(case, id=case["id"], marks=marks)
 
 
@@ -100,6 +113,7 @@ def test_verify_corpus_case_gets_the_right_verdict(case):
     assert result.exit_code == expected, f"{result.verdict} (exit {result.exit_code}): {result.last_line}"
 
 
+@pytest.mark.slow
 def test_verify_corpus_no_slip_passes_unless_a_known_false_pass():
     passed = {c["id"] for c in SLIPS if outcome(c).exit_code == 0}
     assert passed <= KNOWN_FALSE_PASS, sorted(passed - KNOWN_FALSE_PASS)

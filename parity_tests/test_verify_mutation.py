@@ -11,6 +11,8 @@ from pathlib import Path
 
 import pytest
 
+from fuzzing import long_only
+
 REPO = Path(__file__).resolve().parents[1]
 TOOL = REPO / "tools" / "mutate.py"
 
@@ -57,6 +59,8 @@ def test_one_mutant_is_killed_in_a_copy_of_the_tree(tmp_path):
     assert _digest(REPO / "scratch") == before, "the working tree must never be edited"
 
 
+@pytest.mark.slow
+@long_only      # enumerating every mutant of the three files: about 100 s
 def test_the_reference_side_of_verify_gets_mutants():
     """diagnosis.py (every function), finite_diff.py and op_check.py's comparison are targets, each run
     against the verify tests; --sample draws the same seeded subset every time."""
