@@ -230,14 +230,8 @@ def _fd_group(evaluation: Evaluation, run: GroupRun) -> None:
         return
     if op.kind == "vector":
         inst = op.new()
-        z = probe.x.copy()
-        w = run.upstream
-
-        def fun():
-            out = _array(recorder(where, inst.forward, z), "forward")
-            return float(np.sum(w * out)), float(np.sum(np.abs(w * out)))
-
-        run.fd[wrt] = scalar_derivative(fun, z, precision=precision)
+        z, w = probe.x.copy(), run.upstream
+        run.fd[wrt] = scalar_derivative(_weighted_sum(recorder, where, inst.forward, z, w), z, precision=precision)
         try:
             jac = jacobian_rows(lambda t: recorder(where, inst.forward, t), probe.x.copy(), precision=precision)
             run.alternatives[wrt] = {
@@ -262,17 +256,21 @@ def _fd_group(evaluation: Evaluation, run: GroupRun) -> None:
         return
     inst = clone(evaluation.template)
     x = probe.x.copy()
-    w = run.upstream
-
-    def fun():
-        out = _array(recorder(where, inst.forward, x), "forward")
-        return float(np.sum(w * out)), float(np.sum(np.abs(w * out)))
-
+    fun = _weighted_sum(recorder, where, inst.forward, x, run.upstream)
     run.fd[wrt] = scalar_derivative(fun, x, precision=precision)
     for name, param in layer_parameters(inst).items():
         if not isinstance(param, np.ndarray) or not param.flags.writeable:
             continue
         run.fd[name] = scalar_derivative(fun, param, precision=precision)
+
+
+def _weighted_sum(recorder, where: str, forward, x, w):
+    """fun() -> (Σ w·forward(x), Σ|w·forward(x)|): the scalar whose gradient in x (or in a parameter
+    forward reads) is backward(w); x is read at each call, so perturbing it in place moves it."""
+    def fun():
+        out = _array(recorder(where, forward, x), "forward")
+        return float(np.sum(w * out)), float(np.sum(np.abs(w * out)))
+    return fun
 
 
 def _scaled(fd: FDResult, w) -> FDResult:
