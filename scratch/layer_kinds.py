@@ -19,6 +19,7 @@ from typing import ClassVar
 from scratch.errors import SpecError
 from scratch.kind_fields import BOOL, INIT, INT, PAIR, SCALE, NoParameters, needs_image, shown_shape
 from scratch.norm_kinds import BatchNormSpec, DropoutSpec, LayerNormSpec, ResidualSpec
+from scratch.recurrent_kinds import GRUSpec, LSTMSpec, RNNSpec
 from scratch.seq_kinds import EmbeddingSpec, PositionalEmbeddingSpec, SeqLastSpec, SeqMeanSpec
 from scratch.windows import Windows, pair
 
@@ -208,7 +209,8 @@ def fit_windows(windows: Windows, height: int, width: int, in_shape, where: str)
 
 KINDS = {cls.kind: cls for cls in (LayerSpec, Conv2dSpec, MaxPool2dSpec, AvgPool2dSpec, FlattenSpec,
                                    GlobalAvgPoolSpec, BatchNormSpec, LayerNormSpec, DropoutSpec, ResidualSpec,
-                                   EmbeddingSpec, PositionalEmbeddingSpec, SeqLastSpec, SeqMeanSpec)}
+                                   EmbeddingSpec, PositionalEmbeddingSpec, SeqLastSpec, SeqMeanSpec, RNNSpec,
+                                   LSTMSpec, GRUSpec)}
 
 
 def require_kinds(spec, kinds: tuple[str, ...], what: str) -> None:

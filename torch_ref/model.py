@@ -240,6 +240,23 @@ class MeanOverTime(nn.Module):
         return x.mean(dim=1)
 
 
+def _sequence_outputs(module):
+    """torch's recurrent module, called for its output alone (every step's hidden state), not the
+    (output, final state) pair: its parameters keep torch's names (weight_ih_l0, ...)."""
+
+    class Outputs(module):
+        def forward(self, x):
+            return super().forward(x)[0]
+
+    Outputs.__name__ = f"{module.__name__}Outputs"
+
+    def make(layer, in_shape, dtype) -> nn.Module:
+        extra = {"nonlinearity": layer.nonlinearity} if layer.kind == "rnn" else {}
+        return Outputs(in_shape[1], layer.hidden, num_layers=layer.num_layers, batch_first=True,
+                       bidirectional=layer.bidirectional, dtype=dtype, **extra)
+    return make
+
+
 def _embedding(layer, in_shape, dtype) -> nn.Module:
     return nn.Embedding(layer.vocab, layer.dim, padding_idx=layer.padding_index, dtype=dtype)
 
@@ -260,6 +277,9 @@ TORCH_LAYERS = {
     "positional_embedding": lambda layer, in_shape, dtype: LearnedPositions(layer.max_len, in_shape[1], dtype=dtype),
     "seq_last": lambda layer, in_shape, dtype: LastStep(),
     "seq_mean": lambda layer, in_shape, dtype: MeanOverTime(),
+    "rnn": _sequence_outputs(nn.RNN),
+    "lstm": _sequence_outputs(nn.LSTM),
+    "gru": _sequence_outputs(nn.GRU),
 }
 
 
