@@ -19,7 +19,8 @@ from scratch.network import LAYER_CLASSES, Network, build_loss
 from scratch.policy import rel_error
 from scratch.spec import parse_spec
 from scratch.training import train as scratch_train
-from torch_ref.check import check
+from strict_xp import strict
+from torch_ref.check import check, run_scratch, run_torch
 from torch_ref.model import TORCH_DTYPES, TORCH_LAYERS, build
 from torch_ref.training import train as torch_train
 
@@ -68,6 +69,18 @@ def test_recurrent_layers_parity(kind, i, dtype, readout):
     assert len([name for name in grads if name.startswith("layers.1.")]) == 4 * layer.num_layers * layer.directions
     assert all(np.any(grads[name] != 0) for name in grads if name.startswith("layers.1.weight_ih")), \
         "a gradient missed a layer or direction"
+
+
+@pytest.mark.parametrize("kind,i", CASES, ids=[f"{k}-{i}" for k, i in CASES])
+def test_recurrent_layers_parity_on_the_strict_device(kind, i):
+    """The same pass on the CuPy stand-in that refuses host round-trips (parity_tests/strict_xp.py)."""
+    spec = recurrent_spec({"kind": kind, **VARIANTS[kind][i]}, seed=i)
+    rng = np.random.default_rng(i)
+    x, y = rng.integers(0, VOCAB, size=(3, STEPS)), rng.integers(0, VOCAB, size=(3, STEPS))
+    ours, theirs = run_scratch(spec, x, y, xp=strict), run_torch(spec, x, y)
+    assert rel_error(ours["output"], theirs["output"]) <= CHECK_TOL["float64"]
+    for name, grad in theirs["grads"].items():
+        assert rel_error(ours["grads"][name], grad) <= CHECK_TOL["float64"], name
 
 
 # ----------------------------------------------------------------------- states at every step
@@ -236,3 +249,44 @@ BAD_SPECS = [
 @pytest.mark.parametrize("raw,field,words", [case[1:] for case in BAD_SPECS], ids=[c[0] for c in BAD_SPECS])
 def test_recurrent_layers_bad_spec_exits_2_naming_layer_and_field(raw, field, words, tmp_path, capsys):
     assert_check_refuses(raw, field, words, tmp_path, capsys)
+
+
+# ------------------------------------------------------------------------------------ README
+
+
+def readme_sequence_block() -> list[str]:
+    from pathlib import Path
+
+    text = (Path(__file__).resolve().parents[1] / "README.md").read_text()
+    block = text.split("### Sequences: embeddings and recurrent layers", 1)[1].split("```bash\n", 1)[1]
+    return block.split("```", 1)[0].strip().splitlines()
+
+
+@pytest.mark.slow
+def test_recurrent_layers_readme_commands_as_written(tmp_path):
+    """The README's sequence commands, as written: check agrees on every tensor, compare's three
+    backends agree per step, the char-LSTM reaches its documented test loss and prints its sample,
+    the GRU adds."""
+    import os
+    import re
+    import subprocess
+    import sys
+    from pathlib import Path
+
+    root = Path(__file__).resolve().parents[1]
+    os.symlink(root / "specs", tmp_path / "specs")
+    printed = {}
+    for line in readme_sequence_block():
+        words = line.split("#")[0].split()
+        assert words[0] == ".venv/bin/nnparity"
+        proc = subprocess.run([sys.executable, "-m", "nnparity", *words[1:]], capture_output=True, text=True,
+                              timeout=900, cwd=tmp_path, env={**os.environ, "OPENBLAS_NUM_THREADS": "1"})
+        assert proc.returncode == 0, f"{line}: {proc.stderr[-2000:]}"
+        printed[" ".join(words[1:3])] = proc.stdout
+    assert printed["check specs/char_lstm.toml"].rstrip().endswith("all tensors agree")
+    assert "parity: the three per-step loss trajectories agree" in printed["compare specs/char_lstm.toml"]
+    lm = printed["train specs/char_lstm.toml"]
+    assert float(re.search(r"test loss ([0-9.]+)", lm).group(1)) < 1.4
+    assert "sample (greedy): 'And God said" in lm
+    adding = printed["train specs/seq_gru.toml"]
+    assert float(re.search(r"test accuracy ([0-9.]+)%", adding).group(1)) > 90

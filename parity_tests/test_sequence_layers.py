@@ -7,6 +7,7 @@ line reports them.
 """
 from __future__ import annotations
 
+import ast
 import json
 
 import numpy as np
@@ -24,7 +25,9 @@ from scratch.network import LAYER_CLASSES
 from scratch.sequence_data import PLUS, EQUALS, SEPARATOR, TEXT_PATH, decode, load_text, text_vocab
 from scratch.spec import parse_spec
 from scratch.training import train as scratch_train
-from torch_ref.check import check
+from scratch.policy import rel_error
+from strict_xp import strict
+from torch_ref.check import check, run_scratch, run_torch
 from torch_ref.model import TORCH_LAYERS, TORCH_LOSSES
 from torch_ref.training import train as torch_train
 
@@ -80,6 +83,25 @@ def test_sequence_layers_parity(kind, i, dtype):
     assert set(grads) == set(report["torch"]["grads"])
     assert np.any(grads["layers.0.weight"] != 0), "no gradient reached the embedding"
     assert report["scratch"]["output"].shape == (4, *spec.shapes[-1])
+
+
+@pytest.mark.parametrize("kind,i", CASES, ids=[f"{k}-{i}" for k, i in CASES])
+def test_sequence_layers_parity_on_the_strict_device(kind, i):
+    """The same pass on the CuPy stand-in that refuses host round-trips (parity_tests/strict_xp.py)."""
+    spec = token_spec({"kind": kind, **VARIANTS[kind][i]}, seed=i)
+    rng = np.random.default_rng(i)
+    x = rng.integers(0, VOCAB, size=(3, STEPS))
+    y = rng.integers(0, spec.outputs, size=(3, *spec.shapes[-1][:-1]))
+    ours, theirs = run_scratch(spec, x, y, xp=strict), run_torch(spec, x, y)
+    assert rel_error(ours["loss"], theirs["loss"]) <= CHECK_TOL["float64"]
+    for name, grad in theirs["grads"].items():
+        assert rel_error(ours["grads"][name], grad) <= CHECK_TOL["float64"], name
+
+
+def test_sequence_layers_training_on_the_strict_device_is_numpys():
+    """A whole run (token accuracy counted on the device) on the strict stand-in gives NumPy's trajectory."""
+    spec = parse_spec(token_run(OPTIMIZER_RUNS["adam"]))
+    assert_same_run(scratch_train(spec, device=strict), scratch_train(spec), TRAJECTORY_TOL, "strict against NumPy")
 
 
 @pytest.mark.parametrize("dtype", DTYPES)
@@ -303,3 +325,19 @@ def test_sequence_layers_spec_round_trip():
     assert parse_spec(tomllib.loads(spec.to_toml())) == spec
     assert spec.shapes == [(STEPS,), (STEPS, 4), (STEPS, 6), (STEPS, VOCAB)]
     assert spec.vocab == VOCAB and spec.outputs == VOCAB
+
+
+def test_sequence_layers_train_prints_a_sample_of_a_language_model(tmp_path, capsys):
+    """`train` on a spec of the shipped text ends with a greedy sample: the prompt, then 80 characters."""
+    raw = {"input_shape": [8], "layers": [{"kind": "embedding", "vocab": 59, "dim": 4}, {"units": 59}],
+           "loss": {"name": "token_cce"}, "data": {"name": "text", "samples": 16}, "train": {"epochs": 1}}
+    path = tmp_path / "lm.json"
+    path.write_text(json.dumps(raw))
+    assert main(["train", str(path), "--quiet"]) == 0
+    last = capsys.readouterr().out.strip().splitlines()[-1]
+    sample = last.removeprefix("sample (greedy): ")
+    assert sample != last and sample.startswith("'And God said")
+    text = ast.literal_eval(sample)
+    assert len(text) == len("And God said") + 80 and set(text) <= set(text_vocab())
+    assert main(["train", str(path), "--quiet", "--json"]) == 0
+    assert json.loads(capsys.readouterr().out)["sample"] == text

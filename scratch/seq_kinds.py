@@ -70,6 +70,10 @@ class EmbeddingSpec:
     def parameter_count(self, in_shape) -> int:
         return self.vocab * self.dim
 
+    def work_size(self, in_shape) -> int:
+        """Per example, the one-hot rows of its ids the scratch layer's backward multiplies (T·vocab)."""
+        return in_shape[0] * self.vocab
+
     def initial_values(self, rng, in_shape, draw) -> dict:
         return _normal_table(rng, (self.vocab, self.dim), self.padding_index)
 
