@@ -232,6 +232,8 @@ def seq_spec(layer: dict, input_shape=(STEPS,), first=None) -> dict:
 BAD_SPECS = [
     ("hidden-zero", seq_spec({"kind": "lstm", "hidden": 0}), "layers[1].hidden", ["must be >= 1"]),
     ("hidden-missing", seq_spec({"kind": "gru"}), "layers[1].hidden", ["missing"]),
+    ("layers-absurd", seq_spec({"kind": "lstm", "hidden": 3, "num_layers": 10**11}), "layers[1].num_layers",
+     ["at most 10000"]),
     ("layers-zero", seq_spec({"kind": "rnn", "hidden": 3, "num_layers": 0}), "layers[1].num_layers", [">= 1"]),
     ("nonlinearity", seq_spec({"kind": "rnn", "hidden": 3, "nonlinearity": "sigmoid"}), "layers[1].nonlinearity",
      ["sigmoid", "tanh", "relu"]),

@@ -267,6 +267,7 @@ BAD_SPECS = [
      ["token_cce", "[5]"]),
     ("class-loss-on-sequence", {**bad(0), "loss": {"name": "softmax_cce"}}, "layers[2].kind",
      ["seq_last", "token_cce"]),
+    ("softmax-over-time", bad(2, activation="softmax"), "layers[2].activation", ["time axis", "token_cce"]),
     ("ignore-index-on-mse", {"layers": [{"inputs": 2, "units": 1}], "loss": {"name": "mse", "ignore_index": 0}},
      "loss.ignore_index", ["token_cce"]),
     ("token-out-of-range", inline([[0, 1, 2, 5]]), "data.x", ["token id 5", "vocab of 5", "0 to 4"]),

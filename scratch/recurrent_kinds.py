@@ -11,8 +11,11 @@ import math
 from dataclasses import dataclass, field
 from typing import ClassVar
 
+from scratch.errors import SpecError
 from scratch.kind_fields import BOOL, CHOICE, INT
 from scratch.seq_kinds import needs_sequence
+
+MAX_STACK = 10_000   # the most layers one recurrent kind stacks (a spec's own limit on its layers)
 
 @dataclass
 class RecurrentSpec:
@@ -35,6 +38,8 @@ class RecurrentSpec:
 
     def output_shape(self, in_shape, where: str, came_from: str) -> tuple:
         steps, _ = needs_sequence(self.kind, in_shape, where, came_from)
+        if self.num_layers > MAX_STACK:
+            raise SpecError(f"{where}.num_layers", f"{self.num_layers} layers; at most {MAX_STACK}")
         return (steps, self.hidden * self.directions)
 
     def parameter_shapes(self, in_shape) -> dict[str, tuple]:

@@ -587,6 +587,10 @@ def parse_spec(raw: Any) -> Spec:
         if shapes[-1] is None:
             shapes[-1] = (layers[0].inputs,)
         shapes.append(tuple(layers[-1].output_shape(shapes[-1], f"layers[{i}]", came_from)))
+        if len(shapes[-1]) == 2 and layers[-1].activation == "softmax":
+            raise SpecError(f"layers[{i}].activation", f"softmax normalizes axis 1, the time axis of the sequence "
+                                                       f"{shown_shape(shapes[-1])}; end with identity logits and "
+                                                       f"loss token_cce (its softmax is per time step)")
     loss = _parse_loss(raw.get("loss", {}))
     _check_output_shape(shapes[-1], len(layers), loss)
     _check_output_fits_loss(layers, loss)
