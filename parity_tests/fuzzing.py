@@ -18,7 +18,7 @@ import tomli_w
 from hypothesis import strategies as st
 
 from scratch.activations import ACTIVATIONS
-from scratch.losses import LOSSES
+from scratch.losses import FEATURE_LOSSES as LOSSES   # the dense networks' losses; token_cce: sequence_tables
 
 # How many times more inputs the long runs generate (NNPARITY_FUZZ_LONG=1, tests marked slow).
 LONG = os.environ.get("NNPARITY_FUZZ_LONG") == "1"
@@ -82,6 +82,35 @@ def spec_tables(draw):
     return raw
 
 
+@st.composite
+def sequence_tables(draw):
+    """A network on token ids that loads: an embedding (a padding index or not), a positional table
+    or not, a recurrent layer of any kind or not, a dense layer at every step, token_cce (an
+    ignore_index or not); inline token data or not."""
+    steps, vocab = draw(st.integers(1, 4)), draw(st.integers(1, 5))
+    layers = [{"kind": "embedding", "vocab": vocab, "dim": draw(st.integers(1, 3))}]
+    if draw(st.booleans()):
+        layers[0]["padding_index"] = draw(st.integers(0, vocab - 1))
+    if draw(st.booleans()):
+        layers.append({"kind": "positional_embedding", "max_len": draw(st.integers(steps, steps + 2))})
+    kind = draw(st.sampled_from([None, "rnn", "lstm", "gru"]))
+    if kind is not None:
+        layers.append({"kind": kind, "hidden": draw(st.integers(1, 3)), "num_layers": draw(st.integers(1, 2)),
+                       "bidirectional": draw(st.booleans())})
+    layers.append({"units": vocab, "activation": draw(st.sampled_from(["identity", "tanh"]))})
+    loss = {"name": "token_cce"}
+    if draw(st.booleans()):
+        loss["ignore_index"] = draw(st.sampled_from([-100, -1, 0]))
+    raw = {"seed": draw(st.integers(0, 2**32)), "dtype": draw(st.sampled_from(["float64", "float32"])),
+           "input_shape": [steps], "layers": layers, "loss": loss}
+    if draw(st.booleans()):
+        n = draw(st.integers(1, 3))
+        tokens = st.integers(0, vocab - 1)
+        raw["data"] = {"x": [[draw(tokens) for _ in range(steps)] for _ in range(n)],
+                       "y": [[draw(tokens) for _ in range(steps)] for _ in range(n)]}
+    return raw
+
+
 def _targets(draw, loss: str, n: int, outputs: int):
     if loss in ("cce", "softmax_cce"):
         return [draw(st.integers(0, outputs - 1)) for _ in range(n)]
@@ -107,7 +136,9 @@ def _paths(value, prefix=()):
 EXTRA_KEYS = ["optimizer", "train", "data", "bogus", "layers"]
 FIELD_NAMES = ["lr", "momentum", "betas", "eps", "epochs", "batch_size", "samples", "noise", "name",
                "init", "init_scale", "activation_params", "use_bias", "test_fraction", "scale",
-               "clip_norm", "max_backtracks", "seed", "loss_tol", "x", "y", "weight", "bias", "units"]
+               "clip_norm", "max_backtracks", "seed", "loss_tol", "x", "y", "weight", "bias", "units",
+               "vocab", "dim", "padding_index", "max_len", "hidden", "num_layers", "bidirectional",
+               "nonlinearity", "ignore_index", "input_shape"]
 
 
 def mutate(raw: dict, rng: random.Random) -> dict:

@@ -18,7 +18,7 @@ import warnings
 import pytest
 from hypothesis import HealthCheck, given, settings, strategies as st
 
-from fuzzing import SCALE, flip, long_only, mutate, spec_tables, to_text
+from fuzzing import SCALE, flip, long_only, mutate, sequence_tables, spec_tables, to_text
 from nnparity.cli import main
 from nnparity.commands.check import run_spec
 from scratch.errors import MAX_FIELD_CHARS, MAX_MESSAGE_CHARS
@@ -160,9 +160,11 @@ OPTIONS = {command: _options(command) for command in CLI_COMMANDS}
     (_text(".toml"), spec_tables(), 50),
     (_text(".json"), spec_tables(), 50),
     (_bytes, st.binary(max_size=300), 50),
+    (_tables, sequence_tables(), 50),
+    pytest.param(_text(".toml"), sequence_tables(), 50, marks=pytest.mark.slow),
     pytest.param(_check, spec_tables(), 10, marks=pytest.mark.slow),
     pytest.param(_cli, st.sampled_from(sorted(CLI_COMMANDS)), 50, marks=pytest.mark.slow),
-], ids=["tables", "toml", "json", "bytes", "check", "cli"])
+], ids=["tables", "toml", "json", "bytes", "sequence-tables", "sequence-toml", "check", "cli"])
 def test_fuzz_target_clean(target, strategy, per_example):
     assert fuzz(target, strategy, per_example) >= INPUTS
 

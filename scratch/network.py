@@ -27,6 +27,9 @@ from scratch.initializers import initial_buffers
 from scratch.normalization import BatchNorm, LayerNorm
 from scratch.pooling import AvgPool2d, GlobalAvgPool, MaxPool2d
 from scratch.reshape import Flatten
+from scratch.embedding import Embedding, PositionalEmbedding
+from scratch.readouts import SeqLast, SeqMean
+from scratch.recurrent import GRU, LSTM, RNN
 from scratch.residual import Residual, bind_gradient, layer_arrays, layer_buffers, set_training
 
 # The scratch layer of each kind a spec names (scratch.layer_kinds.KINDS): each has ``params``
@@ -35,7 +38,9 @@ from scratch.residual import Residual, bind_gradient, layer_arrays, layer_buffer
 # A class with ``takes_state`` also takes its ``buffers``, ``in_shape`` and ``build`` (build_layer) in from_spec.
 LAYER_CLASSES = {"dense": Dense, "conv2d": Conv2d, "maxpool2d": MaxPool2d, "avgpool2d": AvgPool2d,
                  "flatten": Flatten, "global_avgpool": GlobalAvgPool, "batchnorm": BatchNorm,
-                 "layernorm": LayerNorm, "dropout": Dropout, "residual": Residual}
+                 "layernorm": LayerNorm, "dropout": Dropout, "residual": Residual, "embedding": Embedding,
+                 "positional_embedding": PositionalEmbedding, "seq_last": SeqLast, "seq_mean": SeqMean,
+                 "rnn": RNN, "lstm": LSTM, "gru": GRU}
 
 
 def build_layer(layer_spec, params: dict, buffers: dict, xp, in_shape):
@@ -205,4 +210,4 @@ def _release(layer) -> None:
 
 
 def build_loss(spec, xp=np) -> Loss:
-    return make_loss(spec.loss.name, spec.loss.reduction, xp=xp)
+    return make_loss(spec.loss.name, spec.loss.reduction, xp=xp, ignore_index=spec.loss.ignore_index)

@@ -254,6 +254,7 @@ def result_to_json(result, spec, backend: str) -> dict:
         "history": {"step_loss": h.step_loss, "epoch_loss": h.epoch_loss,
                     "epoch_accuracy": h.epoch_accuracy, "grad_norm": h.grad_norm},
         "params": {name: value.tolist() for name, value in result.params.items()},
+        **({"sample": language_model_sample(result, spec)} if spec.data.name == "text" else {}),
     }
 
 
@@ -278,7 +279,16 @@ def summary(result, spec, args) -> str:
         if result.test_accuracy is not None:
             test += f", test accuracy {100 * result.test_accuracy:.2f}%"
         lines.append(test)
+    if spec.data.name == "text":
+        lines.append(f"sample (greedy): {language_model_sample(result, spec)!r}")
     return "\n".join(lines)
+
+
+def language_model_sample(result, spec) -> str:
+    """A language model's greedy continuation of scratch.generate's prompt, from the final parameters."""
+    from scratch.generate import greedy_text
+
+    return greedy_text(spec, result.params)
 
 
 def plot_losses(result, path: str, title: str = "") -> None:
