@@ -5,9 +5,10 @@ fields each class declares and asks it for its output shape, so every layer's sh
 and checked when the spec is parsed, before anything is built; scratch.network builds each kind's
 scratch layer and torch_ref.model its torch twin, both keyed by the same names.
 
-Shapes are those of one example: (features,) or (channels, height, width); a batch adds N in front.
-Every kind ends with an activation (``identity`` unless the spec names one). Normalization, dropout
-and residual blocks live in scratch/norm_kinds.py, the field types in scratch/kind_fields.py.
+Shapes are those of one example: (features,), (steps, features) or (channels, height, width); a
+batch adds N in front. Every kind ends with an activation (``identity`` unless the spec names one).
+Normalization, dropout and residual blocks live in scratch/norm_kinds.py, attention and transformer
+blocks in scratch/attention_kinds.py, the field types in scratch/kind_fields.py.
 """
 from __future__ import annotations
 
@@ -15,6 +16,7 @@ import math
 from dataclasses import dataclass, field
 from typing import ClassVar
 
+from scratch.attention_kinds import AttentionSpec, TransformerSpec
 from scratch.errors import SpecError
 from scratch.kind_fields import BOOL, INIT, INT, PAIR, SCALE, NoParameters, needs_image, shown_shape
 from scratch.norm_kinds import BatchNormSpec, DropoutSpec, LayerNormSpec, ResidualSpec
@@ -203,7 +205,8 @@ def fit_windows(windows: Windows, height: int, width: int, in_shape, where: str)
 
 
 KINDS = {cls.kind: cls for cls in (LayerSpec, Conv2dSpec, MaxPool2dSpec, AvgPool2dSpec, FlattenSpec,
-                                   GlobalAvgPoolSpec, BatchNormSpec, LayerNormSpec, DropoutSpec, ResidualSpec)}
+                                   GlobalAvgPoolSpec, BatchNormSpec, LayerNormSpec, DropoutSpec, ResidualSpec,
+                                   AttentionSpec, TransformerSpec)}
 
 
 def require_kinds(spec, kinds: tuple[str, ...], what: str) -> None:

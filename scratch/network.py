@@ -17,6 +17,7 @@ from __future__ import annotations
 import numpy as np
 
 from scratch.activations import Activation, make_activation
+from scratch.attention import Attention
 from scratch.conv import Conv2d
 from scratch.initializers import initial_parameters
 from scratch.layers import Dense
@@ -27,6 +28,7 @@ from scratch.initializers import initial_buffers
 from scratch.normalization import BatchNorm, LayerNorm
 from scratch.pooling import AvgPool2d, GlobalAvgPool, MaxPool2d
 from scratch.reshape import Flatten
+from scratch.transformer import TransformerBlock
 from scratch.residual import Residual, bind_gradient, layer_arrays, layer_buffers, set_training
 
 # The scratch layer of each kind a spec names (scratch.layer_kinds.KINDS): each has ``params``
@@ -35,7 +37,8 @@ from scratch.residual import Residual, bind_gradient, layer_arrays, layer_buffer
 # A class with ``takes_state`` also takes its ``buffers``, ``in_shape`` and ``build`` (build_layer) in from_spec.
 LAYER_CLASSES = {"dense": Dense, "conv2d": Conv2d, "maxpool2d": MaxPool2d, "avgpool2d": AvgPool2d,
                  "flatten": Flatten, "global_avgpool": GlobalAvgPool, "batchnorm": BatchNorm,
-                 "layernorm": LayerNorm, "dropout": Dropout, "residual": Residual}
+                 "layernorm": LayerNorm, "dropout": Dropout, "residual": Residual, "attention": Attention,
+                 "transformer": TransformerBlock}
 
 
 def build_layer(layer_spec, params: dict, buffers: dict, xp, in_shape):
