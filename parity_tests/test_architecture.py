@@ -71,7 +71,8 @@ def test_architecture_harness_is_imported_only_by_its_command():
 
 def test_architecture_wheel_adds_only_the_projects_names():
     """The installed packages are scratch, torch_ref and nnparity (no top-level benchmarks), and
-    every folder of theirs holding modules is one of them."""
+    every folder of theirs holding modules is one of them; the data they ship: the bench specs and
+    scratch's texts."""
     import tomllib
 
     setup = tomllib.loads((ROOT / "pyproject.toml").read_text())["tool"]["setuptools"]
@@ -80,8 +81,9 @@ def test_architecture_wheel_adds_only_the_projects_names():
     on_disk = {module_name(p.parent / "__init__.py") for top in ("scratch", "torch_ref", "nnparity")
                for p in (ROOT / top).rglob("*.py")}
     assert packages == on_disk
-    assert setup["package-data"] == {"nnparity.bench": ["specs/*.toml"]}
+    assert setup["package-data"] == {"nnparity.bench": ["specs/*.toml"], "scratch": ["texts/*.txt", "texts/README.md"]}
     assert list((ROOT / "nnparity" / "bench" / "specs").glob("*.toml"))
+    assert list((ROOT / "scratch" / "texts").glob("*.txt"))   # the shipped text of the char-level language model
 
 
 @pytest.mark.parametrize("layer", sorted(FORBIDDEN))

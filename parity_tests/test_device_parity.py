@@ -18,7 +18,7 @@ from conftest import CHECK_TOL, assert_close, cuda_ready
 from scratch.activations import ACTIVATIONS, make_activation
 from scratch.data import random_batch
 from scratch.device import to_host
-from scratch.losses import LOSSES, make_loss
+from scratch.losses import FEATURE_LOSSES as LOSSES, make_loss  # token_cce: test_sequence_layers.py
 from scratch.spec import load_spec
 from strict_xp import HostRoundTrip, strict
 from torch_ref.check import run_scratch, run_torch

@@ -31,8 +31,14 @@ def both(name, reduction, pred, target):
 
 
 def sample(name, dtype, n=5, c=4, seed=0, indices=False):
-    """A prediction in the loss's domain and a fitting target."""
+    """A prediction in the loss's domain and a fitting target (token_cce: n sequences of 3 steps,
+    per-step token targets with torch's ignore_index, -100, at some steps)."""
     rng = np.random.default_rng(seed)
+    if name == "token_cce":
+        target = rng.integers(0, c, size=(n, 3))
+        target[rng.uniform(size=(n, 3)) < 0.3] = -100
+        target[0, 0] = 1   # one step to predict at least
+        return rng.normal(size=(n, 3, c)).astype(dtype), target
     z = rng.normal(size=(n, c))
     if name == "bce":
         pred = 1 / (1 + np.exp(-z))
@@ -90,7 +96,7 @@ def test_loss_reduction_divisor(name, reduction):
     value = make_loss(name, reduction).forward(pred, target)
     if "sum" in LOSSES[name].reductions and reduction == "mean":
         total = make_loss(name, "sum").forward(pred, target)
-        divisor = 5 if name in ("cce", "softmax_cce") else 20
+        divisor = {"cce": 5, "softmax_cce": 5, "token_cce": int((target != -100).sum())}.get(name, 20)
         assert_close(value, total / divisor, what=f"{name} mean")
     vt = TORCH_LOSSES[name](reduction=reduction)(torch.tensor(pred), torch.tensor(target)).item()
     assert_close(value, vt, what=f"{name} value")

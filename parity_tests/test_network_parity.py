@@ -15,7 +15,7 @@ from hypothesis import strategies as st
 from conftest import CHECK_TOL, DTYPES, assert_parity, explicit_spec, make_spec, run_check
 from scratch.activations import ACTIVATIONS
 from scratch.initializers import INITIALIZERS
-from scratch.losses import LOSSES
+from scratch.losses import FEATURE_LOSSES as LOSSES  # token_cce: test_sequence_layers.py
 from torch_ref.check import check
 
 # Which output activations each loss makes sense on (None: any).

@@ -1,7 +1,7 @@
 """The layer kinds of self-attention: ``attention`` (multi-head self-attention) and ``transformer``
 (a pre-norm block around it): fields, shape rules, parameters and their initial values.
 
-Both take a sequence, one example of shape (steps T, features D), batch first: (N, T, D). Their
+Both take a sequence, one example of shape (time T, features D), batch first: (N, T, D). Their
 parameters carry torch's names (nn.MultiheadAttention's ``in_proj_weight``, ``out_proj.weight``,
 ...; nn.TransformerEncoderLayer's ``self_attn.…``, ``linear1.…``, ``norm1.…``); every projection
 weight is kept as (inputs, units), z = x @ W + b, and is transposed for torch (``dense_weights``).
@@ -13,18 +13,11 @@ from dataclasses import dataclass, field
 from typing import ClassVar
 
 from scratch.errors import SpecError
-from scratch.kind_fields import BOOL, FLOAT, INT, shown_shape
+from scratch.kind_fields import BOOL, FLOAT, INT
 from scratch.norm_kinds import EPS
+from scratch.seq_kinds import needs_sequence
 
 ATTENTION_DENSE = ("in_proj_weight", "out_proj.weight")
-
-
-def needs_sequence(kind: str, in_shape, where: str, came_from: str) -> tuple[int, int]:
-    """The (T, D) a sequence layer takes, or a SpecError saying what it got."""
-    if len(in_shape) != 2:
-        raise SpecError(f"{where}.kind", f"{kind} needs a [steps, features] input, got {shown_shape(in_shape)} "
-                                         f"from {came_from}; give input_shape = [T, D] or an embedding before it")
-    return in_shape
 
 
 def check_heads(heads: int, width: int, where: str) -> None:

@@ -11,6 +11,8 @@ from typing import Callable
 import numpy as np
 
 from scratch.errors import SpecError
+from scratch.losses import IGNORE_INDEX
+from scratch.sequence_data import TOKEN_DATASETS, check_token_targets, check_tokens, generate_tokens
 
 
 def random_batch(spec, n: int, seed: int | None = None) -> tuple[np.ndarray, np.ndarray]:
@@ -19,9 +21,14 @@ def random_batch(spec, n: int, seed: int | None = None) -> tuple[np.ndarray, np.
     if n < 1:
         raise ValueError(f"batch: must be >= 1, got {n}")
     rng = np.random.default_rng(spec.seed + 1 if seed is None else seed)
-    x = rng.normal(size=(n, *spec.shapes[0]))
+    if spec.vocab is not None:
+        x = rng.integers(0, spec.vocab, size=(n, *spec.shapes[0]))
+    else:
+        x = rng.normal(size=(n, *spec.shapes[0]))
     name, outputs = spec.loss.name, spec.outputs
-    if name in ("cce", "softmax_cce"):
+    if name == "token_cce":
+        y = rng.integers(0, outputs, size=(n, spec.shapes[-1][0]))
+    elif name in ("cce", "softmax_cce"):
         y = rng.integers(0, outputs, size=n)
     elif name in ("bce", "bce_logits"):
         y = rng.integers(0, 2, size=(n, outputs)).astype(float)
@@ -35,6 +42,9 @@ def inline_data(spec) -> tuple[np.ndarray, np.ndarray] | None:
     images flattened in C order (C·H·W numbers each), shaped here as (N, C, H, W)."""
     if spec.data.x is None:
         return None
+    if spec.vocab is not None:
+        x = check_tokens(spec.data.x, spec.shapes[0][0], spec.vocab, "data.x")
+        return x, check_token_targets(spec.data.y, len(x), spec.outputs, spec.loss.ignore, "data.y")
     x = np.asarray(spec.data.x, dtype=float)
     x = x.reshape(x.shape[0], *spec.shapes[0])
     y = check_targets(spec.data.y, x.shape[0], spec.outputs, spec.loss.name, "data.y")
@@ -234,6 +244,11 @@ def generate(spec) -> tuple[np.ndarray, np.ndarray]:
     """The spec's named dataset, whole (before the split), with targets shaped for its loss."""
 
     d = spec.data
+    if d.name in TOKEN_DATASETS:
+        return generate_tokens(spec)
+    if spec.vocab is not None:
+        raise SpecError("data.name", f"{d.name!r} holds no token ids; a network on tokens takes "
+                                     f"{', '.join(TOKEN_DATASETS)} (or inline token ids)")
     info = DATASETS[d.name]
     input_shape = spec.shapes[0]
     if len(input_shape) == 3 and tuple(input_shape) != info.image_shape:
@@ -287,6 +302,8 @@ def load_dataset(spec) -> Dataset:
         x_train, y_train, x_test, y_test = train_test_split(x, y, d.test_fraction, spec.seed)
     else:
         x_train, y_train, x_test, y_test = x, y, None, None
+    if d.scale != "none" and spec.vocab is not None:
+        raise SpecError("data.scale", "token ids are not scaled; leave scale out")
     if d.scale != "none":
         scaler = SCALERS[d.scale]().fit(x_train)
         with np.errstate(over="ignore", invalid="ignore"):   # a test row far beyond the training rows
@@ -337,10 +354,14 @@ def _check_finite(arr, where: str, dtype: str) -> None:
                                    f"use dtype float64")
 
 
-def check_targets(y, n: int, outputs: int, loss_name: str, where: str = "y", dtype: str = "float64"):
-    """Validate targets for a loss: (n, outputs) values, or (n,) class indices for class losses.
+def check_targets(y, n: int, outputs: int, loss_name: str, where: str = "y", dtype: str = "float64",
+                  ignore_index: int = IGNORE_INDEX):
+    """Validate targets for a loss: (n, outputs) values, or (n,) class indices for class losses,
+    or (n, T) class indices (``ignore_index`` for none) for token_cce.
 
     Returns them as a NumPy array (float, or int64 for class indices)."""
+    if loss_name == "token_cce":
+        return check_token_targets(y, n, outputs, ignore_index, where)
     try:
         arr = np.asarray(y)
         if arr.dtype == object or arr.dtype.kind not in "biuf":  # strings are not numbers, even "1"

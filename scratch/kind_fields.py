@@ -7,8 +7,10 @@ from typing import ClassVar
 from scratch.errors import SpecError
 
 # Field types spec.py knows how to read: an int >= minimum, an int or [h, w] pair of ints >= minimum,
-# a bool, an initializer name, an initializer scale, a float within Bounds, a list of layer tables.
+# a bool, an initializer name, an initializer scale, a float within Bounds, a list of layer tables,
+# one of the names a tuple lists.
 INT, PAIR, BOOL, INIT, SCALE, FLOAT, LAYERS = "int", "pair", "bool", "init", "scale", "float", "layers"
+CHOICE = "choice"
 
 
 @dataclass(frozen=True)

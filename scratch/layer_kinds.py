@@ -5,10 +5,11 @@ fields each class declares and asks it for its output shape, so every layer's sh
 and checked when the spec is parsed, before anything is built; scratch.network builds each kind's
 scratch layer and torch_ref.model its torch twin, both keyed by the same names.
 
-Shapes are those of one example: (features,), (steps, features) or (channels, height, width); a
-batch adds N in front. Every kind ends with an activation (``identity`` unless the spec names one).
-Normalization, dropout and residual blocks live in scratch/norm_kinds.py, attention and transformer
-blocks in scratch/attention_kinds.py, the field types in scratch/kind_fields.py.
+Shapes are those of one example: (features,), (channels, height, width), or (time, features) for a
+sequence (scratch/seq_kinds.py); a batch adds N in front.
+Every kind ends with an activation (``identity`` unless the spec names one). Normalization, dropout
+and residual blocks live in scratch/norm_kinds.py, attention and transformer blocks in
+scratch/attention_kinds.py, the field types in scratch/kind_fields.py.
 """
 from __future__ import annotations
 
@@ -20,6 +21,7 @@ from scratch.attention_kinds import AttentionSpec, TransformerSpec
 from scratch.errors import SpecError
 from scratch.kind_fields import BOOL, INIT, INT, PAIR, SCALE, NoParameters, needs_image, shown_shape
 from scratch.norm_kinds import BatchNormSpec, DropoutSpec, LayerNormSpec, ResidualSpec
+from scratch.seq_kinds import EmbeddingSpec, PositionalEmbeddingSpec, SeqLastSpec, SeqMeanSpec
 from scratch.windows import Windows, pair
 
 # ----------------------------------------------------------------------------------------- dense
@@ -27,7 +29,8 @@ from scratch.windows import Windows, pair
 
 @dataclass
 class LayerSpec:
-    """One Dense layer followed by its activation: z = a_prev @ W + b ; a = activation(z)."""
+    """One Dense layer followed by its activation: z = a_prev @ W + b ; a = activation(z); on a
+    [time, features] sequence, at every time step (the same W and b)."""
 
     kind: ClassVar[str] = "dense"
     units: int                                   # width of this layer's output
@@ -41,10 +44,11 @@ class LayerSpec:
     bias: list | None = None                     # explicit (units,) values; overrides the bias init
 
     def output_shape(self, in_shape, where: str, came_from: str) -> tuple:
-        if len(in_shape) != 1:
-            raise SpecError(f"{where}.kind", f"dense needs a [features] input, got {shown_shape(in_shape)} from "
-                                             f"{came_from}; add a flatten layer before it (or global_avgpool)")
-        return (self.units,)
+        if len(in_shape) not in (1, 2):
+            raise SpecError(f"{where}.kind", f"dense needs a [features] input (or a [time, features] sequence), "
+                                             f"got {shown_shape(in_shape)} from {came_from}; add a flatten layer "
+                                             f"before it (or global_avgpool)")
+        return (*in_shape[:-1], self.units)
 
     def parameter_shapes(self, in_shape) -> dict[str, tuple]:
         shapes = {"weight": (self.inputs, self.units)}
@@ -206,6 +210,7 @@ def fit_windows(windows: Windows, height: int, width: int, in_shape, where: str)
 
 KINDS = {cls.kind: cls for cls in (LayerSpec, Conv2dSpec, MaxPool2dSpec, AvgPool2dSpec, FlattenSpec,
                                    GlobalAvgPoolSpec, BatchNormSpec, LayerNormSpec, DropoutSpec, ResidualSpec,
+                                   EmbeddingSpec, PositionalEmbeddingSpec, SeqLastSpec, SeqMeanSpec,
                                    AttentionSpec, TransformerSpec)}
 
 

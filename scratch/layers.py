@@ -10,7 +10,8 @@ class Dense:
     Backward: dL/dW = xᵀ @ g, dL/db = Σ_rows g, dL/dx = g @ Wᵀ with g = dL/dz.
     Torch twin: nn.Linear(inputs, units, bias) holding weight = Wᵀ (torch stores (out, in)).
 
-    Shape: x (N, inputs) -> z (N, units).
+    Shape: x (N, inputs) -> z (N, units); a sequence x (N, T, inputs) -> z (N, T, units), each time
+    step alike (the N·T rows in one product; dL/dW and dL/db sum over the time steps too).
 
     Speed: the bias is added in place (no second temporary), the matrix products go to BLAS with
     transposed views (no copies), and each backward writes the parameter gradients into the arrays
@@ -27,7 +28,7 @@ class Dense:
         self.bias = bias
         self.grad_weight = None
         self.grad_bias = None
-        self.x = None
+        self.x = self.lead = None
 
     @classmethod
     def from_spec(cls, layer_spec, params: dict, xp=np) -> "Dense":
@@ -35,7 +36,7 @@ class Dense:
 
     def release(self) -> None:
         """Let go of what forward kept for backward."""
-        self.x = None
+        self.x = self.lead = None
 
     @property
     def inputs(self) -> int:
@@ -46,8 +47,13 @@ class Dense:
         return self.weight.shape[1]
 
     def forward(self, x):
+        self.lead = x.shape[:-1] if x.ndim > 2 else None
+        if self.lead is not None:
+            x = x.reshape(-1, x.shape[-1])   # a sequence's time steps as rows
         self.x = x
         z = x @ self.weight
+        if self.lead is not None:
+            z = z.reshape(*self.lead, -1)
         if self.bias is None:
             return z
         if z.dtype == self.bias.dtype:
@@ -57,6 +63,8 @@ class Dense:
 
     def backward(self, grad_out, input_grad: bool = True):
         xp = self.xp
+        if grad_out.ndim > 2:
+            grad_out = grad_out.reshape(-1, grad_out.shape[-1])
         dtype = grad_out.dtype if grad_out.dtype == self.x.dtype else np.result_type(self.x.dtype, grad_out.dtype)
         if self.grad_weight is None or self.grad_weight.dtype != dtype:
             self.grad_weight = xp.empty(self.weight.shape, dtype=dtype)
@@ -65,4 +73,17 @@ class Dense:
             if self.grad_bias is None or self.grad_bias.dtype != dtype:
                 self.grad_bias = xp.empty(self.bias.shape, dtype=dtype)
             grad_out.sum(axis=0, out=self.grad_bias)
-        return grad_out @ self.weight.T if input_grad else None
+        if not input_grad:
+            return None
+        grad_x = grad_out @ self.weight.T
+        return grad_x if self.lead is None else grad_x.reshape(*self.lead, -1)
+
+
+def store_gradient(layer, name: str, value) -> None:
+    """Write ``value`` into the layer's ``grad_<name>`` in place (the array Network bound, or the
+    last backward's), or keep it there when there is none of its shape and dtype yet."""
+    grad = getattr(layer, f"grad_{name}", None)
+    if grad is None or grad.dtype != value.dtype or grad.shape != value.shape:
+        setattr(layer, f"grad_{name}", value)
+    else:
+        grad[...] = value

@@ -103,10 +103,15 @@ def accuracy_rule(spec, y) -> tuple[str, float] | None:
     - ("threshold", t): 0/1 targets of bce (t = 0.5 on probabilities), bce_logits (t = 0 on
       logits), or of any loss on a sigmoid output layer (t = 0.5): the prediction is output > t,
       scored element by element;
-    - None: regression.
+    - ("tokens", ignore, k): token_cce's per-step targets with the same k steps to predict in every
+      row (the others ``ignore``): each such step's argmax against its target;
+    - None: regression, or per-step targets whose rows have different counts to predict.
     """
     y = np.asarray(y)
     loss, activation = spec.loss.name, spec.layers[-1].activation
+    if loss == "token_cce":
+        scored = (y != spec.loss.ignore).sum(axis=1)
+        return ("tokens", spec.loss.ignore, int(scored[0])) if len(scored) and np.all(scored == scored[0]) else None
     if y.ndim == 1 or ((loss in CLASS_LOSSES or activation == "softmax") and spec.outputs > 1):
         return ("argmax", 0.0)
     if not np.all((y == 0) | (y == 1)):
@@ -123,6 +128,8 @@ def accuracy_targets(rule, y):
     if rule is None:
         return None
     y = np.asarray(y)
+    if rule[0] == "tokens":
+        return y
     if rule[0] == "argmax":
         return y if y.ndim == 1 else y.argmax(axis=1)
     return y > 0.5
@@ -133,11 +140,16 @@ def count_correct(rule, out, targets):
     as a 0-d integer array on out's device (``int()`` of it is a host read)."""
     if rule[0] == "argmax":
         return (out.argmax(axis=1) == targets).sum()
+    if rule[0] == "tokens":
+        return ((out.argmax(axis=-1) == targets) & (targets != rule[1])).sum()
     return ((out > rule[1]) == targets).sum()
 
 
 def scored_per_row(rule, outputs: int) -> int:
-    """Predictions scored per row: one for argmax, one per output for threshold."""
+    """Predictions scored per row: one for argmax, one per output for threshold, the steps to
+    predict for tokens."""
+    if rule[0] == "tokens":
+        return rule[2]
     return 1 if rule[0] == "argmax" else outputs
 
 

@@ -21,6 +21,7 @@ class Loss:
     name = ""
     reductions: tuple[str, ...] = ("mean", "sum")
     accepts_class_indices = False
+    per_step = False          # True: scores a (N, T, classes) sequence, one target per time step
 
     def __init__(self, reduction: str | None = None, xp=np):
         self.xp = xp
@@ -238,8 +239,66 @@ class SoftmaxCCE(Loss):
         return rows
 
 
-LOSSES: dict[str, type[Loss]] = {cls.name: cls for cls in (MSE, SSE, HalfSSE, BCE, BCEWithLogits, CCE, SoftmaxCCE)}
+IGNORE_INDEX = -100     # torch's default ignore_index: a target of -100 is no token
 
 
-def make_loss(name: str, reduction: str | None = None, xp=np) -> Loss:
+class TokenCCE(Loss):
+    """Softmax cross-entropy at every time step, on logits z (N, T, V) and token-id targets y (N, T):
+
+        L = −Σ_{(n, t): y ≠ ignore} log_softmax(z[n, t])[y[n, t]] / M,
+
+    M the count of targets that are not ``ignore_index`` (sum: no division; no target left: NaN,
+    as torch). Backward: dL/dz[n, t] = (softmax(z[n, t]) − onehot(y[n, t])) / M where y ≠ ignore,
+    0 at the ignored steps. Torch twin: nn.CrossEntropyLoss(ignore_index, reduction) on the logits as
+    (N·T, V) and the targets as (N·T,).
+    """
+
+    name = "token_cce"
+    accepts_class_indices = True
+    per_step = True
+
+    def __init__(self, reduction: str | None = None, xp=np, ignore_index: int = IGNORE_INDEX):
+        super().__init__(reduction, xp)
+        self.ignore_index = ignore_index
+
+    def forward(self, pred, target):
+        xp = self.xp
+        self.shape = pred.shape
+        logits = pred.reshape(-1, pred.shape[-1])
+        labels = xp.asarray(target).reshape(-1).astype(np.int64, copy=False)
+        self.keep = labels != self.ignore_index
+        self.labels = xp.where(self.keep, labels, 0)
+        shifted = logits - logits.max(axis=1, keepdims=True)
+        exp = xp.exp(shifted)
+        total = exp.sum(axis=1, keepdims=True)
+        exp /= total
+        self.softmax = exp
+        self.rows = xp.arange(logits.shape[0])
+        picked = shifted[self.rows, self.labels] - xp.log(total[:, 0])
+        loss = -xp.where(self.keep, picked, 0).sum()
+        count = self.keep.sum().astype(pred.dtype)
+        self.scale = 1 / xp.maximum(count, 1) if self.reduction == "mean" else xp.ones((), dtype=pred.dtype)
+        if self.reduction == "sum":
+            return loss
+        return xp.where(count > 0, loss * self.scale, xp.nan)
+
+    def backward(self):
+        grad = self.softmax.copy()
+        grad[self.rows, self.labels] -= 1
+        grad *= self.keep[:, None]
+        grad *= self.scale
+        return grad.reshape(self.shape)
+
+
+LOSSES: dict[str, type[Loss]] = {cls.name: cls for cls in (MSE, SSE, HalfSSE, BCE, BCEWithLogits, CCE, SoftmaxCCE,
+                                                           TokenCCE)}
+
+
+# The losses on a network's [features] output (every one but the per-step losses).
+FEATURE_LOSSES = {name: cls for name, cls in LOSSES.items() if not cls.per_step}
+
+
+def make_loss(name: str, reduction: str | None = None, xp=np, ignore_index: int | None = None) -> Loss:
+    if name == TokenCCE.name:
+        return TokenCCE(reduction, xp, IGNORE_INDEX if ignore_index is None else ignore_index)
     return LOSSES[name](reduction=reduction, xp=xp)

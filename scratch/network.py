@@ -29,6 +29,8 @@ from scratch.normalization import BatchNorm, LayerNorm
 from scratch.pooling import AvgPool2d, GlobalAvgPool, MaxPool2d
 from scratch.reshape import Flatten
 from scratch.transformer import TransformerBlock
+from scratch.embedding import Embedding, PositionalEmbedding
+from scratch.readouts import SeqLast, SeqMean
 from scratch.residual import Residual, bind_gradient, layer_arrays, layer_buffers, set_training
 
 # The scratch layer of each kind a spec names (scratch.layer_kinds.KINDS): each has ``params``
@@ -37,8 +39,9 @@ from scratch.residual import Residual, bind_gradient, layer_arrays, layer_buffer
 # A class with ``takes_state`` also takes its ``buffers``, ``in_shape`` and ``build`` (build_layer) in from_spec.
 LAYER_CLASSES = {"dense": Dense, "conv2d": Conv2d, "maxpool2d": MaxPool2d, "avgpool2d": AvgPool2d,
                  "flatten": Flatten, "global_avgpool": GlobalAvgPool, "batchnorm": BatchNorm,
-                 "layernorm": LayerNorm, "dropout": Dropout, "residual": Residual, "attention": Attention,
-                 "transformer": TransformerBlock}
+                 "layernorm": LayerNorm, "dropout": Dropout, "residual": Residual, "embedding": Embedding,
+                 "positional_embedding": PositionalEmbedding, "seq_last": SeqLast, "seq_mean": SeqMean,
+                 "attention": Attention, "transformer": TransformerBlock}
 
 
 def build_layer(layer_spec, params: dict, buffers: dict, xp, in_shape):
@@ -208,4 +211,4 @@ def _release(layer) -> None:
 
 
 def build_loss(spec, xp=np) -> Loss:
-    return make_loss(spec.loss.name, spec.loss.reduction, xp=xp)
+    return make_loss(spec.loss.name, spec.loss.reduction, xp=xp, ignore_index=spec.loss.ignore_index)

@@ -21,13 +21,14 @@ from typing import Any
 
 from scratch.activations import check_activation
 from scratch.data import DATASETS, check_targets
+from scratch.sequence_data import TOKEN_DATASETS, check_tokens
 from scratch.device import DEVICES
 from scratch.errors import SpecError, shown
 from scratch.initializers import INITIALIZERS
-from scratch.kind_fields import BOOL, FLOAT, INIT, INT, LAYERS, SCALE, shown_shape
+from scratch.kind_fields import BOOL, CHOICE, FLOAT, INIT, INT, LAYERS, SCALE, shown_shape
 from scratch.layer_kinds import KINDS, LayerSpec, infer_shapes
 from scratch.limits import check_memory
-from scratch.losses import LOSSES
+from scratch.losses import IGNORE_INDEX, LOSSES
 from scratch.optimizers import OPTIMIZERS, check_optimizer_fields
 
 DTYPES = ("float64", "float32")
@@ -49,8 +50,14 @@ FUSED_FORM = {"bce": ("sigmoid", "bce_logits"), "cce": ("softmax", "softmax_cce"
 class LossSpec:
     """The loss on the network's output."""
 
-    name: str = "mse"                            # mse, sse, half_sse, bce, bce_logits, cce, softmax_cce
+    name: str = "mse"                            # mse, sse, half_sse, bce, bce_logits, cce, softmax_cce, token_cce
     reduction: str | None = None                 # mean | sum; None: the loss's own default
+    ignore_index: int | None = None              # token_cce: the target that is no token (None: torch's -100)
+
+    @property
+    def ignore(self) -> int:
+        """The target value token_cce skips."""
+        return IGNORE_INDEX if self.ignore_index is None else self.ignore_index
 
 
 @dataclass
@@ -129,8 +136,14 @@ class Spec:
 
     @property
     def outputs(self) -> int:
+        """The width of the output (its classes, per time step for a sequence output)."""
         last = self.layers[-1]
-        return last.units if last.kind == "dense" else self.shapes[-1][0]
+        return last.units if last.kind == "dense" else self.shapes[-1][-1]
+
+    @property
+    def vocab(self) -> int | None:
+        """The vocabulary size of a network on token ids (an embedding as layers[0]), else None."""
+        return self.layers[0].vocab if self.layers[0].kind == "embedding" else None
 
     # ---------------------------------------------------------------------------- in and out
 
@@ -387,6 +400,8 @@ def _kind_field(value, kind_of_field: str, minimum, where: str, dtype: str):
         return _bool(value, where)
     if kind_of_field == INIT:
         return _choice(value, tuple(INITIALIZERS), where)
+    if kind_of_field == CHOICE:
+        return _choice(value, minimum, where)
     if kind_of_field == SCALE:
         # a hundredth of the dtype's range: draws of a few standard deviations still fit it
         return _float(value, where, low=0.0, high=DTYPE_MAX[dtype] / 100)
@@ -424,13 +439,13 @@ def _parse_dense(raw: dict, index: int, in_shape: tuple | None, came_from: str, 
         inputs = _int(inputs, f"{where}.inputs")
     if in_shape is not None:
         LayerSpec(units).output_shape(in_shape, where, came_from)   # a [features] input, or the flatten hint
-        if inputs is not None and inputs != in_shape[0]:
+        if inputs is not None and inputs != in_shape[-1]:
             top = where == f"layers[{index}]"
             gives = (f"input_shape = {shown_shape(in_shape)}" if index == 0 else
-                     f"layers[{index - 1}].units = {in_shape[0]}" if top and came_from.endswith("(dense)") else
-                     f"the {in_shape[0]} features of {came_from}")
+                     f"layers[{index - 1}].units = {in_shape[-1]}" if top and came_from.endswith("(dense)") else
+                     f"the {in_shape[-1]} features of {came_from}")
             raise SpecError(f"{where}.inputs", f"{inputs} does not match {gives}")
-        inputs = in_shape[0]
+        inputs = in_shape[-1]
     activation, params = _parse_activation(raw, where, dtype)
     use_bias = _bool(raw.get("use_bias", True), f"{where}.use_bias")
     init = _choice(raw.get("init", "xavier_uniform"), tuple(INITIALIZERS), f"{where}.init")
@@ -465,7 +480,27 @@ def _parse_loss(raw: dict) -> LossSpec:
     reduction = raw.get("reduction")
     if reduction is not None:
         reduction = _choice(reduction, allowed, "loss.reduction")
-    return LossSpec(name=name, reduction=reduction)
+    ignore_index = raw.get("ignore_index")
+    if ignore_index is not None:
+        if name != "token_cce":
+            raise SpecError("loss.ignore_index", f"only token_cce skips targets; loss {name!r} takes none")
+        ignore_index = _int(ignore_index, "loss.ignore_index", minimum=-INT_MAX)
+    return LossSpec(name=name, reduction=reduction, ignore_index=ignore_index)
+
+
+def _check_output_shape(shape: tuple, count: int, loss: LossSpec) -> None:
+    """A loss takes [features]; token_cce a [time, classes] sequence, and nothing else."""
+    where = f"layers[{count - 1}].kind"
+    if loss.name == "token_cce" and len(shape) != 2:
+        raise SpecError("loss.name", f"token_cce scores a [time, classes] sequence, the network's output is "
+                                     f"{shown_shape(shape)}; end with a dense layer on the sequence")
+    if len(shape) == 2 and loss.name != "token_cce":
+        raise SpecError(where, f"the network's output is the sequence {shown_shape(shape)}; loss {loss.name!r} "
+                               f"needs [features]: end with seq_last or seq_mean (and a dense layer), or use "
+                               f"loss token_cce (one class per time step)")
+    if len(shape) == 3:
+        raise SpecError(where, f"the network's output is {shown_shape(shape)}; a loss needs [features]: "
+                               f"end with a flatten (or global_avgpool) and a dense layer")
 
 
 def _parse_optimizer(raw: dict) -> OptimizerSpec:
@@ -499,7 +534,8 @@ def _parse_optimizer(raw: dict) -> OptimizerSpec:
     return out
 
 
-def _parse_data(raw: dict, spec_inputs: int, spec_outputs: int, loss: LossSpec, dtype: str) -> DataSpec:
+def _parse_data(raw: dict, input_shape: tuple, spec_outputs: int, loss: LossSpec, dtype: str,
+                vocab: int | None) -> DataSpec:
     _check_keys(raw, DataSpec, "data")
     d = DataSpec()
     out = DataSpec(
@@ -512,7 +548,7 @@ def _parse_data(raw: dict, spec_inputs: int, spec_outputs: int, loss: LossSpec, 
     if name is not None and has_inline:
         raise SpecError("data", "give either name or inline x and y, not both")
     if name is not None:
-        out.name = _choice(name, tuple(DATASETS), "data.name")
+        out.name = _choice(name, (*DATASETS, *TOKEN_DATASETS), "data.name")
     if raw.get("samples") is not None:
         out.samples = _int(raw["samples"], "data.samples")
     if raw.get("noise") is not None:
@@ -520,10 +556,13 @@ def _parse_data(raw: dict, spec_inputs: int, spec_outputs: int, loss: LossSpec, 
     if has_inline:
         if raw.get("x") is None or raw.get("y") is None:
             raise SpecError("data.y" if raw.get("y") is None else "data.x", "missing; inline data needs x and y")
-        out.x = _matrix(raw["x"], None, spec_inputs, "data.x", dtype)
         y = raw["y"]
-        _numbers(y, 2 if isinstance(y, list) and y and isinstance(y[0], list) else 1, "data.y", dtype)
-        out.y = check_targets(y, len(out.x), spec_outputs, loss.name, "data.y", dtype).tolist()
+        if vocab is not None:   # token ids, one row per sequence
+            out.x = check_tokens(raw["x"], input_shape[0], vocab, "data.x").tolist()
+        else:
+            out.x = _matrix(raw["x"], None, math.prod(input_shape), "data.x", dtype)
+            _numbers(y, 2 if isinstance(y, list) and y and isinstance(y[0], list) else 1, "data.y", dtype)
+        out.y = check_targets(y, len(out.x), spec_outputs, loss.name, "data.y", dtype, loss.ignore).tolist()
     return out
 
 
@@ -549,14 +588,12 @@ def parse_spec(raw: Any) -> Spec:
         if shapes[-1] is None:
             shapes[-1] = (layers[0].inputs,)
         shapes.append(tuple(layers[-1].output_shape(shapes[-1], f"layers[{i}]", came_from)))
-    if len(shapes[-1]) != 1:
-        raise SpecError(f"layers[{len(layers) - 1}].kind",
-                        f"the network's output is {shown_shape(shapes[-1])}; a loss needs [features]: "
-                        f"end with a flatten (or global_avgpool) and a dense layer")
     loss = _parse_loss(raw.get("loss", {}))
+    _check_output_shape(shapes[-1], len(layers), loss)
     _check_output_fits_loss(layers, loss)
     optimizer = _parse_optimizer(raw.get("optimizer", {}))
-    data = _parse_data(raw.get("data", {}), math.prod(shapes[0]), shapes[-1][0], loss, dtype)
+    vocab = layers[0].vocab if layers[0].kind == "embedding" else None
+    data = _parse_data(raw.get("data", {}), shapes[0], shapes[-1][-1], loss, dtype, vocab)
     spec = Spec(layers=layers, seed=seed, dtype=dtype, device=device, loss=loss, optimizer=optimizer, data=data,
                 train=_parse_train(raw.get("train", {})),
                 input_shape=None if input_shape is None else list(input_shape))

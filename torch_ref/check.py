@@ -9,6 +9,7 @@ from scratch.limits import check_memory
 from scratch.policy import NOT_COMPARED, PASS, TOLERANCE, json_safe, verdict
 from scratch.network import Network, build_loss as scratch_loss
 from scratch.data import check_inputs, check_targets
+from scratch.sequence_data import check_tokens
 from scratch.device import array_module, to_device, to_host
 from scratch.errors import SpecError
 from scratch.norm_kinds import check_batch_rows
@@ -26,13 +27,14 @@ def run_scratch(spec: Spec, x: np.ndarray, y: np.ndarray, xp=np, mode: str = "tr
     dtype = np.dtype(spec.dtype)
     net = Network.from_spec(spec, xp=xp).train(mode == "train")
     loss = scratch_loss(spec, xp=xp)
-    x = to_device(np.asarray(x, dtype=dtype), xp)
+    x = to_device(np.asarray(x, dtype=np.int64 if spec.vocab is not None else dtype), xp)
     y = np.asarray(y) if np.asarray(y).dtype.kind in "iu" else np.asarray(y, dtype=dtype)
     out, trace = net.forward_trace(x)
     value = loss.forward(out, to_device(y, xp))
     grad_x = net.backward(loss.backward())
     grads = dict(net.gradients())
-    grads["input"] = grad_x
+    if spec.vocab is None:   # token ids have no gradient
+        grads["input"] = grad_x
     return {"output": to_host(out, xp), "activations": [to_host(a, xp) for a in trace],
             "loss": float(to_host(value, xp)), "grads": {k: to_host(g, xp) for k, g in grads.items()},
             "buffers": {k: to_host(b, xp) for k, b in net.buffers().items()}}
@@ -43,7 +45,8 @@ def run_torch(spec: Spec, x: np.ndarray, y: np.ndarray, device: str = "cpu", mod
     dtype = TORCH_DTYPES[spec.dtype]
     model = build(spec).to(device).train(mode == "train")
     loss_fn = torch_loss(spec)
-    xt = torch.tensor(np.asarray(x), dtype=dtype, device=device, requires_grad=True)
+    tokens = spec.vocab is not None
+    xt = torch.tensor(np.asarray(x), dtype=torch.long if tokens else dtype, device=device, requires_grad=not tokens)
     y = np.asarray(y)
     yt = torch.tensor(y, dtype=torch.long if y.dtype.kind in "iu" else dtype, device=device)
     out, trace = model.forward_trace(xt)
@@ -58,7 +61,8 @@ def run_torch(spec: Spec, x: np.ndarray, y: np.ndarray, device: str = "cpu", mod
     if value.requires_grad:
         value.backward()
     grads = gradients_to_scratch(model)
-    grads["input"] = (xt.grad if xt.grad is not None else torch.zeros_like(xt)).cpu().numpy().copy()
+    if not tokens:
+        grads["input"] = (xt.grad if xt.grad is not None else torch.zeros_like(xt)).cpu().numpy().copy()
     return {"output": out.detach().cpu().numpy(), "activations": [a.detach().cpu().numpy() for a in trace],
             "loss": float(value.detach()), "grads": grads, "buffers": buffers_to_scratch(model)}
 
@@ -66,7 +70,8 @@ def run_torch(spec: Spec, x: np.ndarray, y: np.ndarray, device: str = "cpu", mod
 def _not_numbers(model, xt, out, trace) -> dict:
     """run_torch's result when torch's loss refused a non-finite output: NaN loss and gradients."""
     grads = {name: np.full_like(g, np.nan) for name, g in gradients_to_scratch(model).items()}
-    grads["input"] = np.full(tuple(xt.shape), np.nan, dtype=xt.detach().cpu().numpy().dtype)
+    if xt.requires_grad:
+        grads["input"] = np.full(tuple(xt.shape), np.nan, dtype=xt.detach().cpu().numpy().dtype)
     return {"output": out.detach().cpu().numpy(), "activations": [a.detach().cpu().numpy() for a in trace],
             "loss": float("nan"), "grads": grads, "buffers": buffers_to_scratch(model)}
 
@@ -88,8 +93,11 @@ def validated_batch(spec: Spec, batch: int | None = None, x=None, y=None):
         raise SpecError("x" if x is None else "y", "missing; give both x and y, or neither")
     else:
         where_x, where_y = "x", "y"
-    x = check_inputs(x, spec.shapes[0], where_x, spec.dtype)
-    return x, check_targets(y, x.shape[0], spec.outputs, spec.loss.name, where_y, spec.dtype)
+    if spec.vocab is not None:
+        x = check_tokens(x, spec.shapes[0][0], spec.vocab, where_x)
+    else:
+        x = check_inputs(x, spec.shapes[0], where_x, spec.dtype)
+    return x, check_targets(y, x.shape[0], spec.outputs, spec.loss.name, where_y, spec.dtype, spec.loss.ignore)
 
 
 def check(spec: Spec, dtype: str | None = None, batch: int | None = None, tol: float | None = None,

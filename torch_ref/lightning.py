@@ -339,7 +339,9 @@ class SpecModule(L.LightningModule):
         return closure
 
     def targets_of(self, yb):
-        """The batch's targets as the accuracy rule scores them (labels, or 0/1 booleans)."""
+        """The batch's targets as the accuracy rule scores them (labels, per-step labels, or 0/1 booleans)."""
+        if self.rule[0] == "tokens":
+            return yb
         if self.rule[0] == "argmax":
             return yb if yb.dim() == 1 else yb.argmax(dim=1)
         return yb > 0.5

@@ -21,7 +21,7 @@ from scratch.activations import resolve_activation
 from scratch.errors import SpecError  # a ValueError; the CLI reports it as bad input (exit 2)
 from scratch.dropout import keep_mask
 from scratch.initializers import initial_parameters
-from scratch.losses import LOSSES
+from scratch.losses import IGNORE_INDEX, LOSSES
 from scratch.norm_kinds import layer_dense_weights
 from scratch.windows import pair
 
@@ -100,6 +100,18 @@ class CrossEntropyOnLogits(nn.Module):
         return self.ce(pred, target.long() if target.dim() == 1 else target)
 
 
+class TokenCrossEntropy(nn.Module):
+    """nn.CrossEntropyLoss(ignore_index) at every time step: (N, T, V) logits as (N·T, V), (N, T)
+    token-id targets as (N·T,) long."""
+
+    def __init__(self, reduction="mean", ignore_index=IGNORE_INDEX):
+        super().__init__()
+        self.ce = nn.CrossEntropyLoss(ignore_index=ignore_index, reduction=reduction)
+
+    def forward(self, pred, target):
+        return self.ce(pred.reshape(-1, pred.shape[-1]), target.long().reshape(-1))
+
+
 TORCH_LOSSES = {
     "mse": lambda reduction="mean": nn.MSELoss(reduction=reduction),
     "sse": lambda reduction="sum": nn.MSELoss(reduction="sum"),
@@ -108,6 +120,7 @@ TORCH_LOSSES = {
     "bce_logits": lambda reduction="mean": nn.BCEWithLogitsLoss(reduction=reduction),
     "cce": lambda reduction="mean": ProbabilityCELoss(reduction),
     "softmax_cce": lambda reduction="mean": CrossEntropyOnLogits(reduction),
+    "token_cce": lambda reduction="mean", ignore_index=IGNORE_INDEX: TokenCrossEntropy(reduction, ignore_index),
 }
 
 
@@ -132,8 +145,9 @@ def torch_activation(name: str, params: dict | None = None, field: str = "activa
 
 
 def build_loss(spec) -> nn.Module:
-
     reduction = spec.loss.reduction or LOSSES[spec.loss.name].reductions[0]
+    if spec.loss.name == "token_cce":
+        return TokenCrossEntropy(reduction, spec.loss.ignore)
     return TORCH_LOSSES[spec.loss.name](reduction=reduction)
 
 
@@ -208,6 +222,31 @@ class ResidualBlock(nn.Module):
         return h + (x if self.projection is None else self.projection(x))
 
 
+class LearnedPositions(nn.Embedding):
+    """x + nn.Embedding(max_len, dim) looked up at positions 0 .. T − 1 of a (N, T, dim) sequence."""
+
+    def forward(self, x):
+        return x + super().forward(torch.arange(x.shape[1], device=x.device))
+
+
+class LastStep(nn.Module):
+    """x[:, -1]: a (N, T, features) sequence's last time step."""
+
+    def forward(self, x):
+        return x[:, -1]
+
+
+class MeanOverTime(nn.Module):
+    """x.mean(dim=1): a (N, T, features) sequence's mean over time."""
+
+    def forward(self, x):
+        return x.mean(dim=1)
+
+
+def _embedding(layer, in_shape, dtype) -> nn.Module:
+    return nn.Embedding(layer.vocab, layer.dim, padding_idx=layer.padding_index, dtype=dtype)
+
+
 def causal_mask(x) -> torch.Tensor:
     """torch's own causal mask for x's T steps: 0 where step s <= t, −inf above the diagonal."""
     return nn.Transformer.generate_square_subsequent_mask(x.shape[1], device=x.device, dtype=x.dtype)
@@ -254,6 +293,10 @@ TORCH_LAYERS = {
     "residual": ResidualBlock,
     "attention": SelfAttention,
     "transformer": TransformerBlock,
+    "embedding": _embedding,
+    "positional_embedding": lambda layer, in_shape, dtype: LearnedPositions(layer.max_len, in_shape[1], dtype=dtype),
+    "seq_last": lambda layer, in_shape, dtype: LastStep(),
+    "seq_mean": lambda layer, in_shape, dtype: MeanOverTime(),
 }
 
 
