@@ -198,6 +198,15 @@ def resumed_run(trainer, spec: Spec, tmp_path):
     return whole, saved, resumed
 
 
+def run_nnparity(*args, cwd):
+    """`python -m nnparity ARGS` run to its end in ``cwd`` (a whole-run subprocess: mark its test slow)."""
+    import subprocess
+    import sys
+
+    return subprocess.run([sys.executable, "-m", "nnparity", *map(str, args)], capture_output=True, text=True,
+                          timeout=600, cwd=cwd)
+
+
 def cuda_ready() -> bool:
     """Whether both device sides can run here: torch sees a CUDA device and CuPy has a driver."""
     try:

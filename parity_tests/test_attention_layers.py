@@ -9,6 +9,7 @@ line reports them.
 from __future__ import annotations
 
 import json
+from pathlib import Path
 
 import numpy as np
 import pytest
@@ -16,7 +17,7 @@ import torch
 from torch import nn
 
 from conftest import CHECK_TOL, CNN_OPTIMIZER_RUNS, DTYPES, TRAJECTORY_TOL, assert_parity, \
-    assert_check_refuses, assert_same_run, resumed_run, strict_and_torch
+    assert_check_refuses, assert_same_run, resumed_run, run_nnparity, strict_and_torch
 from scratch import checkpoint
 from scratch.checkpoint import Checkpointer
 from scratch.initializers import initial_parameters
@@ -317,3 +318,16 @@ def test_attention_layers_spec_round_trip():
     import tomllib
     assert parse_spec(tomllib.loads(spec.to_toml())) == spec
     assert spec.shapes[1] == spec.shapes[3] == (8, 8) and spec.shapes[-1] == (10,)
+
+
+@pytest.mark.slow
+def test_attention_layers_readme_tiny_gpt_commands_as_written(tmp_path):
+    """The README's commands on specs/tiny_gpt.toml: check in float64 and float32, compare for one
+    epoch (three backends agreeing per step within the trajectory tolerance)."""
+    spec = Path(__file__).resolve().parents[1] / "specs" / "tiny_gpt.toml"
+    for dtype in DTYPES:
+        proc = run_nnparity("check", spec, "--dtype", dtype, cwd=tmp_path)
+        assert proc.returncode == 0 and proc.stdout.rstrip().endswith("all tensors agree"), proc.stdout + proc.stderr
+    proc = run_nnparity("compare", spec, "--epochs", "1", "--repeat", "1", "--plot", "none", cwd=tmp_path)
+    assert proc.returncode == 0 and "parity: the three per-step loss trajectories agree" in proc.stdout, proc.stderr
+    assert "31 steps (1 epochs x 31 batches of 32)" in proc.stdout

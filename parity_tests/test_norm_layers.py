@@ -21,7 +21,7 @@ import torch
 from torch import nn
 
 from conftest import CHECK_TOL, CNN_OPTIMIZER_RUNS as OPTIMIZER_RUNS, DTYPES, TRAJECTORY_TOL, assert_parity, \
-    assert_check_refuses, assert_same_run, resumed_run, strict_and_torch
+    assert_check_refuses, assert_same_run, resumed_run, run_nnparity, strict_and_torch
 from scratch import checkpoint
 from scratch.checkpoint import Checkpointer
 from scratch.dropout import keep_mask
@@ -374,15 +374,12 @@ def test_norm_layers_layernorm_weight_keeps_its_layout():
 def test_norm_layers_readme_commands_as_written(tmp_path):
     """The README's commands on specs/digits_resnet.toml: check in both modes, compare for one
     epoch (three backends agreeing per step), train to its documented ~96.7% test accuracy."""
-    import subprocess
-    import sys
     from pathlib import Path
 
     spec = Path(__file__).resolve().parents[1] / "specs" / "digits_resnet.toml"
 
     def nnparity(*args):
-        return subprocess.run([sys.executable, "-m", "nnparity", *args], capture_output=True, text=True,
-                              timeout=600, cwd=tmp_path)
+        return run_nnparity(*args, cwd=tmp_path)
 
     for args in (["check", str(spec)], ["check", str(spec), "--mode", "eval"]):
         proc = nnparity(*args)
