@@ -32,7 +32,7 @@ from torch_ref.model import build
 from torch_ref.training import train as torch_train
 
 ATTENTION_KINDS = sorted(kind for kind, cls in KINDS.items() if cls.__module__ == "scratch.attention_kinds")
-SEQUENCE = [5, 6]          # steps, features
+SEQUENCE = [5, 6]          # time steps, features
 
 # Each kind in the settings it takes, one head and several, causal and not: the layer under test
 # sits after a tanh attention layer (so that a gradient reaches its input through another layer) and
@@ -300,7 +300,7 @@ BAD_SPECS = [
     ("sequence-output", {"input_shape": SEQUENCE, "layers": [{"kind": "attention"}]}, "layers[0].kind",
      ["[5, 6]"]),
     ("input-shape-of-four", spec_with({"kind": "attention"}, [1, 2, 3, 4]), "input_shape",
-     ["[steps, features]"]),
+     ["[time, features]", "[1, 2, 3, 4]"]),
 ]
 
 

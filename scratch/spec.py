@@ -468,8 +468,8 @@ def _parse_input_shape(raw) -> tuple | None:
     if raw is None:
         return None
     if not isinstance(raw, list) or len(raw) not in (1, 2, 3):
-        raise SpecError("input_shape", f"expected [channels, height, width], [steps, features] or [features], "
-                                       f"got {shown(raw)}")
+        raise SpecError("input_shape", f"expected [features] ([T] token ids before an embedding), [time, features] "
+                                       f"or [channels, height, width], got {shown(raw)}")
     return tuple(_int(n, f"input_shape[{i}]") for i, n in enumerate(raw))
 
 
