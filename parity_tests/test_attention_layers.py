@@ -14,6 +14,8 @@ from pathlib import Path
 import numpy as np
 import pytest
 import torch
+from hypothesis import HealthCheck, given, settings
+from hypothesis import strategies as st
 from torch import nn
 
 from conftest import CHECK_TOL, CNN_OPTIMIZER_RUNS, DTYPES, TRAJECTORY_TOL, assert_parity, \
@@ -88,6 +90,35 @@ def test_attention_layers_parity_on_the_strict_device(kind, i):
     assert rel_error(ours["output"], theirs["output"]) <= CHECK_TOL["float64"]
     for name, grad in theirs["grads"].items():
         assert rel_error(ours["grads"][name], grad) <= CHECK_TOL["float64"], name
+
+
+@st.composite
+def attention_configs(draw):
+    """A small attention or transformer layer on a small sequence: T from 1, heads up to the width.
+    A transformer's width is from 2: its layernorm over one feature outputs exactly 0, so the
+    weight's gradient is exactly 0, where torch's backward, recomputing x̂, gets rounding noise (~4e-15)."""
+    kind = draw(st.sampled_from(ATTENTION_KINDS))
+    width = draw(st.sampled_from([1, 2, 4, 6] if kind == "attention" else [2, 4, 6]))
+    layer = {"kind": kind, "causal": draw(st.booleans()),
+             "heads": draw(st.sampled_from([h for h in range(1, width + 1) if width % h == 0])),
+             "activation": draw(st.sampled_from(["identity", "gelu", "tanh"]))}
+    if layer["kind"] == "transformer":
+        layer["mlp_units"] = draw(st.integers(1, 9))
+    shape = [draw(st.integers(1, 6)), width]
+    return shape, layer, draw(st.integers(1, 3)), draw(st.integers(0, 2**16))
+
+
+# float64 only: drawn widths as small as 2 make sums of cancelling terms (the key path's share of the
+# gradient of a layernorm bias before the attention sums to exactly 0), where float32 rounding takes
+# both sides about 2e-5 from the float64 value (seed 7, [5, 2], one causal head: scratch 1.8e-5, torch
+# 3.0e-5); the fixed cases above hold float32 to 1e-5.
+@settings(max_examples=30, deadline=None, derandomize=True, suppress_health_check=[HealthCheck.too_slow])
+@given(attention_configs())
+def test_attention_layers_parity_hypothesis(config):
+    shape, layer, batch, seed = config
+    spec = parse_spec({"seed": seed, "input_shape": shape,
+                       "layers": [layer, {"kind": "flatten"}, {"units": 2}], "loss": {"name": "mse"}})
+    assert_parity(check(spec, batch=batch))
 
 
 @pytest.mark.parametrize("dtype", DTYPES)
