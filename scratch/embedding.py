@@ -10,7 +10,8 @@ class Embedding:
     """Token ids x (N, T) -> rows of the table W (vocab, dim): z[n, t] = W[x[n, t]], (N, T, dim).
 
     Backward: dL/dW[v] = Σ_{(n, t): x[n, t] = v} dL/dz[n, t] (every read of row v adds its gradient
-    back, one scatter-add, computed as onehot(x)ᵀ @ dL/dz); the padding row's gradient is 0 (it stays as it is, zero from the start).
+    back), as one product: dL/dW = Oᵀ G, O the (N·T, vocab) one-hot rows of the ids, G = dL/dz as
+    (N·T, dim); the padding row's gradient is 0 (it stays as it is, zero from the start).
     Token ids are not differentiable: there is no dL/dx (backward returns None).
     Torch twin: nn.Embedding(vocab, dim, padding_idx), weight in the same (vocab, dim) layout.
     """
@@ -35,10 +36,8 @@ class Embedding:
 
     def backward(self, grad_out, input_grad: bool = True):
         xp = self.xp
-        # the scatter-add as one product with the ids' one-hot rows: a device namespace (CuPy) has
-        # matmul and fancy indexing everywhere, and NumPy's add.at is slow
-        one_hot = xp.eye(self.weight.shape[0], dtype=grad_out.dtype)[self.ids.reshape(-1)]
-        grad = one_hot.T @ grad_out.reshape(-1, grad_out.shape[-1])
+        onehot = (self.ids.reshape(-1, 1) == xp.arange(self.weight.shape[0])).astype(grad_out.dtype)
+        grad = onehot.T @ grad_out.reshape(-1, grad_out.shape[-1])
         if self.padding_index is not None:
             grad[self.padding_index] = 0
         store_gradient(self, "weight", grad)
