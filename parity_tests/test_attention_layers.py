@@ -185,6 +185,8 @@ def test_attention_layers_release_what_forward_kept():
     block = net.layers[1]
     assert net.layers[0].p is None and block.self_attn.p is None and block.linear1.x is None
     assert block.norm1.xhat is None and block.gelu.z is None
+    # every gradient was written into the one packed buffer the optimizer updates in one pass
+    assert net.gradients() is net._packed_grads and net.parameters() is net._packed_params
 
 
 def test_attention_layers_initial_values_are_torchs_distributions():
