@@ -187,6 +187,40 @@ def assert_same_run(a, b, tol: float, what: str) -> dict:
     return errors
 
 
+def strict_and_torch(spec: Spec, seed: int) -> tuple[dict, dict]:
+    """One pass of three seeded rows (labels 0, 2, 1) on the CuPy stand-in that refuses host
+    round-trips (strict_xp.py), and the same through torch: (scratch's, torch's) run results."""
+    from strict_xp import strict
+    from torch_ref.check import run_scratch, run_torch
+
+    x = np.random.default_rng(seed).normal(size=(3, *spec.shapes[0]))
+    y = np.array([0, 2, 1])
+    return run_scratch(spec, x, y, xp=strict), run_torch(spec, x, y)
+
+
+def resumed_run(trainer, spec: Spec, tmp_path):
+    """(whole, saved, resumed): ``spec`` trained whole; trained one epoch into a checkpoint (saved,
+    as loaded back); then resumed from it to the end."""
+    from scratch import checkpoint
+    from scratch.checkpoint import Checkpointer
+
+    whole = trainer(spec, progress=False)
+    path = tmp_path / checkpoint.FILENAME
+    trainer(spec, epochs=1, progress=False, checkpoints=Checkpointer(path))
+    saved = checkpoint.load(path)
+    resumed = trainer(spec, progress=False, checkpoints=Checkpointer(tmp_path / "again.npz", resume=saved))
+    return whole, saved, resumed
+
+
+def run_nnparity(*args, cwd):
+    """`python -m nnparity ARGS` run to its end in ``cwd`` (a whole-run subprocess: mark its test slow)."""
+    import subprocess
+    import sys
+
+    return subprocess.run([sys.executable, "-m", "nnparity", *map(str, args)], capture_output=True, text=True,
+                          timeout=600, cwd=cwd)
+
+
 def cuda_ready() -> bool:
     """Whether both device sides can run here: torch sees a CUDA device and CuPy has a driver."""
     try:

@@ -21,7 +21,7 @@ import torch
 from torch import nn
 
 from conftest import CHECK_TOL, CNN_OPTIMIZER_RUNS as OPTIMIZER_RUNS, DTYPES, TRAJECTORY_TOL, assert_parity, \
-    assert_check_refuses, assert_same_run
+    assert_check_refuses, assert_same_run, resumed_run, run_nnparity, strict_and_torch
 from scratch import checkpoint
 from scratch.checkpoint import Checkpointer
 from scratch.dropout import keep_mask
@@ -31,8 +31,7 @@ from scratch.optimizers import OPTIMIZERS
 from scratch.policy import rel_error
 from scratch.spec import parse_spec
 from scratch.training import train as scratch_train
-from strict_xp import strict
-from torch_ref.check import check, run_scratch, run_torch
+from torch_ref.check import check
 from torch_ref.model import TORCH_LAYERS, StreamDropout, buffers_to_scratch, build, build_loss as torch_loss
 from torch_ref.training import train as torch_train
 
@@ -111,10 +110,7 @@ def test_norm_layers_parity(kind, i, where, dtype, mode):
 def test_norm_layers_parity_on_the_strict_device(kind, i, where):
     """The train-mode pass on the CuPy stand-in that refuses host round-trips (strict_xp.py):
     the same output, gradients and buffers as torch's."""
-    spec = layer_spec(variant(kind, i, where), where, seed=i)
-    x = np.random.default_rng(i).normal(size=(3, *spec.shapes[0]))
-    y = np.array([0, 2, 1])
-    ours, theirs = run_scratch(spec, x, y, xp=strict), run_torch(spec, x, y)
+    ours, theirs = strict_and_torch(layer_spec(variant(kind, i, where), where, seed=i), i)
     assert rel_error(ours["output"], theirs["output"]) <= CHECK_TOL["float64"]
     for name, grad in theirs["grads"].items():
         assert rel_error(ours["grads"][name], grad) <= CHECK_TOL["float64"], name
@@ -250,13 +246,8 @@ def test_norm_layers_resume_bit_identical(backend, tmp_path):
     """Two epochs at once, or one, a checkpoint, and one more: the same parameters, running
     statistics and dropout draw counts, bit for bit (the masks after the resume are the same)."""
     trainer = scratch_train if backend == "scratch" else torch_train
-    spec = parse_spec(digits_resnet(OPTIMIZER_RUNS["adam"], epochs=2))
-    whole = trainer(spec, progress=False)
-    path = tmp_path / checkpoint.FILENAME
-    trainer(spec, epochs=1, progress=False, checkpoints=Checkpointer(path))
-    saved = checkpoint.load(path)
+    whole, saved, resumed = resumed_run(trainer, parse_spec(digits_resnet(OPTIMIZER_RUNS["adam"], epochs=2)), tmp_path)
     assert int(saved.buffers["layers.5.draws"]) == 3 and int(saved.buffers["layers.1.num_batches_tracked"]) == 3
-    resumed = trainer(spec, progress=False, checkpoints=Checkpointer(tmp_path / "again.npz", resume=saved))
     assert resumed.history.step_loss == whole.history.step_loss
     for name, value in whole.params.items():
         assert np.array_equal(resumed.params[name], value), name
@@ -383,15 +374,12 @@ def test_norm_layers_layernorm_weight_keeps_its_layout():
 def test_norm_layers_readme_commands_as_written(tmp_path):
     """The README's commands on specs/digits_resnet.toml: check in both modes, compare for one
     epoch (three backends agreeing per step), train to its documented ~96.7% test accuracy."""
-    import subprocess
-    import sys
     from pathlib import Path
 
     spec = Path(__file__).resolve().parents[1] / "specs" / "digits_resnet.toml"
 
     def nnparity(*args):
-        return subprocess.run([sys.executable, "-m", "nnparity", *args], capture_output=True, text=True,
-                              timeout=600, cwd=tmp_path)
+        return run_nnparity(*args, cwd=tmp_path)
 
     for args in (["check", str(spec)], ["check", str(spec), "--mode", "eval"]):
         proc = nnparity(*args)

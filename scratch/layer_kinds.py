@@ -8,7 +8,8 @@ scratch layer and torch_ref.model its torch twin, both keyed by the same names.
 Shapes are those of one example: (features,), (channels, height, width), or (time, features) for a
 sequence (scratch/seq_kinds.py); a batch adds N in front.
 Every kind ends with an activation (``identity`` unless the spec names one). Normalization, dropout
-and residual blocks live in scratch/norm_kinds.py, the field types in scratch/kind_fields.py.
+and residual blocks live in scratch/norm_kinds.py, attention and transformer blocks in
+scratch/attention_kinds.py, the field types in scratch/kind_fields.py.
 """
 from __future__ import annotations
 
@@ -16,6 +17,7 @@ import math
 from dataclasses import dataclass, field
 from typing import ClassVar
 
+from scratch.attention_kinds import AttentionSpec, TransformerSpec
 from scratch.errors import SpecError
 from scratch.kind_fields import BOOL, INIT, INT, PAIR, SCALE, NoParameters, needs_image, shown_shape
 from scratch.norm_kinds import BatchNormSpec, DropoutSpec, LayerNormSpec, ResidualSpec
@@ -210,7 +212,7 @@ def fit_windows(windows: Windows, height: int, width: int, in_shape, where: str)
 KINDS = {cls.kind: cls for cls in (LayerSpec, Conv2dSpec, MaxPool2dSpec, AvgPool2dSpec, FlattenSpec,
                                    GlobalAvgPoolSpec, BatchNormSpec, LayerNormSpec, DropoutSpec, ResidualSpec,
                                    EmbeddingSpec, PositionalEmbeddingSpec, SeqLastSpec, SeqMeanSpec, RNNSpec,
-                                   LSTMSpec, GRUSpec)}
+                                   LSTMSpec, GRUSpec, AttentionSpec, TransformerSpec)}
 
 
 def require_kinds(spec, kinds: tuple[str, ...], what: str) -> None:

@@ -17,6 +17,7 @@ from __future__ import annotations
 import numpy as np
 
 from scratch.activations import Activation, make_activation
+from scratch.attention import Attention
 from scratch.conv import Conv2d
 from scratch.initializers import initial_parameters
 from scratch.layers import Dense
@@ -27,6 +28,7 @@ from scratch.initializers import initial_buffers
 from scratch.normalization import BatchNorm, LayerNorm
 from scratch.pooling import AvgPool2d, GlobalAvgPool, MaxPool2d
 from scratch.reshape import Flatten
+from scratch.transformer import TransformerBlock
 from scratch.embedding import Embedding, PositionalEmbedding
 from scratch.readouts import SeqLast, SeqMean
 from scratch.recurrent import GRU, LSTM, RNN
@@ -40,7 +42,8 @@ LAYER_CLASSES = {"dense": Dense, "conv2d": Conv2d, "maxpool2d": MaxPool2d, "avgp
                  "flatten": Flatten, "global_avgpool": GlobalAvgPool, "batchnorm": BatchNorm,
                  "layernorm": LayerNorm, "dropout": Dropout, "residual": Residual, "embedding": Embedding,
                  "positional_embedding": PositionalEmbedding, "seq_last": SeqLast, "seq_mean": SeqMean,
-                 "rnn": RNN, "lstm": LSTM, "gru": GRU}
+                 "rnn": RNN, "lstm": LSTM, "gru": GRU,
+                 "attention": Attention, "transformer": TransformerBlock}
 
 
 def build_layer(layer_spec, params: dict, buffers: dict, xp, in_shape):

@@ -117,7 +117,7 @@ class Spec:
     optimizer: OptimizerSpec = field(default_factory=OptimizerSpec)
     data: DataSpec = field(default_factory=DataSpec)
     train: TrainSpec = field(default_factory=TrainSpec)
-    input_shape: list[int] | None = None         # [C, H, W] (or [features]); None: layers[0].inputs
+    input_shape: list[int] | None = None         # [C, H, W], [T, D] or [features]; None: layers[0].inputs
 
     # -------------------------------------------------------------------------------- derived
 
@@ -467,8 +467,9 @@ def _parse_dense(raw: dict, index: int, in_shape: tuple | None, came_from: str, 
 def _parse_input_shape(raw) -> tuple | None:
     if raw is None:
         return None
-    if not isinstance(raw, list) or len(raw) not in (1, 3):
-        raise SpecError("input_shape", f"expected [channels, height, width] (or [features]), got {shown(raw)}")
+    if not isinstance(raw, list) or len(raw) not in (1, 2, 3):
+        raise SpecError("input_shape", f"expected [features] ([T] token ids before an embedding), [time, features] "
+                                       f"or [channels, height, width], got {shown(raw)}")
     return tuple(_int(n, f"input_shape[{i}]") for i, n in enumerate(raw))
 
 

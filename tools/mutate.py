@@ -6,7 +6,8 @@
     .venv/bin/python tools/mutate.py --files nnparity/verify/diagnosis.py --sample 100 --seed 0
 
 Targets (the derivatives and updates written by hand in scratch/): every activation's and loss's
-``backward`` (and ``Loss._scale``), ``Dense.backward``, the optimizers' ``step`` and ``_update`` methods with
+``backward`` (and ``Loss._scale``), ``Dense.backward``, ``Attention.backward`` with the softmax's
+and ``TransformerBlock.backward``, the optimizers' ``step`` and ``_update`` methods with
 ``_lerp`` and the clipping functions; and the reference side of ``nnparity verify``, whose slips would
 pass a wrong gradient or fail a right one: every function of its diagnosis (nnparity/verify/diagnosis.py:
 the comparison, the error measure, the diagnosis), its finite differences (finite_diff.py) and the
@@ -58,6 +59,10 @@ TARGETS = {
     "scratch/optimizers.py": (lambda q: q.endswith((".step", "._update")) or q in (
         "_lerp", "global_norm", "clip_grad_norm", "clip_grad_value"),
                               ["parity_tests/test_optimizers.py"]),
+    "scratch/attention.py": (lambda q: q in ("Attention.backward", "row_softmax_backward"),
+                             ["-m", "not slow", "parity_tests/test_attention_layers.py", "-k", "parity or vanishes"]),
+    "scratch/transformer.py": (lambda q: q == "TransformerBlock.backward",
+                               ["-m", "not slow", "parity_tests/test_attention_layers.py", "-k", "parity"]),
     # the reference side of nnparity verify: its comparison, its diagnosis and its finite differences
     # (a planted slip there must be caught by the verify tests)
     "nnparity/verify/diagnosis.py": (lambda q: True,

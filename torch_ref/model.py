@@ -5,7 +5,10 @@ This is the only place that converts between the two weight layouts: scratch kee
 parameter (a conv2d's (out, in / groups, kh, kw) weight, a layernorm's weight of its normalized
 shape, every bias) has the same layout on both sides, so a parameter is transposed exactly when
 it is an nn.Linear's weight: the names ``TorchNetwork.transposed`` holds (``dense_weight_names``).
-Buffers (running statistics, dropout's draw counts) have the same layout on both sides.
+The attention kinds keep their projections as dense weights too: nn.MultiheadAttention's
+``in_proj_weight`` (3D, D) is scratch's W_in (D, 3D) transposed, ``out_proj.weight`` likewise, and
+nn.TransformerEncoderLayer's ``linear1`` and ``linear2``. Buffers (running statistics, dropout's
+draw counts) have the same layout on both sides.
 """
 from __future__ import annotations
 
@@ -261,6 +264,38 @@ def _embedding(layer, in_shape, dtype) -> nn.Module:
     return nn.Embedding(layer.vocab, layer.dim, padding_idx=layer.padding_index, dtype=dtype)
 
 
+def causal_mask(x) -> torch.Tensor:
+    """torch's own causal mask for x's T steps: 0 where step s <= t, −inf above the diagonal."""
+    return nn.Transformer.generate_square_subsequent_mask(x.shape[1], device=x.device, dtype=x.dtype)
+
+
+class SelfAttention(nn.MultiheadAttention):
+    """nn.MultiheadAttention(D, heads, batch_first=True) on x alone: query = key = value = x,
+    need_weights=False, and torch's causal mask when causal; its parameters keep torch's names."""
+
+    def __init__(self, layer, in_shape, dtype):
+        super().__init__(in_shape[1], layer.heads, batch_first=True, dtype=dtype)
+        self.causal = layer.causal
+
+    def forward(self, x):
+        mask = causal_mask(x) if self.causal else None
+        return super().forward(x, x, x, need_weights=False, attn_mask=mask)[0]
+
+
+class TransformerBlock(nn.TransformerEncoderLayer):
+    """nn.TransformerEncoderLayer(D, heads, mlp_units, dropout=0, activation="gelu", layer_norm_eps,
+    batch_first=True, norm_first=True): x + self_attn(norm1(x)), then h + linear2(gelu(linear1(norm2(h)))),
+    with torch's causal mask when causal."""
+
+    def __init__(self, layer, in_shape, dtype):
+        super().__init__(in_shape[1], layer.heads, layer.hidden(in_shape), dropout=0.0, activation="gelu",
+                         layer_norm_eps=layer.eps, batch_first=True, norm_first=True, dtype=dtype)
+        self.causal = layer.causal
+
+    def forward(self, x):
+        return super().forward(x, src_mask=causal_mask(x) if self.causal else None)
+
+
 # The torch twin of each layer kind (scratch.layer_kinds.KINDS): (layer spec, input shape, dtype) -> module.
 TORCH_LAYERS = {
     "dense": lambda layer, in_shape, dtype: nn.Linear(layer.inputs, layer.units, bias=layer.use_bias, dtype=dtype),
@@ -273,6 +308,8 @@ TORCH_LAYERS = {
     "layernorm": _layernorm,
     "dropout": lambda layer, in_shape, dtype: StreamDropout(layer.p),
     "residual": ResidualBlock,
+    "attention": SelfAttention,
+    "transformer": TransformerBlock,
     "embedding": _embedding,
     "positional_embedding": lambda layer, in_shape, dtype: LearnedPositions(layer.max_len, in_shape[1], dtype=dtype),
     "seq_last": lambda layer, in_shape, dtype: LastStep(),
