@@ -34,7 +34,8 @@ def _digest(folder: Path) -> str:
 
 def test_dense_backward_gets_every_kind_of_mutant():
     mutants = _tool().mutants_of("scratch/layers.py")
-    assert {m.operator for m in mutants} == {"scale", "flip-sign", "swap", "transpose", "drop-term"}
+    assert {m.operator for m in mutants} == {"scale", "flip-sign", "swap", "transpose", "drop-term", "kink",
+                                             "constant"}
     descriptions = {m.description for m in mutants}
     assert "self.x.T -> self.x" in descriptions
     assert "grad_out.sum(axis=0, out=self.grad_bias) -> grad_out (reduction dropped)" in descriptions
