@@ -15,10 +15,11 @@ import numpy as np
 import pytest
 import torch
 
-from conftest import assert_close
+from conftest import assert_close, assert_parity
 from scratch.initializers import initial_buffers, initial_parameters
 from scratch.network import Network, build_loss
 from scratch.spec import parse_spec
+from torch_ref.check import check
 from torch_ref.model import build, build_loss as torch_loss, gradients_to_scratch
 
 NORMS = {"batchnorm-image": ([3, 4, 4], {"kind": "batchnorm"}),
@@ -90,3 +91,13 @@ def test_image_mutation_gaps_first_layer_without_input_gradient(kind):
     assert grads[0].keys() == grads[1].keys()
     for name, value in grads[0].items():
         np.testing.assert_array_equal(value, grads[1][name], err_msg=name)
+
+
+@pytest.mark.parametrize("dilation", [[1, 2], [2, 3]], ids=["width", "both"])
+def test_image_mutation_gaps_conv_dilated_along_the_width(dilation):
+    """A kernel spread along the width as well as the height: each offset's columns start at j·d_w."""
+    spec = parse_spec({"seed": 6, "input_shape": [2, 7, 9], "layers": [
+        {"kind": "conv2d", "out_channels": 3, "kernel": [2, 3], "dilation": dilation, "padding": [1, 1],
+         "activation": "tanh"},
+        {"kind": "flatten"}, {"units": 3}], "loss": {"name": "softmax_cce"}})
+    assert_parity(check(spec, batch=3))
