@@ -419,3 +419,22 @@ def test_norm_layers_projection_stride_is_the_smallest_that_fits():
             assert _skip_stride(n, m) == next((s for s in range(1, n + 1) if (n - 1) // s + 1 == m), None), (n, m)
     s = _skip_stride(10**30, 7)
     assert (10**30 - 1) // s + 1 == 7 and (10**30 - 1) // (s - 1) + 1 > 7
+
+
+@pytest.mark.parametrize("dtype", DTYPES)
+def test_norm_layers_bias_before_a_normalization_passes_check(dtype):
+    """A conv's bias right before a train-mode batchnorm has an exact zero gradient; both sides compute
+    rounding noise there, measured against the network's gradient scale: check and verify --spec pass,
+    and the weight beside it keeps the plain measure."""
+    from nnparity.verify.autograd.layerwise import first_wrong_layer
+    from scratch.policy import gradient_scale, rounding_floor
+
+    spec = parse_spec({"seed": 1, "dtype": dtype, "input_shape": [2, 5, 5], "layers": [
+        {"kind": "conv2d", "out_channels": 3, "kernel": 3, "padding": 1}, {"kind": "batchnorm", "activation": "relu"},
+        {"kind": "flatten"}, {"units": 3}], "loss": {"name": "softmax_cce"}})
+    report = check(spec, batch=6)
+    assert_parity(report)
+    bias = report["torch"]["grads"]["layers.0.bias"]
+    assert np.linalg.norm(bias) <= rounding_floor(gradient_scale(report["torch"]["grads"].values()), dtype)
+    assert np.linalg.norm(report["torch"]["grads"]["layers.0.weight"]) > 1e-3
+    assert first_wrong_layer(spec, batch=6).ok

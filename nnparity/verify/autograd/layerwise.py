@@ -20,6 +20,7 @@ that computes a different function makes the gradients incomparable.
 """
 from __future__ import annotations
 
+import functools
 import inspect
 import warnings
 from contextlib import contextmanager
@@ -33,7 +34,7 @@ from nnparity.verify.load import layer_gradients
 from scratch.errors import SpecError
 from scratch.network import Network, build_loss as scratch_loss
 from scratch.norm_kinds import check_batch_rows
-from scratch.policy import TOLERANCE, json_safe, rel_error
+from scratch.policy import TOLERANCE, gradient_scale, json_safe, rel_error
 from scratch.spec import Spec
 from torch_ref.check import MODES, validated_batch
 from torch_ref.model import TORCH_DTYPES, build, build_loss as torch_loss, tensor_to_scratch
@@ -291,13 +292,13 @@ def _torch_pass(model, ops: list[Op], loss_fn, x, y, dtype) -> tuple[dict, dict]
     return forward, grads
 
 
-def _shape_safe_rel(got, expected) -> float:
-    """The policy's error; a missing value or a shape mismatch is an infinite error (the layer is
-    wrong), not a crash."""
+def _shape_safe_rel(got, expected, scale: float = 0.0, dtype: str = "float64") -> float:
+    """The policy's error (``scale``: the network's gradient scale, where a reference is zero up to
+    rounding); a missing value or a shape mismatch is an infinite error (the layer is wrong), not a crash."""
     if got is None or expected is None:
         return float("inf")
     got, expected = np.asarray(got), np.asarray(expected)
-    return rel_error(got, expected) if got.shape == expected.shape else float("inf")
+    return rel_error(got, expected, scale, dtype) if got.shape == expected.shape else float("inf")
 
 
 TENSOR = {"z": "dL/dz", "weight": "dL/dW", "bias": "dL/db", "input": "dL/d(input)"}
@@ -357,20 +358,22 @@ def first_wrong_layer(spec: Spec, net: Network | None = None, x=None, y=None, ba
     if bad is not None:
         report.first_wrong = _forward_culprit(bad, ops, len(spec.layers))
         return report
-    report.rows.append(_row("output", "dL/d(output)", None, "loss", s_g, t_g, tol))
+    scale = gradient_scale(value for value in t_g.values() if value is not None)
+    row = functools.partial(_row, s_g=s_g, t_g=t_g, tol=tol, scale=scale, dtype=spec.dtype)
+    report.rows.append(row("output", "dL/d(output)", None, "loss"))
     if not report.rows[-1].ok:
         report.first_wrong = _culprit("output", None, report.rows[-1], spec, s_out, s_g, t_g, tol, len(x))
     for key, op, part in _backward_order(ops):
         label = f"{op.path}.{_tensor(key)}"
-        row = _row(f"{op.path}.{key}", label, op.top, part, s_g, t_g, tol)
-        report.rows.append(row)
-        if report.first_wrong is None and not row.ok:
-            report.first_wrong = _culprit(key, op, row, spec, s_out, s_g, t_g, tol, len(x))
+        compared = row(f"{op.path}.{key}", label, op.top, part)
+        report.rows.append(compared)
+        if report.first_wrong is None and not compared.ok:
+            report.first_wrong = _culprit(key, op, compared, spec, s_out, s_g, t_g, tol, len(x))
     return report
 
 
-def _row(key, label, layer, part, s_g, t_g, tol) -> Row:
-    err = _shape_safe_rel(s_g.get(key), t_g.get(key))
+def _row(key, label, layer, part, s_g, t_g, tol, scale, dtype) -> Row:
+    err = _shape_safe_rel(s_g.get(key), t_g.get(key), scale, dtype)
     return Row(label, layer, part, err, err <= tol)
 
 
