@@ -197,3 +197,131 @@ def flip(data: bytes, rng: random.Random) -> bytes:
             del out[at]
     return bytes(out)
 
+
+
+# ------------------------------------------------------------------------------- image specs
+
+# Values of the image, normalization, dropout and residual kinds' fields near their edges, valid
+# and not: a kernel past the input, padding past half the kernel, groups that do not divide, p = 1,
+# eps that is 0 in float32, a body that changes the shape, an input_shape of the wrong rank.
+FIELD_EDGES = {
+    "kernel": [1, 2, 3, [1, 3], [3, 1], 0, -1, 9, [2, 0], [1, 1, 1], [1.5, 2]],
+    "stride": [1, 2, 3, [2, 1], 0, -1, [1, 0]],
+    "padding": [0, 1, 2, [1, 0], -1, [0, -1], 5],
+    "dilation": [1, 2, [2, 1], 0, -1],
+    "groups": [1, 2, 3, 0, -1],
+    "out_channels": [1, 2, 4, 6, 0, -1],
+    "in_channels": [1, 2, 3, 0],
+    "p": [0.0, 0.5, 0.999, 1.0, -0.1, 1.5, 1e-300],
+    "eps": [1e-5, 1e-300, 5e-324, 1e-45, 0.0, -1e-5, 1.0, 1e30],
+    "momentum": [0.0, 0.5, 1.0, 1.0000001, -0.1, 2.0],
+    "affine": [True, False, 1, "yes"],
+    "elementwise_affine": [True, False, 0],
+    "projection": [True, False, "true"],
+    "dims": [1, 2, 3, 4, 0],
+    "body": [[], [{}], [{"kind": "conv2d", "out_channels": 5, "kernel": 3}], [{"kind": "maxpool2d", "kernel": 2}],
+             [{"kind": "flatten"}], [{"kind": "batchnorm"}], [{"kind": "residual", "body": [{"kind": "dropout"}]}],
+             [{"kind": "conv2d", "out_channels": 2, "kernel": 1, "stride": 2}]],
+    "kind": ["conv2d", "maxpool2d", "avgpool2d", "flatten", "global_avgpool", "batchnorm", "layernorm", "dropout",
+             "residual", "dense", "conv3d"],
+    "input_shape": [[1, 8, 8], [3, 1, 1], [1, 0, 4], [2, 3], [5], [1, 10**6, 10**6], [2, 5, 5, 5]],
+}
+
+
+# The fields each kind takes (a field another kind takes is refused as unknown: also fuzzed).
+KIND_FIELDS = {"conv2d": ["kernel", "stride", "padding", "dilation", "groups", "out_channels", "in_channels"],
+               "maxpool2d": ["kernel", "stride", "padding"], "avgpool2d": ["kernel", "stride", "padding"],
+               "batchnorm": ["eps", "momentum", "affine"], "layernorm": ["eps", "elementwise_affine", "dims"],
+               "dropout": ["p"], "residual": ["body", "projection"]}
+
+
+def _edge(name: str, rng: random.Random):
+    return copy.deepcopy(rng.choice(FIELD_EDGES[name])) if rng.random() < 0.85 else hostile_value(rng)
+
+
+def _image_layer(draw, depth: int = 0) -> dict:
+    """One image-kind layer table with small fields; not every one fits its input (those are refused)."""
+    kinds = ["conv2d", "maxpool2d", "avgpool2d", "batchnorm", "layernorm", "dropout"] + (["residual"] if depth == 0 else [])
+    kind = draw(st.sampled_from(kinds))
+    small = st.one_of(st.integers(1, 3), st.lists(st.integers(1, 3), min_size=2, max_size=2))
+    layer: dict = {"kind": kind}
+    if kind == "conv2d":
+        layer.update(out_channels=draw(st.integers(1, 4)), kernel=draw(small))
+        for name, values in (("stride", small), ("padding", st.integers(0, 1)), ("dilation", small),
+                             ("groups", st.integers(1, 2)), ("use_bias", st.booleans())):
+            if draw(st.booleans()):
+                layer[name] = draw(values)
+    elif kind in ("maxpool2d", "avgpool2d"):
+        layer["kernel"] = draw(small)
+        for name, values in (("stride", small), ("padding", st.integers(0, 1))):
+            if draw(st.booleans()):
+                layer[name] = draw(values)
+    elif kind in ("batchnorm", "layernorm"):
+        layer["eps"] = draw(st.sampled_from([1e-5, 1e-3, 0.1]))
+        if kind == "batchnorm":
+            layer.update(momentum=draw(st.sampled_from([0.0, 0.1, 1.0])), affine=draw(st.booleans()))
+        else:
+            layer["elementwise_affine"] = draw(st.booleans())
+            if draw(st.booleans()):
+                layer["dims"] = draw(st.integers(1, 3))
+    elif kind == "dropout":
+        layer["p"] = draw(st.sampled_from([0.0, 0.1, 0.5, 0.9]))
+    else:
+        layer["body"] = [_image_layer(draw, depth + 1) for _ in range(draw(st.integers(1, 2)))]
+        layer["projection"] = draw(st.booleans())
+    if draw(st.booleans()):
+        layer["activation"] = draw(st.sampled_from(["relu", "tanh", "identity", "gelu"]))
+    return layer
+
+
+@st.composite
+def image_spec_tables(draw):
+    """An image spec: input_shape [C, H, W] (small), 1-3 layers of the image kinds (residual blocks
+    with bodies of 1-2), a flatten or global average pool, maybe dropout or a batchnorm over
+    features, a dense layer; many load, some are refused (a kernel past a 2x2 input)."""
+    channels, height, width = draw(st.integers(1, 3)), draw(st.integers(1, 8)), draw(st.integers(1, 8))
+    layers = [_image_layer(draw) for _ in range(draw(st.integers(1, 3)))]
+    layers.append({"kind": draw(st.sampled_from(["flatten", "global_avgpool"]))})
+    if draw(st.booleans()):
+        layers.append(draw(st.sampled_from([{"kind": "dropout", "p": 0.2}, {"kind": "batchnorm"},
+                                            {"kind": "layernorm"}])))
+    loss = draw(st.sampled_from(["softmax_cce", "mse"]))
+    outputs = draw(st.integers(2, 3))
+    layers.append({"units": outputs})
+    raw = {"seed": draw(st.integers(0, 2**32)), "dtype": draw(st.sampled_from(["float64", "float32"])),
+           "input_shape": [channels, height, width], "layers": layers, "loss": {"name": loss}}
+    if draw(st.booleans()):
+        n = draw(st.integers(2, 3))
+        numbers = st.floats(-3, 3)      # extreme inputs: the dense fuzz targets
+        raw["data"] = {"x": [[draw(numbers) for _ in range(channels * height * width)] for _ in range(n)],
+                       "y": _targets(draw, loss, n, outputs)}
+    return raw
+
+
+def mutate_image(raw: dict, rng: random.Random) -> tuple[dict, list]:
+    """One or two of an image spec's layer fields (or input_shape) set to a value near an edge or
+    a hostile one, added where they may or may not go; with the paths changed. A fifth of the time, the
+    generic mutate instead (paths anywhere: None)."""
+    if rng.random() < 0.2:
+        return mutate(raw, rng), None
+    raw = copy.deepcopy(raw)
+    paths = []
+    for _ in range(rng.randint(1, 2)):
+        if rng.random() < 0.1:
+            raw["input_shape"] = _edge("input_shape", rng)
+            paths.append(("input_shape",))
+            continue
+        i = rng.randrange(len(raw["layers"]))
+        table, path = raw["layers"][i], ("layers", i)
+        body = table.get("body") if isinstance(table, dict) else None
+        if isinstance(body, list) and body and isinstance(body[0], dict) and rng.random() < 0.5:
+            j = rng.randrange(len(body))
+            table, path = body[j], path + ("body", j)
+        if not isinstance(table, dict):
+            continue
+        kind = table.get("kind")
+        own = KIND_FIELDS.get(kind, []) if isinstance(kind, str) else []
+        name = rng.choice(own) if own and rng.random() < 0.8 else rng.choice(list(FIELD_EDGES))
+        table[name] = _edge(name, rng)
+        paths.append(path + (name,))
+    return raw, paths

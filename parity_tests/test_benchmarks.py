@@ -68,12 +68,57 @@ def test_bench_bracketing_rate_takes_the_higher_and_reports_the_drift():
 
 
 def test_bench_gemm_list_is_what_the_flops_count():
+    from nnparity.bench.configs import config_names
     from nnparity.bench.machine import gemm_list
 
-    for name in CONFIGS:
+    for name in config_names():
         cfg = config(name)
         assert sorted(2 * m * k * n for _, m, k, n in gemm_list(cfg)) == \
             sorted(2 * m * k * n for m, k, n in cfg.gemm_shapes)
+
+
+def test_bench_cnn_configs_are_their_specs():
+    from nnparity.bench.configs import IMAGE_CONFIGS, ImageConfig, config_names
+
+    assert config_names() == [*CONFIGS, *IMAGE_CONFIGS]
+    for name, shape, batch in (("lenet", (1, 28, 28), 64), ("resnet_small", (3, 32, 32), 128)):
+        cfg = config(name)
+        assert isinstance(cfg, ImageConfig) and cfg.batch == batch and cfg.spec().shapes[0] == shape
+        assert cfg.spec("float64", "train_adam").optimizer.name == "adam" and cfg.spec("float64").dtype == "float64"
+        x, y = cfg.batches("float32", 2)[1]
+        assert x.shape == (batch, *shape) and x.dtype == "float32" and y.shape == (batch,) and 0 <= y.min() <= y.max() < 10
+
+
+def test_bench_lenet_flops_by_hand():
+    """LeNet's train step, counted by hand: multiply-adds per image of conv1 6·1·5·5·28·28 = 117,600,
+    conv2 16·6·5·5·10·10 = 240,000, dense 400·120 + 120·84 + 84·10 = 58,920; a train step does each
+    three times (forward, dW, dx) less conv1's dx, 2 FLOPs each, for 64 images."""
+    forward = 117_600 + 240_000 + 58_920
+    assert config("lenet").train_flops == 2 * 64 * (3 * forward - 117_600)
+
+
+def test_bench_resnet_products_follow_its_layers():
+    """resnet_small's products: 9 convolutions as im2col GEMMs (the stem, two per block, the two 1x1
+    projections) and the dense layer, each forward with k = C·kh·kw and n = N·OH·OW; three products
+    per layer, less the stem's dx."""
+    cfg = config("resnet_small")
+    forward = [(m, k, n) for layout, m, k, n in cfg.gemm_list() if layout == "NN"]
+    assert (16, 27, 128 * 32 * 32) == forward[0] and (16, 144, 128 * 32 * 32) in forward
+    assert (32, 16, 128 * 16 * 16) in forward and (64, 32, 128 * 8 * 8) in forward      # the 1x1 projections
+    assert (128, 64, 10) == forward[-1]
+    assert len(forward) == 10 and len(cfg.gemm_list()) == 3 * 10 - 1
+
+
+@pytest.mark.parametrize("side", ["scratch", "torch_eager", "jax_jit"])
+def test_bench_cnn_sides_take_a_step(side):
+    """Each side builds LeNet's Adam train step and runs it (JAX where installed)."""
+    from nnparity.bench import sides
+
+    try:
+        step = getattr(sides, side)(config("lenet"), "train_adam", "float32", 1)
+        step()
+    except sides.Skip as exc:
+        pytest.skip(str(exc))
 
 
 # ------------------------------------------------------------------------ the theoretical peak

@@ -15,13 +15,17 @@ import math
 import random
 import warnings
 
+import numpy as np
 import pytest
 from hypothesis import HealthCheck, given, settings, strategies as st
 
-from fuzzing import SCALE, flip, long_only, mutate, sequence_tables, spec_tables, to_text
+from fuzzing import (SCALE, flip, image_spec_tables, long_only, mutate, mutate_image, sequence_tables, spec_tables,
+                     to_text)
 from nnparity.cli import main
 from nnparity.commands.check import run_spec
 from scratch.errors import MAX_FIELD_CHARS, MAX_MESSAGE_CHARS
+from scratch.data import random_batch
+from scratch.network import Network, build_loss
 from scratch.spec import SpecError, parse_spec, spec_from_bytes
 
 INPUTS = 10_000 * SCALE
@@ -80,6 +84,26 @@ def _text(suffix):
 def _bytes(base, rng):
     data = flip(base, rng) if rng.random() < 0.8 else base
     load_or_refuse(lambda: spec_from_bytes(data, rng.choice([".toml", ".json"])))
+
+
+def _image_tables(base, rng):
+    """An image spec with its new kinds' fields near their edges or hostile: it loads and its network
+    takes a train-mode step and an eval-mode pass, or it is refused in one line naming the layer and
+    field that was changed (or one its shape reaches)."""
+    raw, paths = mutate_image(base, rng)
+    try:
+        spec = parse_spec(raw)
+    except SpecError as err:
+        assert_clean(err)
+        if paths and all(path[0] == "layers" for path in paths):
+            assert err.field.startswith("layers["), (paths, str(err))
+        return
+    x, y = random_batch(spec, 2)
+    x = np.asarray(x, dtype=spec.dtype)     # as check runs it: the network computes in the spec's dtype
+    net, loss = Network.from_spec(spec), build_loss(spec)
+    loss.forward(net.forward(x), y)
+    net.backward(loss.backward())
+    net.eval().forward(x)
 
 
 CHECK_ARGS = dict(dtype=None, batch=None, tol=None, allow_overflow=False, json=True)
@@ -162,9 +186,13 @@ OPTIONS = {command: _options(command) for command in CLI_COMMANDS}
     (_bytes, st.binary(max_size=300), 50),
     (_tables, sequence_tables(), 50),
     pytest.param(_text(".toml"), sequence_tables(), 50, marks=pytest.mark.slow),
+    (_image_tables, image_spec_tables(), 50),
+    (_text(".json"), image_spec_tables(), 50),
     pytest.param(_check, spec_tables(), 10, marks=pytest.mark.slow),
+    pytest.param(_check, image_spec_tables(), 10, marks=pytest.mark.slow),
     pytest.param(_cli, st.sampled_from(sorted(CLI_COMMANDS)), 50, marks=pytest.mark.slow),
-], ids=["tables", "toml", "json", "bytes", "sequence-tables", "sequence-toml", "check", "cli"])
+], ids=["tables", "toml", "json", "bytes", "sequence-tables", "sequence-toml", "image-tables", "image-json", "check",
+        "image-check", "cli"])
 def test_fuzz_target_clean(target, strategy, per_example):
     assert fuzz(target, strategy, per_example) >= INPUTS
 

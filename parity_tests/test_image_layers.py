@@ -330,15 +330,6 @@ def test_image_layers_bad_spec_exits_2_naming_layer_and_field(raw, field, words,
     assert_check_refuses(raw, field, words, tmp_path, capsys)
 
 
-def test_image_layers_verify_spec_refuses_them_in_one_line(tmp_path, capsys):
-    """nnparity verify --spec compares dense layers only: an image spec is refused, naming the layer."""
-    path = tmp_path / "cnn.json"
-    path.write_text(json.dumps(bad(0)))
-    assert main(["verify", "--spec", str(path)]) == 2
-    err = capsys.readouterr().err.strip().splitlines()
-    assert len(err) == 1 and "layers[0].kind" in err[0] and "conv2d" in err[0]
-
-
 def test_image_layers_inline_rows_are_images_flattened(capsys):
     """Inline data.x of an image spec: each row one image in C order, checked as (N, C, H, W)."""
     spec = parse_spec({"input_shape": [2, 2, 2], "layers": [{"kind": "avgpool2d", "kernel": 2}, {"kind": "flatten"},

@@ -305,6 +305,12 @@ BAD_SPECS = [
     ("momentum-negative", spec_with({"kind": "batchnorm", "momentum": -0.5}), "layers[0].momentum", [">= 0"]),
     ("eps-zero", spec_with({"kind": "batchnorm", "eps": 0}), "layers[0].eps", ["must be > 0"]),
     ("layernorm-eps-negative", spec_with({"kind": "layernorm", "eps": -1e-5}), "layers[0].eps", ["must be > 0"]),
+    ("eps-zero-in-float32", dict(spec_with({"kind": "layernorm", "eps": 1e-300}), dtype="float32"), "layers[0].eps",
+     ["1e-300 is 0 in float32", "must be > 0"]),
+    ("eps-beyond-float32", dict(spec_with({"kind": "batchnorm", "eps": 1e39}), dtype="float32"), "layers[0].eps",
+     ["beyond the float32 range"]),
+    ("p-one-in-float32", dict(spec_with({"kind": "dropout", "p": 1 - 1e-12}), dtype="float32"), "layers[0].p",
+     ["is 1 in float32", "must be < 1"]),
     ("layernorm-dims", spec_with({"kind": "layernorm", "dims": 4}), "layers[0].dims", ["4", "[3, 6, 5]"]),
     ("residual-not-joinable", spec_with({"kind": "residual", "body": [CONV_6]}), "layers[0].projection",
      ["[3, 6, 5]", "[6, 4, 3]", "projection = true"]),
@@ -389,3 +395,34 @@ def test_norm_layers_readme_commands_as_written(tmp_path):
     proc = nnparity("train", str(spec), "--json", "--quiet")
     assert proc.returncode == 0, proc.stderr
     assert json.loads(proc.stdout)["test_accuracy"] > 0.95
+
+
+def test_norm_layers_projection_stride_is_the_smallest_that_fits():
+    """The skip's 1x1 stride is the smallest s with (n − 1) // s + 1 = m, as a search over every s
+    finds it; computed, so a hostile input size of 10^30 is answered at once."""
+    from scratch.norm_kinds import _skip_stride
+
+    for n in range(1, 40):
+        for m in range(-1, 42):
+            assert _skip_stride(n, m) == next((s for s in range(1, n + 1) if (n - 1) // s + 1 == m), None), (n, m)
+    s = _skip_stride(10**30, 7)
+    assert (10**30 - 1) // s + 1 == 7 and (10**30 - 1) // (s - 1) + 1 > 7
+
+
+@pytest.mark.parametrize("dtype", DTYPES)
+def test_norm_layers_bias_before_a_normalization_passes_check(dtype):
+    """A conv's bias right before a train-mode batchnorm has an exact zero gradient; both sides compute
+    rounding noise there, measured against the network's gradient scale: check and verify --spec pass,
+    and the weight beside it keeps the plain measure."""
+    from nnparity.verify.autograd.layerwise import first_wrong_layer
+    from scratch.policy import gradient_scale, rounding_floor
+
+    spec = parse_spec({"seed": 1, "dtype": dtype, "input_shape": [2, 5, 5], "layers": [
+        {"kind": "conv2d", "out_channels": 3, "kernel": 3, "padding": 1}, {"kind": "batchnorm", "activation": "relu"},
+        {"kind": "flatten"}, {"units": 3}], "loss": {"name": "softmax_cce"}})
+    report = check(spec, batch=6)
+    assert_parity(report)
+    bias = report["torch"]["grads"]["layers.0.bias"]
+    assert np.linalg.norm(bias) <= rounding_floor(gradient_scale(report["torch"]["grads"].values()), dtype)
+    assert np.linalg.norm(report["torch"]["grads"]["layers.0.weight"]) > 1e-3
+    assert first_wrong_layer(spec, batch=6).ok

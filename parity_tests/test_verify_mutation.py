@@ -85,3 +85,17 @@ def test_a_reference_side_mutant_is_applied_and_killed(tmp_path):
     assert proc.returncode == 0, proc.stdout + proc.stderr
     result = json.loads(out.read_text())
     assert (result["killed"], result["errors"]) == (1, 0), result
+
+
+def test_the_image_layers_backward_passes_get_mutants():
+    """conv, pooling, normalization, dropout, residual and window geometry: their backward passes
+    (never a forward) are targets, run against image parity tests that exist."""
+    tool = _tool()
+    for rel in tool.IMAGE_TARGETS:
+        mutants = tool.mutants_of(rel)
+        assert mutants and all(m.file == rel for m in mutants), rel
+        assert not any(m.qualname.endswith(".forward") for m in mutants), rel
+        assert tool.TARGETS[rel][1] == tool.IMAGE_TESTS
+    for test in tool.IMAGE_TESTS[2:]:
+        path, _, name = test.partition("::")
+        assert (REPO / path).is_file() and (not name or f"def {name}(" in (REPO / path).read_text()), test

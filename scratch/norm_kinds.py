@@ -147,8 +147,7 @@ class ResidualSpec:
             raise SpecError(f"{where}.projection", f"cannot join the input {shown_shape(in_shape)} and the body's "
                                                    f"output {shown_shape(out)}: a projection maps images to "
                                                    f"images or features to features")
-        strides = [next((s for s in range(1, n + 1) if (n - 1) // s + 1 == m), None)
-                   for n, m in zip(in_shape[1:], out[1:])]
+        strides = [_skip_stride(n, m) for n, m in zip(in_shape[1:], out[1:])]
         if None in strides:
             raise SpecError(f"{where}.projection", f"no 1x1 convolution stride maps the input's "
                                                    f"{in_shape[1]}x{in_shape[2]} to the body's {out[1]}x{out[2]}")
@@ -200,6 +199,16 @@ class ResidualSpec:
         if self.projection and len(in_shape) == 1:
             names.append("projection.weight")
         return names
+
+
+def _skip_stride(size: int, out: int) -> int | None:
+    """The smallest stride s with (size − 1) // s + 1 = out (a 1x1 window over ``size`` positions
+    giving ``out``), or None: with q = out − 1, (size − 1) // s = q needs s > (size − 1) / (q + 1),
+    so the smallest candidate is (size − 1) // (q + 1) + 1 (computed, not searched: sizes may be huge)."""
+    if not 1 <= out <= size:
+        return None
+    stride = (size - 1) // out + 1
+    return stride if (size - 1) // stride == out - 1 else None
 
 
 def layer_dense_weights(layer, in_shape) -> list[str]:

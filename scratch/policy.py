@@ -45,8 +45,31 @@ def run_tolerance(dtype: str) -> float:
     return TRAJECTORY_TOL if dtype == "float64" else FLOAT32_DRIFT_BOUND
 
 
-def rel_error(got, expected) -> float:
+# A reference whose norm is below this many roundings (eps of the dtype) of the scale it was
+# computed at — a gradient's network gradient scale — is zero up to rounding: a bias right before a
+# normalization that subtracts it again has an exact zero gradient, and each side computes rounding
+# noise of about eps × that scale there. Its error is measured against the scale instead
+# (``rounding_floor``): a reference above the floor keeps the norm-relative measure, whatever its size.
+ZERO_ROUNDINGS = 64
+
+
+def rounding_floor(scale: float, dtype: str) -> float:
+    """The norm below which a reference computed at ``scale`` in ``dtype`` is zero up to rounding."""
+    return ZERO_ROUNDINGS * float(np.finfo(dtype).eps) * scale
+
+
+def gradient_scale(grads) -> float:
+    """The network's gradient scale: the norm of every gradient (parameters and input) together."""
+    norms = [_norm(np.asarray(g, dtype=np.float64)[np.isfinite(g)]) for g in grads]
+    return _norm(np.asarray(norms, dtype=np.float64)) if norms else 0.0
+
+
+def rel_error(got, expected, scale: float = 0.0, dtype: str = "float64") -> float:
     """‖got − expected‖ / ‖expected‖; the max abs error where ‖expected‖ = 0.
+
+    ``scale`` (``gradient_scale``), ``dtype``: where ‖expected‖ is at or below
+    ``rounding_floor(scale, dtype)``, expected is zero up to rounding and the error is
+    ‖got − expected‖ / scale; above the floor the measure is the plain one.
 
     Norms are taken after scaling by the largest magnitude, so values near the float64 limit
     (1e300, say) do not overflow. Non-finite entries that both arrays share (inf and inf, NaN and
@@ -60,6 +83,9 @@ def rel_error(got, expected) -> float:
         finite = np.isfinite(got)
         got, expected = got[finite], expected[finite]
     norm = _norm(expected)
+    if scale > 0 and norm <= rounding_floor(scale, dtype):
+        with np.errstate(over="ignore"):
+            return _norm(got - expected) / scale
     if norm == 0:
         return max_abs_error(got, expected)
     with np.errstate(over="ignore"):  # a difference past the float64 limit is an infinite error
@@ -77,19 +103,19 @@ TORCH_OVERFLOW = "torch overflow"
 NOT_COMPARED = (OVERFLOW, TORCH_OVERFLOW)
 
 
-def verdict(got, expected, tol: float) -> dict:
+def verdict(got, expected, tol: float, scale: float = 0.0, dtype: str = "float64") -> dict:
     """{"max_abs", "rel", "result"}: PASS within ``tol``; OVERFLOW where both sides are non-finite
     at the same places, TORCH_OVERFLOW where only torch (``expected``) is, and the rest agree; else
     FAIL (scratch non-finite where torch is finite is always a failure). Never a pass on a value
-    not compared."""
+    not compared. ``scale``, ``dtype``: a gradient's network scale, as in ``rel_error``."""
     got, expected = _pair(got, expected)
     bad_got, bad_expected = ~np.isfinite(got), ~np.isfinite(expected)
     if not (bad_got.any() or bad_expected.any()):
-        rel = rel_error(got, expected)
+        rel = rel_error(got, expected, scale, dtype)
         return {"max_abs": max_abs_error(got, expected), "rel": rel, "result": PASS if rel <= tol else FAIL}
     if not np.any(bad_got & ~bad_expected):  # scratch overflowed only where torch did
         keep = ~bad_expected
-        rel = rel_error(got[keep], expected[keep])
+        rel = rel_error(got[keep], expected[keep], scale, dtype)
         if rel <= tol:
             result = OVERFLOW if np.array_equal(bad_got, bad_expected) else TORCH_OVERFLOW
             return {"max_abs": max_abs_error(got[keep], expected[keep]), "rel": rel, "result": result}

@@ -52,6 +52,8 @@ class MaxPool2d(Pool2d):
         return values.max(axis=0)
 
     def backward(self, grad_out, input_grad: bool = True):
+        if not input_grad:   # no parameters: nothing to do but dL/dx
+            return None
         xp, windows = self.xp, self.windows
         out_h, out_w = grad_out.shape[2:]
         grad_padded = windows.padded_zeros(self.x_shape, grad_out.dtype, xp)
@@ -86,6 +88,8 @@ class AvgPool2d(Pool2d):
         return total / self.size
 
     def backward(self, grad_out, input_grad: bool = True):
+        if not input_grad:
+            return None
         windows = self.windows
         out_h, out_w = grad_out.shape[2:]
         share = grad_out / self.size
@@ -122,6 +126,8 @@ class GlobalAvgPool:
         return x.mean(axis=(2, 3))
 
     def backward(self, grad_out, input_grad: bool = True):
+        if not input_grad:
+            return None
         n, c, h, w = self.x_shape
         grad_x = self.xp.empty(self.x_shape, dtype=grad_out.dtype)
         grad_x[...] = (grad_out / (h * w)).reshape(n, c, 1, 1)

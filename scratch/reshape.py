@@ -29,4 +29,4 @@ class Flatten:
         return x.reshape(x.shape[0], -1)
 
     def backward(self, grad_out, input_grad: bool = True):
-        return grad_out.reshape(self.x_shape)
+        return grad_out.reshape(self.x_shape) if input_grad else None

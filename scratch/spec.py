@@ -19,6 +19,8 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
+import numpy as np
+
 from scratch.activations import check_activation
 from scratch.data import DATASETS, check_targets
 from scratch.sequence_data import TOKEN_DATASETS, check_tokens
@@ -277,10 +279,15 @@ def _float(value, where: str, low: float | None = None, high: float | None = Non
     if not math.isfinite(value):
         raise SpecError(where, f"must be finite, got {value}")
     if low is not None and (value < low or (low_open and value == low)):
-        raise SpecError(where, f"must be {'>' if low_open else '>='} {low:g}, got {value:g}")
+        raise SpecError(where, f"must be {'>' if low_open else '>='} {low:g}, got {_beside(value, low)}")
     if high is not None and (value > high or (high_open and value == high)):
-        raise SpecError(where, f"must be {'<' if high_open else '<='} {high:g}, got {value:g}")
+        raise SpecError(where, f"must be {'<' if high_open else '<='} {high:g}, got {_beside(value, high)}")
     return value
+
+
+def _beside(value: float, bound: float) -> str:
+    """``value`` as %g, or with every digit where %g would print it as the bound (1.0000001 past 1)."""
+    return f"{value:g}" if f"{value:g}" != f"{bound:g}" or value == bound else repr(value)
 
 
 def _bool(value, where: str) -> bool:
@@ -299,8 +306,6 @@ def _numbers(value, depth: int, where: str, dtype: str):
     """A list (depth 1) or list of rows (depth 2) of plain numbers, rectangular, finite and within
     the dtype's range, as a float64 array. Nothing but int and float is a number here (no strings,
     no booleans), so nothing is converted behind the user's back."""
-    import numpy as np
-
     if not isinstance(value, list) or not value:
         raise SpecError(where, f"expected a non-empty list{' of rows' if depth == 2 else ''} of numbers, "
                                f"got {shown(value)}")
@@ -393,7 +398,8 @@ def _kind_field(value, kind_of_field: str, minimum, where: str, dtype: str):
     """One field of a layer kind, read by the type its class declares (``minimum``: an int's least
     value, a FLOAT's Bounds)."""
     if kind_of_field == FLOAT:
-        return _float(value, where, minimum.low, minimum.high, minimum.low_open, minimum.high_open)
+        value = _float(value, where, minimum.low, minimum.high, minimum.low_open, minimum.high_open)
+        return _open_in_dtype(value, minimum, where, dtype)
     if kind_of_field == INT:
         return _int(value, where, minimum=minimum)
     if kind_of_field == BOOL:
@@ -410,6 +416,20 @@ def _kind_field(value, kind_of_field: str, minimum, where: str, dtype: str):
             raise SpecError(where, f"expected an integer or [height, width], got {shown(value)}")
         return [_int(v, f"{where}[{i}]", minimum=minimum) for i, v in enumerate(value)]
     return _int(value, where, minimum=minimum)
+
+
+def _open_in_dtype(value: float, bounds, where: str, dtype: str) -> float:
+    """``value`` when it fits ``dtype`` and an open bound still holds once it is a ``dtype`` number, as the layer computes
+    with it (an eps of 1e-300 is 0 in float32, and x̂ = 0/0 where a channel is constant)."""
+    if abs(value) > DTYPE_MAX[dtype]:
+        raise SpecError(where, f"{value:.4g} is beyond the {dtype} range (|v| <= {DTYPE_MAX[dtype]:.4g}); "
+                               f"use dtype float64")
+    stored = float(np.array(value, dtype=dtype))
+    for bound, is_open, word in ((bounds.low, bounds.low_open, ">"), (bounds.high, bounds.high_open, "<")):
+        if is_open and stored == bound:
+            raise SpecError(where, f"{value!r} is {bound:g} in {dtype}; must be {word} {bound:g} as a {dtype} "
+                                   f"number (or use dtype float64)")
+    return value
 
 
 def _parse_activation(raw: dict, where: str, dtype: str) -> tuple[str, dict]:

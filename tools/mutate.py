@@ -78,7 +78,23 @@ TARGETS = {
                                     ["-m", "not slow", "parity_tests/test_verify_ops.py",
                                      "parity_tests/test_verify_edges.py", "parity_tests/test_verify_mutation_gaps.py"]),
 }
-EXTRA_TESTS = ["parity_tests/test_mutation_gaps.py"]   # tests added for survivors, run for scratch's files
+# the image layers' backward passes, against the parity tests of their kinds (forward, every
+# gradient, both dtypes, train and eval mode), selected narrowly: a few seconds a mutant
+IMAGE_TESTS = ["-m", "not slow"] + [f"parity_tests/test_image_layers.py::test_image_layers_{name}" for name in (
+    "parity", "maxpool_ties_go_to_the_first_maximum", "maxpool_padding_never_wins", "avgpool_counts_the_padding")] + [
+    f"parity_tests/test_norm_layers.py::test_norm_layers_{name}" for name in ("parity", "dropout_is_torchs_dropout")] + [
+    "parity_tests/test_image_mutation_gaps.py"]
+IMAGE_TARGETS = {
+    "scratch/conv.py": lambda q: q in ("Conv2d.backward", "Conv2d._col2im"),
+    "scratch/pooling.py": lambda q: q.endswith(".backward"),
+    "scratch/normalization.py": lambda q: q.endswith(".backward") or q in ("normalize_backward",
+                                                                           "Normalization._store_gradients"),
+    "scratch/dropout.py": lambda q: q == "Dropout.backward",
+    "scratch/residual.py": lambda q: q == "Residual.backward",
+    "scratch/windows.py": lambda q: q in ("Windows.offset_slice", "Windows.padded_zeros", "Windows.crop"),
+}
+TARGETS.update({rel: (wanted, IMAGE_TESTS) for rel, wanted in IMAGE_TARGETS.items()})
+EXTRA_TESTS = ["parity_tests/test_mutation_gaps.py"]   # tests added for survivors, run for scratch's dense files
 TIMEOUT = 300.0
 
 
@@ -430,7 +446,7 @@ def main(argv=None) -> int:
     def tests_for(rel):
         if args.tests:
             return args.tests
-        return TARGETS[rel][1] + (extra if rel.startswith("scratch/") else [])
+        return TARGETS[rel][1] + (extra if rel.startswith("scratch/") and rel not in IMAGE_TARGETS else [])
 
     t0 = time.monotonic()
     baseline = {rel: _run_child(None, tests_for(rel), args.timeout, args.verbose) for rel in args.files}

@@ -43,7 +43,8 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
     p.add_argument("--quick", action="store_true", help="skip the large configuration, torch.compile, "
                    "the training loops; shorter timings and sweeps (under a minute on a quiet machine)")
     p.add_argument("--config", action="append", metavar="NAME", help="time only this configuration (repeatable; "
-                   "tiny, small, mnist, wide, large; default: all, less large with --quick)")
+                   "tiny, small, mnist, wide, large, and the CNNs lenet, resnet_small; default: all, less large "
+                   "and the CNNs with --quick)")
     p.add_argument("--json", action="store_true", help="print one JSON object (every figure) instead of the tables")
     p.add_argument("--plot", metavar="FILE.png", help="draw the scaling sweeps to this PNG (an existing file is "
                    "refused unless --force)")
@@ -79,11 +80,11 @@ def check_args(args):
             raise UsageError(f"--threads: {given!r}; expected a whole number >= 1")
         check_threads(args.threads)
     if args.config:
-        from nnparity.bench.configs import CONFIGS
+        from nnparity.bench.configs import config_names
 
-        unknown = [name for name in args.config if name not in CONFIGS]
+        unknown = [name for name in args.config if name not in config_names()]
         if unknown:
-            raise UsageError(f"--config: {unknown[0]!r}; expected one of {', '.join(CONFIGS)}")
+            raise UsageError(f"--config: {unknown[0]!r}; expected one of {', '.join(config_names())}")
         args.config = list(dict.fromkeys(args.config))
     if args.plot is not None:
         check_output_file(args.plot, "--plot", force=args.force, suffix=".png")
@@ -122,7 +123,9 @@ def _config_head(name: str, c: dict) -> str:
     gemm = c["gemm"]
     sets = ", ".join(f"{key.replace('_', ' ')} {_gflops(v['flops'])} ±{100 * v['spread']:.0f}%"
                      for key, v in gemm["cold_warm_sets"].items())
-    return (f"\n{name}: {'-'.join(map(str, c['widths']))}, batch {c['batch']}  (train step "
+    shape = ("x".join(map(str, c["input_shape"])) + " " + "-".join(c["layers"])) if "layers" in c else \
+        "-".join(map(str, c["widths"]))
+    return (f"\n{name}: {shape}, batch {c['batch']}  (train step "
             f"{c['train_flops'] / 1e9:.3g} GFLOP)\n  GEMM at its shapes, GFLOP/s: best "
             f"{_gflops(gemm['best_flops'])} ±{100 * gemm['best_spread']:.0f}% ({gemm['best_set'].replace('_', ' ')}); "
             f"{sets}; measured {len(gemm['samples_flops'])} times around the train steps, apart by "

@@ -1,12 +1,13 @@
-"""The benchmark configurations: ReLU MLPs on softmax cross-entropy, as specs in specs/' format.
+"""The benchmark configurations: ReLU MLPs and CNNs on softmax cross-entropy, as specs in specs/' format.
 
 Each configuration lives in ``nnparity/bench/specs/<name>.toml`` (the same TOML as the project's
 ``specs/``, so ``nnparity check nnparity/bench/specs/tiny.toml`` works on it) with its batch size in
-``[train] batch_size``. Inputs are standard normal rows, targets uniform class indices: the
-timings do not depend on the values, only on the shapes.
+``[train] batch_size``. Inputs are standard normal rows (images for a CNN: a seeded generated
+set), targets uniform class indices: the timings do not depend on the values, only on the shapes.
 """
 from __future__ import annotations
 
+import math
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -24,7 +25,9 @@ CONFIGS: dict[str, tuple[tuple[int, ...], int]] = {
     "wide": ((1024, 1024, 1024, 10), 256),
     "large": ((4096, 4096, 4096, 10), 1024),
 }
-QUICK_SKIPS = ("large",)
+#: the CNN configurations (image specs: input_shape and layer kinds), in the report's order after the MLPs
+IMAGE_CONFIGS = ("lenet", "resnet_small")
+QUICK_SKIPS = ("large", *IMAGE_CONFIGS)     # --quick times them only when --config names them
 OPS = ("forward", "forward_backward", "train_sgd", "train_adam")
 OPTIMIZERS = {"train_sgd": {"name": "sgd", "lr": 0.01}, "train_adam": {"name": "adam", "lr": 0.001}}
 
@@ -52,6 +55,104 @@ class Config:
         `gemm_shapes` (forward 2 and backward 4 per multiply-add, less the first layer's dL/dx)."""
         return sum(2 * m * k * n for m, k, n in self.gemm_shapes)
 
+    @property
+    def large(self) -> bool:
+        return self.batch * sum(k * n for k, n in zip(self.widths[:-1], self.widths[1:])) > 1e9
+
+    def spec(self, dtype: str, op: str = "train_sgd") -> Spec:
+        return make_spec(self.widths, self.batch, dtype, op)
+
+    def batches(self, dtype: str, count: int, rows: int | None = None, seed: int = 0):
+        return make_batches(self.widths, rows or self.batch, dtype, count, seed)
+
+    def rotation(self, dtype: str) -> int:
+        return rotation_count(self.widths, self.batch, dtype)
+
+
+@dataclass(frozen=True)
+class ImageConfig:
+    """A CNN configuration: its spec (nnparity/bench/specs/<name>.toml) and batch size.
+
+    ``gemm_list`` holds the matrix products scratch's train step does, as its layers do them: a
+    conv2d by im2col, per group g (C_g = C / groups, P = N·OH·OW columns): forward
+    Z_g = W_g (O_g × C_g·kh·kw) @ X_g (C_g·kh·kw × P); dW_g = G_g @ X_gᵀ; dX_g = W_gᵀ @ G_g (none
+    for the first layer, as for a dense layer, whose products are the MLP's). A residual block's
+    body layers and its 1x1 projection count alike. Pooling, normalization and the rest are not
+    products and are not counted in the FLOPs (they are in the time)."""
+
+    name: str
+    batch: int
+
+    def spec(self, dtype: str = "float32", op: str = "train_sgd") -> Spec:
+        spec = load_spec(SPEC_DIR / f"{self.name}.toml")
+        return spec.replace(dtype=dtype, optimizer=OPTIMIZERS.get(op, OPTIMIZERS["train_sgd"]))
+
+    @property
+    def widths(self) -> tuple[int, ...]:
+        """(input features, classes): what the report's MLP column shows of a CNN."""
+        spec = self.spec()
+        return (math.prod(spec.shapes[0]), spec.outputs)
+
+    def gemm_list(self) -> list[tuple[str, int, int, int]]:
+        """(layout, m, k, n) of every product of one train step, in the order backward needs them."""
+        spec = self.spec()
+        out = []
+        for i, (layer, shape) in enumerate(zip(spec.layers, spec.shapes)):
+            out += _layer_products(layer, shape, self.batch, input_grad=i > 0)
+        return out
+
+    @property
+    def gemm_shapes(self) -> list[tuple[int, int, int]]:
+        return [(m, k, n) for _, m, k, n in self.gemm_list()]
+
+    @property
+    def train_flops(self) -> int:
+        """2·m·k·n for each product of ``gemm_list``: the FLOPs the convolutions and dense layers compute."""
+        return sum(2 * m * k * n for m, k, n in self.gemm_shapes)
+
+    @property
+    def large(self) -> bool:
+        return self.train_flops > 6e9
+
+    def batches(self, dtype: str, count: int, rows: int | None = None, seed: int = 0):
+        """``count`` distinct (images, class index) batches: a seeded generated set."""
+        spec = self.spec()
+        rng = np.random.default_rng(seed)
+        return [(rng.standard_normal((rows or self.batch, *spec.shapes[0])).astype(dtype),
+                 rng.integers(0, spec.outputs, size=rows or self.batch)) for _ in range(count)]
+
+    def rotation(self, dtype: str) -> int:
+        return rotation_count((math.prod(self.spec().shapes[0]),), self.batch, dtype)
+
+
+def _layer_products(layer, in_shape, batch: int, input_grad: bool) -> list[tuple[str, int, int, int]]:
+    """The products of one layer's forward and backward (scratch's: im2col for a conv2d)."""
+    if layer.kind == "dense":
+        out = [("NN", batch, layer.inputs, layer.units), ("TN", layer.inputs, batch, layer.units)]
+        return out + ([("NT", batch, layer.units, layer.inputs)] if input_grad else [])
+    if layer.kind == "conv2d":
+        _, out_h, out_w = layer.output_shape(in_shape, "", "")
+        kh, kw = (layer.kernel, layer.kernel) if isinstance(layer.kernel, int) else layer.kernel
+        groups = layer.groups
+        o_g, ckk, columns = layer.out_channels // groups, in_shape[0] // groups * kh * kw, batch * out_h * out_w
+        one = [("NN", o_g, ckk, columns), ("NT", o_g, columns, ckk)] + ([("TN", ckk, o_g, columns)] if input_grad else [])
+        return one * groups
+    if layer.kind == "residual":
+        shapes = layer.body_shapes(in_shape, "")
+        out = []
+        for j, (inner, shape) in enumerate(zip(layer.body, shapes)):
+            out += _layer_products(inner, shape, batch, input_grad or j > 0)
+        if layer.projection:
+            stride = layer.projection_stride(in_shape, shapes[-1], "")
+            if stride is None:
+                o, c = shapes[-1][0], in_shape[0]
+                out += [("NN", batch, c, o), ("TN", c, batch, o)] + ([("NT", batch, o, c)] if input_grad else [])
+            else:
+                columns = batch * shapes[-1][1] * shapes[-1][2]
+                o, c = shapes[-1][0], in_shape[0]
+                out += [("NN", o, c, columns), ("NT", o, columns, c)] + ([("TN", c, o, columns)] if input_grad else [])
+        return out
+    return []
 
 def spec_dict(widths, batch: int, dtype: str = "float32", optimizer: dict | None = None) -> dict:
     layers = []
@@ -66,8 +167,15 @@ def spec_dict(widths, batch: int, dtype: str = "float32", optimizer: dict | None
             "optimizer": optimizer or OPTIMIZERS["train_sgd"], "train": {"epochs": 1, "batch_size": batch}}
 
 
-def config(name: str) -> Config:
+def config_names() -> list[str]:
+    """Every configuration, MLPs then CNNs."""
+    return [*CONFIGS, *IMAGE_CONFIGS]
+
+
+def config(name: str) -> Config | ImageConfig:
     spec = load_spec(SPEC_DIR / f"{name}.toml")
+    if name in IMAGE_CONFIGS:
+        return ImageConfig(name, spec.train.batch_size)
     widths = (spec.inputs,) + tuple(layer.units for layer in spec.layers)
     return Config(name, widths, spec.train.batch_size)
 

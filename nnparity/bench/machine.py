@@ -104,7 +104,10 @@ COLD_MAX_COPIES = 32
 
 def gemm_list(cfg) -> list[tuple[str, int, int, int]]:
     """(layout, m, k, n) of every product in one train step, as ``Config.gemm_shapes`` counts them:
-    NN forward, TN weight gradient, NT input gradient (none for the first layer)."""
+    NN forward, TN weight gradient, NT input gradient (none for the first layer); a CNN's
+    (configs.ImageConfig) as its layers do them (im2col convolutions)."""
+    if hasattr(cfg, "gemm_list"):
+        return cfg.gemm_list()
     out = []
     for i, (k, n) in enumerate(zip(cfg.widths[:-1], cfg.widths[1:])):
         out += [("NN", cfg.batch, k, n), ("TN", k, cfg.batch, n)]

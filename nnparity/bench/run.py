@@ -15,7 +15,7 @@ import sys
 import time
 
 from nnparity.bench import sides
-from nnparity.bench.configs import CONFIGS, OPS, QUICK_SKIPS, config
+from nnparity.bench.configs import OPS, QUICK_SKIPS, config, config_names as all_configs
 from nnparity.bench.machine import gemm_rates, settle
 
 #: the sides timed by the harness itself, in the report's order
@@ -89,7 +89,7 @@ def run_config(cfg, dtype: str, threads: int, quick: bool, bar=None, peak: dict 
     them: before the train steps (warm and cold operands), between SGD's and Adam's sides and after
     Adam's (warm); each train step is judged against the higher of the two measurements around it."""
     started = time.perf_counter()
-    large = cfg.batch * sum(k * n for k, n in zip(cfg.widths[:-1], cfg.widths[1:])) > 1e9
+    large = cfg.large
     min_run_time = 0.1 if quick else 0.3
     repeats = 3 if large else 5
     gemm_time = 0.03 if quick else 0.25
@@ -119,7 +119,9 @@ def run_config(cfg, dtype: str, threads: int, quick: bool, bar=None, peak: dict 
     yardsticks = {op: bracketing_rate(gemm_samples[i], gemm_samples[i + 1]) for op, i in brackets.items()}
     yardsticks["train_sgd_loop"] = yardsticks["train_sgd"]
     judge(results, cfg.train_flops, yardsticks, peak or {})
-    return {"widths": list(cfg.widths), "batch": cfg.batch, "train_flops": cfg.train_flops,
+    shape = {"input_shape": list(cfg.spec().shapes[0]), "layers": [layer.kind for layer in cfg.spec().layers]} \
+        if hasattr(cfg, "gemm_list") else {}
+    return {"widths": list(cfg.widths), **shape, "batch": cfg.batch, "train_flops": cfg.train_flops,
             "seconds": time.perf_counter() - started, "gemm": gemm, "yardsticks": {op: yardsticks[op] for op in TRAIN_OPS}, "results": results}
 
 
@@ -202,7 +204,7 @@ def measure_memory(names, dtype: str, threads: int, fresh: bool = True) -> dict:
 
 
 def config_names(quick: bool) -> list[str]:
-    return [n for n in CONFIGS if not (quick and n in QUICK_SKIPS)]
+    return [n for n in all_configs() if not (quick and n in QUICK_SKIPS)]
 
 
 def steps_total(names, quick: bool) -> int:

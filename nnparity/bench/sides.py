@@ -10,7 +10,7 @@ from __future__ import annotations
 import inspect
 import itertools
 
-from nnparity.bench.configs import make_batches, make_spec, rotation_count
+from nnparity.bench.configs import spec_dict
 
 
 class Skip(Exception):
@@ -18,7 +18,7 @@ class Skip(Exception):
 
 
 def _rotation(cfg, dtype):
-    return itertools.cycle(make_batches(cfg.widths, cfg.batch, dtype, rotation_count(cfg.widths, cfg.batch, dtype)))
+    return itertools.cycle(cfg.batches(dtype, cfg.rotation(dtype)))
 
 
 # ------------------------------------------------------------------------------------ scratch
@@ -28,7 +28,7 @@ def scratch(cfg, op, dtype, threads):
     from scratch.network import Network, build_loss
     from scratch.optimizers import make_optimizer
 
-    spec = make_spec(cfg.widths, cfg.batch, dtype, op)
+    spec = cfg.spec(dtype, op)
     net = Network.from_spec(spec)
     loss = build_loss(spec)
     batches = _rotation(cfg, dtype)
@@ -64,11 +64,10 @@ def _torch_setup(cfg, op, dtype, threads):
     from torch_ref.optimizers import make_torch_optimizer
 
     torch.set_num_threads(threads)
-    spec = make_spec(cfg.widths, cfg.batch, dtype, op)
+    spec = cfg.spec(dtype, op)
     model = build(spec)
     loss_fn = build_loss(spec)
-    batches = [(torch.from_numpy(x), torch.from_numpy(y)) for x, y in
-               make_batches(cfg.widths, cfg.batch, dtype, rotation_count(cfg.widths, cfg.batch, dtype))]
+    batches = [(torch.from_numpy(x), torch.from_numpy(y)) for x, y in cfg.batches(dtype, cfg.rotation(dtype))]
     optimizer = make_torch_optimizer(spec.optimizer, model.parameters()) if op.startswith("train") else None
     return torch, spec, model, loss_fn, itertools.cycle(batches), optimizer
 
@@ -158,19 +157,22 @@ def jax_jit(cfg, op, dtype, threads):
         jax.config.update("jax_enable_x64", True)
     from scratch.initializers import initial_parameters
 
-    spec = make_spec(cfg.widths, cfg.batch, dtype, op)
+    spec = cfg.spec(dtype, op)
     init = initial_parameters(spec)
-    params = [(jnp.asarray(init[f"layers.{i}.weight"]), jnp.asarray(init[f"layers.{i}.bias"]))
-              for i in range(len(cfg.widths) - 1)]
-    batches = itertools.cycle([(jnp.asarray(x), jnp.asarray(y)) for x, y in
-                               make_batches(cfg.widths, cfg.batch, dtype, rotation_count(cfg.widths, cfg.batch, dtype))])
+    batches = itertools.cycle([(jnp.asarray(x), jnp.asarray(y)) for x, y in cfg.batches(dtype, cfg.rotation(dtype))])
+    if hasattr(cfg, "gemm_list"):
+        params = {name: jnp.asarray(value) for name, value in init.items()}
+        forward = _jax_image_forward(spec, jax, jnp)
+    else:
+        params = [(jnp.asarray(init[f"layers.{i}.weight"]), jnp.asarray(init[f"layers.{i}.bias"]))
+                  for i in range(len(cfg.widths) - 1)]
 
-    def forward(params, x):
-        for i, (w, b) in enumerate(params):
-            x = x @ w + b
-            if i < len(params) - 1:
-                x = jax.nn.relu(x)
-        return x
+        def forward(params, x):
+            for i, (w, b) in enumerate(params):
+                x = x @ w + b
+                if i < len(params) - 1:
+                    x = jax.nn.relu(x)
+            return x
 
     def loss(params, x, y):
         logp = jax.nn.log_softmax(forward(params, x))
@@ -223,6 +225,69 @@ def jax_jit(cfg, op, dtype, threads):
     return step
 
 
+def _jax_image_forward(spec, jax, jnp):
+    """A CNN spec's forward in JAX (lax's convolution and windows), batch normalization in train
+    mode on the batch's statistics (the running ones are not carried: the step computes what the
+    gradient needs); ReLU and identity activations."""
+    from jax import lax
+
+    from scratch.windows import pair
+
+    def activate(name, z):
+        if name not in ("relu", "identity"):
+            raise Skip(f"JAX side: activation {name!r} is not written out here (relu, identity)")
+        return jax.nn.relu(z) if name == "relu" else z
+
+    def pool(layer, x, init, op):
+        (kh, kw), p = pair(layer.kernel), pair(layer.padding)
+        s = pair(layer.kernel if layer.stride is None else layer.stride)
+        return lax.reduce_window(x, init, op, (1, 1, kh, kw), (1, 1, *s), ((0, 0), (0, 0), (p[0], p[0]), (p[1], p[1])))
+
+    def apply(layer, params, prefix, x):
+        kind = layer.kind
+        if kind == "dense":
+            z = x @ params[prefix + "weight"]
+            return z + params[prefix + "bias"] if layer.use_bias else z
+        if kind == "conv2d":
+            p = pair(layer.padding)
+            z = lax.conv_general_dilated(x, params[prefix + "weight"], pair(layer.stride), ((p[0], p[0]), (p[1], p[1])),
+                                         rhs_dilation=pair(layer.dilation), feature_group_count=layer.groups,
+                                         dimension_numbers=("NCHW", "OIHW", "NCHW"))
+            return z + params[prefix + "bias"].reshape(1, -1, 1, 1) if layer.use_bias else z
+        if kind == "maxpool2d":
+            return pool(layer, x, -jnp.inf, lax.max)
+        if kind == "avgpool2d":
+            (kh, kw) = pair(layer.kernel)
+            return pool(layer, x, 0.0, lax.add) / (kh * kw)
+        if kind == "flatten":
+            return x.reshape(x.shape[0], -1)
+        if kind == "global_avgpool":
+            return x.mean(axis=(2, 3))
+        if kind == "batchnorm":
+            axes, shape = ((0,), (1, -1)) if x.ndim == 2 else ((0, 2, 3), (1, -1, 1, 1))
+            xhat = (x - x.mean(axis=axes, keepdims=True)) / jnp.sqrt(x.var(axis=axes, keepdims=True) + layer.eps)
+            return xhat * params[prefix + "weight"].reshape(shape) + params[prefix + "bias"].reshape(shape) \
+                if layer.affine else xhat
+        if kind == "residual":
+            h = x
+            for j, inner in enumerate(layer.body):
+                h = activate(inner.activation, apply(inner, params, f"{prefix}body.{j}.", h))
+            if not layer.projection:
+                return h + x
+            w = params[prefix + "projection.weight"]
+            if w.ndim == 2:
+                return h + x @ w
+            stride = layer.projection_stride(x.shape[1:], h.shape[1:], "")
+            return h + lax.conv_general_dilated(x, w, stride, "VALID", dimension_numbers=("NCHW", "OIHW", "NCHW"))
+        raise Skip(f"JAX side: layer kind {kind!r} is not written out here")
+
+    def forward(params, x):
+        for i, layer in enumerate(spec.layers):
+            x = activate(layer.activation, apply(layer, params, f"layers.{i}.", x))
+        return x
+    return forward
+
+
 # ---------------------------------------------------------------------------------- micrograd
 
 
@@ -259,12 +324,12 @@ def micrograd(cfg, op, dtype, threads):
         out._backward = _backward
         return out
 
-    spec = make_spec(cfg.widths, cfg.batch, dtype, op)
+    spec = cfg.spec(dtype, op)
     init = initial_parameters(spec)
     layers = [([[Value(float(w)) for w in row] for row in init[f"layers.{i}.weight"]],
                [Value(float(b)) for b in init[f"layers.{i}.bias"]]) for i in range(len(cfg.widths) - 1)]
     params = [p for weight, bias in layers for row in weight for p in row] + [p for _, bias in layers for p in bias]
-    batches = itertools.cycle([(x.tolist(), y.tolist()) for x, y in make_batches(cfg.widths, cfg.batch, dtype, 64)])
+    batches = itertools.cycle([(x.tolist(), y.tolist()) for x, y in cfg.batches(dtype, 64)])
 
     def forward(row):
         a = [Value(v) for v in row]
@@ -323,15 +388,12 @@ def training_loop(backend: str, cfg, dtype, threads, steps: int, device: str = "
 
     import numpy as np
 
-    from nnparity.bench.configs import spec_dict
     from scratch.data import Dataset
     from scratch.spec import Spec
 
     batches = max(2, steps // 2)
-    rng = np.random.default_rng(0)
-    x = rng.standard_normal((cfg.batch * batches, cfg.widths[0])).astype(dtype)
-    y = rng.integers(0, cfg.widths[-1], size=len(x))
-    raw = spec_dict(cfg.widths, cfg.batch, dtype)
+    x, y = cfg.batches(dtype, 1, rows=cfg.batch * batches)[0]
+    raw = cfg.spec(dtype).to_dict() if hasattr(cfg, "gemm_list") else spec_dict(cfg.widths, cfg.batch, dtype)
     raw["train"] = {"epochs": 2, "batch_size": cfg.batch, "shuffle": False}
     raw["device"] = device
     spec = Spec.from_dict(raw)

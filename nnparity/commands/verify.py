@@ -5,12 +5,12 @@
     nnparity verify mypkg.losses:kl [--wrt q]             (a loss: the argument differentiated)
     nnparity verify mypkg.layers:affine_forward          (with affine_backward)
     nnparity verify mypkg.nets:TwoLayerNet               (loss(X, y) -> (loss, grads); or backprop, or lossFun)
-    nnparity verify --spec SPEC [--batch N] [--json]
+    nnparity verify --spec SPEC [--batch N] [--mode train|eval] [--json]
 
 The first forms check one op (nnparity.verify.autograd), a class or a function with its
 hand-written derivative (nnparity.verify.forms): against autograd of its ``torch_module()`` (or
 torch's module of the same name), autograd of its own NumPy forward run on torch tensors, and
-finite differences. The second runs a spec's network (custom activations by import path) and
+finite differences. The second runs a spec's network, of any layer kinds (custom activations by import path), and
 names the first layer, from the output back, whose gradient disagrees with torch
 (nnparity.verify.autograd.layerwise). Import paths resolve from the current directory. Exit 0: everything agrees; 1: a gradient disagrees; 2: bad input.
 """
@@ -49,6 +49,8 @@ def add_arguments(parser):
                         help="instead of one op: a spec whose network is checked layer by layer")
     parser.add_argument("--batch", type=int, metavar="N",
                         help="with --spec: a seeded random batch of N rows (default: the spec's data, else 4)")
+    parser.add_argument("--mode", choices=("train", "eval"),
+                        help="with --spec: the mode of the pass (default train: batch statistics, dropout on)")
     parser.add_argument("--json", action="store_true", help="print one JSON object instead of the report")
 
 
@@ -78,13 +80,14 @@ def run(args) -> int:
 
         spec = load_spec(args.spec)
         try:
-            report = first_wrong_layer(spec, batch=args.batch)
+            report = first_wrong_layer(spec, batch=args.batch, mode=args.mode or "train")
         except SystemExit as err:     # a user activation's code never decides the exit status
             raise UsageError(f"{args.spec}: a user activation called sys.exit({err.code!r}) while it was "
                              f"checked; its forward and backward must return their values") from None
     else:
-        if args.batch is not None:
-            raise UsageError("--batch applies to --spec")
+        for flag, value in (("--batch", args.batch), ("--mode", args.mode)):
+            if value is not None:
+                raise UsageError(f"{flag} applies to --spec")
         from nnparity.verify.autograd import verify
 
         try:

@@ -3,18 +3,27 @@
 Backprop runs the layers in reverse, so a wrong backward in layer k corrupts every gradient below
 it while everything above still agrees. Comparing in backprop order —
 
-    dL/d(output) (the loss), then for i = L−1 … 0:  dL/dz_i (activation i), dL/dW_i, dL/db_i,
-    dL/d(input of layer i) (Dense i)
+    dL/d(output) (the loss), then for i = L−1 … 0:  dL/dz_i (activation i), each parameter's
+    gradient of layer i, dL/d(input of layer i)
 
-— the first disagreement names the culprit: the loss, activation i, or Dense i. The scratch side
-runs the network's own op objects (a spec's custom activation by import path, or a Network whose
-ops the caller replaced, e.g. a user subclass of a scratch op); the torch side is the spec's
-torch twin (a user op's ``torch_module()``), differentiated by autograd. Forward values are
-compared first: a twin that computes a different function makes the gradients incomparable.
+— the first disagreement names the culprit: the loss, activation i, or layer i's backward. A
+residual block is opened: its body's layers from the last to the first, then its projection, each
+as above, and last the block's dL/d(input) = the body's + the skip's (its join). Every layer kind
+is compared this way (dense, conv2d, pooling, flatten, normalization, dropout, residual).
+
+The scratch side runs the network's own forward and backward (a spec's custom activation by import
+path, or a Network whose layers or ops the caller replaced, e.g. a user subclass of a scratch
+layer), each op's output and the gradients it took and gave recorded as they pass; the torch side
+is the spec's torch twin (a user op's ``torch_module()``), differentiated by autograd, each
+module's output and input gradient retained by hooks. Forward values are compared first: a twin
+that computes a different function makes the gradients incomparable.
 """
 from __future__ import annotations
 
+import functools
+import inspect
 import warnings
+from contextlib import contextmanager
 from dataclasses import asdict, dataclass, field
 
 import numpy as np
@@ -22,21 +31,22 @@ import torch
 
 from nnparity.verify.diagnosis import GroupData, compare
 from nnparity.verify.load import layer_gradients
-from scratch.layer_kinds import require_kinds
+from scratch.errors import SpecError
 from scratch.network import Network, build_loss as scratch_loss
-from scratch.policy import TOLERANCE, json_safe, rel_error
+from scratch.norm_kinds import check_batch_rows
+from scratch.policy import TOLERANCE, gradient_scale, json_safe, rel_error
 from scratch.spec import Spec
-from torch_ref.check import validated_batch
-from torch_ref.model import TORCH_DTYPES, build, build_loss as torch_loss
+from torch_ref.check import MODES, validated_batch
+from torch_ref.model import TORCH_DTYPES, build, build_loss as torch_loss, tensor_to_scratch
 
 
 @dataclass
 class Row:
     """One compared tensor."""
 
-    name: str                 # e.g. layers.2.dL/dz
-    layer: int | None         # None: the loss
-    part: str                 # loss | activation | dense | forward
+    name: str                 # e.g. layers.2.dL/dz, layers.3.body.1.dL/dW
+    layer: int | None         # the top-level layer it belongs to; None: the loss
+    part: str                 # loss | activation | the layer's kind (dense, conv2d, ...) | residual | forward
     error: float              # norm-relative error against torch
     ok: bool
 
@@ -49,9 +59,11 @@ class LayerwiseReport:
     loss: str
     dtype: str
     tol: float
+    kinds: list[str] = field(default_factory=list)   # each layer's kind
+    mode: str = "train"
     forward: list[Row] = field(default_factory=list)
     rows: list[Row] = field(default_factory=list)
-    first_wrong: dict | None = None   # layer, part, tensor, message, diagnosis
+    first_wrong: dict | None = None   # layer, path, part, tensor, message, diagnosis
     findings: list[str] = field(default_factory=list)  # warnings the scratch network raised
 
     @property
@@ -65,14 +77,18 @@ class LayerwiseReport:
 
     def format(self) -> str:
         n = len(self.activations)
-        lines = [f"nnparity verify --spec: {n} layers ({', '.join(self.activations)}), loss {self.loss}, "
-                 f"{self.dtype}, tol {self.tol:.0e}",
+        shown = [act if kind == "dense" else (kind if act == "identity" else f"{kind}+{act}")
+                 for kind, act in zip(self.kinds or ["dense"] * n, self.activations)]
+        mode = "" if all(k == "dense" for k in self.kinds) else f", {self.mode} mode"
+        width = max([28] + [len(row.name) for row in self.rows])
+        lines = [f"nnparity verify --spec: {n} layers ({', '.join(shown)}), loss {self.loss}, "
+                 f"{self.dtype}{mode}, tol {self.tol:.0e}",
                  "gradients from the output back, scratch against torch autograd:",
-                 f"  {'tensor':<28} {'rel err':>9}  result"]
+                 f"  {'tensor':<{width}} {'rel err':>9}  result"]
         first = self.first_wrong["tensor"] if self.first_wrong else None
         for row in self.rows:
             mark = "  <- first disagreement" if row.name == first else ""
-            lines.append(f"  {row.name:<28} {row.error:9.1e}  {'pass' if row.ok else 'FAIL'}{mark}")
+            lines.append(f"  {row.name:<{width}} {row.error:9.1e}  {'pass' if row.ok else 'FAIL'}{mark}")
         bad_forward = [r for r in self.forward if not r.ok]
         if bad_forward:
             lines.append(f"  forward: {bad_forward[0].name} differs (rel err {bad_forward[0].error:.1e})")
@@ -86,141 +102,339 @@ class LayerwiseReport:
         return "\n".join(lines)
 
 
-def _scratch_pass(net: Network, loss, x, y):
-    """Forward keeping z_i and a_i, then the network's own backward, one op at a time."""
-    zs, acts = [], []
-    a = x
-    for layer, act in zip(net.layers, net.activations):
-        z = layer.forward(a)
-        a = act.forward(z)
-        zs.append(z)
-        acts.append(a)
-    loss.forward(a, y)
-    grads = {"output": loss.backward()}
-    g = grads["output"]
-    for i in reversed(range(len(net.layers))):
-        layer, act = net.layers[i], net.activations[i]
-        grads[f"{i}.a"] = g
-        gz = act.backward(g)
-        grads[f"{i}.z"] = gz
-        g = layer.backward(gz)
-        names = ["weight"] + (["bias"] if getattr(layer, "bias", None) is not None else [])
-        for name, value in layer_gradients(layer, names).items():
-            grads[f"{i}.{name}"] = value
-        grads[f"{i}.input"] = g
-    return zs, acts, grads
+# ------------------------------------------------------------------------------ the network's ops
 
 
-def _torch_pass(model, loss_fn, x, y, dtype):
-    """The same through the torch twin; autograd fills every .grad (retained on z_i and a_i)."""
+@dataclass
+class Op:
+    """One layer of the network (a top-level layer, a block's body layer or its projection), its
+    activation, and where it sits."""
+
+    path: str                 # layers.3, layers.3.body.1, layers.3.projection
+    top: int                  # the top-level layer it belongs to
+    kind: str
+    where: str                # how the messages name it
+    activation: str | None    # spec name; None: a projection (no activation)
+    layer: object             # the scratch layer
+    scratch_act: object       # its scratch activation (None for a projection)
+    module: object            # the torch module
+    torch_act: object
+    inner: list = field(default_factory=list)    # a residual block's body ops, then its projection
+
+
+def _ops(spec: Spec, net: Network, model) -> list[Op]:
+    """The network's ops, top-level layers in order, each residual block holding its inner ops."""
+    n = len(spec.layers)
+    ops = []
+    for i, (layer_spec, layer, act, module, torch_act) in enumerate(
+            zip(spec.layers, net.layers, net.activations, model.linears, model.activations)):
+        where = f"layers.{i} (layer {i + 1} of {n})"
+        op = Op(f"layers.{i}", i, layer_spec.kind, where, layer_spec.activation, layer, act, module, torch_act)
+        if layer_spec.kind == "residual" and hasattr(layer, "body"):
+            m = len(layer_spec.body)
+            for j, inner in enumerate(layer_spec.body):
+                op.inner.append(Op(f"layers.{i}.body.{j}", i, inner.kind,
+                                   f"layers.{i}.body.{j} (body layer {j + 1} of {m} of the residual block {where})",
+                                   inner.activation, layer.body[j], layer.activations[j], module.body[j],
+                                   module.activations[j]))
+            if layer_spec.projection:
+                op.inner.append(Op(f"layers.{i}.projection", i, "projection",
+                                   f"layers.{i}.projection (the skip's projection of the residual block {where})",
+                                   None, layer.projection, None, module.projection, None))
+        ops.append(op)
+    return ops
+
+
+def _walk(ops: list[Op]):
+    for op in ops:
+        yield op
+        yield from _walk(op.inner)
+
+
+# ------------------------------------------------------------------------------- recording passes
+
+
+def _host(value):
+    return None if value is None else np.array(value, copy=True)
+
+
+def _takes_input_grad(backward) -> bool:
+    try:
+        parameters = inspect.signature(backward).parameters.values()
+    except (TypeError, ValueError):
+        return True
+    return any(p.name == "input_grad" or p.kind in (p.VAR_KEYWORD, p.VAR_POSITIONAL) for p in parameters)
+
+
+@contextmanager
+def _recording(ops: list[Op]):
+    """Each scratch op's forward output, and the gradient its backward took and gave, recorded under
+    (path, "layer" | "act") while the network runs its own passes; the ops' methods restored after."""
+    seen = {"forward": {}, "grad_out": {}, "grad_in": {}}
+    patched = []
+
+    def wrap(obj, key):
+        forward, backward = obj.forward, obj.backward
+
+        def recorded_forward(*args, **kwargs):
+            out = forward(*args, **kwargs)
+            seen["forward"][key] = _host(out)
+            return out
+
+        takes_flag = _takes_input_grad(backward)
+
+        def recorded_backward(grad, *args, **kwargs):
+            seen["grad_out"][key] = _host(grad)
+            if not takes_flag:    # a user's layer written as backward(grad_out): it always gives dL/dx
+                args, kwargs = (), {}
+            got = backward(grad, *args, **kwargs)
+            seen["grad_in"][key] = _host(got)
+            return got
+
+        # set on the instance itself, past a __setattr__ of its own (a user op's wrapper forwards it)
+        had = {name: name in vars(obj) for name in ("forward", "backward")}
+        object.__setattr__(obj, "forward", recorded_forward)
+        object.__setattr__(obj, "backward", recorded_backward)
+        patched.append((obj, had, forward, backward))
+
+    try:
+        for op in _walk(ops):
+            wrap(op.layer, (op.path, "layer"))
+            if op.scratch_act is not None:
+                wrap(op.scratch_act, (op.path, "act"))
+        yield seen
+    finally:
+        for obj, had, forward, backward in reversed(patched):
+            for name, value in (("forward", forward), ("backward", backward)):
+                if had[name]:
+                    object.__setattr__(obj, name, value)
+                else:
+                    object.__delattr__(obj, name)
+
+
+def _scratch_pass(net: Network, ops: list[Op], loss, x, y) -> tuple[dict, dict]:
+    """The network's own forward and backward: (forward outputs, gradients), keyed as _torch_pass's."""
+    with _recording(ops) as seen:
+        value = loss.forward(net.forward(x), y)
+        del value
+        grad_output = _host(loss.backward())
+        net.backward(grad_output)
+    outputs, grads = {}, {"output": grad_output}
+    for op in _walk(ops):
+        outputs[f"{op.path}.z"] = seen["forward"].get((op.path, "layer"))
+        grads[f"{op.path}.input"] = seen["grad_in"].get((op.path, "layer"))
+        grads[f"{op.path}.z"] = seen["grad_out"].get((op.path, "layer"))
+        if op.scratch_act is not None:
+            outputs[f"{op.path}.a"] = seen["forward"].get((op.path, "act"))
+            grads[f"{op.path}.a"] = seen["grad_out"].get((op.path, "act"))
+            grads[f"{op.path}.z"] = seen["grad_in"].get((op.path, "act"))
+        if not op.inner:
+            names = [name for name, _ in op.module.named_parameters()]
+            for name, value in layer_gradients(op.layer, names).items():
+                grads[f"{op.path}.{name}"] = _host(value)
+    return outputs, grads
+
+
+def _torch_pass(model, ops: list[Op], loss_fn, x, y, dtype) -> tuple[dict, dict]:
+    """The same through the torch twin: every module's input replaced by a view of it whose gradient
+    is retained (the gradient through that module alone), its output retained; autograd fills them."""
     xt = torch.tensor(np.asarray(x), dtype=dtype, requires_grad=True)
     yt = torch.tensor(y, dtype=torch.long) if np.asarray(y).dtype.kind in "iu" else torch.tensor(y, dtype=dtype)
-    zs, acts = [], []
-    a = xt
-    for linear, act in zip(model.linears, model.activations):
-        z = linear(a)
-        z.retain_grad()
-        a = act(z)
-        if a.requires_grad and a is not z:
-            a.retain_grad()
-        zs.append(z)
-        acts.append(a)
-    value = loss_fn(a, yt)
-    if value.requires_grad:
-        value.backward()
+    inputs, outputs, handles = {}, {}, []
+
+    def retain(t):
+        if t.requires_grad:
+            t.retain_grad()
+        return t
+
+    def hook(module, key):
+        def before(_, args):
+            alias = retain(args[0].view_as(args[0]))
+            inputs[key] = alias
+            return (alias, *args[1:])
+
+        def after(_, args, out):
+            outputs[key] = retain(out)
+        handles.append(module.register_forward_pre_hook(before))
+        handles.append(module.register_forward_hook(after))
+
+    try:
+        for op in _walk(ops):
+            hook(op.module, (op.path, "layer"))
+            if op.torch_act is not None:
+                hook(op.torch_act, (op.path, "act"))
+        value = loss_fn(model(xt), yt)
+        if value.requires_grad:
+            value.backward()
+    finally:
+        for handle in handles:
+            handle.remove()
 
     def grad(t):
         return np.zeros(tuple(t.shape)) if t.grad is None else t.grad.detach().numpy().copy()
 
-    grads = {"output": grad(acts[-1])}
-    for i in reversed(range(len(zs))):
-        grads[f"{i}.a"] = grad(acts[i])
-        grads[f"{i}.z"] = grad(zs[i])
-        linear = model.linears[i]
-        grads[f"{i}.weight"] = grad(linear.weight).T
-        if linear.bias is not None:
-            grads[f"{i}.bias"] = grad(linear.bias)
-        grads[f"{i}.input"] = grad(xt) if i == 0 else grad(acts[i - 1])
-    return ([z.detach().numpy() for z in zs], [a.detach().numpy() for a in acts], grads)
+    last = ops[-1]
+    grads = {"output": grad(outputs[(last.path, "act")])}
+    forward = {}
+    for op in _walk(ops):
+        forward[f"{op.path}.z"] = outputs[(op.path, "layer")].detach().numpy().copy()
+        grads[f"{op.path}.input"] = grad(inputs[(op.path, "layer")])
+        grads[f"{op.path}.z"] = grad(outputs[(op.path, "layer")])
+        if op.torch_act is not None:
+            forward[f"{op.path}.a"] = outputs[(op.path, "act")].detach().numpy().copy()
+            grads[f"{op.path}.a"] = grad(outputs[(op.path, "act")])
+            grads[f"{op.path}.z"] = grad(inputs[(op.path, "act")])
+        if not op.inner:
+            for name, tensor in op.module.named_parameters():
+                full = f"{op.path}.{name}"
+                grads[full] = (np.zeros(tuple(tensor.shape)) if tensor.grad is None else
+                               tensor_to_scratch(full, tensor.grad, model.transposed))
+    return forward, grads
 
 
-def _shape_safe_rel(got, expected) -> float:
-    """The policy's error; a shape mismatch is an infinite error (the layer is wrong), not a crash."""
+def _shape_safe_rel(got, expected, scale: float = 0.0, dtype: str = "float64") -> float:
+    """The policy's error (``scale``: the network's gradient scale, where a reference is zero up to
+    rounding); a missing value or a shape mismatch is an infinite error (the layer is wrong), not a crash."""
+    if got is None or expected is None:
+        return float("inf")
     got, expected = np.asarray(got), np.asarray(expected)
-    return rel_error(got, expected) if got.shape == expected.shape else float("inf")
+    return rel_error(got, expected, scale, dtype) if got.shape == expected.shape else float("inf")
 
 
 TENSOR = {"z": "dL/dz", "weight": "dL/dW", "bias": "dL/db", "input": "dL/d(input)"}
 
 
+def _tensor(key: str) -> str:
+    return TENSOR.get(key, f"dL/d{key}")
+
+
+# ---------------------------------------------------------------------------------- the comparison
+
+
 def first_wrong_layer(spec: Spec, net: Network | None = None, x=None, y=None, batch: int | None = None,
-                      tol: float | None = None, loss=None) -> LayerwiseReport:
+                      tol: float | None = None, loss=None, mode: str = "train") -> LayerwiseReport:
     """Compare a network's gradients with torch's layer by layer; name the first that disagrees.
 
-    ``net``: the scratch network to check (default: Network.from_spec(spec)); its parameters are
-    copied into the torch twin. ``loss``: the scratch loss object (default: the spec's; e.g. a
-    user subclass of a scratch loss, checked against the spec loss's torch twin). ``x``, ``y``:
-    the batch (default: the spec's data, else a seeded random batch of ``batch`` rows).
+    ``net``: the scratch network to check (default: Network.from_spec(spec)); its parameters and
+    buffers are copied into the torch twin, and its buffers and mode are as they were afterwards.
+    ``loss``: the scratch loss object (default: the spec's; e.g. a user subclass of a scratch loss,
+    checked against the spec loss's torch twin). ``x``, ``y``: the batch (default: the spec's data,
+    else a seeded random batch of ``batch`` rows). ``mode``: train (batch statistics, dropout on the
+    shared mask stream) or eval.
     """
-    require_kinds(spec, ("dense",), "nnparity verify --spec")
+    if mode not in MODES:
+        raise SpecError("--mode", f"unknown {mode!r}; expected one of {', '.join(MODES)}")
     net = Network.from_spec(spec) if net is None else net
     x, y = validated_batch(spec, batch, x, y)
+    if mode == "train":
+        check_batch_rows(spec, len(x), "--batch" if batch is not None else "x")
     tol = TOLERANCE[spec.dtype] if tol is None else tol
     params = {k: np.array(v) for k, v in net.parameters().items()}
-    model = build(spec, params=params)
+    buffers = {k: np.array(v) for k, v in net.buffers().items()}
+    model = build(spec, params=params, buffers=buffers or None).train(mode == "train")
     dtype = np.dtype(spec.dtype)
     x = np.asarray(x, dtype=dtype)
     y = np.asarray(y) if np.asarray(y).dtype.kind in "iu" else np.asarray(y, dtype=dtype)
-    with warnings.catch_warnings(record=True) as caught, \
-            np.errstate(over="warn", divide="warn", invalid="warn", under="ignore"):
-        warnings.simplefilter("always")
-        s_z, s_a, s_g = _scratch_pass(net, scratch_loss(spec) if loss is None else loss, x, y)
-    t_z, t_a, t_g = _torch_pass(model, torch_loss(spec), x, y, TORCH_DTYPES[spec.dtype])
-    names = [layer.activation for layer in spec.layers]
-    report = LayerwiseReport(activations=names, loss=spec.loss.name, dtype=spec.dtype, tol=tol)
+    ops = _ops(spec, net, model)
+    was_training = net.training
+    net.train(mode == "train")
+    try:
+        with warnings.catch_warnings(record=True) as caught, \
+                np.errstate(over="warn", divide="warn", invalid="warn", under="ignore"):
+            warnings.simplefilter("always")
+            s_out, s_g = _scratch_pass(net, ops, scratch_loss(spec) if loss is None else loss, x, y)
+    finally:
+        net.train(was_training)
+        if buffers:
+            net.load_buffers(buffers)
+    t_out, t_g = _torch_pass(model, ops, torch_loss(spec), x, y, TORCH_DTYPES[spec.dtype])
+    report = LayerwiseReport(activations=[layer.activation for layer in spec.layers], loss=spec.loss.name,
+                             dtype=spec.dtype, tol=tol, kinds=[layer.kind for layer in spec.layers], mode=mode)
     report.findings = sorted({f"{w.category.__name__} in the scratch network: {w.message}" for w in caught})
-    n = len(names)
-    for i in range(n):
-        for label, ours, theirs in (("z", s_z[i], t_z[i]), ("a", s_a[i], t_a[i])):
-            err = _shape_safe_rel(ours, theirs)
-            report.forward.append(Row(f"layers.{i}.{label}", i, "forward", err, err <= tol))
+    for label, op in _forward_order(ops):
+        err = _shape_safe_rel(s_out[label], t_out[label])
+        report.forward.append(Row(label, op.top, "forward", err, err <= tol))
     bad = next((r for r in report.forward if not r.ok), None)
     if bad is not None:
-        report.first_wrong = {
-            "layer": bad.layer, "part": "forward", "tensor": bad.name, "diagnosis": None,
-            "message": f"the forward already differs at {bad.name} (layer {bad.layer + 1} of {n}, activation "
-                       f"{names[bad.layer]!r}): its NumPy and torch forwards compute different functions, "
-                       f"so gradients are not compared"}
+        report.first_wrong = _forward_culprit(bad, ops, len(spec.layers))
         return report
-    order = [("output", None, "loss", "dL/d(output)")]
-    for i in reversed(range(n)):
-        order.append((f"{i}.z", i, "activation", f"layers.{i}.dL/dz"))
-        for key in ("weight", "bias", "input"):
-            if f"{i}.{key}" in s_g:
-                order.append((f"{i}.{key}", i, "dense", f"layers.{i}.{TENSOR[key]}"))
-    for key, layer, part, label in order:
-        err = _shape_safe_rel(s_g[key], t_g[key])
-        report.rows.append(Row(label, layer, part, err, err <= tol))
-        if report.first_wrong is None and not err <= tol:
-            report.first_wrong = _culprit(key, layer, part, label, names, spec, s_z, s_g, t_g, tol)
+    scale = gradient_scale(value for value in t_g.values() if value is not None)
+    row = functools.partial(_row, s_g=s_g, t_g=t_g, tol=tol, scale=scale, dtype=spec.dtype)
+    report.rows.append(row("output", "dL/d(output)", None, "loss"))
+    if not report.rows[-1].ok:
+        report.first_wrong = _culprit("output", None, report.rows[-1], spec, s_out, s_g, t_g, tol, len(x))
+    for key, op, part in _backward_order(ops):
+        label = f"{op.path}.{_tensor(key)}"
+        compared = row(f"{op.path}.{key}", label, op.top, part)
+        report.rows.append(compared)
+        if report.first_wrong is None and not compared.ok:
+            report.first_wrong = _culprit(key, op, compared, spec, s_out, s_g, t_g, tol, len(x))
     return report
 
 
-def _culprit(key, layer, part, label, names, spec, s_z, s_g, t_g, tol) -> dict:
-    n = len(names)
-    if part == "loss":
+def _row(key, label, layer, part, s_g, t_g, tol, scale, dtype) -> Row:
+    err = _shape_safe_rel(s_g.get(key), t_g.get(key), scale, dtype)
+    return Row(label, layer, part, err, err <= tol)
+
+
+def _forward_order(ops: list[Op]):
+    """(label, op) for each layer's output z and activation a, in the order forward computes them."""
+    for op in ops:
+        yield from _forward_order(op.inner)
+        yield f"{op.path}.z", op
+        if op.activation is not None:
+            yield f"{op.path}.a", op
+
+
+def _backward_order(ops: list[Op]):
+    """(tensor key, op, part) in the order backprop computes them, from the output back."""
+    for op in reversed(ops):
+        if op.activation is not None:
+            yield "z", op, "activation"
+        if op.inner:
+            yield from _backward_order(op.inner)
+            yield "input", op, "residual"
+            continue
+        for name, _ in op.module.named_parameters():
+            yield name, op, op.kind
+        yield "input", op, op.kind
+
+
+def _forward_culprit(bad: Row, ops: list[Op], n: int) -> dict:
+    path, _, what = bad.name.rpartition(".")
+    op = next(op for op in _walk(ops) if op.path == path)
+    part = f"activation {op.activation!r}" if what == "a" else op.kind
+    return {"layer": bad.layer, "path": path, "part": "forward", "tensor": bad.name, "diagnosis": None,
+            "message": f"the forward already differs at {bad.name} ({op.where}, {part}): its NumPy and torch "
+                       f"forwards compute different functions, so gradients are not compared"}
+
+
+def _culprit(key, op, row, spec, s_out, s_g, t_g, tol, rows: int) -> dict:
+    full = "output" if op is None else f"{op.path}.{key}"
+    got, expected = np.asarray(s_g[full]), np.asarray(t_g[full])
+    if op is None:
         message = f"the loss {spec.loss.name!r}: its backward dL/d(output) disagrees with torch"
-        group = GroupData("random", s_g[key], t_g[key])
-        kind, batch = "loss", s_g[key].shape if np.ndim(s_g[key]) == 2 else None
-    elif part == "activation":
-        message = (f"layers.{layer} (layer {layer + 1} of {n}): the backward of its activation {names[layer]!r} — "
+        group = GroupData("random", got, expected)
+        kind, batch = "loss", got.shape if got.ndim == 2 else None
+    elif row.part == "activation":
+        message = (f"{op.where}: the backward of its activation {op.activation!r} — "
                    f"dL/dz disagrees while dL/da from the layers above agrees")
-        group = GroupData("random", s_g[key], t_g[key], inputs=s_z[layer], upstream=s_g[f"{layer}.a"])
+        group = GroupData("random", got, expected, inputs=s_out[f"{op.path}.z"], upstream=s_g[f"{op.path}.a"])
         kind, batch = "activation", None
+    elif row.part == "residual":
+        message = (f"{op.where}: its residual join — dL/d(input) disagrees while the body's and the skip's "
+                   f"gradients agree (dL/dx = the body's dL/d(input) + the skip's)")
+        group = GroupData("random", got, expected)
+        kind, batch = "layer", (rows, 1)
     else:
-        message = (f"layers.{layer} (layer {layer + 1} of {n}): its Dense backward — {label.split('.', 2)[2]} "
-                   f"disagrees while dL/dz agrees")
-        group = GroupData("random", np.asarray(s_g[key]), np.asarray(t_g[key]))
-        kind, batch = "layer", (s_z[layer].shape[0], 1)
+        name = "Dense" if op.kind == "dense" else f"{op.kind} ({type(op.layer).__name__})"
+        above = "dL/dz" if op.activation is not None else "dL/d(output of the block)"
+        message = f"{op.where}: its {name} backward — {_tensor(key)} disagrees while {above} agrees"
+        group = GroupData("random", got, expected)
+        kind, batch = "layer", (rows, 1)
+    if got.shape != expected.shape:
+        return {"layer": row.layer, "path": None if op is None else op.path, "part": row.part, "tensor": row.name,
+                "message": message, "diagnosis": f"shape {got.shape} where torch's is {expected.shape}"}
     diagnosis = compare([group], tol, kind=kind, batch=batch, wrt="z").diagnosis
-    return {"layer": layer, "part": part, "tensor": label, "message": message, "diagnosis": diagnosis}
+    return {"layer": row.layer, "path": None if op is None else op.path, "part": row.part, "tensor": row.name,
+            "message": message, "diagnosis": diagnosis}
