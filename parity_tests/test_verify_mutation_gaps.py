@@ -5,8 +5,11 @@ from __future__ import annotations
 import numpy as np
 import pytest
 
-from nnparity.verify.diagnosis import GroupData, compare, diagnose
-from nnparity.verify.finite_diff import elementwise_derivative
+from nnparity.verify.diagnosis import CLOSE, GroupData, compare, diagnose
+from nnparity.verify.finite_diff import (ABSOLUTE_STEP, EPS, STEP_FACTORS, TRUST, FDResult, elementwise_derivative,
+                                         scalar_derivative)
+from nnparity.verify.op_check import GroupRun, _reference_not_finite
+from nnparity.verify.probes import Probe
 from scratch.policy import FD_TOL
 
 
@@ -109,3 +112,202 @@ def test_fd_check_names_the_points_rounding_hides():
     fd = next(c for c in report.checks if c.reference == "finite differences")
     assert any(n.startswith("skipped where rounding or curvature hides the derivative at any step: ")
                for n in fd.notes), fd.notes
+
+
+# ------------------------------------------------- thresholds, each probed on both sides of its bound
+
+
+@pytest.mark.parametrize("off, matches", [(0.75, True), (1.5, False)])
+def test_transposed_match_is_within_close_of_the_largest_value(off, matches):
+    """_close: |got.T − expected| <= CLOSE · max(|expected|, its largest |value|), elementwise."""
+    expected = np.random.default_rng(7).uniform(0.5, 1.0, size=(4, 3))
+    expected[0, 0] = 10.0
+    got = expected.T.copy()
+    got[2, 1] += off * CLOSE * 10.0       # a small element, judged against the largest one
+    text = diagnose(_one(expected, got), TOL)
+    assert text.startswith("transposed: got shape (3, 4), expected (4, 3), and got.T matches") == matches, text
+
+
+def test_a_transposed_zero_gradient_is_named_transposed():
+    text = diagnose(_one(np.zeros((4, 3)), np.zeros((3, 4))), TOL)
+    assert text.startswith("transposed: got shape (3, 4), expected (4, 3), and got.T matches"), text
+
+
+@pytest.mark.parametrize("case", ["zero beside a value above the rms", "value at the rms beside a zero"])
+def test_compare_worst_element_is_scaled_by_the_larger_of_its_value_and_the_rms(case):
+    """The worst element is the largest |got − expected| / max(|expected|, rms of expected)."""
+    s = 1e-3
+    if case == "zero beside a value above the rms":
+        big = np.sqrt(40.5 / 17.75)                # with 18 ones and a 0: big = 1.5 × the rms
+        expected = np.concatenate([[0.0, big], np.ones(18)])
+        rms = np.sqrt(np.mean(expected ** 2))
+        assert 1 < big / rms < 2
+        got = expected.copy()
+        got[0] += rms * s                          # score s
+        got[1] += 1.2 * rms * s                    # score 1.2 · rms · s / big = 0.8 s
+    else:
+        expected = np.concatenate([[1.0, 0.0], np.ones(18)])
+        rms = np.sqrt(np.mean(expected ** 2))
+        assert 0.5 < rms < 1
+        got = expected.copy()
+        got[0] += 1.5 * rms * s                    # score 1.5 · rms · s (> s)
+        got[1] += rms * s                          # score s
+    assert compare(_one(expected, got), TOL).worst.index == (0,)
+
+
+@pytest.mark.parametrize("d, named", [(1.0, True), (2.0, True), (3.0, False)])
+def test_constant_factor_is_named_while_the_residual_is_within_close(d, named):
+    """got = 2·expected plus a stray d where expected is 0: residual ‖got − 2·expected‖/‖expected‖ = d/2e6."""
+    big = 1e6
+    expected = np.array([big, big, big, big, 0.0])
+    got = 2 * expected
+    got[4] = d
+    residual = d / np.linalg.norm(expected)
+    assert (residual <= CLOSE) == named and (d != 2.0 or residual == CLOSE)
+    text = diagnose(_one(expected, got), TOL)
+    assert text.startswith("off by a constant factor 2") == named, text
+
+
+@pytest.mark.parametrize("off, near", [(1.0, True), (1.5, False)])
+def test_near_miss_is_named_up_to_close_relative(off, near):
+    big = 1e6
+    expected = np.full(20, big)
+    got = expected.copy()
+    got[3] += off                                   # relative error off / 1e6: exactly CLOSE for off = 1
+    assert (off / big <= CLOSE) == near
+    text = diagnose(_one(expected, got), TOL)
+    assert text.startswith("close but not within the tolerance") == near, text
+
+
+def _elementwise(c, spread, n=12):
+    """An elementwise op whose derivative is off by c ± spread (alternating) at every probe."""
+    z = np.linspace(-2, 1.5, n)
+    upstream = np.random.default_rng(3).uniform(0.5, 2.0, size=n) * np.where(np.arange(n) % 3, 1, -1)
+    derivative = 1 / (1 + z * z)
+    delta = c + spread * np.where(np.arange(n) % 2, 1.0, -1.0)
+    return _one(upstream * derivative, upstream * (derivative + delta), inputs=z, upstream=upstream)
+
+
+@pytest.mark.parametrize("c, spread, named", [(0.5, 0.5 * CLOSE, True), (0.5, 1.5 * CLOSE, False),
+                                              (4.0, 3.0 * CLOSE, True), (4.0, 6.0 * CLOSE, False)])
+def test_offset_is_named_while_the_differences_agree_within_close(c, spread, named):
+    """The offset c of da/dz is named when every (got − expected)/grad_out is within CLOSE · max(|c|, 1) of it."""
+    text = diagnose(_elementwise(c, spread), TOL)
+    assert text.startswith(f"off by a constant: da/dz got = expected + {c:g} at every probe") == named, text
+
+
+def test_offset_two_probes_that_agree_are_enough():
+    text = diagnose(_elementwise(0.5, 0.0, n=2), TOL)
+    assert text.startswith("off by a constant: da/dz got = expected + 0.5 at every probe"), text
+
+
+@pytest.mark.parametrize("off, hint", [(0.5, True), (1.5, False)])
+def test_region_rounding_hint_is_given_up_to_close_relative(off, hint):
+    """Wrong only in saturation by at most CLOSE relative: the two formulas round differently."""
+    z = np.linspace(-2, 2, 12)
+    random = GroupData("random", np.cos(z), np.cos(z), inputs=z)
+    sat_z = np.array([20.0, -20.0, 100.0, -100.0])
+    expected = np.array([1.0, 2.0, 1.5, 0.75])
+    got = expected * (1 + off * CLOSE * np.array([1.0, -1.0, 0.5, 0.25]))
+    text = diagnose([random, GroupData("saturation", got, expected, inputs=sat_z)], TOL)
+    assert text.startswith("wrong only in saturation"), text
+    assert ("round differently there" in text) == hint, text
+
+
+# ------------------------------------------------------------------ finite differences' own bounds
+
+
+@pytest.mark.parametrize("share, usable", [(0.6, True), (1.2, False)])
+def test_fd_point_is_usable_while_its_rounding_estimate_is_within_the_trust_bound(share, usable):
+    """f = C + z: derivative 1, exact but for rounding, whose estimate 2·EPS·|f|/h (h the largest step,
+    STEP_FACTORS[0], where |z| <= 1) is made ``share`` of the trust bound TRUST · FD_TOL · 1."""
+    big = share * TRUST * FD_TOL * STEP_FACTORS[0] / (2 * EPS)
+    z = np.linspace(-0.5, 0.5, 12).reshape(3, 4)
+    fd = elementwise_derivative(lambda t: big + t, z).resolve(FD_TOL)
+    assert fd.usable.all() if usable else not fd.usable.any()
+    if usable:
+        assert np.allclose(fd.value, 1.0, rtol=FD_TOL)
+
+
+@pytest.mark.parametrize("domain, z", [("real", [[0.5, -3.0, 40.0]]), ("probability", [[0.2, 0.9, 0.5]])])
+def test_fd_evaluates_x_plus_minus_h_and_h_over_2_at_the_documented_steps(domain, z):
+    """Steps: STEP_FACTORS × max(1, |x|) and ABSOLUTE_STEP; in (0, 1) STEP_FACTORS × the distance to
+    the nearer edge. Each step h is taken as x ± h, then x ± h/2."""
+    z = np.asarray(z)
+    scale = np.minimum(z, 1 - z) if domain == "probability" else np.maximum(1.0, np.abs(z))
+    steps = scale[..., None] * np.array(STEP_FACTORS)
+    if domain == "real":
+        steps = np.concatenate([steps, np.full(z.shape + (1,), ABSOLUTE_STEP)], axis=-1)
+    seen = []
+
+    def f(t):
+        seen.append(np.array(t).reshape(steps.shape))
+        return t * t
+
+    elementwise_derivative(f, z, domain)
+    at, plus, minus, plus2, minus2 = seen
+    assert np.array_equal(at, np.broadcast_to(z[..., None], steps.shape))
+    for points, h in ((plus, steps), (minus, -steps), (plus2, steps / 2), (minus2, -steps / 2)):
+        assert np.allclose(points - z[..., None], h, rtol=1e-6, atol=0)
+
+
+def test_fd_scalar_steps_are_the_documented_ones_and_x_is_restored():
+    x = np.array([0.5, -3.0])
+    before = x.copy()
+    seen = []
+
+    def fun():
+        seen.append(x.copy())
+        return float(np.sum(x ** 3)), float(np.sum(np.abs(x ** 3)))
+
+    fd = scalar_derivative(fun, x)
+    assert np.array_equal(x, before)
+    assert np.allclose(fd.value, 3 * before ** 2, rtol=FD_TOL)
+    k = len(STEP_FACTORS) + 1
+    assert len(seen) == 1 + 4 * k * x.size and np.array_equal(seen[0], before)
+    for i in range(x.size):
+        steps = list(np.maximum(1.0, abs(before[i])) * np.array(STEP_FACTORS)) + [ABSOLUTE_STEP]
+        for j, h in enumerate(steps):
+            calls = seen[1 + 4 * (k * i + j): 1 + 4 * (k * i + j + 1)]
+            for point, step in zip(calls, (h, -h, h / 2, -h / 2)):
+                assert np.allclose(point[i] - before[i], step, rtol=1e-6, atol=0)
+                assert np.array_equal(np.delete(point, i), np.delete(before, i))
+
+
+@pytest.mark.parametrize("share, usable", [(0.75, True), (1.5, False)])
+def test_fd_resolve_judges_a_zero_value_against_the_rms_of_the_usable_values(share, usable):
+    """usable: estimate <= TRUST · tol · max(|value|, rms of the usable values)."""
+    value = np.full(10, 2.0)
+    value[0] = 0.0
+    rms = float(np.sqrt(np.mean(value ** 2)))
+    estimate = np.zeros(10)
+    estimate[0] = share * TRUST * FD_TOL * rms
+    fd = FDResult(value=value, estimate=estimate, kink=np.zeros(10, bool)).resolve(FD_TOL)
+    assert fd.usable[1:].all() and fd.usable[0] == usable
+
+
+# ------------------------------------------- a NaN torch reference, and finite differences that agree
+
+
+def _nan_reference_run(off):
+    """A group whose torch reference is NaN at 3 points: at 2, finite differences resolve the derivative
+    (estimate half the trust bound) and the value is off by ``off`` · FD_TOL relative; at the third they do not."""
+    value = np.linspace(1.0, 2.0, 12)
+    estimate = 0.5 * TRUST * FD_TOL * value
+    estimate[11] = np.inf
+    fd = FDResult(value=value.copy(), estimate=estimate, kink=np.zeros(12, bool))
+    got = value * (1 + off * FD_TOL)
+    run = GroupRun(Probe("saturation", value.copy()), got={"z": got}, fd={"z": fd})
+    expected = value.copy()
+    expected[[0, 5, 11]] = np.nan
+    return run, expected
+
+
+@pytest.mark.parametrize("off, agree", [(0.5, True), (2.0, False)])
+def test_nan_reference_is_set_aside_only_where_finite_differences_agree_within_the_tolerance(off, agree):
+    run, expected = _nan_reference_run(off)
+    agreeing, alone = _reference_not_finite(run, "z", expected, FD_TOL)
+    assert np.flatnonzero(agreeing).tolist() == ([0, 5] if agree else [])
+    assert np.flatnonzero(alone).tolist() == [11]
+    nothing = _reference_not_finite(run, "z", np.ones(12), FD_TOL)
+    assert not any(m.any() for m in nothing)
