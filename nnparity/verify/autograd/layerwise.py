@@ -14,18 +14,24 @@ compared first: a twin that computes a different function makes the gradients in
 """
 from __future__ import annotations
 
+import math
+import time
 import warnings
 from dataclasses import asdict, dataclass, field
 
 import numpy as np
 import torch
 
+from nnparity.verify.child import isolated
 from nnparity.verify.diagnosis import GroupData, compare
+from nnparity.verify.errors import OpError
 from nnparity.verify.load import layer_gradients
+from nnparity.verify.time_limit import SPEC_TIME_LIMIT, ProbeTimeout, checked_limit, time_limit
+from scratch.errors import SpecError
 from scratch.layer_kinds import require_kinds
 from scratch.network import Network, build_loss as scratch_loss
 from scratch.policy import TOLERANCE, json_safe, rel_error
-from scratch.spec import Spec
+from scratch.spec import Spec, load_spec
 from torch_ref.check import validated_batch
 from torch_ref.model import TORCH_DTYPES, build, build_loss as torch_loss
 
@@ -224,3 +230,28 @@ def _culprit(key, layer, part, label, names, spec, s_z, s_g, t_g, tol) -> dict:
         kind, batch = "layer", (s_z[layer].shape[0], 1)
     diagnosis = compare([group], tol, kind=kind, batch=batch, wrt="z").diagnosis
     return {"layer": layer, "part": part, "tensor": label, "message": message, "diagnosis": diagnosis}
+
+
+def verify_spec(path: str, batch: int | None = None, time_limit_s: float | None = SPEC_TIME_LIMIT) -> LayerwiseReport:
+    """``first_wrong_layer`` of the spec at ``path``, in a child process (nnparity.verify.child): its user
+    activations run there (their import, __init__, forward, backward, torch_module()), the whole check
+    under ``time_limit_s`` seconds (None: no limit). A hang past it, or user code that ends the process,
+    is an OpError; what the spec or its user code gets wrong, a SpecError."""
+    seconds = checked_limit(time_limit_s)
+    try:
+        return isolated(_spec_check, path, batch, seconds)
+    except ProbeTimeout as err:
+        ended = "; it did not stop when interrupted, so it was ended" if "did not stop" in str(err) else ""
+        raise ProbeTimeout(f"{path}: the check of its network ran for more than {seconds:g} s (a user activation "
+                           f"in an endless loop?); the whole check gets {seconds:g} s (--time-limit){ended}") from None
+
+
+def _spec_check(path: str, batch: int | None, seconds: float | None) -> LayerwiseReport:
+    deadline = time.monotonic() + (math.inf if seconds is None else seconds)
+    try:
+        with time_limit(seconds, f"the check of {path}"):
+            return first_wrong_layer(load_spec(path), batch=batch)
+    except SpecError as err:     # the spec, or its user code (scratch.user_code), at fault: its one line
+        if time.monotonic() >= deadline:    # the time limit, raised in user code and reported as its error
+            raise ProbeTimeout(str(err)) from None
+        raise OpError(str(err)) from None
