@@ -311,3 +311,96 @@ def test_nan_reference_is_set_aside_only_where_finite_differences_agree_within_t
     assert np.flatnonzero(alone).tolist() == [11]
     nothing = _reference_not_finite(run, "z", np.ones(12), FD_TOL)
     assert not any(m.any() for m in nothing)
+
+
+# ----------------------------------------------------------- the comparison's verdicts and messages
+
+
+def test_an_element_exactly_at_the_tolerance_agrees():
+    """|got − expected| / max(|expected|, rms) == tol is within it, as an error equal to the tolerance passes."""
+    big = 1 / TOL                      # 1e7: a difference of 1 is exactly TOL relative
+    expected = np.full(12, big)
+    got = expected.copy()
+    got[5] += 1.0
+    assert abs(got[5] - expected[5]) / expected[5] == TOL
+    assert diagnose(_one(expected, got), TOL) is None
+
+
+@pytest.mark.parametrize("kind, factor, text", [
+    ("loss", 30.0, "missing the ÷(N·C) of a mean over all N·C = 30 elements (got = 30 × expected)"),
+    ("loss", 1 / 30, "divided by the element count N·C = 30 where the loss does not divide (got = expected / 30)"),
+    ("loss", 6.0, "missing the ÷N of the mean over the batch (got = 6 × expected, N = 6)"),
+    ("loss", 1 / 6, "divided by the batch size N = 6 where the loss does not divide (got = expected / 6)"),
+    ("loss", 5.0, "divided by N = 6 where the loss divides by N·C = 30 (got = 5 × expected)"),
+    ("loss", 0.2, "divided by N·C = 30 where the loss divides by N = 6 (got = expected / 5)"),
+    ("layer", 1 / 6, "averaged over the batch where the sum is needed (got = expected / 6, N = 6)"),
+    ("layer", 6.0, "got = 6 × expected (N = 6): a batch sum counted once too often"),
+    ("network", 6.0, "missing the ÷N of the mean over the batch (got = 6 × expected, N = 6)"),
+    ("network", 1 / 6, "divided by the batch size N = 6 once too often, e.g. a sum over the batch averaged after "
+                       "the loss's mean already divided by N (got = expected / 6)"),
+])
+def test_batch_factor_diagnosis_is_the_whole_line(kind, factor, text):
+    expected = np.random.default_rng(2).normal(size=(6, 5))
+    cmp = compare(_one(expected, factor * expected), TOL, kind=kind, batch=(6, 5))
+    assert cmp.ok is False and cmp.diagnosis == text
+
+
+@pytest.mark.parametrize("off, named", [(0.5, True), (2.0, False)])
+def test_batch_factor_is_recognised_within_close_relative(off, named):
+    """N·C = 30: got = 30 · (1 + off · CLOSE) × expected is named while |r − 30| <= CLOSE · 30."""
+    expected = np.random.default_rng(2).normal(size=(6, 5))
+    text = diagnose(_one(expected, 30 * (1 + off * CLOSE) * expected), TOL, kind="loss", batch=(6, 5))
+    assert text.startswith("missing the ÷(N·C)") == named, text
+
+
+def test_compare_worst_element_is_a_compared_one():
+    """Elements left out (usable False) are never the worst, however far apart they are."""
+    expected = np.linspace(1.0, 2.0, 20)
+    got = expected * (1 + 1e-3)
+    got[:5] = 1e6                       # not compared
+    usable = np.ones(20, bool)
+    usable[:5] = False
+    cmp = compare(_one(expected, got, usable=usable), TOL)
+    assert cmp.worst.index[0] >= 5
+
+
+def test_compare_too_few_elements_at_exactly_the_tolerance_is_not_checked():
+    usable = np.zeros(30, bool)
+    usable[:3] = True
+    cmp = compare(_one(np.zeros(30), np.where(usable, TOL, 0.0), usable=usable), TOL)
+    assert cmp.ok is False and cmp.error == TOL
+    assert cmp.diagnosis.startswith("not checked: finite numbers compared on 3 of 30 elements"), cmp.diagnosis
+
+
+def test_compare_needs_half_of_an_odd_number_of_elements_rounded_up():
+    """3 elements: a verdict needs 2 of them compared; 1 is not checked, never a pass."""
+    usable = np.array([True, False, False])
+    cmp = compare(_one(np.ones(3), np.ones(3), usable=usable), TOL)
+    assert cmp.ok is False
+    assert cmp.diagnosis == ("not checked: finite numbers compared on 1 of 3 elements (at least 2 needed); "
+                             "NaN, inf or skipped probes prove nothing")
+
+
+@pytest.mark.parametrize("case", ["transposed", "transposed, no match", "per sample, summed", "per sample, mean",
+                                  "wrong shape, right numbers", "other"])
+def test_shape_diagnosis_is_the_whole_line(case):
+    rng = np.random.default_rng(9)
+    expected = rng.normal(size=(4, 3))
+    rows = rng.normal(size=(5, 4, 3))
+    got, text = {
+        "transposed": (expected.T, "transposed: got shape (3, 4), expected (4, 3), and got.T matches "
+                                   "(e.g. g.T @ x where x.T @ g is needed)"),
+        "transposed, no match": (expected.T + 1, "transposed shape: got (3, 4), expected (4, 3) (and got.T does "
+                                                 "not match either)"),
+        "per sample, summed": (rows - rows.sum(axis=0) / 5 + expected / 5,
+                               "missing the sum over the batch: got one row per sample, shape (5, 4, 3); summing "
+                               "over axis 0 gives the expected (4, 3)"),
+        "per sample, mean": (rows - rows.mean(axis=0) + expected,
+                             "got one row per sample, shape (5, 4, 3); their mean (not sum) matches"),
+        "wrong shape, right numbers": (expected.reshape(2, 6),
+                                       "the right numbers in the wrong shape: got (2, 6) for an input of shape (4, 3) "
+                                       "— the reshape back to the input's shape is missing (e.g. dx.reshape(x.shape))"),
+        "other": (np.ones((2, 5)), "shape mismatch: got (2, 5), expected (4, 3)"),
+    }[case]
+    cmp = compare(_one(expected, got), TOL)
+    assert cmp.ok is False and cmp.diagnosis == text
