@@ -110,6 +110,7 @@ def test_fd_check_names_the_points_rounding_hides():
     from nnparity.verify.op_check import verify_fd
     report = verify_fd("scratch.activations:Sigmoid")      # sigmoid at 20: f·h below the rounding of f ≈ 1
     fd = next(c for c in report.checks if c.reference == "finite differences")
+    assert len({c.name for c in report.checks}) == len(report.checks)      # each check once
     assert any(n.startswith("skipped where rounding or curvature hides the derivative at any step: ")
                for n in fd.notes), fd.notes
 
@@ -404,3 +405,103 @@ def test_shape_diagnosis_is_the_whole_line(case):
     }[case]
     cmp = compare(_one(expected, got), TOL)
     assert cmp.ok is False and cmp.diagnosis == text
+
+
+def test_kink_region_and_near_miss_diagnoses_are_the_whole_line():
+    expected, got = np.full(12, 0.02), np.full(12, 0.02)
+    kink = np.zeros(12, bool)
+    kink[:2] = True
+    got[:2] = 2.0
+    text = diagnose(_one(expected, got, inputs=np.where(kink, 0.0, 1.5), kink=kink, upstream=np.full(12, 2.0)), TOL)
+    assert text == ("wrong only at a kink (at z = 0: da/dz got 1, expected 0.01): not a subgradient there (any value "
+                    "between the one-sided slopes is accepted); everywhere else it agrees")
+    z = np.linspace(-2, 2, 12)
+    sat = GroupData("saturation", np.array([1.0, 2.0]), np.array([1.0, 1.0]), inputs=np.array([20.0, -20.0]))
+    text = diagnose([GroupData("random", np.cos(z), np.cos(z), inputs=z), sat], TOL)
+    assert text == "wrong only in saturation (at z = -20: got 2, expected 1); the other probes agree"
+    big = 1e6
+    expected = np.full(20, big)
+    got = expected.copy()
+    got[3] += 1.0
+    text = diagnose(_one(expected, got, inputs=np.arange(20.0)), TOL)
+    assert text == ("close but not within the tolerance: at most 1.0e-06 relative (at z = 3: got 1000001, expected "
+                    "1000000) — an equivalent formula that rounds differently (e.g. σ(1 − σ) loses digits where σ ≈ 1)")
+
+
+@pytest.mark.parametrize("got_values, text", [
+    ([1.0, 0.5, 0.5], "nonzero where the true derivative is 0 (at 1 point, e.g. at z = -1: got 1, expected 0): "
+                      "a mask is missing or inverted"),
+    ([1.0, 1.0, 0.0], "nonzero where the true derivative is 0 (at 2 points, e.g. at z = -1: got 1, expected 0), "
+                      "and 0 where it is not (at 1 point): the mask is inverted"),
+])
+def test_mask_diagnosis_is_the_whole_line(got_values, text):
+    """z = −1, −0.5, 0.5 (true derivative 0, 0, 0.5): counts in the singular and the plural."""
+    z = np.array([-1.0, -0.5, 0.5])
+    expected = np.array([0.0, 0.0, 0.5])
+    got = np.array(got_values)
+    if got_values[1] == 0.5:    # only the first stray: the second agrees
+        got[1] = 0.0
+    assert diagnose(_one(expected, got, inputs=z), TOL) == text
+
+
+def _ratios(scale=1.0):
+    """Four large expected values with ratios 1.5 … 3.5, one at 0.75e-3 of the rms (ratio 100: left out)
+    and one at 1.5e-3 of it (ratio −50: read)."""
+    expected = np.array([1000.0, 2000.0, 1500.0, 1200.0, 0.0, 0.0])
+    rms = np.sqrt(np.mean(expected[:4] ** 2) * 4 / 6)
+    expected[4], expected[5] = 0.75e-3 * rms, 1.5e-3 * rms
+    ratio = np.array([1.5, 2.5, 3.5, 1.25, 100.0, -50.0])
+    inputs = np.array([0.5, 1.0, 2.0, 3.0, 0.25, 4.0])
+    return _one(scale * expected, scale * expected * ratio, inputs=inputs)
+
+
+@pytest.mark.parametrize("scale", [1.0, 1e-6])
+def test_ratio_description_reads_values_above_a_thousandth_of_the_rms(scale):
+    text = diagnose(_ratios(scale), TOL)
+    assert text.split("; e.g.")[0] == ("the formula differs, not by a constant factor: got/expected runs from -50 at "
+                                       "z = 4 to 3.5 at z = 2"), text
+
+
+@pytest.mark.parametrize("readable, text", [
+    (2, "the formula differs, not by a constant factor: got/expected runs from 1.5 at z = 0.5 to 2.5 at z = 1"),
+    (1, "no recognisable shape (3 elements disagree)"),
+])
+def test_ratio_description_needs_two_readable_ratios(readable, text):
+    expected = np.array([1000.0, 2000.0, 0.0])
+    if readable == 1:
+        expected[1] = 0.0
+    got = expected * np.array([1.5, 2.5, 1.0]) + np.array([0.0, 1.0, 1.0]) * (readable == 1)
+    got[2] = 3.0
+    result = diagnose(_one(expected, got, inputs=np.array([0.5, 1.0, 2.0]), targets=np.zeros(3)), TOL)
+    assert result == text, result
+
+
+def test_an_alternative_that_fits_only_some_rows_is_not_named():
+    """grad_out ignored in rows 0 and 2 only: no single slip explains the numbers."""
+    rng = np.random.default_rng(5)
+    z = rng.normal(size=(4, 3))
+    upstream = rng.uniform(0.5, 2.0, size=(4, 3))
+    derivative = 1 / (1 + z * z)
+    got = upstream * derivative * 1.3
+    got[[0, 2]] = derivative[[0, 2]]
+    text = diagnose(_one(upstream * derivative, got, inputs=z, upstream=upstream), TOL)
+    assert not text.startswith("backward ignores grad_out"), text
+
+
+def test_fd_scalar_derivative_in_float32_steps_float32_points():
+    x = np.array([0.5, -3.0])
+    fd = scalar_derivative(lambda: (float(np.sum(x.astype(np.float32).astype(np.float64) ** 3)),
+                                    float(np.sum(np.abs(x) ** 3))), x, precision="float32")
+    assert np.array_equal(x, [0.5, -3.0])
+    assert np.allclose(fd.value, [0.75, 27.0], rtol=1e-4)
+
+
+def test_fd_sampled_elements_only():
+    x = np.array([[0.5, -3.0, 1.5], [2.0, -0.25, 1.0]])
+    before = x.copy()
+    only = np.array([[True, False, True], [False, True, False]])
+    fd = scalar_derivative(lambda: (float(np.sum(x ** 3)), float(np.sum(np.abs(x) ** 3))), x, only=only)
+    assert np.array_equal(x, before) and fd.kink.dtype == bool and not fd.kink.any()
+    assert np.allclose(fd.value[only], 3 * before[only] ** 2, rtol=FD_TOL)
+    assert np.isnan(fd.value[~only]).all() and np.array_equal(fd.sampled, only)
+    assert not fd.resolve(FD_TOL).usable[~only].any()
