@@ -505,3 +505,11 @@ def test_fd_sampled_elements_only():
     assert np.allclose(fd.value[only], 3 * before[only] ** 2, rtol=FD_TOL)
     assert np.isnan(fd.value[~only]).all() and np.array_equal(fd.sampled, only)
     assert not fd.resolve(FD_TOL).usable[~only].any()
+
+
+def test_fd_finds_a_kink_away_from_zero_on_a_function_away_from_zero():
+    """|z − 3| + 10: the one-sided slopes at z = 3 are ∓1 whatever f(3) is (the jump of the slopes, not of f)."""
+    z = np.array([[3.0, 3 + 1e-9, 0.5, 5.0]])
+    fd = elementwise_derivative(lambda t: np.abs(t - 3.0) + 10.0, z).resolve(FD_TOL)
+    assert fd.kink.tolist() == [[True, True, False, False]]
+    assert np.allclose(fd.value[0, 2:], [-1.0, 1.0], rtol=FD_TOL) and fd.usable[0, 2:].all()
