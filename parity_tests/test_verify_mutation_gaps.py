@@ -513,3 +513,24 @@ def test_fd_finds_a_kink_away_from_zero_on_a_function_away_from_zero():
     fd = elementwise_derivative(lambda t: np.abs(t - 3.0) + 10.0, z).resolve(FD_TOL)
     assert fd.kink.tolist() == [[True, True, False, False]]
     assert np.allclose(fd.value[0, 2:], [-1.0, 1.0], rtol=FD_TOL) and fd.usable[0, 2:].all()
+    bend = elementwise_derivative(lambda t: t + 0.2 * np.maximum(t - 3.0, 0.0), z).resolve(FD_TOL)
+    assert bend.kink.tolist() == [[True, True, False, False]]     # slopes 1 and 1.2: a bend, not a corner
+
+
+def test_fd_of_a_zero_dimensional_input():
+    fd = elementwise_derivative(np.sin, np.array(0.5)).resolve(FD_TOL)
+    assert fd.value.shape == () and np.isclose(fd.value, np.cos(0.5), rtol=FD_TOL, atol=0)
+
+
+@pytest.mark.parametrize("truncation, usable", [(0.33, True), (1.2, False)])
+def test_fd_point_is_unresolved_when_its_truncation_estimate_passes_the_trust_bound(truncation, usable):
+    """f = B + z³: D(h) = 3z² + h², so the Richardson estimate |D(h) − D(h/2)|/3 = h²/4, exact. At the
+    step h = STEP_FACTORS[1] it is ``truncation`` × the trust bound TRUST · FD_TOL · 3z², the rounding
+    estimate there 0.15 × (B chosen so); the steps above truncate more, the steps below round more."""
+    h = STEP_FACTORS[1]
+    z = np.sqrt(h * h / 4 / (truncation * TRUST * FD_TOL * 3))
+    bound = TRUST * FD_TOL * 3 * z * z
+    offset = 0.15 * bound * h / (2 * EPS)
+    assert 2 * EPS * offset / STEP_FACTORS[2] > bound        # the next smaller step rounds past the bound
+    fd = elementwise_derivative(lambda t: offset + t ** 3, np.full((2, 2), z)).resolve(FD_TOL)
+    assert fd.usable.all() if usable else not fd.usable.any()
