@@ -2,6 +2,8 @@
 diagnosis and finite differences): each kills mutants the other verify tests let through."""
 from __future__ import annotations
 
+import re
+
 import numpy as np
 import pytest
 
@@ -534,3 +536,30 @@ def test_fd_point_is_unresolved_when_its_truncation_estimate_passes_the_trust_bo
     assert 2 * EPS * offset / STEP_FACTORS[2] > bound        # the next smaller step rounds past the bound
     fd = elementwise_derivative(lambda t: offset + t ** 3, np.full((2, 2), z)).resolve(FD_TOL)
     assert fd.usable.all() if usable else not fd.usable.any()
+
+
+def test_fd_check_of_relu_skips_every_kink_and_tiny_probe_and_says_how_many():
+    """relu's kink at 0 lies within the smallest step (ABSOLUTE_STEP) of every kink (z = 0) and tiny
+    (|z| ~ 1e-8) probe: all of them skipped, counted by group; the random and saturation probes compared."""
+    from nnparity.verify.op_check import verify_fd
+    report = verify_fd("scratch.activations:ReLU")
+    header = report.format().splitlines()[1]          # probes: random 30, kink 10 (z = 0), ...
+    sizes = {word: int(n) for word, n in re.findall(r"(random|kink|saturation|tiny) (\d+)", header)}
+    assert ABSOLUTE_STEP > 1e-8
+    fd = next(c for c in report.checks if c.reference == "finite differences")
+    assert fd.name == "dL/dz vs finite differences"
+    assert fd.notes[0].startswith(f"kept away from kinks (one-sided slopes differ): skipped {sizes['kink']} in "
+                                  f"kink, {sizes['tiny']} in tiny; "), fd.notes
+    assert fd.compared == sizes["random"] + sizes["saturation"]
+
+
+def test_weighted_finite_differences_scale_the_error_estimate_as_the_value():
+    """Σ w·f differenced: value and error estimate both times w (|w| for the estimate), kinks unchanged."""
+    from nnparity.verify.op_check import _scaled
+    w = np.array([-3.0, 0.5, 2.0])
+    fd = FDResult(value=np.array([1.0, 2.0, 4.0]), estimate=np.array([1e-9, 2e-9, 4e-9]),
+                  kink=np.array([False, True, False]))
+    scaled = _scaled(fd, w)
+    assert np.array_equal(scaled.value, fd.value * w)
+    assert np.array_equal(scaled.estimate, fd.estimate * np.abs(w))
+    assert np.array_equal(scaled.kink, fd.kink)
