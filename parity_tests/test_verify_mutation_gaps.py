@@ -517,6 +517,8 @@ def test_fd_finds_a_kink_away_from_zero_on_a_function_away_from_zero():
     assert np.allclose(fd.value[0, 2:], [-1.0, 1.0], rtol=FD_TOL) and fd.usable[0, 2:].all()
     bend = elementwise_derivative(lambda t: t + 0.2 * np.maximum(t - 3.0, 0.0), z).resolve(FD_TOL)
     assert bend.kink.tolist() == [[True, True, False, False]]     # slopes 1 and 1.2: a bend, not a corner
+    hinge = elementwise_derivative(lambda t: 0.1 * np.maximum(t - 3.0, 0.0) + 10.0, z).resolve(FD_TOL)
+    assert hinge.kink.tolist() == [[True, True, False, False]]    # slopes 0 and 0.1
 
 
 def test_fd_of_a_zero_dimensional_input():
