@@ -99,10 +99,7 @@ def _run(module, args) -> int:
               f"(the up-front limit is set by NNPARITY_MAX_MEMORY)", file=sys.stderr)
         return 2
     except stdout.StdoutError as err:
-        if err.broken_pipe:   # `nnparity ... | head`: the reader left on purpose
-            return stdout.BROKEN_PIPE_EXIT
-        print(f"nnparity {args.command}: cannot write the output to stdout: {err}", file=sys.stderr)
-        return 2
+        return stdout.exit_status(err, f"nnparity {args.command}")
     except SystemExit as err:   # no command exits by itself: user code did, where no guard (scratch.user_code) ran
         print(f"nnparity {args.command}: {user_code.exit_message(err)}", file=sys.stderr)
         return 2

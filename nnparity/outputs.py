@@ -52,7 +52,10 @@ def check_output_dir(path: str, flag: str, force: bool = False) -> str:
 def write_via_temp(path: str, write, flag: str) -> None:
     """``write(tmp_path)`` to a temporary file beside ``path``, then rename it into place."""
     p = Path(path)
-    fd, tmp = tempfile.mkstemp(prefix=f".{p.name}.", suffix=p.suffix, dir=str(p.parent) if str(p.parent) else ".")
+    try:   # a folder where no file can be made (a read-only file system, /proc) fails here
+        fd, tmp = tempfile.mkstemp(prefix=f".{p.name}.", suffix=p.suffix, dir=str(p.parent) if str(p.parent) else ".")
+    except OSError as err:
+        raise UsageError(f"{flag}: cannot write {path}: {err.strerror or err}") from None
     try:
         os.fchmod(fd, umask_mode())   # mkstemp makes it 0600; the file gets what the umask gives
         os.close(fd)

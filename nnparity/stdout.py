@@ -3,13 +3,16 @@
 traceback, and not an error again when the interpreter flushes at exit.
 
 Exit status: a closed pipe (``nnparity ... | head``) 141, as a process ended by SIGPIPE, without
-a message (the reader left on purpose); any other failed write 2, with one line on stderr.
+a message (the reader left on purpose); any other failed write 2, with one line on stderr. Where
+standard output is a regular file (``> out.json`` on a full disk), a failed write cuts the file back
+to the size it had when the command started: no half a JSON object, and what ``>>`` appended to is kept.
 """
 from __future__ import annotations
 
 import contextlib
 import errno
 import os
+import stat
 import sys
 
 BROKEN_PIPE_EXIT = 128 + 13   # 128 + SIGPIPE: what a shell shows for a writer killed by a closed pipe
@@ -55,22 +58,51 @@ def guarded():
     before the block ends. After a failure the stream's descriptor points at /dev/null, so what is
     still buffered cannot fail a second time at exit."""
     stream = sys.stdout
+    size = _file_size(stream)
     sys.stdout = _Guarded(stream)
     try:
         yield
         sys.stdout.flush()
     except StdoutError:
-        _drop(stream)
+        _drop(stream, size)
         raise
     finally:
         sys.stdout = stream
 
 
-def _drop(stream) -> None:
+def exit_status(err: StdoutError, prog: str) -> int:
+    """The exit status of a failed write to stdout, with its one line on stderr (none for a closed pipe)."""
+    if err.broken_pipe:   # `nnparity ... | head`: the reader left on purpose
+        return BROKEN_PIPE_EXIT
+    print(f"{prog}: cannot write the output to stdout: {err}", file=sys.stderr)
+    return 2
+
+
+def _fileno(stream) -> int | None:
     try:
-        fd = stream.fileno()
-    except (OSError, ValueError, AttributeError):   # pytest's capture, a StringIO: nothing at exit to fail
+        return stream.fileno()
+    except (OSError, ValueError, AttributeError):   # pytest's capture, a StringIO: no descriptor
+        return None
+
+
+def _file_size(stream) -> int | None:
+    """The size of the regular file stdout writes to (None: a terminal, a pipe, a device)."""
+    fd = _fileno(stream)
+    try:
+        info = None if fd is None else os.fstat(fd)
+    except OSError:
+        return None
+    return info.st_size if info is not None and stat.S_ISREG(info.st_mode) else None
+
+
+def _drop(stream, size: int | None) -> None:
+    fd = _fileno(stream)
+    if fd is None:
         return
+    if size is not None:
+        with contextlib.suppress(OSError):   # what this command wrote, cut off: the file as it was
+            if os.fstat(fd).st_size > size:
+                os.ftruncate(fd, size)
     devnull = os.open(os.devnull, os.O_WRONLY)
     os.dup2(devnull, fd)
     os.close(devnull)

@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import errno
 import fcntl
+import json
 import os
 import subprocess
 import time
@@ -424,6 +425,48 @@ def test_checkpoint_folder_unusable_one_line(tmp_path, capsys, where, fragment):
     code, _, err = cli(capsys, "train", spec_file, "--checkpoint", where, "--quiet")
     assert code == 2
     assert_one_line(err, "train", "--checkpoint", fragment)
+
+
+@pytest.mark.parametrize("name", ["this:X", "a:b:c", "with space", "-dash", "sub dir/x:y"])
+def test_checkpoint_folder_odd_names_are_folders_and_never_overwritten(tmp_path, monkeypatch, capsys, name):
+    """Colons, spaces, leading dashes: a folder of that name (this:X is no import; only the JSON on
+    stdout), and its checkpoint refused, unchanged, to a second run without --resume."""
+    dump_spec(xor_spec(ADAM), tmp_path / "spec.json")
+    monkeypatch.chdir(tmp_path)
+    code, out, err = cli(capsys, "train", "spec.json", f"--checkpoint={name}", "--quiet", "--json")
+    assert code == 0, err
+    assert json.loads(out)["steps"] == 4
+    saved = tmp_path / name / checkpoint.FILENAME
+    before = saved.read_bytes()
+    code, out, err = cli(capsys, "train", "spec.json", f"--checkpoint={name}", "--quiet")
+    assert code == 2 and out == ""
+    assert_one_line(err, "train", "--checkpoint", "pass --resume")
+    assert saved.read_bytes() == before
+    code, out, err = cli(capsys, "train", "spec.json", f"--checkpoint={name}", "--resume", "--epochs", 3, "--quiet")
+    assert code == 0, err
+
+
+def test_checkpoint_folder_dash_name_as_its_own_word_is_argparses_usage_error(tmp_path, monkeypatch, capsys):
+    dump_spec(xor_spec(ADAM), tmp_path / "spec.json")
+    monkeypatch.chdir(tmp_path)
+    with pytest.raises(SystemExit) as info:
+        main(["train", "spec.json", "--checkpoint", "-dash", "--quiet"])
+    assert info.value.code == 2
+    assert capsys.readouterr().err.splitlines()[-1] == "nnparity train: error: argument --checkpoint: expected one argument"
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["spec.json"]
+
+
+@pytest.mark.parametrize("argv", [["--checkpoint", ""], ["--checkpoint", " "], ["--checkpoint", "\t"], ["--checkpoint=--"]],
+                         ids=["empty", "space", "tab", "dashes"])
+def test_checkpoint_folder_blank_name_one_line(tmp_path, monkeypatch, capsys, argv):
+    """A blank name (or --checkpoint=--, which argparse empties) is no folder: refused, never a run
+    that silently writes no checkpoint."""
+    dump_spec(xor_spec(ADAM), tmp_path / "spec.json")
+    monkeypatch.chdir(tmp_path)
+    code, out, err = cli(capsys, "train", "spec.json", *argv, "--quiet")
+    assert code == 2 and out == ""
+    assert_one_line(err, "train", "--checkpoint", "names no folder")
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["spec.json"]
 
 
 def test_checkpoint_convert_to_directory_one_line(run_dir, capsys):

@@ -411,6 +411,60 @@ def test_time_limit_stops_hostile_code(hostile, target, words):
     assert_refused(*cli(hostile, target, "--time-limit", "0.5", timeout=60), *words)
 
 
+SPEC_HANGS = textwrap.dedent('''
+    import signal
+    import time
+
+    class Sleeps:
+        """a = z, whose forward sleeps for ever."""
+
+        def forward(self, z):
+            time.sleep(10 ** 6)
+            return z
+
+        def backward(self, grad_out):
+            return grad_out
+
+        @classmethod
+        def torch_module(cls):
+            import torch
+            return torch.nn.Identity()
+
+
+    class Deaf(Sleeps):
+        """Its forward ignores the alarm and loops for ever."""
+
+        def forward(self, z):
+            signal.signal(signal.SIGALRM, signal.SIG_IGN)
+            while True:
+                pass
+''')
+
+
+def _hanging_spec(folder, activation: str) -> str:
+    (folder / "spec_hangs.py").write_text(SPEC_HANGS)
+    (folder / "hangs.toml").write_text(f'seed = 2\n[[layers]]\ninputs = 3\nunits = 4\nactivation = "{activation}"\n'
+                                       '[[layers]]\nunits = 2\nactivation = "tanh"\n[loss]\nname = "mse"\n')
+    return "hangs.toml"
+
+
+SPEC_LIMIT = "hangs.toml: the check of its network ran for more than 0.5 s"
+
+
+def test_time_limit_stops_a_spec_activation_that_sleeps(hostile, capsys, monkeypatch):
+    monkeypatch.delitem(sys.modules, "spec_hangs", raising=False)
+    code, out, err = run(capsys, "--spec", _hanging_spec(hostile, "spec_hangs:Sleeps"), "--time-limit", "0.5")
+    assert_refused(code, out, err, SPEC_LIMIT)
+    assert "spec_hangs" not in sys.modules     # the user's module ran in the child only
+
+
+@pytest.mark.slow
+@pytest.mark.parametrize("activation, words", [("spec_hangs:Deaf", ["did not stop"]), ("hangs_on_import:f", [])])
+def test_time_limit_stops_a_spec_activation_that_ignores_it(hostile, activation, words):
+    assert_refused(*cli(hostile, "--spec", _hanging_spec(hostile, activation), "--time-limit", "0.5", timeout=120),
+                   SPEC_LIMIT, *words)
+
+
 @pytest.mark.slow
 def test_time_limit_tiny_is_no_signal_death(hostile):
     code, out, err = cli(hostile, "hostile_ops:Cube", "--time-limit", "0.000001")

@@ -24,7 +24,9 @@ The repository is copied to a temporary directory and everything runs there; the
 never touched. One warm process imports numpy/torch once, then forks a child per mutant: the child
 writes the mutated module into the copy, swaps the mutated function's code into the live function
 object (so names bound by ``from scratch.x import f`` see it too) and runs the parity tests that
-cover that file with ``pytest -x``. A mutant is *killed* when the tests fail (or time out). The
+cover that file with ``pytest -x``: first the narrow ones (the tests named after a scratch op; for
+verify's files the tests of its thresholds, parity_tests/test_verify_mutation_gaps.py), then, if the
+mutant survives them, the rest. A mutant is *killed* when the tests fail (or time out). The
 score is killed / (killed + survived). Not part of the regular test suite (a smoke test in
 parity_tests/test_verify_mutation.py kills one mutant).
 """
@@ -66,17 +68,17 @@ TARGETS = {
     # the reference side of nnparity verify: its comparison, its diagnosis and its finite differences
     # (a planted slip there must be caught by the verify tests)
     "nnparity/verify/diagnosis.py": (lambda q: True,
-                                     ["-m", "not slow", "parity_tests/test_verify_diagnosis.py",
-                                      "parity_tests/test_verify_ops.py", "parity_tests/test_verify_mutation_gaps.py"]),
+                                     ["-m", "not slow", "parity_tests/test_verify_mutation_gaps.py",
+                                      "parity_tests/test_verify_diagnosis.py", "parity_tests/test_verify_ops.py"]),
     "nnparity/verify/finite_diff.py": (lambda q: q in (
         "FDResult.resolve", "candidate_steps", "_combine", "_pick", "elementwise_derivative", "scalar_derivative",
         "_sampled_derivative"),
-                                       ["-m", "not slow", "parity_tests/test_verify_diagnosis.py",
-                                        "parity_tests/test_verify_ops.py", "parity_tests/test_verify_mutation_gaps.py"]),
+                                       ["-m", "not slow", "parity_tests/test_verify_mutation_gaps.py",
+                                        "parity_tests/test_verify_diagnosis.py", "parity_tests/test_verify_ops.py"]),
     "nnparity/verify/op_check.py": (lambda q: q in ("_scaled", "_kinks", "_differ", "_reference_not_finite",
                                                     "_record_not_finite", "_fd_checks"),
-                                    ["-m", "not slow", "parity_tests/test_verify_ops.py",
-                                     "parity_tests/test_verify_edges.py", "parity_tests/test_verify_mutation_gaps.py"]),
+                                    ["-m", "not slow", "parity_tests/test_verify_mutation_gaps.py",
+                                     "parity_tests/test_verify_ops.py", "parity_tests/test_verify_edges.py"]),
 }
 # the image layers' backward passes, against the parity tests of their kinds (forward, every
 # gradient, both dtypes, train and eval mode), selected narrowly: a few seconds a mutant
@@ -95,6 +97,9 @@ IMAGE_TARGETS = {
 }
 TARGETS.update({rel: (wanted, IMAGE_TESTS) for rel, wanted in IMAGE_TARGETS.items()})
 EXTRA_TESTS = ["parity_tests/test_mutation_gaps.py"]   # tests added for survivors, run for scratch's dense files
+# Run first, alone (a second or two): the tests written for the reference side's own thresholds. Only a
+# mutant they let through pays for the file's other tests.
+FIRST = ["parity_tests/test_verify_mutation_gaps.py"]
 TIMEOUT = 300.0
 
 
@@ -390,8 +395,12 @@ def run_mutant(m: Mutant, work: Path, tests: list[str], args) -> str:
     try:
         status = "survived"
         word = None if args.tests else keyword(m)
+        first = [t for t in tests if t in FIRST]
         if word:     # first the tests named after the op (fast when they kill it), then all of them
             status = _run_child(m, tests + ["-k", word], args.timeout, args.verbose)
+        elif first:  # first the narrow tests, then the rest
+            status = _run_child(m, first, args.timeout, args.verbose)
+            tests = [t for t in tests if t not in FIRST]
         if status == "survived":
             status = _run_child(m, tests, args.timeout, args.verbose)
         return status

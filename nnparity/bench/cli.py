@@ -293,24 +293,44 @@ def _finish(args, data, started) -> int:
     data["seconds"] = time.perf_counter() - started
     data["unreliable"] = unreliable(data)
     data["reliable"] = not data["unreliable"]
-    _report(args, data)
-    files = sys.stderr if args.json else sys.stdout
     text = json.dumps(data, indent=1, default=_json_default)
+    # the files first, then the output: stdout that cannot be written loses nothing the files keep, and a
+    # file that cannot be written (each is tried) loses nothing printed
+    failed, written = [], []
     if args.plot:
-        for path in _plots(data, args.plot, args.dtype, args.threads):
-            print(f"plot: {path}", file=files)
+        _attempt(failed, lambda: written.extend(f"plot: {path}" for path in
+                                                _plots(data, args.plot, args.dtype, args.threads)))
     if args.save:
-        name = machine_name(data["machine"]) if "configs" in data else _slug(data["gpu"]["device"]["name"])
-        stem = RESULTS / f"{name}-{args.dtype}"
-        write_via_temp(str(stem) + ".json", lambda tmp: Path(tmp).write_text(text), "--save")
-        _plots(data, str(stem) + ("-sweeps.png" if "sweeps" in data else "-gpu.png"), args.dtype, args.threads)
-        print(f"saved: {stem}.json", file=files)
+        _attempt(failed, lambda: written.append(_save(data, text, args)))
+    _report(args, data)
     if args.json:
         print(text)
+    files = sys.stderr if args.json else sys.stdout
+    for line in written:
+        print(line, file=files)
     print(f"total {data['seconds']:.1f} s", file=files)
     for warning in data["unreliable"]:
         print(f"{PROG}: warning: {warning}", file=sys.stderr)
+    if failed:
+        raise failed[0]
     return 0
+
+
+def _attempt(failed: list, write) -> None:
+    """``write()``; a file it cannot write is kept in ``failed`` (and the other files are still written)."""
+    try:
+        write()
+    except UsageError as err:
+        failed.append(err)
+
+
+def _save(data: dict, text: str, args) -> str:
+    """--save: the JSON and the plot in benchmarks/results/, named after the machine and dtype."""
+    name = machine_name(data["machine"]) if "configs" in data else _slug(data["gpu"]["device"]["name"])
+    stem = RESULTS / f"{name}-{args.dtype}"
+    write_via_temp(str(stem) + ".json", lambda tmp: Path(tmp).write_text(text), "--save")
+    _plots(data, str(stem) + ("-sweeps.png" if "sweeps" in data else "-gpu.png"), args.dtype, args.threads)
+    return f"saved: {stem}.json"
 
 
 def unreliable(data: dict) -> list[str]:
@@ -350,8 +370,13 @@ def _json_default(value):
 
 def main(argv: list[str] | None = None, prog: str = PROG) -> int:
     """``python -m nnparity.bench``: the same options and run as ``nnparity bench``."""
+    from nnparity import stdout
+
     try:
-        return run(check_args(build_parser(prog).parse_args(sys.argv[1:] if argv is None else argv)))
+        with stdout.guarded():
+            return run(check_args(build_parser(prog).parse_args(sys.argv[1:] if argv is None else argv)))
     except UsageError as exc:
         print(f"{prog}: {exc}", file=sys.stderr)
         return 2
+    except stdout.StdoutError as err:
+        return stdout.exit_status(err, prog)

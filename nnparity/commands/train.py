@@ -225,6 +225,11 @@ def diverged_to_json(err: TrainingDiverged, spec, backend: str) -> dict:
 
 
 def _check_checkpoint_flags(args) -> None:
+    name = args.checkpoint   # argparse gives --checkpoint=-- as an empty list
+    if name is not None and (not isinstance(name, str) or not name.strip()):
+        shown = repr(name) if isinstance(name, str) else "'--'"
+        raise UsageError(f"--checkpoint: {shown} names no folder; name one, e.g. --checkpoint runs/xor "
+                         f"(one whose name starts with '-' as --checkpoint=./-name)")
     if (args.every is not None or args.resume) and not args.checkpoint:
         raise UsageError("--every and --resume need --checkpoint DIR")
     if args.every is not None and args.every < 1:

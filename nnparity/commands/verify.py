@@ -22,8 +22,7 @@ from pathlib import Path
 
 from nnparity.usage import UsageError
 from nnparity.verify.load import KINDS, OpError
-from nnparity.verify.time_limit import MAX_TIME_LIMIT, PROBE_TIME_LIMIT
-from scratch.spec import load_spec
+from nnparity.verify.time_limit import MAX_TIME_LIMIT, PROBE_TIME_LIMIT, SPEC_TIME_LIMIT
 
 
 def add_arguments(parser):
@@ -39,9 +38,10 @@ def add_arguments(parser):
     parser.add_argument("--wrt", metavar="NAME",
                         help="a loss of two arguments: the prediction, the argument the gradient is taken with "
                              "respect to (default: read from the names: y_pred, yhat, logits, ...; q in kl(p, q))")
-    parser.add_argument("--time-limit", type=float, default=PROBE_TIME_LIMIT, metavar="S",
+    parser.add_argument("--time-limit", type=float, metavar="S",
                         help=f"seconds each call into your code may run on one probe (default {PROBE_TIME_LIMIT:g}, "
-                             f"at most {MAX_TIME_LIMIT:g})")
+                             f"at most {MAX_TIME_LIMIT:g}); with --spec, the whole check of the network, its user "
+                             f"activations included (default {SPEC_TIME_LIMIT:g})")
     parser.add_argument("--kind", choices=KINDS,
                         help="what the op is (default: its `kind` attribute, else inferred from the class)")
     parser.add_argument("--seed", type=int, default=0, metavar="N", help="seed of the random probes (default 0)")
@@ -63,6 +63,8 @@ def run(args) -> int:
         raise UsageError("give either an op as module:Class (e.g. examples.custom_ops:Swish) or --spec SPEC")
     if args.seed < 0:
         raise UsageError(f"--seed: must be >= 0, got {args.seed}")
+    if args.time_limit is None:
+        args.time_limit = PROBE_TIME_LIMIT if args.spec is None else SPEC_TIME_LIMIT
     if not (math.isfinite(args.time_limit) and 0 < args.time_limit <= MAX_TIME_LIMIT):
         raise UsageError(f"--time-limit: must be more than 0 and at most {MAX_TIME_LIMIT:g} seconds, "
                          f"got {args.time_limit:g}")
@@ -76,11 +78,12 @@ def run(args) -> int:
                 raise UsageError(f"{flag} applies to one op, not to --spec")
         if args.batch is not None and args.batch < 1:
             raise UsageError(f"--batch: must be >= 1, got {args.batch}")
-        from nnparity.verify.autograd import first_wrong_layer   # torch only when the command runs
+        from nnparity.verify.autograd import verify_spec   # torch only when the command runs
 
-        spec = load_spec(args.spec)
-        try:
-            report = first_wrong_layer(spec, batch=args.batch, mode=args.mode or "train")
+        try:   # in a child process: its user activations can neither hang nor end this one
+            report = verify_spec(args.spec, batch=args.batch, mode=args.mode or "train", time_limit_s=args.time_limit)
+        except OpError as err:
+            raise UsageError(str(err)) from None
         except SystemExit as err:     # a user activation's code never decides the exit status
             raise UsageError(f"{args.spec}: a user activation called sys.exit({err.code!r}) while it was "
                              f"checked; its forward and backward must return their values") from None

@@ -23,6 +23,7 @@ PROBE_TIME_LIMIT = 5.0     # seconds per call on one probe group: generous for 6
 MAX_TIME_LIMIT = 3600.0    # the largest limit a caller may ask for (None: no limit at all)
 REFIRE_SECONDS = 0.5       # after the limit, the alarm again this often (user code may swallow one)
 GRACE_S = 2.0              # past the deadline, the parent ends a child the alarm did not stop
+SPEC_TIME_LIMIT = 60.0     # seconds for the whole check of a spec's network (verify --spec): its user ops included
 
 
 _CONFIGURED = [PROBE_TIME_LIMIT]    # the limit of calls made while a form is read (set by `configured`)

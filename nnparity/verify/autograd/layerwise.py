@@ -22,6 +22,8 @@ from __future__ import annotations
 
 import functools
 import inspect
+import math
+import time
 import warnings
 from contextlib import contextmanager
 from dataclasses import asdict, dataclass, field
@@ -29,13 +31,16 @@ from dataclasses import asdict, dataclass, field
 import numpy as np
 import torch
 
+from nnparity.verify.child import isolated
 from nnparity.verify.diagnosis import GroupData, compare
+from nnparity.verify.errors import OpError
 from nnparity.verify.load import layer_gradients
+from nnparity.verify.time_limit import SPEC_TIME_LIMIT, ProbeTimeout, checked_limit, time_limit
 from scratch.errors import SpecError
 from scratch.network import Network, build_loss as scratch_loss
 from scratch.norm_kinds import check_batch_rows
 from scratch.policy import TOLERANCE, gradient_scale, json_safe, rel_error
-from scratch.spec import Spec
+from scratch.spec import Spec, load_spec
 from torch_ref.check import MODES, validated_batch
 from torch_ref.model import TORCH_DTYPES, build, build_loss as torch_loss, tensor_to_scratch
 
@@ -438,3 +443,29 @@ def _culprit(key, op, row, spec, s_out, s_g, t_g, tol, rows: int) -> dict:
     diagnosis = compare([group], tol, kind=kind, batch=batch, wrt="z").diagnosis
     return {"layer": row.layer, "path": None if op is None else op.path, "part": row.part, "tensor": row.name,
             "message": message, "diagnosis": diagnosis}
+
+
+def verify_spec(path: str, batch: int | None = None, mode: str = "train",
+                time_limit_s: float | None = SPEC_TIME_LIMIT) -> LayerwiseReport:
+    """``first_wrong_layer`` of the spec at ``path``, in a child process (nnparity.verify.child): its user
+    activations run there (their import, __init__, forward, backward, torch_module()), the whole check
+    under ``time_limit_s`` seconds (None: no limit). A hang past it, or user code that ends the process,
+    is an OpError; what the spec or its user code gets wrong, a SpecError."""
+    seconds = checked_limit(time_limit_s)
+    try:
+        return isolated(_spec_check, path, batch, mode, seconds)
+    except ProbeTimeout as err:
+        ended = "; it did not stop when interrupted, so it was ended" if "did not stop" in str(err) else ""
+        raise ProbeTimeout(f"{path}: the check of its network ran for more than {seconds:g} s (a user activation "
+                           f"in an endless loop?); the whole check gets {seconds:g} s (--time-limit){ended}") from None
+
+
+def _spec_check(path: str, batch: int | None, mode: str, seconds: float | None) -> LayerwiseReport:
+    deadline = time.monotonic() + (math.inf if seconds is None else seconds)
+    try:
+        with time_limit(seconds, f"the check of {path}"):
+            return first_wrong_layer(load_spec(path), batch=batch, mode=mode)
+    except SpecError as err:     # the spec, or its user code (scratch.user_code), at fault: its one line
+        if time.monotonic() >= deadline:    # the time limit, raised in user code and reported as its error
+            raise ProbeTimeout(str(err)) from None
+        raise OpError(str(err)) from None
