@@ -5,12 +5,12 @@ from __future__ import annotations
 import numpy as np
 import pytest
 
-from conftest import FD_STEP, FD_TOL, make_spec
+from conftest import FD_STEP, FD_TOL, make_spec, parse_spec
 from scratch.activations import ACTIVATIONS
 from scratch.data import random_batch
 from scratch.policy import rel_error
 from nnparity.verify.finite_diff import network_numeric_gradients, numeric_gradient
-from scratch.losses import LOSSES
+from scratch.losses import FEATURE_LOSSES, LOSSES
 from scratch.network import Network, build_loss
 
 # Which output each loss needs, as in test_network_parity.
@@ -53,9 +53,29 @@ def test_finite_diff_activation(activation):
     assert_fd_agrees(make_spec([activation, activation], loss=loss, seed=5))
 
 
-@pytest.mark.parametrize("loss,reduction", [(n, r) for n, c in LOSSES.items() for r in c.reductions])
+@pytest.mark.parametrize("loss,reduction", [(n, r) for n, c in FEATURE_LOSSES.items() for r in c.reductions])
 def test_finite_diff_loss(loss, reduction):
     assert_fd_agrees(make_spec(["tanh", OUTPUT.get(loss, "identity")], loss=loss, reduction=reduction, seed=6))
+
+
+@pytest.mark.parametrize("reduction", LOSSES["token_cce"].reductions)
+def test_finite_diff_loss_per_token(reduction):
+    """token_cce over a [time, features] sequence, dense at every step, one target of each row ignored."""
+    spec = parse_spec({"seed": 6, "input_shape": [3, 4],
+                       "layers": [{"units": 5, "activation": "tanh"}, {"units": 4, "activation": "identity"}],
+                       "loss": {"name": "token_cce", "reduction": reduction, "ignore_index": -1}})
+    net, loss = Network.from_spec(spec), build_loss(spec)
+    rng = np.random.default_rng(6)
+    x, y = rng.normal(size=(2, 3, 4)), rng.integers(0, 4, size=(2, 3))
+    y[:, 1] = -1
+    loss.forward(net.forward(x), y)
+    grad_x = net.backward(loss.backward())
+    grads = {**net.gradients(), "input": grad_x}
+    numeric = network_numeric_gradients(net, loss, x, y, h=FD_STEP)
+    assert set(numeric) == set(grads)
+    for name, g in grads.items():
+        err = rel_error(g, numeric[name])
+        assert err <= FD_TOL, f"{name}: finite-difference rel error {err:.3e} > {FD_TOL:g}"
 
 
 @pytest.mark.parametrize("depth", [1, 2, 3, 4])
