@@ -49,11 +49,11 @@ PY
 
 if ! "$py" -c "import torch, cupy, sys; sys.exit(0 if torch.cuda.is_available() and cupy.cuda.runtime.getDeviceCount() else 1)" 2>/dev/null; then
     echo "no CUDA device with torch and CuPy here: the GPU parts are skipped" | tee -a "$out/summary.txt"
-    part "gpu tests (expected to skip)" 120 gpu-tests.log "$py" -m pytest -m gpu -q -p no:cacheprovider parity_tests
+    part "gpu tests (expected to skip)" 120 gpu-tests.log "$py" -m pytest -o addopts= -m gpu -q -p no:cacheprovider parity_tests
     exit $status
 fi
 
-part "gpu tests" 150 gpu-tests.log "$py" -m pytest -m gpu -q -p no:cacheprovider -rs parity_tests
+part "gpu tests" 150 gpu-tests.log "$py" -m pytest -o addopts= -m gpu -q -p no:cacheprovider -rs parity_tests
 # the benchmark's --json object is its stdout (-> the .json file); its messages go to the log
 part "benchmark float32" 240 bench-float32.log sh -c '"$@" > "$0"' "$out/gpu-float32.json" \
     "$py" -m nnparity.bench --device cuda --dtype float32 --no-progress --json --plot "$out/gpu-float32.png" --force

@@ -36,6 +36,7 @@ CNN_OPTIMIZER_RUNS = {
 }
 
 
+@pytest.hookimpl(optionalhook=True)    # pytest-xdist's hook: absent without it (-p no:xdist)
 def pytest_xdist_auto_num_workers(config):
     """``-n auto`` (the suite's default): one worker per core, at most 8 (each holds torch)."""
     return max(1, min(os.cpu_count() or 1, 8))

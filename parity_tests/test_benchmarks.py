@@ -315,13 +315,14 @@ def test_bench_quiet_check_sees_a_background_load(tmp_path):
 
 @pytest.mark.slow
 def test_bench_quick_json_fields_under_load(tmp_path):
-    """The whole --quick run on tiny (its sweeps included) beside a real CPU hog on every core: one
+    """The whole --quick run on tiny (its sweeps included) beside real CPU hogs on half the cores: one
     JSON object on stdout, its fields, and the warnings, before and after, that the machine is not
     quiet and the ratios unreliable."""
     plot, stop = tmp_path / "sweeps.png", tmp_path / "stop"
     hog = (f"import os, time\nend = time.monotonic() + 240\n"
            f"while time.monotonic() < end and not os.path.exists({str(stop)!r}):\n    pass\n")
-    hogs = [subprocess.Popen([sys.executable, "-c", hog]) for _ in range(os.cpu_count() or 1)]
+    # half the cores: well past the 10% of the CPUs that makes a machine not quiet, on any core count
+    hogs = [subprocess.Popen([sys.executable, "-c", hog]) for _ in range(max(1, (os.cpu_count() or 2) // 2))]
     try:
         proc = subprocess.run([sys.executable, "-m", "nnparity.bench", "--quick", "--config", "tiny", "--device",
                                "all", "--no-progress", "--json", "--plot", str(plot)], cwd=ROOT, capture_output=True,

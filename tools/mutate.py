@@ -326,7 +326,9 @@ def _run_child(mutant: Mutant | None, tests: list[str], timeout: float, verbose:
                 _patch(mutant)
             import pytest
 
-            code = int(pytest.main(["-x", "-q", "-p", "no:cacheprovider", "--no-header", *tests]))
+            # in this process, where the mutant is: no worker processes (the suite's -n auto)
+            code = int(pytest.main(["-o", "addopts=", "-p", "no:xdist", "-x", "-q", "-p", "no:cacheprovider",
+                                    "--no-header", *tests]))
         except BaseException:  # noqa: BLE001 - any failure to apply is reported as an error
             code = 3 if mutant is None else 4
         finally:
