@@ -29,6 +29,7 @@ from scratch.network import Network, build_loss
 from scratch.spec import SpecError, parse_spec, spec_from_bytes
 
 INPUTS = 10_000 * SCALE
+COMMAND_INPUTS = INPUTS // 4    # the targets that run a whole command (check, the CLI) on each input
 SETTINGS = dict(deadline=None, derandomize=True, database=None,
                 suppress_health_check=[HealthCheck.too_slow, HealthCheck.data_too_large,
                                        HealthCheck.function_scoped_fixture])
@@ -48,12 +49,12 @@ def load_or_refuse(load) -> object | None:
         return None
 
 
-def fuzz(target, strategy, per_example: int):
-    """Run ``target(base, rng)`` on ``per_example`` inputs from each drawn base until INPUTS ran;
+def fuzz(target, strategy, per_example: int, inputs: int = INPUTS):
+    """Run ``target(base, rng)`` on ``per_example`` inputs from each drawn base until ``inputs`` ran;
     return the count (asserted by the caller: a run that generated less proves less)."""
     seen = [0]
 
-    @settings(max_examples=INPUTS // per_example, **SETTINGS)
+    @settings(max_examples=inputs // per_example, **SETTINGS)
     @given(base=strategy, seed=st.integers(0, 2**32 - 1))
     def run(base, seed):
         rng = random.Random(seed)
@@ -179,22 +180,22 @@ def _cli(command, rng):
 OPTIONS = {command: _options(command) for command in CLI_COMMANDS}
 
 
-@pytest.mark.parametrize("target,strategy,per_example", [
-    (_tables, spec_tables(), 50),
-    (_text(".toml"), spec_tables(), 50),
-    (_text(".json"), spec_tables(), 50),
-    (_bytes, st.binary(max_size=300), 50),
-    (_tables, sequence_tables(), 50),
-    pytest.param(_text(".toml"), sequence_tables(), 50, marks=pytest.mark.slow),
-    (_image_tables, image_spec_tables(), 50),
-    (_text(".json"), image_spec_tables(), 50),
-    pytest.param(_check, spec_tables(), 10, marks=pytest.mark.slow),
-    pytest.param(_check, image_spec_tables(), 10, marks=pytest.mark.slow),
-    pytest.param(_cli, st.sampled_from(sorted(CLI_COMMANDS)), 50, marks=pytest.mark.slow),
+@pytest.mark.parametrize("target,strategy,per_example,inputs", [
+    (_tables, spec_tables(), 50, INPUTS),
+    (_text(".toml"), spec_tables(), 50, INPUTS),
+    (_text(".json"), spec_tables(), 50, INPUTS),
+    (_bytes, st.binary(max_size=300), 50, INPUTS),
+    (_tables, sequence_tables(), 50, INPUTS),
+    pytest.param(_text(".toml"), sequence_tables(), 50, INPUTS, marks=pytest.mark.slow),
+    (_image_tables, image_spec_tables(), 50, INPUTS),
+    (_text(".json"), image_spec_tables(), 50, INPUTS),
+    pytest.param(_check, spec_tables(), 10, COMMAND_INPUTS, marks=pytest.mark.slow),
+    pytest.param(_check, image_spec_tables(), 10, COMMAND_INPUTS, marks=pytest.mark.slow),
+    pytest.param(_cli, st.sampled_from(sorted(CLI_COMMANDS)), 50, COMMAND_INPUTS, marks=pytest.mark.slow),
 ], ids=["tables", "toml", "json", "bytes", "sequence-tables", "sequence-toml", "image-tables", "image-json", "check",
         "image-check", "cli"])
-def test_fuzz_target_clean(target, strategy, per_example):
-    assert fuzz(target, strategy, per_example) >= INPUTS
+def test_fuzz_target_clean(target, strategy, per_example, inputs):
+    assert fuzz(target, strategy, per_example, inputs) >= inputs
 
 
 @long_only
