@@ -13,9 +13,11 @@ from nnparity.cli import main
 from nnparity.verify.autograd.layerwise import first_wrong_layer
 from scratch.conv import Conv2d
 from scratch.dropout import Dropout
+from scratch.embedding import Embedding
 from scratch.network import Network
 from scratch.normalization import BatchNorm, LayerNorm, normalize_backward
 from scratch.pooling import AvgPool2d, GlobalAvgPool, MaxPool2d
+from scratch.recurrent import GRU, LSTM
 from scratch.residual import Residual
 from scratch.spec import load_spec, parse_spec
 
@@ -259,3 +261,62 @@ def test_verify_layer_kinds_one_row_batch_for_batchnorm_is_refused(tmp_path, cap
     err = capsys.readouterr().err.strip().splitlines()
     assert len(err) == 1 and "--batch" in err[0]
     assert main(["verify", "--spec", str(path), "--batch", "1", "--mode", "eval"]) == 0
+
+
+# ------------------------------------------------------------------------------------ sequences
+
+
+class LSTMRecurrentWeightHalved(LSTM):
+    """dL/dW_hh of the first layer halved (a factor ½ slipped into the recurrent term)."""
+
+    def backward(self, grad_out, input_grad=True):
+        grad = super().backward(grad_out, input_grad)
+        self.grad_weight_hh_l0 *= 0.5
+        return grad
+
+
+class GRUInputGradWithoutRecurrence(GRU):
+    """dL/dx taken from the last step's gradient only, every earlier step's set to zero."""
+
+    def backward(self, grad_out, input_grad=True):
+        grad = super().backward(grad_out, input_grad)
+        grad[:, :-1] = 0.0
+        return grad
+
+
+class EmbeddingGradientMean(Embedding):
+    """dL/dW averaged over the batch instead of summed."""
+
+    def backward(self, grad_out, input_grad=True):
+        grad = super().backward(grad_out, input_grad)
+        self.grad_weight /= grad_out.shape[0]
+        return grad
+
+
+@pytest.mark.parametrize("spec_name", ["char_lstm", "seq_gru"])
+def test_verify_layer_kinds_sequence_network_passes(spec_name):
+    """Token ids in (no gradient for them), every recurrent weight and bias compared with torch's."""
+    spec = _spec(spec_name)
+    report = first_wrong_layer(spec, batch=4)
+    assert report.ok, report.format()
+    names = [row.name for row in report.rows]
+    assert "layers.1.dL/dweight_hh_l0" in names and "layers.0.dL/d(input)" not in names
+
+
+@pytest.mark.parametrize("spec_name, path, slip, tensor, part", [
+    ("char_lstm", "layers.1", LSTMRecurrentWeightHalved, "dL/dweight_hh_l0", "lstm"),
+    ("seq_gru", "layers.1", GRUInputGradWithoutRecurrence, "dL/d(input)", "gru"),
+    ("char_lstm", "layers.0", EmbeddingGradientMean, "dL/dW", "embedding"),
+], ids=["lstm-weight_hh", "gru-input", "embedding-weight"])
+def test_verify_layer_kinds_sequence_slip_is_named(spec_name, path, slip, tensor, part):
+    spec = _spec(spec_name)
+    net = Network.from_spec(spec)
+    _layer(net, path).__class__ = slip
+    wrong = first_wrong_layer(spec, net=net, batch=4).first_wrong
+    assert wrong is not None and (wrong["path"], wrong["part"], wrong["tensor"]) == (path, part, f"{path}.{tensor}")
+
+
+def test_verify_layer_kinds_attention_is_refused_naming_the_layer(capsys):
+    assert main(["verify", "--spec", str(REPO / "specs" / "tiny_gpt.toml")]) == 2
+    err = capsys.readouterr().err.strip()
+    assert len(err.splitlines()) == 1 and "layers[2].kind" in err and "nnparity check SPEC" in err

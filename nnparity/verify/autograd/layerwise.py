@@ -243,7 +243,9 @@ def _scratch_pass(net: Network, ops: list[Op], loss, x, y) -> tuple[dict, dict]:
 def _torch_pass(model, ops: list[Op], loss_fn, x, y, dtype) -> tuple[dict, dict]:
     """The same through the torch twin: every module's input replaced by a view of it whose gradient
     is retained (the gradient through that module alone), its output retained; autograd fills them."""
-    xt = torch.tensor(np.asarray(x), dtype=dtype, requires_grad=True)
+    x = np.asarray(x)
+    xt = (torch.tensor(x, dtype=torch.long) if x.dtype.kind in "iu" else    # token ids: no gradient
+          torch.tensor(x, dtype=dtype, requires_grad=True))
     yt = torch.tensor(y, dtype=torch.long) if np.asarray(y).dtype.kind in "iu" else torch.tensor(y, dtype=dtype)
     inputs, outputs, handles = {}, {}, []
 
@@ -316,6 +318,10 @@ def _tensor(key: str) -> str:
 # ---------------------------------------------------------------------------------- the comparison
 
 
+# Blocks whose inner tensors are not recorded op by op (check compares them whole).
+UNCOMPARED_KINDS = ("attention", "transformer")
+
+
 def first_wrong_layer(spec: Spec, net: Network | None = None, x=None, y=None, batch: int | None = None,
                       tol: float | None = None, loss=None, mode: str = "train") -> LayerwiseReport:
     """Compare a network's gradients with torch's layer by layer; name the first that disagrees.
@@ -329,6 +335,11 @@ def first_wrong_layer(spec: Spec, net: Network | None = None, x=None, y=None, ba
     """
     if mode not in MODES:
         raise SpecError("--mode", f"unknown {mode!r}; expected one of {', '.join(MODES)}")
+    for i, layer in enumerate(spec.layers):
+        if layer.kind in UNCOMPARED_KINDS:
+            raise SpecError(f"layers[{i}].kind", f"verify --spec compares every kind but {' and '.join(UNCOMPARED_KINDS)} "
+                                                 f"layer by layer; this one is {layer.kind}: nnparity check SPEC "
+                                                 f"compares each of its tensors")
     net = Network.from_spec(spec) if net is None else net
     x, y = validated_batch(spec, batch, x, y)
     if mode == "train":
@@ -338,7 +349,7 @@ def first_wrong_layer(spec: Spec, net: Network | None = None, x=None, y=None, ba
     buffers = {k: np.array(v) for k, v in net.buffers().items()}
     model = build(spec, params=params, buffers=buffers or None).train(mode == "train")
     dtype = np.dtype(spec.dtype)
-    x = np.asarray(x, dtype=dtype)
+    x = np.asarray(x) if spec.vocab is not None else np.asarray(x, dtype=dtype)    # token ids stay integers
     y = np.asarray(y) if np.asarray(y).dtype.kind in "iu" else np.asarray(y, dtype=dtype)
     ops = _ops(spec, net, model)
     was_training = net.training
@@ -402,7 +413,8 @@ def _backward_order(ops: list[Op]):
             continue
         for name, _ in op.module.named_parameters():
             yield name, op, op.kind
-        yield "input", op, op.kind
+        if op.kind != "embedding":     # an embedding's input is token ids: no gradient
+            yield "input", op, op.kind
 
 
 def _forward_culprit(bad: Row, ops: list[Op], n: int) -> dict:
