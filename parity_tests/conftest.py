@@ -213,6 +213,23 @@ def resumed_run(trainer, spec: Spec, tmp_path):
     return whole, saved, resumed
 
 
+def torch_checkpoint_roundtrip(spec: Spec, tmp_path):
+    """(checkpoint, torch state_dict): ``spec`` trained by scratch into a checkpoint, written as a
+    torch .pt and read back bit for bit (asserted), and the state_dict torch's modules load."""
+    from scratch import checkpoint
+    from scratch.checkpoint import Checkpointer
+    from scratch.training import train
+    from torch_ref import checkpoint as torch_checkpoint
+
+    path = tmp_path / checkpoint.FILENAME
+    train(spec, progress=False, checkpoints=Checkpointer(path))
+    original = checkpoint.load(path)
+    torch_checkpoint.write_torch(original, tmp_path / "c.pt")
+    assert torch_checkpoint.read_torch(tmp_path / "c.pt").equal(original)
+    model_state, _ = torch_checkpoint.to_torch(original)
+    return original, model_state
+
+
 def run_nnparity(*args, cwd):
     """`python -m nnparity ARGS` run to its end in ``cwd`` (a whole-run subprocess: mark its test slow)."""
     import subprocess

@@ -19,9 +19,7 @@ from hypothesis import strategies as st
 from torch import nn
 
 from conftest import CHECK_TOL, CNN_OPTIMIZER_RUNS, DTYPES, TRAJECTORY_TOL, assert_parity, \
-    assert_check_refuses, assert_same_run, resumed_run, run_nnparity, strict_and_torch
-from scratch import checkpoint
-from scratch.checkpoint import Checkpointer
+    assert_check_refuses, assert_same_run, resumed_run, run_nnparity, strict_and_torch, torch_checkpoint_roundtrip
 from scratch.initializers import initial_parameters
 from scratch.layer_kinds import KINDS
 from scratch.network import Network, build_loss
@@ -288,15 +286,8 @@ def test_attention_layers_resume_bit_identical(backend, tmp_path):
 
 def test_attention_layers_checkpoint_roundtrip_through_torch(tmp_path):
     """scratch's checkpoint -> a torch .pt (torch's names and layouts) -> back: bit for bit."""
-    from torch_ref import checkpoint as torch_checkpoint
-
     spec = parse_spec(digits_transformer(OPTIMIZER_RUNS["adam"], epochs=1))
-    path = tmp_path / checkpoint.FILENAME
-    scratch_train(spec, progress=False, checkpoints=Checkpointer(path))
-    original = checkpoint.load(path)
-    torch_checkpoint.write_torch(original, tmp_path / "c.pt")
-    assert torch_checkpoint.read_torch(tmp_path / "c.pt").equal(original)
-    model_state, _ = torch_checkpoint.to_torch(original)
+    original, model_state = torch_checkpoint_roundtrip(spec, tmp_path)
     assert torch.equal(model_state["linears.1.self_attn.in_proj_weight"],
                        torch.from_numpy(original.params["layers.1.self_attn.in_proj_weight"].T))
     build(spec).load_state_dict(model_state)   # torch's own modules take it as it is

@@ -21,7 +21,7 @@ import torch
 from torch import nn
 
 from conftest import CHECK_TOL, CNN_OPTIMIZER_RUNS as OPTIMIZER_RUNS, DTYPES, TRAJECTORY_TOL, assert_parity, \
-    assert_check_refuses, assert_same_run, resumed_run, run_nnparity, strict_and_torch
+    assert_check_refuses, assert_same_run, resumed_run, run_nnparity, strict_and_torch, torch_checkpoint_roundtrip
 from scratch import checkpoint
 from scratch.checkpoint import Checkpointer
 from scratch.dropout import keep_mask
@@ -258,16 +258,8 @@ def test_norm_layers_resume_bit_identical(backend, tmp_path):
 def test_norm_layers_checkpoint_roundtrip_through_torch(tmp_path):
     """scratch's checkpoint -> a torch .pt (state_dict with the buffers under torch's names) -> back:
     bit for bit, running statistics and draw counts included."""
-    from torch_ref import checkpoint as torch_checkpoint
-
     spec = parse_spec(digits_resnet(OPTIMIZER_RUNS["adam"], epochs=1))
-    path = tmp_path / checkpoint.FILENAME
-    scratch_train(spec, progress=False, checkpoints=Checkpointer(path))
-    original = checkpoint.load(path)
-    torch_checkpoint.write_torch(original, tmp_path / "c.pt")
-    back = torch_checkpoint.read_torch(tmp_path / "c.pt")
-    assert back.equal(original)
-    model_state, _ = torch_checkpoint.to_torch(original)
+    original, model_state = torch_checkpoint_roundtrip(spec, tmp_path)
     assert torch.equal(model_state["linears.2.body.1.running_var"],
                        torch.from_numpy(original.buffers["layers.2.body.1.running_var"]))
     assert int(model_state["linears.5.draws"]) == 3

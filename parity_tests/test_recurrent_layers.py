@@ -11,7 +11,7 @@ import pytest
 import torch
 
 from conftest import CHECK_TOL, CNN_OPTIMIZER_RUNS as OPTIMIZER_RUNS, DTYPES, TRAJECTORY_TOL, assert_parity, \
-    assert_check_refuses, assert_same_run
+    assert_check_refuses, assert_same_run, torch_checkpoint_roundtrip
 from scratch import checkpoint
 from scratch.checkpoint import Checkpointer
 from scratch.layer_kinds import KINDS
@@ -196,15 +196,8 @@ def test_recurrent_layers_resume_bit_identical(backend, tmp_path):
 
 def test_recurrent_layers_checkpoint_roundtrip_through_torch(tmp_path):
     """scratch's checkpoint of a GRU -> a torch .pt (nn.GRU's own parameter names) -> back, bit for bit."""
-    from torch_ref import checkpoint as torch_checkpoint
-
     spec = parse_spec(recurrent_run("gru", OPTIMIZER_RUNS["adam"], epochs=1))
-    path = tmp_path / checkpoint.FILENAME
-    scratch_train(spec, progress=False, checkpoints=Checkpointer(path))
-    original = checkpoint.load(path)
-    torch_checkpoint.write_torch(original, tmp_path / "c.pt")
-    assert torch_checkpoint.read_torch(tmp_path / "c.pt").equal(original)
-    model_state, _ = torch_checkpoint.to_torch(original)
+    original, model_state = torch_checkpoint_roundtrip(spec, tmp_path)
     assert torch.equal(model_state["linears.1.weight_ih_l0_reverse"],
                        torch.from_numpy(original.params["layers.1.weight_ih_l0_reverse"]))
 
