@@ -54,15 +54,20 @@ def build_parser(argv: list[str]) -> tuple[argparse.ArgumentParser, object]:
     return parser, module
 
 
-def main(argv: list[str] | None = None) -> int:
+def main(argv: list[str] | None = None, own_process: bool = False) -> int:
+    """The command's exit status. ``own_process``: run a command that runs user code in a forked
+    child (nnparity.forked), as the command line does."""
     argv = sys.argv[1:] if argv is None else list(argv)
     with interrupts.caught():  # from the start: importing torch alone takes seconds
         try:
             parser, module = build_parser(argv)
             args = parser.parse_args(argv)
+            from nnparity import forked
         except interrupts.Interrupted as err:
             print(interrupts.message(_chosen(argv) or "", err), file=sys.stderr)
             return interrupts.exit_code(err)
+        if own_process and args.command in forked.COMMANDS and forked.available():
+            return forked.exit_status(lambda: _run(module, args), args.command)
         return _run(module, args)
 
 
@@ -72,7 +77,7 @@ def console_main(argv: list[str] | None = None) -> int:
     shuts down would otherwise turn its exit code into a traceback, or an abort inside torch's
     teardown."""
     install(dict.fromkeys(interrupts.SIGNALS, signal.SIG_IGN))
-    return main(argv)
+    return main(argv, own_process=True)
 
 
 def _run(module, args) -> int:

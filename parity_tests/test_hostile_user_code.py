@@ -232,3 +232,43 @@ def test_user_code_import_this_stays_off_stdout(tmp_path, monkeypatch, capsys):
     assert status == 2 and out == ""
     assert "Beautiful is better than ugly." in err
     assert err.splitlines()[-1].startswith("nnparity check: layers[0].activation: cannot import 'this:X'")
+
+
+# ------------------------------------------------------------- past every guard: posix._exit, a signal
+
+# What no guard inside a process can catch. check, train, compare and convert run in a child
+# process; the command reports a child that ended without a result as user code's doing, exit 2.
+UNGUARDED = {"posix-exit-0": ("import posix; posix._exit(0)", "exit status 0"),
+             "posix-exit-1": ("import posix; posix._exit(1)", "exit status 1"),
+             "self-kill": ("import os, signal; os.kill(os.getpid(), signal.SIGKILL)", "signal SIGKILL")}
+UNGUARDED_CASES = [("check", "import", "posix-exit-0"), ("check", "forward", "posix-exit-0"),
+                   ("check", "torch_module", "posix-exit-1"), ("check", "backward", "self-kill"),
+                   ("train", "forward", "posix-exit-0"), ("train", "init", "posix-exit-1"),
+                   ("compare", "import", "posix-exit-0")]
+
+
+@pytest.mark.parametrize("command,where,how", [
+    pytest.param(*case, marks=[pytest.mark.slow] if case[0] == "compare" else []) for case in UNGUARDED_CASES],
+    ids=["-".join(case) for case in UNGUARDED_CASES])
+def test_user_code_unguarded_exit_reported(command, where, how, tmp_path):
+    call, ended = UNGUARDED[how]
+    op = write_op(tmp_path, where, call)
+    (tmp_path / "spec.toml").write_text(SPEC.format(op=op))
+    argv = [command, "spec.toml", "--json"] + (["--quiet"] if command != "check" else [])
+    done = _nnparity(*argv, *(["--plot", "none"] if command == "compare" else []), cwd=tmp_path)
+    assert done.returncode == 2 and done.stdout == "", (done.returncode, done.stdout, done.stderr)
+    assert_one_line(done.stderr, command, f" with {ended}")
+    assert WHERE_SHOWN[where] in done.stderr
+
+
+def test_user_code_unguarded_exit_convert(tmp_path):
+    """convert builds the checkpoint's spec, user op included: its import ends the process."""
+    op = write_op(tmp_path, "import", "import os, posix\nif os.environ.get('LEAVE'): posix._exit(0)")
+    (tmp_path / "spec.toml").write_text(SPEC.format(op=op))
+    trained = _nnparity("train", "spec.toml", "--quiet", "--checkpoint", "run", cwd=tmp_path)
+    assert trained.returncode == 0, trained.stderr
+    env = {**os.environ, "PYTHONPATH": str(ROOT), "LEAVE": "1"}
+    done = subprocess.run([sys.executable, "-m", "nnparity", "convert", "run/checkpoint.npz", "run.pt"], cwd=tmp_path,
+                          env=env, capture_output=True, text=True, timeout=300)
+    assert done.returncode == 2 and not (tmp_path / "run.pt").exists(), done.stderr
+    assert_one_line(done.stderr, "convert", "ended the run with exit status 0 in the import of user_op_")

@@ -84,9 +84,11 @@ def test_interrupt_compare_ends_child(sig, tmp_path):
 
 
 def loaded(proc: subprocess.Popen, library: str) -> bool:
-    """Whether the process has mapped a shared library whose file name holds ``library``."""
+    """Whether the process, or the child it runs the command in (nnparity.forked), has mapped a
+    shared library whose file name holds ``library``."""
     try:
-        return any(library in Path(m.path).name for m in psutil.Process(proc.pid).memory_maps())
+        parent = psutil.Process(proc.pid)
+        return any(library in Path(m.path).name for p in (parent, *parent.children()) for m in p.memory_maps())
     except (psutil.NoSuchProcess, psutil.AccessDenied):
         return proc.poll() is not None  # it ended: stop waiting, the test sees how
 
@@ -147,3 +149,68 @@ def test_interrupt_handlers_load_before_numpy():
     script = "import sys\nimport nnparity.interrupts\nassert 'numpy' not in sys.modules, sorted(sys.modules)\n"
     done = subprocess.run([sys.executable, "-c", script], cwd=ROOT, capture_output=True, text=True, timeout=60)
     assert done.returncode == 0, done.stderr
+
+
+def child_of(proc: subprocess.Popen) -> psutil.Process:
+    """The child a command runs in (nnparity.forked), once it is there."""
+    parent = psutil.Process(proc.pid)
+    wait_for(lambda: parent.children())
+    return parent.children()[0]
+
+
+def test_interrupt_parent_killed_ends_child(tmp_path):
+    """SIGKILL to the command (it cannot pass that on): the kernel ends the child running it, no
+    orphan trains on."""
+    proc = start(tmp_path, "train", DIGITS, "--epochs", "100000", "--quiet")
+    child = child_of(proc)
+    wait_for(lambda: loaded(proc, "_multiarray_umath"))
+    proc.kill()
+    proc.communicate(timeout=60)
+    wait_for(lambda: not child.is_running() or child.status() == psutil.STATUS_ZOMBIE, timeout=30)
+
+
+IGNORING_OP = '''
+import signal, time
+import numpy as np
+signal.signal(signal.SIGTERM, signal.SIG_IGN)
+
+class Op:
+    def __init__(self, xp=np):
+        self.xp = xp
+
+    def forward(self, z):
+        time.sleep(0.2)
+        return z * 1.0
+
+    def backward(self, grad_out):
+        return grad_out * 1.0
+'''
+
+
+def test_interrupt_second_signal_ends_child_that_ignores(tmp_path):
+    """User code that ignores SIGTERM: the first is passed on and ignored, the second ends the
+    child; one line, 143."""
+    (tmp_path / "ignoring_op.py").write_text(IGNORING_OP)
+    (tmp_path / "spec.toml").write_text(
+        '[[layers]]\ninputs = 2\nunits = 1\nactivation = "ignoring_op:Op"\n[loss]\nname = "half_sse"\n'
+        '[data]\nname = "xor"\n[train]\nepochs = 100000\nbatch_size = 2\n')
+    proc = start(tmp_path, "train", "spec.toml", "--quiet")
+    child = child_of(proc)
+    wait_for(lambda: _ignores_sigterm(child) or proc.poll() is not None)
+    proc.send_signal(signal.SIGTERM)
+    time.sleep(0.5)
+    assert proc.poll() is None and child.is_running()   # ignored: the run goes on
+    code, out, err = stop(proc, signal.SIGTERM)
+    assert code == 143 and out == ""
+    assert_one_line(err, "train", signal.SIGTERM)
+    wait_for(lambda: not child.is_running() or child.status() == psutil.STATUS_ZOMBIE, timeout=30)
+
+
+def _ignores_sigterm(process: psutil.Process) -> bool:
+    """Whether the process ignores SIGTERM (SigIgn in /proc/PID/status)."""
+    try:
+        with open(f"/proc/{process.pid}/status") as f:
+            ignored = next(int(line.split()[1], 16) for line in f if line.startswith("SigIgn:"))
+    except (OSError, StopIteration):
+        return False
+    return bool(ignored & (1 << (signal.SIGTERM - 1)))

@@ -4,7 +4,8 @@ object); ending the process or raising is reported as bad input, one line, never
 
 ``sys.exit(N)`` (SystemExit) is caught; so is ``os._exit(N)``, by that name, while the user's code
 runs (or through a reference to it taken then). A process ended by other means (``posix._exit``,
-a signal sent to itself) cannot be seen from inside it and ends with the status it chose.
+a signal sent to itself) cannot be seen from inside it: a parent process that runs the command
+(nnparity.forked) reports it, naming the user code in progress from ``watched_by``'s buffer.
 """
 from __future__ import annotations
 
@@ -28,6 +29,25 @@ def _exit_refused(code):
     raise ProcessExit(code)
 
 
+_watch: list = []   # [a shared char buffer] where the user code in progress is named, for a watching parent
+
+
+def watched_by(buffer) -> None:
+    """From now on, name the user code in progress in ``buffer`` (a ctypes char array shared with
+    the parent process, which reads it if this process ends without a result)."""
+    _watch[:] = [buffer]
+
+
+def _name_in_progress(where: str) -> str:
+    """Write ``where`` into the watched buffer; return what it held."""
+    if not _watch:
+        return ""
+    buffer = _watch[0]
+    before = buffer.value.decode(errors="replace")
+    buffer.value = where.encode(errors="replace")[:len(buffer) - 1]
+    return before
+
+
 @contextlib.contextmanager
 def running(where: str, field: str = "", exceptions: bool = True):
     """The block runs the user's code at ``where`` (e.g. 'ops:Cube.forward'); ``field`` is the spec
@@ -35,6 +55,7 @@ def running(where: str, field: str = "", exceptions: bool = True):
     exception; with ``exceptions=False`` the caller words those."""
     real_exit = os._exit
     os._exit = _exit_refused
+    outer = _name_in_progress(where)
     try:
         with contextlib.redirect_stdout(sys.stderr):
             yield
@@ -48,6 +69,7 @@ def running(where: str, field: str = "", exceptions: bool = True):
         raise UserCodeError(field, f"user code raised {type(err).__name__} in {where}: {_first_line(err)}") from None
     finally:
         os._exit = real_exit
+        _name_in_progress(outer)
 
 
 def exit_message(err: SystemExit) -> str:

@@ -1,0 +1,133 @@
+"""A command run in a forked child process, so that user code cannot end it with a status of its own.
+
+A spec's user op runs inside check, train, compare and convert (its import, ``__init__``,
+``forward``, ...). scratch.user_code catches ``sys.exit`` and ``os._exit`` there, but
+``posix._exit``, a signal the process sends itself or a crash end a process before anything in it
+can answer. So the command line runs these commands in a forked child: the child does the whole
+command, sends its exit status through a pipe as its last act, and ends. The parent returns that
+status; a child that ended without sending one is reported in one line, exit 2, naming the user
+code that was running (scratch.user_code.watched_by), never passed through as the tool's verdict.
+
+Signals: SIGINT or SIGTERM sent to the parent (``kill PID``) is passed on to the child, which stops
+as every command does (one line, 130 or 143) and sends that status; a second one ends the child
+at once (SIGKILL) and the parent prints the line. The child is ended by the kernel if the parent
+dies (SIGKILL included), so no orphan trains on. Linux only (the parent-death signal); elsewhere
+the command runs in its own process.
+"""
+from __future__ import annotations
+
+import ctypes
+import mmap
+import os
+import signal
+import sys
+import traceback
+
+from nnparity import interrupts
+from scratch import user_code
+from scratch.signals import STOP_SIGNALS, Interrupted, handlers
+
+COMMANDS = ("check", "train", "compare", "convert")   # the commands that run a spec's user code
+PR_SET_PDEATHSIG = 1
+NAME_BYTES = 400
+
+
+def available() -> bool:
+    return sys.platform.startswith("linux") and hasattr(os, "fork")
+
+
+def exit_status(run, command: str) -> int:
+    """``run()`` (the command: its exit status) in a forked child; the status it sent back."""
+    in_progress = (ctypes.c_char * NAME_BYTES).from_buffer(mmap.mmap(-1, NAME_BYTES))   # shared, anonymous
+    receive, send = os.pipe()
+    for stream in (sys.stdout, sys.stderr):   # nothing buffered here is written twice
+        stream.flush()
+    parent = os.getpid()
+    blocked = signal.pthread_sigmask(signal.SIG_BLOCK, STOP_SIGNALS)   # none lands between fork and forwarding
+    try:
+        pid = os.fork()
+    except OSError:     # no process to spare (a process limit): the command runs here
+        signal.pthread_sigmask(signal.SIG_SETMASK, blocked)
+        return run()
+    if pid == 0:
+        os.close(receive)
+        _child(run, send, in_progress, parent, blocked)
+    os.close(send)
+    sent, wait_status, signals = _wait(pid, receive, blocked)
+    if sent is not None:
+        return sent
+    if signals:
+        print(interrupts.message(command, Interrupted(signals[0])), file=sys.stderr)
+        return interrupts.exit_code(Interrupted(signals[0]))
+    print(f"nnparity {command}: {_ended(wait_status, in_progress.value)}", file=sys.stderr)
+    return 2
+
+
+def _child(run, send: int, in_progress, parent: int, blocked) -> None:
+    """The command, then its status on the pipe; never returns."""
+    _die_with(parent)
+    user_code.watched_by(in_progress)
+    signal.pthread_sigmask(signal.SIG_SETMASK, blocked)
+    try:
+        status = run()
+    except BaseException:    # noqa: B036 — ours, a bug: shown as the interpreter would show it
+        traceback.print_exc()
+        status = 1
+    for stream in (sys.stdout, sys.stderr):
+        try:
+            stream.flush()
+        except (OSError, ValueError):   # a stdout already reported as unwritable
+            pass
+    os.write(send, f"{status}\n".encode())
+    os._exit(status)
+
+
+def _die_with(parent: int) -> None:
+    """Have the kernel end this process (SIGKILL) when its parent dies; end now if it already has."""
+    try:
+        ctypes.CDLL(None, use_errno=True).prctl(PR_SET_PDEATHSIG, signal.SIGKILL)
+    except (OSError, AttributeError):
+        pass
+    if os.getppid() != parent:
+        os._exit(1)
+
+
+def _wait(pid: int, receive: int, blocked) -> tuple[int | None, int, list[int]]:
+    """(the status the child sent, or None; its wait status; the stop signals the parent received
+    meanwhile, each passed on)."""
+    received: list[int] = []
+
+    def forward(signum, frame):
+        received.append(signum)
+        os.kill(pid, signum if len(received) == 1 else signal.SIGKILL)
+
+    with handlers(dict.fromkeys(STOP_SIGNALS, forward)):
+        signal.pthread_sigmask(signal.SIG_SETMASK, blocked)
+        sent = b""
+        while not sent.endswith(b"\n"):   # the status line, or the end of the pipe
+            chunk = os.read(receive, 64)
+            if not chunk:
+                break
+            sent += chunk
+        os.close(receive)
+        _, wait_status = os.waitpid(pid, 0)
+    text = sent.decode(errors="replace").strip()
+    return (int(text) if text.isdigit() else None), wait_status, received
+
+
+def _ended(wait_status: int, where: bytes) -> str:
+    code = os.waitstatus_to_exitcode(wait_status)
+    how = f"exit status {code}" if code >= 0 else f"signal {_signal_name(-code)}"
+    during = where.decode(errors="replace")
+    if during:
+        return (f"user code ended the run with {how} in {during}, before it had a result; user code does not "
+                f"decide the exit status")
+    return (f"the run ended with {how} before it had a result (posix._exit in user code, a signal or a crash); "
+            f"user code does not decide the exit status")
+
+
+def _signal_name(signum: int) -> str:
+    try:
+        return signal.Signals(signum).name
+    except ValueError:
+        return str(signum)
