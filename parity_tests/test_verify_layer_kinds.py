@@ -375,6 +375,15 @@ class AttentionBackwardUnmasked(Attention):
         return super().backward(grad_out, input_grad)
 
 
+class AttentionBackwardScaledByWidth(Attention):
+    """dQ and dK scaled by 1/√D, the whole width, where the forward's scores used 1/√(D/heads)."""
+
+    def backward(self, grad_out, input_grad=True):
+        shrink = 1 / np.sqrt(self.heads)
+        self.q, self.k = self.q * shrink, self.k * shrink
+        return super().backward(grad_out, input_grad)
+
+
 class LayerNormGammaWithoutXhat(LayerNorm):
     """dL/dγ = Σ dL/dz, the ⊙ x̂ dropped (dL/dβ's formula)."""
 
@@ -405,6 +414,7 @@ PLANTED_SEQUENCE = [  # layer path, slip, first tensor that disagrees, its part
     ("layers.2", AttentionOutBiasMean, "dL/dout_proj.bias", "attention"),
     ("layers.2", AttentionSoftmaxBackwardDiagonal, "dL/din_proj_weight", "attention"),
     ("layers.3.self_attn", AttentionBackwardUnmasked, "dL/din_proj_weight", "attention"),
+    ("layers.2", AttentionBackwardScaledByWidth, "dL/din_proj_weight", "attention"),
     ("layers.3.self_attn", AttentionOutBiasMean, "dL/dout_proj.bias", "attention"),
     ("layers.3.norm2", LayerNormGammaWithoutXhat, "dL/dW", "layernorm"),
     ("layers.3.norm1", LayerNormGammaWithoutXhat, "dL/dW", "layernorm"),
@@ -436,16 +446,16 @@ def test_verify_layer_kinds_attention_slip_is_named(path, slip, tensor, part):
 
 
 def test_verify_layer_kinds_attention_slip_names_its_projection_blocks():
-    """A wrong softmax backward reaches dQ and dK (through dS) but not dV = Pᵀ dC: the message says so;
-    a mask dropped from the backward reaches all three."""
+    """A wrong softmax backward, or the scores' scale taken over the whole width, reaches dQ and dK but
+    not dV = Pᵀ dC: the message says so; a mask dropped from the backward reaches all three."""
     spec = _spec("tiny_gpt")
     messages = []
-    for slip in (AttentionSoftmaxBackwardDiagonal, AttentionBackwardUnmasked):
+    for slip in (AttentionSoftmaxBackwardDiagonal, AttentionBackwardScaledByWidth, AttentionBackwardUnmasked):
         net = Network.from_spec(spec)
         net.layers[2].__class__ = slip
         messages.append(first_wrong_layer(spec, net=net, batch=3).first_wrong["message"])
-    assert "Q and K disagree, V agrees" in messages[0], messages[0]
-    assert "Q, K and V disagree" in messages[1], messages[1]
+    assert all("Q and K disagree, V agrees" in message for message in messages[:2]), messages
+    assert "Q, K and V disagree" in messages[2], messages[2]
 
 
 @pytest.mark.parametrize("mode", ["train", "eval"])
@@ -469,6 +479,11 @@ def test_verify_layer_kinds_attention_network_passes(causal, mode):
             assert ".".join(filter(None, (f"layers.{i}", head, last))) in names, (name, sorted(names))
     for joined in ("layers.3.dL/dh", "layers.3.dL/d(input)", "layers.3.linear1.dL/dz"):
         assert joined in names
+
+
+def test_verify_layer_kinds_attention_float32_uses_float32_tolerance():
+    report = first_wrong_layer(_spec("tiny_gpt").replace(dtype="float32"), batch=3)
+    assert report.ok and report.tol == 1e-5, report.format()
 
 
 @pytest.mark.parametrize("change", [{"causal": False}, {"heads": 1}])

@@ -3,7 +3,8 @@
 Scratch keeps W_in as (D, 3D) and b_in as (3D,), their last axis the Q, K and V blocks in turn (torch's
 in_proj_weight transposed: the comparison's layout). Backward per head: dV = Pᵀ dC; dS = P ⊙ (dP −
 rowsum(dP ⊙ P)), dP = dC Vᵀ; dQ = dS K / √d, dK = dSᵀ Q / √d; dC = G W_outᵀ. So Q and K wrong with V
-right puts the slip in the softmax's backward or the scores'; all three wrong, in P or dC.
+right puts the slip in the softmax's backward or the scores' (their scale 1/√d, d = D/heads); all
+three wrong, in P or dC.
 """
 from __future__ import annotations
 
@@ -26,8 +27,8 @@ def in_projection_blocks(got, expected, tol: float, measure) -> str:
     if right:
         tail += f", {_listed(right)} {'agrees' if len(right) == 1 else 'agree'}"
     if wrong == ["Q", "K"]:
-        tail += (" (dQ and dK come through the softmax's backward dS = P ⊙ (dP − rowsum(dP ⊙ P)); "
-                 "dV = Pᵀ dC does not)")
+        tail += (" (dQ = dS K/√d and dK = dSᵀ Q/√d come through the softmax's backward dS = P ⊙ (dP − "
+                 "rowsum(dP ⊙ P)) and the scale, d = D/heads; dV = Pᵀ dC through neither)")
     elif not right:
         tail += (" (all three come from P and dC = G W_outᵀ: the probabilities the backward uses — its mask, "
                  "its heads — or dC)")
