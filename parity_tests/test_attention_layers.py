@@ -148,7 +148,7 @@ def test_attention_layers_probabilities_are_torchs_weights(heads, causal, dtype)
 
 @pytest.mark.parametrize("causal", [False, True])
 def test_attention_layers_transformer_is_the_pre_norm_composition(causal):
-    """torch's nn.TransformerEncoderLayer(norm_first=True, activation="gelu", dropout=0), the twin,
+    """torch's nn.TransformerEncoderLayer(norm_first=True, activation=nn.GELU(), dropout=0), the twin,
     computes x + A(LN1(x)), then h + W2 GELU(W1 LN2(h)): the same block composed by hand from
     torch's nn.LayerNorm, nn.MultiheadAttention, nn.Linear and nn.GELU sharing its modules gives
     its output and every gradient."""

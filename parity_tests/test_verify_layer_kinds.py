@@ -1,16 +1,22 @@
-"""`nnparity verify --spec` over every layer kind: a correct image network agrees tensor by tensor in
-train and eval mode, and a planted slip in a convolution, pooling, normalization, dropout or
-residual block's backward is named — the layer's path, its kind and the tensor that first disagrees."""
+"""`nnparity verify --spec` over every layer kind: a correct image, recurrent or attention network
+agrees tensor by tensor in train and eval mode, and a planted slip in a convolution, pooling,
+normalization, dropout, residual block, recurrent layer, attention or transformer block's backward is
+named — the layer's path, its kind and the tensor that first disagrees."""
 from __future__ import annotations
 
+import functools
 import json
 from pathlib import Path
+from types import SimpleNamespace
 
 import numpy as np
 import pytest
 
 from nnparity.cli import main
 from nnparity.verify.autograd.layerwise import first_wrong_layer
+from scratch import attention
+from scratch.activations import GELU
+from scratch.attention import Attention, row_softmax
 from scratch.conv import Conv2d
 from scratch.dropout import Dropout
 from scratch.embedding import Embedding
@@ -20,6 +26,8 @@ from scratch.pooling import AvgPool2d, GlobalAvgPool, MaxPool2d
 from scratch.recurrent import GRU, LSTM
 from scratch.residual import Residual
 from scratch.spec import load_spec, parse_spec
+from scratch.transformer import TransformerBlock
+from torch_ref.model import build
 
 REPO = Path(__file__).resolve().parents[1]
 
@@ -35,18 +43,32 @@ MIXED = {"seed": 3, "input_shape": [2, 6, 6], "layers": [
     {"units": 3}], "loss": {"name": "softmax_cce"}}
 
 
-def _spec(name: str):
+# a tiny GPT: token and positional embeddings, an attention layer and a pre-norm transformer block
+# (2 heads each), a final layernorm and the logits at every step
+TINY_GPT = {"seed": 1, "input_shape": [5], "layers": [
+    {"kind": "embedding", "vocab": 7, "dim": 8},
+    {"kind": "positional_embedding", "max_len": 5},
+    {"kind": "attention", "heads": 2, "causal": True},
+    {"kind": "transformer", "heads": 2, "causal": True, "mlp_units": 12},
+    {"kind": "layernorm", "dims": 1},
+    {"units": 7}], "loss": {"name": "token_cce"}}
+
+
+def _spec(name: str, causal: bool = True):
+    if name == "tiny_gpt":
+        return parse_spec({**TINY_GPT, "layers": [{**layer, "causal": causal} if "heads" in layer else layer
+                                                  for layer in TINY_GPT["layers"]]})
     return parse_spec(MIXED) if name == "mixed" else load_spec(REPO / "specs" / f"{name}.toml")
 
 
 def _layer(net: Network, path: str):
-    """The scratch layer at ``layers.<i>[.body.<j> | .projection]``."""
+    """The scratch layer at ``layers.<i>[.body.<j> | .projection | .<a transformer block's part>]``."""
     parts = path.split(".")
     layer = net.layers[int(parts[1])]
     if len(parts) == 4:
         layer = layer.body[int(parts[3])]
     elif len(parts) == 3:
-        layer = layer.projection
+        layer = getattr(layer, parts[2])
     return layer
 
 
@@ -316,7 +338,217 @@ def test_verify_layer_kinds_sequence_slip_is_named(spec_name, path, slip, tensor
     assert wrong is not None and (wrong["path"], wrong["part"], wrong["tensor"]) == (path, part, f"{path}.{tensor}")
 
 
-def test_verify_layer_kinds_attention_is_refused_naming_the_layer(capsys):
-    assert main(["verify", "--spec", str(REPO / "specs" / "tiny_gpt.toml")]) == 2
-    err = capsys.readouterr().err.strip()
-    assert len(err.splitlines()) == 1 and "layers[2].kind" in err and "nnparity check SPEC" in err
+# ------------------------------------------------------------------------ attention and transformer
+
+
+class AttentionOutBiasMean(Attention):
+    """dL/db_out averaged over the N·T rows instead of summed."""
+
+    def backward(self, grad_out, input_grad=True):
+        grad = super().backward(grad_out, input_grad)
+        self.grad_out_proj_bias /= grad_out.shape[0] * grad_out.shape[1]
+        return grad
+
+
+ROW_SOFTMAX_BACKWARD = attention.row_softmax_backward
+
+
+class AttentionSoftmaxBackwardDiagonal(Attention):
+    """dS = P ⊙ dP: the softmax's backward without its − rowsum(dP ⊙ P) term (scratch's own
+    row_softmax_backward replaced while this backward runs)."""
+
+    def backward(self, grad_out, input_grad=True):
+        attention.row_softmax_backward = lambda grad_p, p: p * grad_p
+        try:
+            return super().backward(grad_out, input_grad)
+        finally:
+            attention.row_softmax_backward = ROW_SOFTMAX_BACKWARD
+
+
+class AttentionBackwardUnmasked(Attention):
+    """The backward differentiates the softmax without the causal mask: P recomputed from the scores
+    with every step allowed (the forward masked)."""
+
+    def backward(self, grad_out, input_grad=True):
+        scores = self.q @ self.k.transpose(0, 1, 3, 2) / np.sqrt(self.q.shape[-1])
+        self.p = row_softmax(scores, None)
+        return super().backward(grad_out, input_grad)
+
+
+class AttentionBackwardScaledByWidth(Attention):
+    """dQ and dK scaled by 1/√D, the whole width, where the forward's scores used 1/√(D/heads)."""
+
+    def backward(self, grad_out, input_grad=True):
+        shrink = 1 / np.sqrt(self.heads)
+        self.q, self.k = self.q * shrink, self.k * shrink
+        return super().backward(grad_out, input_grad)
+
+
+class LayerNormGammaWithoutXhat(LayerNorm):
+    """dL/dγ = Σ dL/dz, the ⊙ x̂ dropped (dL/dβ's formula)."""
+
+    def backward(self, grad_out, input_grad=True):
+        grad = super().backward(grad_out, input_grad)
+        self.grad_weight[...] = grad_out.reshape(-1, grad_out.shape[-1]).sum(axis=0)
+        return grad
+
+
+class GELUWithoutDensity(GELU):
+    """da/dz = Φ(z): the z·φ(z) term dropped."""
+
+    def backward(self, grad_out):
+        return grad_out * self.cdf
+
+
+class TransformerMLPSkipDropped(TransformerBlock):
+    """dL/dh = the MLP's dL/d(input) alone: the skip's dL/dz not added back."""
+
+    def backward(self, grad_out, input_grad=True):
+        n, steps, width = self.shape
+        grad_rows = self.linear1.backward(self.gelu.backward(self.linear2.backward(grad_out.reshape(n * steps, width))))
+        grad_h = self.norm2.backward(grad_rows.reshape(n, steps, width))
+        return grad_h + self.norm1.backward(self.self_attn.backward(grad_h))
+
+
+PLANTED_SEQUENCE = [  # layer path, slip, first tensor that disagrees, its part
+    ("layers.2", AttentionOutBiasMean, "dL/dout_proj.bias", "attention"),
+    ("layers.2", AttentionSoftmaxBackwardDiagonal, "dL/din_proj_weight", "attention"),
+    ("layers.3.self_attn", AttentionBackwardUnmasked, "dL/din_proj_weight", "attention"),
+    ("layers.2", AttentionBackwardScaledByWidth, "dL/din_proj_weight", "attention"),
+    ("layers.3.self_attn", AttentionOutBiasMean, "dL/dout_proj.bias", "attention"),
+    ("layers.3.norm2", LayerNormGammaWithoutXhat, "dL/dW", "layernorm"),
+    ("layers.3.norm1", LayerNormGammaWithoutXhat, "dL/dW", "layernorm"),
+    ("layers.3.gelu", GELUWithoutDensity, "dL/dz", "activation"),
+    ("layers.3", TransformerMLPSkipDropped, "dL/dh", "transformer"),
+]
+
+
+def _op_path(path: str) -> str:
+    """The op a slip is named by: a transformer block's GELU is its linear1's activation."""
+    return path.replace(".gelu", ".linear1")
+
+
+@pytest.mark.parametrize("path, slip, tensor, part", PLANTED_SEQUENCE,
+                         ids=[f"{c[1].__name__}-{c[0]}" for c in PLANTED_SEQUENCE])
+def test_verify_layer_kinds_attention_slip_is_named(path, slip, tensor, part):
+    """The slip's layer and tensor are the first disagreement, every tensor above it agrees."""
+    spec = _spec("tiny_gpt")
+    net = Network.from_spec(spec)
+    _layer(net, path).__class__ = slip
+    report = first_wrong_layer(spec, net=net, batch=3)
+    wrong, path = report.first_wrong, _op_path(path)
+    assert wrong is not None, report.format()
+    assert (wrong["path"], wrong["part"], wrong["tensor"]) == (path, part, f"{path}.{tensor}"), report.format()
+    assert wrong["layer"] == int(path.split(".")[1]) and wrong["message"].startswith(f"{path} (")
+    first = next(i for i, row in enumerate(report.rows) if not row.ok)
+    assert report.rows[first].name == f"{path}.{tensor}" and all(row.ok for row in report.rows[:first])
+    assert all(row.ok for row in report.forward) and attention.row_softmax_backward is ROW_SOFTMAX_BACKWARD
+
+
+def test_verify_layer_kinds_attention_slip_names_its_projection_blocks():
+    """A wrong softmax backward, or the scores' scale taken over the whole width, reaches dQ and dK but
+    not dV = Pᵀ dC: the message says so; a mask dropped from the backward reaches all three."""
+    spec = _spec("tiny_gpt")
+    messages = []
+    for slip in (AttentionSoftmaxBackwardDiagonal, AttentionBackwardScaledByWidth, AttentionBackwardUnmasked):
+        net = Network.from_spec(spec)
+        net.layers[2].__class__ = slip
+        messages.append(first_wrong_layer(spec, net=net, batch=3).first_wrong["message"])
+    assert all("Q and K disagree, V agrees" in message for message in messages[:2]), messages
+    assert "Q, K and V disagree" in messages[2], messages[2]
+
+
+@pytest.mark.parametrize("mode", ["train", "eval"])
+@pytest.mark.parametrize("causal", [True, False])
+def test_verify_layer_kinds_attention_network_passes(causal, mode):
+    """Every parameter of the attention layer and of the transformer block (its layernorms, attention
+    and MLP, opened layer by layer) has its own row, and every row agrees with torch."""
+    spec = _spec("tiny_gpt", causal)
+    report = first_wrong_layer(spec, batch=3, mode=mode)
+    assert report.ok, report.format()
+    names = {row.name for row in report.rows}
+    labels = {"weight": "dL/dW", "bias": "dL/db"}
+    for i, module in enumerate(build(spec).linears):
+        for name, _ in module.named_parameters():
+            head, _, last = name.rpartition(".")
+            if head.startswith(("self_attn", "linear", "norm")):     # the transformer block's layers
+                head, last = head.partition(".")[0], name.partition(".")[2]
+                last = labels.get(last, f"dL/d{last}")
+            else:
+                head, last = "", labels.get(name, f"dL/d{name}")
+            assert ".".join(filter(None, (f"layers.{i}", head, last))) in names, (name, sorted(names))
+    for joined in ("layers.3.dL/dh", "layers.3.dL/d(input)", "layers.3.linear1.dL/dz"):
+        assert joined in names
+
+
+def test_verify_layer_kinds_attention_float32_uses_float32_tolerance():
+    report = first_wrong_layer(_spec("tiny_gpt").replace(dtype="float32"), batch=3)
+    assert report.ok and report.tol == 1e-5, report.format()
+
+
+@pytest.mark.parametrize("change", [{"causal": False}, {"heads": 1}])
+def test_verify_layer_kinds_attention_mask_and_heads_are_compared(change):
+    """A scratch attention without the spec's causal mask, or with another head count, computes
+    another function: the forward differs at that layer, and no gradient is called a pass."""
+    spec = _spec("tiny_gpt")
+    net = Network.from_spec(spec)
+    for name, value in change.items():
+        setattr(net.layers[3].self_attn, name, value)
+    report = first_wrong_layer(spec, net=net, batch=3)
+    wrong = report.first_wrong
+    assert wrong is not None and (wrong["part"], wrong["tensor"]) == ("forward", "layers.3.self_attn.z")
+    assert report.rows == [] and "FAIL: the forward already differs at layers.3.self_attn.z" in report.format()
+
+
+def test_verify_layer_kinds_cli_on_the_tiny_gpt(capsys, tmp_path):
+    """The README's command: the shipped tiny GPT (two causal transformer blocks) passes, exit 0; a
+    planted activation on a block is named, exit 1."""
+    spec = REPO / "specs" / "tiny_gpt.toml"
+    assert main(["verify", "--spec", str(spec)]) == 0
+    out = capsys.readouterr().out
+    assert "layers.2.self_attn.dL/din_proj_weight" in out and "layers.3.norm1.dL/dW" in out
+    assert out.splitlines()[-1] == "PASS: every layer's gradient agrees with torch"
+    path = tmp_path / "gpt.json"
+    layers = [{**layer, "activation": "planted_ops:TanhDouble"} if layer.get("kind") == "transformer" else layer
+              for layer in TINY_GPT["layers"]]
+    path.write_text(json.dumps({**TINY_GPT, "layers": layers}))
+    assert main(["verify", "--spec", str(path), "--json"]) == 1
+    wrong = json.loads(capsys.readouterr().out)["first_wrong"]
+    assert (wrong["path"], wrong["part"], wrong["tensor"]) == ("layers.3", "activation", "layers.3.dL/dz")
+
+
+def test_verify_layer_kinds_transformer_in_a_residual_body_is_opened():
+    """A block inside a residual block's body is opened too: a slip in its MLP's layernorm is named by
+    its whole path."""
+    spec = parse_spec({"seed": 2, "input_shape": [4, 6], "layers": [
+        {"kind": "residual", "body": [{"kind": "transformer", "heads": 3, "mlp_units": 5}]},
+        {"kind": "seq_mean"}, {"units": 2}], "loss": {"name": "mse"}})
+    report = first_wrong_layer(spec, batch=3)
+    assert report.ok and "layers.0.body.0.self_attn.dL/din_proj_weight" in {row.name for row in report.rows}
+    net = Network.from_spec(spec)
+    net.layers[0].body[0].norm2.__class__ = LayerNormGammaWithoutXhat
+    wrong = first_wrong_layer(spec, net=net, batch=3).first_wrong
+    assert (wrong["path"], wrong["tensor"]) == ("layers.0.body.0.norm2", "layers.0.body.0.norm2.dL/dW")
+
+
+class TransformerNorm1Unrecorded(TransformerBlock):
+    """Its attention's layernorm run through the class's method, past the instance the check records:
+    the same numbers, but nothing of that layer is seen."""
+
+    def forward(self, x):
+        norm1 = self.norm1
+        self.norm1 = SimpleNamespace(forward=functools.partial(LayerNorm.forward, norm1))
+        try:
+            return super().forward(x)
+        finally:
+            self.norm1 = norm1
+
+
+def test_verify_layer_kinds_a_layer_never_seen_is_not_a_pass():
+    spec = _spec("tiny_gpt")
+    net = Network.from_spec(spec)
+    net.layers[3].__class__ = TransformerNorm1Unrecorded
+    report = first_wrong_layer(spec, net=net, batch=3)
+    wrong = report.first_wrong
+    assert not report.ok and (wrong["part"], wrong["tensor"]) == ("forward", "layers.3.norm1.z")
+    assert "the scratch network's forward never ran it" in wrong["message"] and report.rows == []

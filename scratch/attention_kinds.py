@@ -85,7 +85,7 @@ class AttentionSpec:
 class TransformerSpec:
     """A pre-norm transformer block over a [T, D] sequence: h = x + attention(LN1(x)); then
     z = h + W2 GELU(W1 LN2(h)), W1 of D -> mlp_units, W2 back to D (torch's
-    nn.TransformerEncoderLayer(D, heads, mlp_units, dropout=0, activation="gelu", batch_first=True,
+    nn.TransformerEncoderLayer(D, heads, mlp_units, dropout=0, activation=nn.GELU(), batch_first=True,
     norm_first=True)); then the activation."""
 
     kind: ClassVar[str] = "transformer"

@@ -19,7 +19,7 @@ class TransformerBlock:
     Backward, G = dL/dz: the MLP's backward (Dense, GELU, Dense, LayerNorm) from G gives its
     parameters' gradients and J_mlpᵀ G; dL/dh = G + J_mlpᵀ G (the skip); likewise
     dL/dx = dL/dh + J_{A∘LN1}ᵀ dL/dh through the attention and LN1.
-    Torch twin: nn.TransformerEncoderLayer(D, heads, mlp_units, dropout=0, activation="gelu",
+    Torch twin: nn.TransformerEncoderLayer(D, heads, mlp_units, dropout=0, activation=nn.GELU(),
     layer_norm_eps=eps, batch_first=True, norm_first=True) called with torch's causal mask when
     causal (torch_ref.model.TransformerBlock).
     """

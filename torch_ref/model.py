@@ -283,12 +283,13 @@ class SelfAttention(nn.MultiheadAttention):
 
 
 class TransformerBlock(nn.TransformerEncoderLayer):
-    """nn.TransformerEncoderLayer(D, heads, mlp_units, dropout=0, activation="gelu", layer_norm_eps,
+    """nn.TransformerEncoderLayer(D, heads, mlp_units, dropout=0, activation=nn.GELU(), layer_norm_eps,
     batch_first=True, norm_first=True): x + self_attn(norm1(x)), then h + linear2(gelu(linear1(norm2(h)))),
-    with torch's causal mask when causal."""
+    with torch's causal mask when causal. The GELU is the module (torch's exact GELU, as activation="gelu"
+    gives it), so that hooks reach it like the block's other layers."""
 
     def __init__(self, layer, in_shape, dtype):
-        super().__init__(in_shape[1], layer.heads, layer.hidden(in_shape), dropout=0.0, activation="gelu",
+        super().__init__(in_shape[1], layer.heads, layer.hidden(in_shape), dropout=0.0, activation=nn.GELU(),
                          layer_norm_eps=layer.eps, batch_first=True, norm_first=True, dtype=dtype)
         self.causal = layer.causal
 

@@ -7,9 +7,9 @@ it while everything above still agrees. Comparing in backprop order —
     gradient of layer i, dL/d(input of layer i)
 
 — the first disagreement names the culprit: the loss, activation i, or layer i's backward. A
-residual block is opened: its body's layers from the last to the first, then its projection, each
-as above, and last the block's dL/d(input) = the body's + the skip's (its join). Every layer kind
-is compared this way (dense, conv2d, pooling, flatten, normalization, dropout, residual).
+block is opened: a residual block's body layers and projection, a transformer block's layernorms,
+attention and MLP, each as above, and its joins where a skip's gradient is added back (ops.py). Every
+layer kind is compared this way.
 
 The scratch side runs the network's own forward and backward (a spec's custom activation by import
 path, or a Network whose layers or ops the caller replaced, e.g. a user subclass of a scratch
@@ -31,6 +31,9 @@ from dataclasses import asdict, dataclass, field
 import numpy as np
 import torch
 
+from nnparity.verify.autograd.attention_blocks import in_projection_blocks
+from nnparity.verify.autograd.ops import (Entry, Op, backward_order, forward_order, join_message, network_ops,
+                                          parameter_names, tensor_name, walk)
 from nnparity.verify.child import isolated
 from nnparity.verify.diagnosis import GroupData, compare
 from nnparity.verify.errors import OpError
@@ -107,55 +110,6 @@ class LayerwiseReport:
         return "\n".join(lines)
 
 
-# ------------------------------------------------------------------------------ the network's ops
-
-
-@dataclass
-class Op:
-    """One layer of the network (a top-level layer, a block's body layer or its projection), its
-    activation, and where it sits."""
-
-    path: str                 # layers.3, layers.3.body.1, layers.3.projection
-    top: int                  # the top-level layer it belongs to
-    kind: str
-    where: str                # how the messages name it
-    activation: str | None    # spec name; None: a projection (no activation)
-    layer: object             # the scratch layer
-    scratch_act: object       # its scratch activation (None for a projection)
-    module: object            # the torch module
-    torch_act: object
-    inner: list = field(default_factory=list)    # a residual block's body ops, then its projection
-
-
-def _ops(spec: Spec, net: Network, model) -> list[Op]:
-    """The network's ops, top-level layers in order, each residual block holding its inner ops."""
-    n = len(spec.layers)
-    ops = []
-    for i, (layer_spec, layer, act, module, torch_act) in enumerate(
-            zip(spec.layers, net.layers, net.activations, model.linears, model.activations)):
-        where = f"layers.{i} (layer {i + 1} of {n})"
-        op = Op(f"layers.{i}", i, layer_spec.kind, where, layer_spec.activation, layer, act, module, torch_act)
-        if layer_spec.kind == "residual" and hasattr(layer, "body"):
-            m = len(layer_spec.body)
-            for j, inner in enumerate(layer_spec.body):
-                op.inner.append(Op(f"layers.{i}.body.{j}", i, inner.kind,
-                                   f"layers.{i}.body.{j} (body layer {j + 1} of {m} of the residual block {where})",
-                                   inner.activation, layer.body[j], layer.activations[j], module.body[j],
-                                   module.activations[j]))
-            if layer_spec.projection:
-                op.inner.append(Op(f"layers.{i}.projection", i, "projection",
-                                   f"layers.{i}.projection (the skip's projection of the residual block {where})",
-                                   None, layer.projection, None, module.projection, None))
-        ops.append(op)
-    return ops
-
-
-def _walk(ops: list[Op]):
-    for op in ops:
-        yield op
-        yield from _walk(op.inner)
-
-
 # ------------------------------------------------------------------------------- recording passes
 
 
@@ -203,7 +157,7 @@ def _recording(ops: list[Op]):
         patched.append((obj, had, forward, backward))
 
     try:
-        for op in _walk(ops):
+        for op in walk(ops):
             wrap(op.layer, (op.path, "layer"))
             if op.scratch_act is not None:
                 wrap(op.scratch_act, (op.path, "act"))
@@ -225,7 +179,7 @@ def _scratch_pass(net: Network, ops: list[Op], loss, x, y) -> tuple[dict, dict]:
         grad_output = _host(loss.backward())
         net.backward(grad_output)
     outputs, grads = {}, {"output": grad_output}
-    for op in _walk(ops):
+    for op in walk(ops):
         outputs[f"{op.path}.z"] = seen["forward"].get((op.path, "layer"))
         grads[f"{op.path}.input"] = seen["grad_in"].get((op.path, "layer"))
         grads[f"{op.path}.z"] = seen["grad_out"].get((op.path, "layer"))
@@ -234,10 +188,18 @@ def _scratch_pass(net: Network, ops: list[Op], loss, x, y) -> tuple[dict, dict]:
             grads[f"{op.path}.a"] = seen["grad_out"].get((op.path, "act"))
             grads[f"{op.path}.z"] = seen["grad_in"].get((op.path, "act"))
         if not op.inner:
-            names = [name for name, _ in op.module.named_parameters()]
-            for name, value in layer_gradients(op.layer, names).items():
+            for name, value in _layer_gradients(op.layer, parameter_names(op)).items():
                 grads[f"{op.path}.{name}"] = _host(value)
     return outputs, grads
+
+
+def _layer_gradients(layer, names) -> dict:
+    """name -> the gradient the layer's last backward left, under its torch module's name (a layer
+    holding them under names of its own maps them: an attention's out_proj.weight)."""
+    if callable(getattr(layer, "named_arrays", None)) and not callable(getattr(layer, "gradients", None)):
+        held = layer.named_arrays("grad_")
+        return {name: held.get(name) for name in names}
+    return layer_gradients(layer, names)
 
 
 def _torch_pass(model, ops: list[Op], loss_fn, x, y, dtype) -> tuple[dict, dict]:
@@ -258,15 +220,16 @@ def _torch_pass(model, ops: list[Op], loss_fn, x, y, dtype) -> tuple[dict, dict]
         def before(_, args):
             alias = retain(args[0].view_as(args[0]))
             inputs[key] = alias
-            return (alias, *args[1:])
+            # self-attention's query, key and value are one tensor: all three become the view
+            return tuple(alias if arg is args[0] else arg for arg in args)
 
         def after(_, args, out):
-            outputs[key] = retain(out)
+            outputs[key] = retain(out[0] if isinstance(out, tuple) else out)   # attention's (output, weights)
         handles.append(module.register_forward_pre_hook(before))
         handles.append(module.register_forward_hook(after))
 
     try:
-        for op in _walk(ops):
+        for op in walk(ops):
             hook(op.module, (op.path, "layer"))
             if op.torch_act is not None:
                 hook(op.torch_act, (op.path, "act"))
@@ -277,26 +240,43 @@ def _torch_pass(model, ops: list[Op], loss_fn, x, y, dtype) -> tuple[dict, dict]
         for handle in handles:
             handle.remove()
 
-    def grad(t):
-        return np.zeros(tuple(t.shape)) if t.grad is None else t.grad.detach().numpy().copy()
+    def grad(t):   # None: the module never ran (nothing to compare: an infinite error)
+        return None if t is None else np.zeros(tuple(t.shape)) if t.grad is None else t.grad.detach().numpy().copy()
+
+    def value(t):
+        return None if t is None else t.detach().numpy().copy()
 
     last = ops[-1]
-    grads = {"output": grad(outputs[(last.path, "act")])}
+    grads = {"output": grad(outputs.get((last.path, "act")))}
     forward = {}
-    for op in _walk(ops):
-        forward[f"{op.path}.z"] = outputs[(op.path, "layer")].detach().numpy().copy()
-        grads[f"{op.path}.input"] = grad(inputs[(op.path, "layer")])
-        grads[f"{op.path}.z"] = grad(outputs[(op.path, "layer")])
+    for op in walk(ops):
+        forward[f"{op.path}.z"] = value(outputs.get((op.path, "layer")))
+        grads[f"{op.path}.input"] = grad(inputs.get((op.path, "layer")))
+        grads[f"{op.path}.z"] = grad(outputs.get((op.path, "layer")))
         if op.torch_act is not None:
-            forward[f"{op.path}.a"] = outputs[(op.path, "act")].detach().numpy().copy()
-            grads[f"{op.path}.a"] = grad(outputs[(op.path, "act")])
-            grads[f"{op.path}.z"] = grad(inputs[(op.path, "act")])
+            forward[f"{op.path}.a"] = value(outputs.get((op.path, "act")))
+            grads[f"{op.path}.a"] = grad(outputs.get((op.path, "act")))
+            grads[f"{op.path}.z"] = grad(inputs.get((op.path, "act")))
         if not op.inner:
             for name, tensor in op.module.named_parameters():
                 full = f"{op.path}.{name}"
                 grads[full] = (np.zeros(tuple(tensor.shape)) if tensor.grad is None else
                                tensor_to_scratch(full, tensor.grad, model.transposed))
     return forward, grads
+
+
+def _as_torch_rows(ops: list[Op], scratch: tuple, torch_side: tuple) -> None:
+    """An op scratch runs on (N·T, features) rows has its recorded tensors put in torch's (N, T,
+    features) shape: the same numbers, in the same order."""
+    for op in walk(ops):
+        if not op.rows:
+            continue
+        for ours, theirs in zip(scratch, torch_side):
+            for key in (f"{op.path}.{name}" for name in ("z", "a", "input")):
+                got, expected = ours.get(key), theirs.get(key)
+                if got is not None and expected is not None and expected.ndim == 3 and \
+                        got.shape == (expected.shape[0] * expected.shape[1], expected.shape[2]):
+                    ours[key] = got.reshape(expected.shape)
 
 
 def _shape_safe_rel(got, expected, scale: float = 0.0, dtype: str = "float64") -> float:
@@ -308,18 +288,7 @@ def _shape_safe_rel(got, expected, scale: float = 0.0, dtype: str = "float64") -
     return rel_error(got, expected, scale, dtype) if got.shape == expected.shape else float("inf")
 
 
-TENSOR = {"z": "dL/dz", "weight": "dL/dW", "bias": "dL/db", "input": "dL/d(input)"}
-
-
-def _tensor(key: str) -> str:
-    return TENSOR.get(key, f"dL/d{key}")
-
-
 # ---------------------------------------------------------------------------------- the comparison
-
-
-# Blocks whose inner tensors are not recorded op by op (check compares them whole).
-UNCOMPARED_KINDS = ("attention", "transformer")
 
 
 def first_wrong_layer(spec: Spec, net: Network | None = None, x=None, y=None, batch: int | None = None,
@@ -335,11 +304,6 @@ def first_wrong_layer(spec: Spec, net: Network | None = None, x=None, y=None, ba
     """
     if mode not in MODES:
         raise SpecError("--mode", f"unknown {mode!r}; expected one of {', '.join(MODES)}")
-    for i, layer in enumerate(spec.layers):
-        if layer.kind in UNCOMPARED_KINDS:
-            raise SpecError(f"layers[{i}].kind", f"verify --spec compares every kind but {' and '.join(UNCOMPARED_KINDS)} "
-                                                 f"layer by layer; this one is {layer.kind}: nnparity check SPEC "
-                                                 f"compares each of its tensors")
     net = Network.from_spec(spec) if net is None else net
     x, y = validated_batch(spec, batch, x, y)
     if mode == "train":
@@ -351,7 +315,7 @@ def first_wrong_layer(spec: Spec, net: Network | None = None, x=None, y=None, ba
     dtype = np.dtype(spec.dtype)
     x = np.asarray(x) if spec.vocab is not None else np.asarray(x, dtype=dtype)    # token ids stay integers
     y = np.asarray(y) if np.asarray(y).dtype.kind in "iu" else np.asarray(y, dtype=dtype)
-    ops = _ops(spec, net, model)
+    ops = network_ops(spec, net, model)
     was_training = net.training
     net.train(mode == "train")
     try:
@@ -364,95 +328,86 @@ def first_wrong_layer(spec: Spec, net: Network | None = None, x=None, y=None, ba
         if buffers:
             net.load_buffers(buffers)
     t_out, t_g = _torch_pass(model, ops, torch_loss(spec), x, y, TORCH_DTYPES[spec.dtype])
+    _as_torch_rows(ops, (s_out, s_g), (t_out, t_g))
     report = LayerwiseReport(activations=[layer.activation for layer in spec.layers], loss=spec.loss.name,
                              dtype=spec.dtype, tol=tol, kinds=[layer.kind for layer in spec.layers], mode=mode)
     report.findings = sorted({f"{w.category.__name__} in the scratch network: {w.message}" for w in caught})
-    for label, op in _forward_order(ops):
+    for label, op in forward_order(ops):
         err = _shape_safe_rel(s_out[label], t_out[label])
         report.forward.append(Row(label, op.top, "forward", err, err <= tol))
     bad = next((r for r in report.forward if not r.ok), None)
     if bad is not None:
-        report.first_wrong = _forward_culprit(bad, ops, len(spec.layers))
+        report.first_wrong = _forward_culprit(bad, ops, s_out[bad.name] is None, t_out[bad.name] is None)
         return report
     scale = gradient_scale(value for value in t_g.values() if value is not None)
-    row = functools.partial(_row, s_g=s_g, t_g=t_g, tol=tol, scale=scale, dtype=spec.dtype)
-    report.rows.append(row("output", "dL/d(output)", None, "loss"))
+    measure = functools.partial(_shape_safe_rel, scale=scale, dtype=spec.dtype)
+    compared = functools.partial(_row, s_g=s_g, t_g=t_g, tol=tol, measure=measure)
+    report.rows.append(compared("output", "dL/d(output)", None, "loss"))
     if not report.rows[-1].ok:
-        report.first_wrong = _culprit("output", None, report.rows[-1], spec, s_out, s_g, t_g, tol, len(x))
-    for key, op, part in _backward_order(ops):
-        label = f"{op.path}.{_tensor(key)}"
-        compared = row(f"{op.path}.{key}", label, op.top, part)
-        report.rows.append(compared)
-        if report.first_wrong is None and not compared.ok:
-            report.first_wrong = _culprit(key, op, compared, spec, s_out, s_g, t_g, tol, len(x))
+        report.first_wrong = _loss_culprit(report.rows[-1], spec, s_g, t_g, tol)
+    for entry in backward_order(ops):
+        row = compared(entry.key, entry.label, entry.op.top, entry.part)
+        report.rows.append(row)
+        if report.first_wrong is None and not row.ok:
+            report.first_wrong = _culprit(entry, row, s_out, s_g, t_g, tol, measure, len(x))
     return report
 
 
-def _row(key, label, layer, part, s_g, t_g, tol, scale, dtype) -> Row:
-    err = _shape_safe_rel(s_g.get(key), t_g.get(key), scale, dtype)
+def _row(key, label, layer, part, s_g, t_g, tol, measure) -> Row:
+    err = measure(s_g.get(key), t_g.get(key))
     return Row(label, layer, part, err, err <= tol)
 
 
-def _forward_order(ops: list[Op]):
-    """(label, op) for each layer's output z and activation a, in the order forward computes them."""
-    for op in ops:
-        yield from _forward_order(op.inner)
-        yield f"{op.path}.z", op
-        if op.activation is not None:
-            yield f"{op.path}.a", op
-
-
-def _backward_order(ops: list[Op]):
-    """(tensor key, op, part) in the order backprop computes them, from the output back."""
-    for op in reversed(ops):
-        if op.activation is not None:
-            yield "z", op, "activation"
-        if op.inner:
-            yield from _backward_order(op.inner)
-            yield "input", op, "residual"
-            continue
-        for name, _ in op.module.named_parameters():
-            yield name, op, op.kind
-        if op.kind != "embedding":     # an embedding's input is token ids: no gradient
-            yield "input", op, op.kind
-
-
-def _forward_culprit(bad: Row, ops: list[Op], n: int) -> dict:
+def _forward_culprit(bad: Row, ops: list[Op], unrecorded: bool, torch_missing: bool) -> dict:
     path, _, what = bad.name.rpartition(".")
-    op = next(op for op in _walk(ops) if op.path == path)
+    op = next(op for op in walk(ops) if op.path == path)
     part = f"activation {op.activation!r}" if what == "a" else op.kind
+    if unrecorded or torch_missing:
+        side = "the scratch network's forward" if unrecorded else "the torch twin's forward"
+        why = f"{side} never ran it, so it and the gradients are not compared"
+    else:
+        why = "its NumPy and torch forwards compute different functions, so gradients are not compared"
     return {"layer": bad.layer, "path": path, "part": "forward", "tensor": bad.name, "diagnosis": None,
-            "message": f"the forward already differs at {bad.name} ({op.where}, {part}): its NumPy and torch "
-                       f"forwards compute different functions, so gradients are not compared"}
+            "message": f"the forward already differs at {bad.name} ({op.where}, {part}): {why}"}
 
 
-def _culprit(key, op, row, spec, s_out, s_g, t_g, tol, rows: int) -> dict:
-    full = "output" if op is None else f"{op.path}.{key}"
-    got, expected = np.asarray(s_g[full]), np.asarray(t_g[full])
-    if op is None:
-        message = f"the loss {spec.loss.name!r}: its backward dL/d(output) disagrees with torch"
-        group = GroupData("random", got, expected)
-        kind, batch = "loss", got.shape if got.ndim == 2 else None
-    elif row.part == "activation":
+def _loss_culprit(row: Row, spec, s_g, t_g, tol) -> dict:
+    got = s_g["output"]
+    message = f"the loss {spec.loss.name!r}: its backward dL/d(output) disagrees with torch"
+    return _verdict(row, None, message, tol, "loss", got.shape if np.ndim(got) == 2 else None, got, t_g["output"])
+
+
+def _culprit(entry: Entry, row: Row, s_out, s_g, t_g, tol, measure, rows: int) -> dict:
+    """The first wrong gradient's verdict (``measure(got, expected)``: the rows' error)."""
+    op, key = entry.op, entry.key.rpartition(f"{entry.op.path}.")[2]
+    got, expected = s_g.get(entry.key), t_g.get(entry.key)
+    if entry.part == "activation":
         message = (f"{op.where}: the backward of its activation {op.activation!r} — "
                    f"dL/dz disagrees while dL/da from the layers above agrees")
-        group = GroupData("random", got, expected, inputs=s_out[f"{op.path}.z"], upstream=s_g[f"{op.path}.a"])
-        kind, batch = "activation", None
-    elif row.part == "residual":
-        message = (f"{op.where}: its residual join — dL/d(input) disagrees while the body's and the skip's "
-                   f"gradients agree (dL/dx = the body's dL/d(input) + the skip's)")
-        group = GroupData("random", got, expected)
-        kind, batch = "layer", (rows, 1)
+        return _verdict(row, op, message, tol, "activation", None, got, expected,
+                        inputs=s_out[f"{op.path}.z"], upstream=s_g[f"{op.path}.a"])
+    if op.inner:
+        message = join_message(entry)
     else:
         name = "Dense" if op.kind == "dense" else f"{op.kind} ({type(op.layer).__name__})"
-        above = "dL/dz" if op.activation is not None else "dL/d(output of the block)"
-        message = f"{op.where}: its {name} backward — {_tensor(key)} disagrees while {above} agrees"
-        group = GroupData("random", got, expected)
-        kind, batch = "layer", (rows, 1)
-    if got.shape != expected.shape:
-        return {"layer": row.layer, "path": None if op is None else op.path, "part": row.part, "tensor": row.name,
-                "message": message, "diagnosis": f"shape {got.shape} where torch's is {expected.shape}"}
-    diagnosis = compare([group], tol, kind=kind, batch=batch, wrt="z").diagnosis
+        above = "dL/dz" if op.activation is not None else "the gradient of its output"
+        message = f"{op.where}: its {name} backward — {tensor_name(key)} disagrees while {above} agrees"
+        if op.kind == "attention" and key.startswith("in_proj") and got is not None and expected is not None:
+            message += in_projection_blocks(got, expected, tol, measure)
+    return _verdict(row, op, message, tol, "layer", (rows, 1), got, expected)
+
+
+def _verdict(row: Row, op, message: str, tol, kind: str, batch, got, expected, **context) -> dict:
+    """The first wrong tensor's verdict: what is wrong, and the diagnosis of how (``context``: the
+    GroupData fields an activation's diagnosis reads)."""
+    if got is None or expected is None:
+        side = "the scratch network" if got is None else "the torch twin"
+        diagnosis = f"{side} left no value for it (its pass never ran that layer, or kept no gradient)"
+    elif np.shape(got) != np.shape(expected):
+        diagnosis = f"shape {np.shape(got)} where torch's is {np.shape(expected)}"
+    else:
+        group = GroupData("random", np.asarray(got), np.asarray(expected), **context)
+        diagnosis = compare([group], tol, kind=kind, batch=batch, wrt="z").diagnosis
     return {"layer": row.layer, "path": None if op is None else op.path, "part": row.part, "tensor": row.name,
             "message": message, "diagnosis": diagnosis}
 
