@@ -5,6 +5,7 @@ array. Each is a verdict only where the maths was compared; everything else is o
 from __future__ import annotations
 
 import json
+import os
 import subprocess
 import sys
 import textwrap
@@ -470,6 +471,53 @@ def test_time_limit_tiny_is_no_signal_death(hostile):
     code, out, err = cli(hostile, "hostile_ops:Cube", "--time-limit", "0.000001")
     assert code in (0, 2), (code, out, err)
     assert "Traceback" not in err
+
+
+BUSY_FIRST_CALL = textwrap.dedent('''
+    import time
+    import numpy as np
+
+    class Busy:
+        """a = tanh(z); its first forward first spends CPU_S seconds of this process's CPU time."""
+        first = True
+
+        def forward(self, z):
+            if Busy.first:
+                Busy.first = False
+                cpu, wall = time.process_time(), time.monotonic()
+                while time.process_time() - cpu < {cpu_s}:
+                    pass
+                with open("first_call_wall_s", "w") as f:
+                    f.write(str(time.monotonic() - wall))
+            self.a = np.tanh(z)
+            return self.a
+
+        def backward(self, grad_out):
+            return grad_out * (1 - self.a ** 2)
+''')
+
+
+@pytest.mark.skipif(not Path("/proc/self/schedstat").exists(), reason="the kernel keeps no count of time spent waiting for a CPU")
+def test_time_limit_counts_only_time_the_call_could_run(hostile):
+    """A call that needs 0.6 s of CPU under a 1 s limit, on a CPU it shares with a busy process:
+    past 1 s of wall-clock time, yet not past its limit (the machine's load is not the call's)."""
+    (hostile / "busy_ops.py").write_text(BUSY_FIRST_CALL.format(cpu_s=0.6))
+    cpu = min(os.sched_getaffinity(0))
+
+    def pinned():
+        os.sched_setaffinity(0, {cpu})
+
+    hog = subprocess.Popen([sys.executable, "-c", "while True: pass"], preexec_fn=pinned)
+    try:
+        proc = subprocess.run([sys.executable, "-m", "nnparity", "verify", "busy_ops:Busy", "--time-limit", "1"],
+                              cwd=hostile, capture_output=True, text=True, timeout=300, preexec_fn=pinned,
+                              env={"PYTHONPATH": f"{REPO}", "PATH": "/usr/bin:/bin"})
+    finally:
+        hog.kill()
+        hog.wait()
+    if float((hostile / "first_call_wall_s").read_text()) <= 1.0:
+        pytest.skip("the busy process did not hold the call past its limit on this machine")
+    assert proc.returncode == 0 and "Traceback" not in proc.stderr, proc.stdout + proc.stderr
 
 
 @pytest.mark.parametrize("value", ["inf", "nan", "-1", "0", "1e9"])

@@ -87,6 +87,11 @@ class DeferredSignals:
         return False
 
 
+def rearm(seconds: float, repeat: float) -> None:
+    """From inside ``alarm``'s handler: the next alarm in ``seconds``, then every ``repeat``."""
+    signal.setitimer(signal.ITIMER_REAL, seconds, repeat)
+
+
 def timer_available() -> bool:
     """Whether ``alarm`` can arm a timer here: a Unix interval timer, on the main thread."""
     return hasattr(signal, "setitimer") and on_main_thread()

@@ -28,7 +28,7 @@ import traceback
 
 from nnparity.verify.calls import PASSED_THROUGH, exit_call, first_line
 from nnparity.verify.errors import OpError
-from nnparity.verify.time_limit import GRACE_S, ProbeTimeout, Watch, timeout_message
+from nnparity.verify.time_limit import ProbeTimeout, Watch, timeout_message
 
 importlib.import_module("numpy.random")   # NumPy loads it lazily: here once, not again in every child
 
@@ -45,7 +45,7 @@ def isolated(fn, *args, **kwargs):
     if not forking():
         return fn(*args, **kwargs)
     ctx = multiprocessing.get_context("fork")
-    watch = Watch(ctx.RawArray("d", [float("inf"), float("inf")]), ctx.RawArray("c", 400))
+    watch = Watch(ctx.RawArray("d", [float("inf"), float("inf"), 0.0]), ctx.RawArray("c", 400))
     receive, send = ctx.Pipe(duplex=False)
     for stream in (sys.stdout, sys.stderr):   # nothing buffered here is written twice
         stream.flush()
@@ -76,10 +76,9 @@ def _wait(child, receive, watch: Watch):
             except EOFError:      # the child ended without a result
                 child.join()
                 return "error", OpError(_ended(watch.what, child.exitcode))
-        deadline, seconds = watch.numbers[0], watch.numbers[1]
-        if time.monotonic() > deadline + GRACE_S:
+        if watch.overdue(child.pid, time.monotonic()):
             child.kill()
-            return "error", ProbeTimeout(timeout_message(watch.what, seconds) + "; it did not stop when "
+            return "error", ProbeTimeout(timeout_message(watch.what, watch.numbers[1]) + "; it did not stop when "
                                          "interrupted (it ignores, resets or catches the alarm), so it was ended")
 
 
