@@ -1,5 +1,6 @@
 """Tests the mutation check of the sequence layers' backward passes asked for (tools/mutate.py over
-recurrent.py, embedding.py and readouts.py): each kills mutants the parity tests let through.
+recurrent.py, embedding.py and readouts.py, and Dense.backward, the dense layer at every step): each
+kills mutants the parity tests let through.
 
 Equivalent survivors (no test can kill them, named in the README's mutation paragraph):
 - a buffer of zeros scaled by 2 or ½ (dL/dh after the last step in ``_through_time``, the position

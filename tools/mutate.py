@@ -59,7 +59,8 @@ TARGETS = {
                           ["parity_tests/test_losses.py", "parity_tests/test_network_parity.py",
                            "parity_tests/test_finite_diff.py"]),
     "scratch/layers.py": (lambda q: q == "Dense.backward",
-                          ["parity_tests/test_network_parity.py", "parity_tests/test_finite_diff.py"]),
+                          ["parity_tests/test_network_parity.py", "parity_tests/test_finite_diff.py",
+                           "parity_tests/test_seq_mutation_gaps.py"]),
     "scratch/optimizers.py": (lambda q: q.endswith((".step", "._update")) or q in (
         "_lerp", "global_norm", "clip_grad_norm", "clip_grad_value"),
                               ["parity_tests/test_optimizers.py"]),
