@@ -199,6 +199,23 @@ def strict_and_torch(spec: Spec, seed: int) -> tuple[dict, dict]:
     return run_scratch(spec, x, y, xp=strict), run_torch(spec, x, y)
 
 
+def assert_no_input_gradient_changes_nothing(spec: Spec, x, y) -> None:
+    """A training step asks the first layer for no dL/dx (``input_grad=False``): the network returns
+    None, and every parameter gradient is what a pass that computes dL/dx (of x's shape) leaves."""
+    from scratch.network import Network, build_loss
+
+    grads = []
+    for input_grad in (False, True):
+        net, loss = Network.from_spec(spec), build_loss(spec)
+        loss.forward(net.forward(x), y)
+        got = net.backward(loss.backward(), input_grad=input_grad)
+        assert (got is None) == (not input_grad) and (got is None or got.shape == x.shape)
+        grads.append({name: np.array(g) for name, g in net.gradients().items()})
+    assert grads[0].keys() == grads[1].keys()
+    for name, value in grads[0].items():
+        np.testing.assert_array_equal(value, grads[1][name], err_msg=name)
+
+
 def resumed_run(trainer, spec: Spec, tmp_path):
     """(whole, saved, resumed): ``spec`` trained whole; trained one epoch into a checkpoint (saved,
     as loaded back); then resumed from it to the end."""

@@ -87,15 +87,18 @@ def test_a_reference_side_mutant_is_applied_and_killed(tmp_path):
     assert (result["killed"], result["errors"]) == (1, 0), result
 
 
-def test_the_image_layers_backward_passes_get_mutants():
-    """conv, pooling, normalization, dropout, residual and window geometry: their backward passes
-    (never a forward) are targets, run against image parity tests that exist."""
+@pytest.mark.parametrize("group", ["IMAGE", "SEQ"])
+def test_the_layers_backward_passes_get_mutants(group):
+    """The image layers (conv, pooling, normalization, dropout, residual, window geometry) and the
+    sequence layers (recurrent, embeddings, readouts): their backward passes (never a forward) are
+    targets, run against parity tests of their kinds that exist."""
     tool = _tool()
-    for rel in tool.IMAGE_TARGETS:
+    targets, tests = getattr(tool, f"{group}_TARGETS"), getattr(tool, f"{group}_TESTS")
+    for rel in targets:
         mutants = tool.mutants_of(rel)
         assert mutants and all(m.file == rel for m in mutants), rel
-        assert not any(m.qualname.endswith(".forward") for m in mutants), rel
-        assert tool.TARGETS[rel][1] == tool.IMAGE_TESTS
-    for test in tool.IMAGE_TESTS[2:]:
+        assert not any(m.qualname.endswith((".forward", ".step")) for m in mutants), rel
+        assert tool.TARGETS[rel][1] == tests
+    for test in tests[2:]:
         path, _, name = test.partition("::")
         assert (REPO / path).is_file() and (not name or f"def {name}(" in (REPO / path).read_text()), test

@@ -33,6 +33,8 @@ class SeqLast(Readout):
         return x[:, -1]
 
     def backward(self, grad_out, input_grad: bool = True):
+        if not input_grad:
+            return None
         grad = self.xp.zeros(self.x_shape, dtype=grad_out.dtype)
         grad[:, -1] = grad_out
         return grad
@@ -50,5 +52,7 @@ class SeqMean(Readout):
         return x.mean(axis=1)
 
     def backward(self, grad_out, input_grad: bool = True):
+        if not input_grad:
+            return None
         steps = self.x_shape[1]
         return self.xp.broadcast_to((grad_out / steps)[:, None, :], self.x_shape).copy()

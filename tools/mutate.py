@@ -7,11 +7,13 @@
 
 Targets (the derivatives and updates written by hand in scratch/): every activation's and loss's
 ``backward`` (and ``Loss._scale``), ``Dense.backward``, ``Attention.backward`` with the softmax's
-and ``TransformerBlock.backward``, the optimizers' ``step`` and ``_update`` methods with
-``_lerp`` and the clipping functions; and the reference side of ``nnparity verify``, whose slips would
-pass a wrong gradient or fail a right one: every function of its diagnosis (nnparity/verify/diagnosis.py:
-the comparison, the error measure, the diagnosis), its finite differences (finite_diff.py) and the
-comparison helpers of op_check.py, each against the verify tests only. Mutations, applied to the AST of
+and ``TransformerBlock.backward``, the image and sequence layers' backward passes (conv, pooling,
+normalization, dropout, residual; rnn, lstm and gru through time, the embeddings, the readouts),
+the optimizers' ``step`` and ``_update`` methods with ``_lerp`` and the clipping functions; and the
+reference side of ``nnparity verify``, whose slips would pass a wrong gradient or fail a right one:
+every function of its diagnosis (nnparity/verify/diagnosis.py: the comparison, the error measure,
+the diagnosis), its finite differences (finite_diff.py) and the comparison helpers of op_check.py,
+each against the verify tests only. Mutations, applied to the AST of
 one function at a time:
 
     flip a sign     a + b ↔ a − b, −x → x, p −= … ↔ p += …, return −(…)
@@ -57,7 +59,8 @@ TARGETS = {
                           ["parity_tests/test_losses.py", "parity_tests/test_network_parity.py",
                            "parity_tests/test_finite_diff.py"]),
     "scratch/layers.py": (lambda q: q == "Dense.backward",
-                          ["parity_tests/test_network_parity.py", "parity_tests/test_finite_diff.py"]),
+                          ["parity_tests/test_network_parity.py", "parity_tests/test_finite_diff.py",
+                           "parity_tests/test_seq_mutation_gaps.py"]),
     "scratch/optimizers.py": (lambda q: q.endswith((".step", "._update")) or q in (
         "_lerp", "global_norm", "clip_grad_norm", "clip_grad_value"),
                               ["parity_tests/test_optimizers.py"]),
@@ -96,6 +99,21 @@ IMAGE_TARGETS = {
     "scratch/windows.py": lambda q: q in ("Windows.offset_slice", "Windows.padded_zeros", "Windows.crop"),
 }
 TARGETS.update({rel: (wanted, IMAGE_TESTS) for rel, wanted in IMAGE_TARGETS.items()})
+# the sequence layers' backward passes (BPTT of rnn, lstm and gru, stacked and bidirectional; the
+# embeddings; the readouts), against the parity tests of their kinds: a second or two a mutant. The
+# per-step dense layer and token_cce are Dense.backward and TokenCCE.backward, targets above.
+SEQ_TESTS = ["-m", "not slow"] + [f"parity_tests/test_recurrent_layers.py::test_recurrent_layers_{name}" for name in (
+    "parity", "parity_on_the_strict_device")] + [
+    f"parity_tests/test_sequence_layers.py::test_sequence_layers_{name}" for name in (
+        "parity", "parity_on_the_strict_device", "padding_row_gets_no_gradient")] + [
+    "parity_tests/test_seq_mutation_gaps.py"]
+SEQ_TARGETS = {
+    "scratch/recurrent.py": lambda q: q.endswith(".step_back") or q in ("Recurrent.backward",
+                                                                        "Recurrent._through_time"),
+    "scratch/embedding.py": lambda q: q.endswith(".backward"),
+    "scratch/readouts.py": lambda q: q.endswith(".backward"),
+}
+TARGETS.update({rel: (wanted, SEQ_TESTS) for rel, wanted in SEQ_TARGETS.items()})
 EXTRA_TESTS = ["parity_tests/test_mutation_gaps.py"]   # tests added for survivors, run for scratch's dense files
 # Run first, alone (a second or two): the tests written for the reference side's own thresholds. Only a
 # mutant they let through pays for the file's other tests.
@@ -457,7 +475,8 @@ def main(argv=None) -> int:
     def tests_for(rel):
         if args.tests:
             return args.tests
-        return TARGETS[rel][1] + (extra if rel.startswith("scratch/") and rel not in IMAGE_TARGETS else [])
+        return TARGETS[rel][1] + (extra if rel.startswith("scratch/") and rel not in IMAGE_TARGETS
+                                 and rel not in SEQ_TARGETS else [])
 
     t0 = time.monotonic()
     baseline = {rel: _run_child(None, tests_for(rel), args.timeout, args.verbose) for rel in args.files}
