@@ -43,15 +43,16 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
     p.add_argument("--quick", action="store_true", help="skip the large configuration, torch.compile, "
                    "the training loops; shorter timings and sweeps (under a minute on a quiet machine)")
     p.add_argument("--config", action="append", metavar="NAME", help="time only this configuration (repeatable; "
-                   "tiny, small, mnist, wide, large, and the CNNs lenet, resnet_small; default: all, less large "
-                   "and the CNNs with --quick)")
+                   "tiny, small, mnist, wide, large, the CNNs lenet, resnet_small, the sequence models "
+                   "char_lstm, tiny_gpt; default: all, less large, the CNNs and the sequence models with --quick)")
     p.add_argument("--json", action="store_true", help="print one JSON object (every figure) instead of the tables")
     p.add_argument("--plot", metavar="FILE.png", help="draw the scaling sweeps to this PNG (an existing file is "
                    "refused unless --force)")
     p.add_argument("--force", action="store_true", help="overwrite an existing --plot file")
     p.add_argument("--threads", default=None, help="threads for every side (torch, OpenMP, BLAS); default: all cores")
     p.add_argument("--save", action="store_true", help="also keep the JSON in benchmarks/results/<machine>-<dtype>.json "
-                   "and the sweeps' PNG beside it (replacing that machine's earlier results; a checkout only)")
+                   "(<machine>-cnn-<dtype>.json, -seq-, -cnn-seq- for a run of CNNs or sequence models without "
+                   "the MLPs) and the sweeps' PNG beside it (replacing that file's earlier results; a checkout only)")
     p.add_argument("--no-progress", action="store_true", help="no progress bar")
 
 
@@ -324,10 +325,29 @@ def _attempt(failed: list, write) -> None:
         failed.append(err)
 
 
-def _save(data: dict, text: str, args) -> str:
-    """--save: the JSON and the plot in benchmarks/results/, named after the machine and dtype."""
+def family_tag(names) -> str:
+    """The part of --save's file name that keeps the families apart: "" for a run with the MLPs
+    (the main results), else the families timed ("cnn", "seq", "cnn-seq"), so that a run of the
+    CNNs or of the sequence models alone overwrites neither the MLPs' results nor each other's."""
+    from nnparity.bench.configs import IMAGE_CONFIGS, SEQ_CONFIGS
+
+    families = {"cnn" if name in IMAGE_CONFIGS else "seq" if name in SEQ_CONFIGS else "mlp" for name in names}
+    if not families or "mlp" in families:
+        return ""
+    return "-".join(family for family in ("cnn", "seq") if family in families)
+
+
+def results_stem(data: dict, dtype: str) -> str:
+    """--save's file name less its suffix: the machine (the GPU's name for a GPU-only run), the
+    families timed (``family_tag``) and the dtype."""
     name = machine_name(data["machine"]) if "configs" in data else _slug(data["gpu"]["device"]["name"])
-    stem = RESULTS / f"{name}-{args.dtype}"
+    tag = family_tag(data.get("configs", {}))
+    return f"{name}-{tag}-{dtype}" if tag else f"{name}-{dtype}"
+
+
+def _save(data: dict, text: str, args) -> str:
+    """--save: the JSON and the plot in benchmarks/results/ under ``results_stem``."""
+    stem = RESULTS / results_stem(data, args.dtype)
     write_via_temp(str(stem) + ".json", lambda tmp: Path(tmp).write_text(text), "--save")
     _plots(data, str(stem) + ("-sweeps.png" if "sweeps" in data else "-gpu.png"), args.dtype, args.threads)
     return f"saved: {stem}.json"

@@ -1,9 +1,11 @@
-"""The benchmark configurations: ReLU MLPs and CNNs on softmax cross-entropy, as specs in specs/' format.
+"""The benchmark configurations: ReLU MLPs and CNNs on softmax cross-entropy, and sequence models
+on per-token cross-entropy (``SeqConfig``), as specs in specs/' format.
 
 Each configuration lives in ``nnparity/bench/specs/<name>.toml`` (the same TOML as the project's
 ``specs/``, so ``nnparity check nnparity/bench/specs/tiny.toml`` works on it) with its batch size in
 ``[train] batch_size``. Inputs are standard normal rows (images for a CNN: a seeded generated
-set), targets uniform class indices: the timings do not depend on the values, only on the shapes.
+set), targets uniform class indices; a sequence model's, seeded uniform token ids and their next
+tokens: the timings do not depend on the values, only on the shapes.
 """
 from __future__ import annotations
 
@@ -13,6 +15,7 @@ from pathlib import Path
 
 import numpy as np
 
+from nnparity.bench.seq_products import sequence_products
 from scratch.spec import Spec, load_spec
 
 SPEC_DIR = Path(__file__).resolve().parent / "specs"
@@ -27,7 +30,9 @@ CONFIGS: dict[str, tuple[tuple[int, ...], int]] = {
 }
 #: the CNN configurations (image specs: input_shape and layer kinds), in the report's order after the MLPs
 IMAGE_CONFIGS = ("lenet", "resnet_small")
-QUICK_SKIPS = ("large", *IMAGE_CONFIGS)     # --quick times them only when --config names them
+#: the sequence models (token ids in, next-token logits out: SeqConfig), after the CNNs
+SEQ_CONFIGS = ("char_lstm", "tiny_gpt")
+QUICK_SKIPS = ("large", *IMAGE_CONFIGS, *SEQ_CONFIGS)     # --quick times them only when --config names them
 OPS = ("forward", "forward_backward", "train_sgd", "train_adam")
 OPTIMIZERS = {"train_sgd": {"name": "sgd", "lr": 0.01}, "train_adam": {"name": "adam", "lr": 0.001}}
 
@@ -70,7 +75,37 @@ class Config:
 
 
 @dataclass(frozen=True)
-class ImageConfig:
+class SpecConfig:
+    """A configuration read from its spec (``path``, by default nnparity/bench/specs/<name>.toml)
+    at batch size ``batch``; a subclass says which products its train step does (``gemm_list``)."""
+
+    name: str
+    batch: int
+    path: Path | None = None
+
+    def spec(self, dtype: str = "float32", op: str = "train_sgd") -> Spec:
+        spec = load_spec(self.path or SPEC_DIR / f"{self.name}.toml")
+        return spec.replace(dtype=dtype, optimizer=OPTIMIZERS.get(op, OPTIMIZERS["train_sgd"]))
+
+    def gemm_list(self) -> list[tuple[str, int, int, int]]:
+        raise NotImplementedError
+
+    @property
+    def gemm_shapes(self) -> list[tuple[int, int, int]]:
+        return [(m, k, n) for _, m, k, n in self.gemm_list()]
+
+    @property
+    def train_flops(self) -> int:
+        """2·m·k·n for each product of ``gemm_list``: the FLOPs the matrix products compute."""
+        return sum(2 * m * k * n for m, k, n in self.gemm_shapes)
+
+    @property
+    def large(self) -> bool:
+        return self.train_flops > 6e9
+
+
+@dataclass(frozen=True)
+class ImageConfig(SpecConfig):
     """A CNN configuration: its spec (nnparity/bench/specs/<name>.toml) and batch size.
 
     ``gemm_list`` holds the matrix products scratch's train step does, as its layers do them: a
@@ -79,13 +114,6 @@ class ImageConfig:
     for the first layer, as for a dense layer, whose products are the MLP's). A residual block's
     body layers and its 1x1 projection count alike. Pooling, normalization and the rest are not
     products and are not counted in the FLOPs (they are in the time)."""
-
-    name: str
-    batch: int
-
-    def spec(self, dtype: str = "float32", op: str = "train_sgd") -> Spec:
-        spec = load_spec(SPEC_DIR / f"{self.name}.toml")
-        return spec.replace(dtype=dtype, optimizer=OPTIMIZERS.get(op, OPTIMIZERS["train_sgd"]))
 
     @property
     def widths(self) -> tuple[int, ...]:
@@ -101,19 +129,6 @@ class ImageConfig:
             out += _layer_products(layer, shape, self.batch, input_grad=i > 0)
         return out
 
-    @property
-    def gemm_shapes(self) -> list[tuple[int, int, int]]:
-        return [(m, k, n) for _, m, k, n in self.gemm_list()]
-
-    @property
-    def train_flops(self) -> int:
-        """2·m·k·n for each product of ``gemm_list``: the FLOPs the convolutions and dense layers compute."""
-        return sum(2 * m * k * n for m, k, n in self.gemm_shapes)
-
-    @property
-    def large(self) -> bool:
-        return self.train_flops > 6e9
-
     def batches(self, dtype: str, count: int, rows: int | None = None, seed: int = 0):
         """``count`` distinct (images, class index) batches: a seeded generated set."""
         spec = self.spec()
@@ -123,6 +138,57 @@ class ImageConfig:
 
     def rotation(self, dtype: str) -> int:
         return rotation_count((math.prod(self.spec().shapes[0]),), self.batch, dtype)
+
+
+@dataclass(frozen=True)
+class SeqConfig(SpecConfig):
+    """A sequence model's configuration: its spec, batch size, and seeded token batches: token ids
+    (N, T) in, next-token logits (N, T, V) out, per-token cross-entropy (token_cce).
+
+    ``gemm_list`` holds the matrix products scratch's train step does, as its layers do them
+    (nnparity/bench/seq_products.py: the LSTM's input projection over all steps, its per-step
+    hidden products forward and backward and its weight gradients; attention's projections and
+    per-head products; the MLPs and the dense layer at every step). The embedding is a gather and
+    its backward a scatter-add: not counted (scratch does the scatter as a one-hot product, in the
+    time, not in the FLOPs); nor are layernorms, gates, softmaxes and the loss."""
+
+    @property
+    def steps(self) -> int:
+        return self.spec().shapes[0][0]
+
+    @property
+    def vocab(self) -> int:
+        return self.spec().layers[0].vocab
+
+    @property
+    def widths(self) -> tuple[int, ...]:
+        """(T, classes): what the report's MLP column shows of a sequence model."""
+        spec = self.spec()
+        return (spec.shapes[0][0], spec.outputs)
+
+    def gemm_list(self) -> list[tuple[str, int, int, int]]:
+        """(layout, m, k, n) of every product of one train step (nnparity/bench/seq_products.py)."""
+        spec = self.spec()
+        out = []
+        for i, (layer, shape) in enumerate(zip(spec.layers, spec.shapes)):
+            out += sequence_products(layer, shape, self.batch, input_grad=i > 0)
+        return out
+
+    def batches(self, dtype: str, count: int, rows: int | None = None, seed: int = 0):
+        """``count`` distinct (ids, targets) batches, (N, T) int64 each: seeded uniform token ids and
+        each step's next token (a window of T + 1 ids, shifted by one). ``dtype`` is the
+        network's; ids are integers whatever it is."""
+        rng = np.random.default_rng(seed)
+        spec = self.spec()
+        steps = spec.shapes[0][0]
+        out = []
+        for _ in range(count):
+            window = rng.integers(0, spec.outputs, size=(rows or self.batch, steps + 1))
+            out.append((window[:, :-1].copy(), window[:, 1:].copy()))
+        return out
+
+    def rotation(self, dtype: str) -> int:
+        return rotation_count((self.steps,), self.batch, "int64")
 
 
 def _layer_products(layer, in_shape, batch: int, input_grad: bool) -> list[tuple[str, int, int, int]]:
@@ -168,14 +234,16 @@ def spec_dict(widths, batch: int, dtype: str = "float32", optimizer: dict | None
 
 
 def config_names() -> list[str]:
-    """Every configuration, MLPs then CNNs."""
-    return [*CONFIGS, *IMAGE_CONFIGS]
+    """Every configuration, MLPs, CNNs, then sequence models."""
+    return [*CONFIGS, *IMAGE_CONFIGS, *SEQ_CONFIGS]
 
 
-def config(name: str) -> Config | ImageConfig:
+def config(name: str) -> Config | SpecConfig:
     spec = load_spec(SPEC_DIR / f"{name}.toml")
     if name in IMAGE_CONFIGS:
         return ImageConfig(name, spec.train.batch_size)
+    if name in SEQ_CONFIGS:
+        return SeqConfig(name, spec.train.batch_size)
     widths = (spec.inputs,) + tuple(layer.units for layer in spec.layers)
     return Config(name, widths, spec.train.batch_size)
 

@@ -1,5 +1,9 @@
 """The GPU half of the benchmarks: both networks on one CUDA device (``--device cuda`` / ``all``).
 
+Configurations: the CPU's MLPs, ``large-8192`` (large at batch 8192), and the sequence models
+(char_lstm, tiny_gpt: every side built from the configuration's spec and token batches); ``--quick``
+leaves out the large ones and the sequence models.
+
 Sides, each a factory ``make(cfg, op, dtype) -> step()`` as in nnparity/bench/sides.py:
 
 - ``scratch_cupy``: the scratch Network, loss and optimizer built with ``xp = cupy`` (the same
@@ -27,15 +31,15 @@ import itertools
 import statistics
 import time
 
-from nnparity.bench.configs import CONFIGS, Config, config, make_batches, make_spec
+from nnparity.bench.configs import CONFIGS, SEQ_CONFIGS, Config, config
 from nnparity.bench.formatting import fmt_bytes, fmt_time
 from nnparity.bench.machine import gemm_list
 from nnparity.bench.run import each_side
 from nnparity.bench.sides import Skip
 
-#: the GPU's configurations: the CPU's, and the large one at batch 8192 too
+#: the GPU's configurations: the CPU's MLPs, the large one at batch 8192 too, and the sequence models
 LARGE_8192 = "large-8192"
-QUICK_SKIPS = ("large", LARGE_8192)
+QUICK_SKIPS = ("large", LARGE_8192, *SEQ_CONFIGS)
 GPU_OPS = ("forward", "train_sgd", "train_adam")
 PRECISIONS = {"float32": ("fp32", "tf32", "bf16"), "float64": ("fp64",)}
 STEP_SIDES = ("scratch_cupy", "torch_fp32", "torch_tf32", "torch_bf16", "torch_fp64", "torch_graphs")
@@ -50,7 +54,7 @@ def gpu_config(name: str) -> Config:
 
 
 def config_names(quick: bool) -> list[str]:
-    return [n for n in (*CONFIGS, LARGE_8192) if not (quick and n in QUICK_SKIPS)]
+    return [n for n in (*CONFIGS, LARGE_8192, *SEQ_CONFIGS) if not (quick and n in QUICK_SKIPS)]
 
 
 def sync() -> None:
@@ -89,9 +93,9 @@ def scratch_device(cfg, op: str, dtype: str, xp):
     from scratch.network import Network, build_loss
     from scratch.optimizers import make_optimizer
 
-    spec = make_spec(cfg.widths, cfg.batch, dtype, op)
+    spec = cfg.spec(dtype, op)
     net, loss = Network.from_spec(spec, xp=xp), build_loss(spec, xp=xp)
-    batches = itertools.cycle([(xp.asarray(x), xp.asarray(y)) for x, y in make_batches(cfg.widths, cfg.batch, dtype, 2)])
+    batches = itertools.cycle([(xp.asarray(x), xp.asarray(y)) for x, y in cfg.batches(dtype, 2)])
     if op == "forward":
         return lambda: net.forward(next(batches)[0])
     optimizer = make_optimizer(spec.optimizer, net.parameters())
@@ -123,10 +127,10 @@ def _torch_side(precision: str):
             raise Skip(f"{precision} is for {'float64' if precision == 'fp64' else 'float32'} runs")
         torch.backends.cuda.matmul.allow_tf32 = precision == "tf32"
         torch.backends.cudnn.allow_tf32 = precision == "tf32"
-        spec = make_spec(cfg.widths, cfg.batch, dtype, op)
+        spec = cfg.spec(dtype, op)
         model, loss_fn = build(spec).to("cuda"), build_loss(spec)
         batches = itertools.cycle([(torch.from_numpy(x).cuda(), torch.from_numpy(y).cuda())
-                                   for x, y in make_batches(cfg.widths, cfg.batch, dtype, 2)])
+                                   for x, y in cfg.batches(dtype, 2)])
         autocast = torch.autocast("cuda", dtype=torch.bfloat16, enabled=precision == "bf16")
         if op == "forward":
             def forward():
@@ -160,11 +164,10 @@ def torch_graphs(cfg, op, dtype):
     if op != "train_sgd":
         raise Skip("CUDA graphs: timed on the SGD train step only")
     torch.backends.cuda.matmul.allow_tf32 = False
-    spec = make_spec(cfg.widths, cfg.batch, dtype, op)
+    spec = cfg.spec(dtype, op)
     model, loss_fn = build(spec).to("cuda"), build_loss(spec)
     optimizer = make_torch_optimizer(spec.optimizer, model.parameters())
-    batches = [(torch.from_numpy(x).cuda(), torch.from_numpy(y).cuda())
-               for x, y in make_batches(cfg.widths, cfg.batch, dtype, 2)]
+    batches = [(torch.from_numpy(x).cuda(), torch.from_numpy(y).cuda()) for x, y in cfg.batches(dtype, 2)]
     static_x, static_y = batches[0][0].clone(), batches[0][1].clone()
     side = torch.cuda.Stream()
     side.wait_stream(torch.cuda.current_stream())
@@ -324,7 +327,8 @@ def run_config(cfg, dtype: str, quick: bool, bar=None) -> dict:
             results[side] = {"train_sgd": {"skipped": f"failed: {type(exc).__name__}: {exc}"}}
     peaks = {p: gemm_peak(cfg, p, 0.05 if quick else 0.1) for p in PRECISIONS[dtype]}
     _fractions(cfg, results, peaks)
-    return {"widths": list(cfg.widths), "batch": cfg.batch, "train_flops": cfg.train_flops,
+    layers = {"layers": [layer.kind for layer in cfg.spec().layers]} if hasattr(cfg, "gemm_list") else {}
+    return {"widths": list(cfg.widths), **layers, "batch": cfg.batch, "train_flops": cfg.train_flops,
             "gemm_peaks": peaks, "results": results}
 
 
@@ -362,7 +366,8 @@ def format_table(gpu: dict) -> str:
              f"(CUDA {device['torch_cuda']}), CuPy {device.get('cupy')}"]
     for name, c in gpu["configs"].items():
         peaks = ", ".join(f"{p} {v['set_flops'] / 1e12:.1f}" for p, v in c["gemm_peaks"].items())
-        lines.append(f"\n{name}: {'-'.join(map(str, c['widths']))}, batch {c['batch']}  (GEMM peak at its shapes, "
+        shape = "-".join(c["layers"]) if "layers" in c else "-".join(map(str, c["widths"]))
+        lines.append(f"\n{name}: {shape}, batch {c['batch']}  (GEMM peak at its shapes, "
                      f"TFLOP/s: {peaks})")
         lines.append(f"  {'side':16} {'forward':>10} {'train SGD':>10} {'train Adam':>10} {'SGD vs torch':>12} "
                      f"{'SGD %peak':>9} {'peak mem':>9} {'GPU acts/step':>13}")
@@ -380,8 +385,9 @@ def format_table(gpu: dict) -> str:
             acts = f"{acts:.0f}" if isinstance(acts, float) else "-"
             lines.append(f"  {side:16} " + " ".join(f"{x:>10}" for x in cells)
                          + f" {vs:>12} {frac:>9} {fmt_bytes(held):>9} {acts:>13}")
-    lines.append("\nvs torch: torch eager fp32 (fp64 for float64) over this side. %peak: 6·batch·Σ inputs·units "
-                 "FLOPs per step over the GPU's GEMM rate at the configuration's shapes in the side's precision. "
+    lines.append("\nvs torch: torch eager fp32 (fp64 for float64) over this side. %peak: the train step's "
+                 "FLOPs (the products it does, as on the CPU) over the GPU's GEMM rate at the configuration's "
+                 "shapes in the side's precision. "
                  "peak mem: scratch, the CuPy pool's bytes held; torch, max allocated.")
     return "\n".join(lines)
 

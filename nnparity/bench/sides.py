@@ -10,7 +10,7 @@ from __future__ import annotations
 import inspect
 import itertools
 
-from nnparity.bench.configs import spec_dict
+from nnparity.bench.configs import SeqConfig, spec_dict
 
 
 class Skip(Exception):
@@ -144,39 +144,14 @@ def torch_compile(cfg, op, dtype, threads):
 
 
 def jax_jit(cfg, op, dtype, threads):
-    """The same MLP in JAX, the whole step under one jax.jit (CPU); SGD and Adam written out.
+    """The same network in JAX, the whole step under one jax.jit (CPU); SGD and Adam written out.
 
     Longer than the others on purpose: a peer's model, loss and both updates read as one JAX
     program, closures over the same params, which is how a JAX user would write them."""
-    try:
-        import jax
-        import jax.numpy as jnp
-    except ImportError:
-        raise Skip("JAX is not installed (pip install -e '.[bench]')") from None
-    if dtype == "float64":
-        jax.config.update("jax_enable_x64", True)
-    from scratch.initializers import initial_parameters
-
+    jax, jnp = _jax(dtype)
     spec = cfg.spec(dtype, op)
-    init = initial_parameters(spec)
+    params, forward, loss = jax_model(cfg, spec, jax, jnp)
     batches = itertools.cycle([(jnp.asarray(x), jnp.asarray(y)) for x, y in cfg.batches(dtype, cfg.rotation(dtype))])
-    if hasattr(cfg, "gemm_list"):
-        params = {name: jnp.asarray(value) for name, value in init.items()}
-        forward = _jax_image_forward(spec, jax, jnp)
-    else:
-        params = [(jnp.asarray(init[f"layers.{i}.weight"]), jnp.asarray(init[f"layers.{i}.bias"]))
-                  for i in range(len(cfg.widths) - 1)]
-
-        def forward(params, x):
-            for i, (w, b) in enumerate(params):
-                x = x @ w + b
-                if i < len(params) - 1:
-                    x = jax.nn.relu(x)
-            return x
-
-    def loss(params, x, y):
-        logp = jax.nn.log_softmax(forward(params, x))
-        return -jnp.mean(jnp.take_along_axis(logp, y[:, None], axis=1))
 
     if op == "forward":
         fn = jax.jit(forward)
@@ -223,6 +198,54 @@ def jax_jit(cfg, op, dtype, threads):
         current[0], current[1], value = train(current[0], current[1], x, y)
         value.block_until_ready()
     return step
+
+
+def _jax(dtype):
+    """(jax, jax.numpy), float64 enabled for a float64 run; ``Skip`` without JAX."""
+    try:
+        import jax
+        import jax.numpy as jnp
+    except ImportError:
+        raise Skip("JAX is not installed (pip install -e '.[bench]')") from None
+    if dtype == "float64":
+        jax.config.update("jax_enable_x64", True)
+    return jax, jnp
+
+
+def jax_model(cfg, spec, jax, jnp):
+    """(params, forward(params, x), loss(params, x, y)) of the configuration's network in JAX, from
+    scratch's seeded initial weights: the MLP, a CNN (``_jax_image_forward``) or a sequence model
+    (nnparity/bench/jax_sequence.py); the loss is softmax cross-entropy averaged over every class
+    index of y (one per example, or one per token)."""
+    from scratch.initializers import initial_parameters
+
+    init = initial_parameters(spec)
+    if isinstance(cfg, SeqConfig):
+        from nnparity.bench.jax_sequence import sequence_forward
+
+        params = {name: jnp.asarray(value) for name, value in init.items()}
+        try:
+            forward = sequence_forward(spec, jax, jnp)
+        except NotImplementedError as exc:
+            raise Skip(str(exc)) from None
+    elif hasattr(cfg, "gemm_list"):
+        params = {name: jnp.asarray(value) for name, value in init.items()}
+        forward = _jax_image_forward(spec, jax, jnp)
+    else:
+        params = [(jnp.asarray(init[f"layers.{i}.weight"]), jnp.asarray(init[f"layers.{i}.bias"]))
+                  for i in range(len(cfg.widths) - 1)]
+
+        def forward(params, x):
+            for i, (w, b) in enumerate(params):
+                x = x @ w + b
+                if i < len(params) - 1:
+                    x = jax.nn.relu(x)
+            return x
+
+    def loss(params, x, y):
+        logp = jax.nn.log_softmax(forward(params, x), axis=-1)
+        return -jnp.mean(jnp.take_along_axis(logp, y[..., None], axis=-1))
+    return params, forward, loss
 
 
 def _jax_image_forward(spec, jax, jnp):
