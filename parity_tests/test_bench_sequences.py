@@ -85,9 +85,10 @@ def test_bench_seq_configs_skipped_by_quick_unless_named():
 def test_bench_char_lstm_flops_by_hand():
     """N = 32, T = 64, embedding 64, hidden H = 256 (4H = 1024 gate rows), vocab 65, R = N·T rows:
     the LSTM's input projection, dW_ih and dL/dx are R·64·4H multiply-adds each, dW_hh R·H·4H, and
-    every step's h W_hhᵀ and dA W_hh N·H·4H each (T steps, both); the dense layer R·H·65 three times."""
+    h W_hhᵀ and dA W_hh N·H·4H each at every step but the first (h_{−1} = 0; no step before it to
+    send a gradient to); the dense layer R·H·65 three times."""
     rows, gates = 32 * 64, 4 * 256
-    lstm = 3 * rows * 64 * gates + rows * 256 * gates + 2 * 64 * 32 * 256 * gates
+    lstm = 3 * rows * 64 * gates + rows * 256 * gates + 2 * 63 * 32 * 256 * gates
     assert config("char_lstm").train_flops == 2 * (lstm + 3 * rows * 256 * 65)
 
 

@@ -145,6 +145,27 @@ def test_recurrent_layers_bidirectional_states(kind):
             assert rel_error(states[f"c_l{layer}_reverse"][:, 0], c_n[2 * layer + 1].numpy()) <= CHECK_TOL["float64"]
 
 
+@pytest.mark.parametrize("dtype", DTYPES)
+def test_recurrent_layers_sigmoid_at_the_extremes(dtype):
+    """The gates' sigmoid never overflows for a finite input (warnings are errors here), keeps SciPy's
+    expit to a few roundings wherever that is above the bound's value (σ(−0.9·ln max)), and gives at
+    most that value below it; its ``out`` may be its input."""
+    from scipy.special import expit
+
+    from scratch.recurrent import sigmoid
+
+    info = np.finfo(dtype)
+    z = np.array([info.min, -1e4, -200, -70, -30, -1, -1e-30, 0, 1e-30, 1, 30, 200, info.max], dtype=dtype)
+    floor = expit(np.float64(-0.9 * np.log(np.float64(info.max))))
+    got = sigmoid(z, np).astype(np.float64)
+    expected = expit(z.astype(np.float64))
+    above = expected > floor
+    assert np.all(np.abs(got[above] - expected[above]) <= 4 * info.eps * expected[above])
+    assert np.all((0 < got[~above]) & (got[~above] <= floor * (1 + 4 * info.eps)))
+    same = z.copy()
+    assert sigmoid(same, np, out=same) is same and np.array_equal(same, sigmoid(z, np))
+
+
 def test_recurrent_layers_release_what_forward_kept():
     spec = recurrent_spec({"kind": "lstm", "hidden": 3})
     net = Network.from_spec(spec)

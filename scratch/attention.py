@@ -13,14 +13,18 @@ def causal_allowed(steps: int, xp=np):
 
 
 def row_softmax(scores, allowed, xp=np):
-    """Softmax over the last axis, entries not ``allowed`` (None: all are) at probability 0.
+    """Softmax over the last axis, entries not ``allowed`` (None: all are) at probability 0; ``scores``
+    may be overwritten (the result is written into it, or into the masked copy).
 
-    The halves keep z − max from overflowing for any finite z (as scratch.activations.Softmax)."""
+    z − max may pass the largest float when a row spans both extremes: it is then −inf, whose exp
+    is 0, the right value, so NumPy's overflow warning for it is silenced."""
     if allowed is not None:
         scores = xp.where(allowed, scores, -xp.inf)
-    half = scores * 0.5 - scores.max(axis=-1, keepdims=True) * 0.5
-    e = xp.exp(2 * xp.maximum(half, -5e3))
-    return e / e.sum(axis=-1, keepdims=True)
+    with np.errstate(over="ignore"):
+        scores -= scores.max(axis=-1, keepdims=True)
+    e = xp.exp(scores, out=scores)
+    e /= e.sum(axis=-1, keepdims=True)
+    return e
 
 
 def row_softmax_backward(grad_p, p):
@@ -85,7 +89,7 @@ class Attention:
         qkv = self.x @ self.in_proj_weight + self.in_proj_bias
         self.q, self.k, self.v = (self._heads(qkv[:, i * width:(i + 1) * width], n, steps) for i in range(3))
         scale = 1.0 / math.sqrt(width // self.heads)
-        scores = (self.q @ self.k.transpose(0, 1, 3, 2)) * scale
+        scores = (self.q * scale) @ self.k.transpose(0, 1, 3, 2)      # the scale on the T·d side, not on T·T
         self.p = row_softmax(scores, causal_allowed(steps, self.xp) if self.causal else None, self.xp)
         self.context = self._rows(self.p @ self.v)
         return (self.context @ self.out_proj_weight + self.out_proj_bias).reshape(n, steps, width)

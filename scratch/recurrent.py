@@ -15,15 +15,23 @@ t = T − 1 down to 0; their outputs are concatenated (forward first), as torch'
 """
 from __future__ import annotations
 
+import math
+
 import numpy as np
 
 from scratch.layers import store_gradient
 
 
-def sigmoid(z, xp):
-    """1 / (1 + exp(−z)) without overflow for any finite z."""
-    e = xp.exp(-xp.abs(z))
-    return xp.where(z >= 0, 1 / (1 + e), e / (1 + e))
+def sigmoid(z, xp, out=None):
+    """1 / (1 + exp(−z)), exp's argument at most 0.9·ln(the dtype's largest number): no overflow for
+    any finite z; below z ≈ −80 (float32) or −639 (float64), where σ < 2e-35 or 1e-277, the value
+    stays at that bound's. ``out``: the array to write into (it may be z)."""
+    bound = -0.9 * math.log(float(xp.finfo(z.dtype).max))
+    e = xp.maximum(z, bound, out=out)
+    xp.negative(e, out=e)
+    xp.exp(e, out=e)
+    e += 1
+    return xp.reciprocal(e, out=e)
 
 
 class RNNCell:
@@ -32,18 +40,20 @@ class RNNCell:
 
     gates = 1
     cell_state = False
+    shared_gradient = True        # dL/d(input projection) = dL/d(hidden projection)
+    bias_in_input = True          # b_hh is added with b_ih to the input projections
 
     def __init__(self, nonlinearity: str = "tanh"):
         self.relu = nonlinearity == "relu"
 
-    def step(self, xw, h_prev, c_prev, w_hh, b_hh, xp):
-        a = xw + h_prev @ w_hh.T + b_hh
+    def step(self, xw, hw, h_prev, c_prev, b_hh, xp):
+        a = xw if hw is None else hw.__iadd__(xw)
         h = xp.maximum(a, 0) if self.relu else xp.tanh(a)
         return h, None, (a > 0) if self.relu else h
 
-    def step_back(self, dh, dc, cache, w_hh, xp):
-        da = dh * cache if self.relu else dh * (1 - cache * cache)
-        return da, da, da @ w_hh, None
+    def step_back(self, dh, dc, cache, out, xp):
+        xp.multiply(dh, cache if self.relu else 1 - cache * cache, out=out)
+        return out, None, None
 
 
 class LSTMCell:
@@ -51,26 +61,57 @@ class LSTMCell:
     i = σ(a_i), f = σ(a_f), g = tanh(a_g), o = σ(a_o); c_t = f ⊙ c_{t−1} + i ⊙ g; h_t = o ⊙ tanh(c_t).
     Backward, dc = dL/dc_t (from step t + 1) + dL/dh_t ⊙ o ⊙ (1 − tanh²c_t):
     dL/da_i = dc ⊙ g ⊙ i(1 − i), dL/da_f = dc ⊙ c_{t−1} ⊙ f(1 − f), dL/da_g = dc ⊙ i ⊙ (1 − g²),
-    dL/da_o = dL/dh_t ⊙ tanh c_t ⊙ o(1 − o); dL/dc_{t−1} = dc ⊙ f."""
+    dL/da_o = dL/dh_t ⊙ tanh c_t ⊙ o(1 − o); dL/dc_{t−1} = dc ⊙ f.
+
+    Speed: the four gates are one (N, 4H) array: σ over all of it in place, then g's columns
+    overwritten by their tanh; backward, the gates' derivatives at once as (1 − G) ⊙ (G + [0, 0, 1, 0])
+    (σ' = σ(1 − σ), tanh' = (1 − g)(1 + g)) times dL/dG = [dc ⊙ g, dc ⊙ c_{t−1}, dc ⊙ i, dL/dh ⊙ tanh c].
+    """
 
     gates = 4
     cell_state = True
+    shared_gradient = True
+    bias_in_input = True
 
-    def step(self, xw, h_prev, c_prev, w_hh, b_hh, xp):
-        a = xw + h_prev @ w_hh.T + b_hh
-        size = h_prev.shape[1]
-        i, f, o = (sigmoid(a[:, k * size:(k + 1) * size], xp) for k in (0, 1, 3))
+    def step(self, xw, hw, h_prev, c_prev, b_hh, xp):
+        size = xw.shape[1] // 4
+        a = xw.copy() if hw is None else hw.__iadd__(xw)
         g = xp.tanh(a[:, 2 * size:3 * size])
-        c = f * c_prev + i * g
+        gates = sigmoid(a, xp, out=a)
+        gates[:, 2 * size:3 * size] = g
+        i, f, o = gates[:, :size], gates[:, size:2 * size], gates[:, 3 * size:]
+        c = i * g
+        if c_prev is not None:
+            c += f * c_prev
         tanh_c = xp.tanh(c)
-        return o * tanh_c, c, (i, f, g, o, c_prev, tanh_c)
+        return o * tanh_c, c, (gates, c_prev, tanh_c)
 
-    def step_back(self, dh, dc, cache, w_hh, xp):
-        i, f, g, o, c_prev, tanh_c = cache
-        dc = dc + dh * o * (1 - tanh_c * tanh_c)
-        da = xp.concatenate([dc * g * i * (1 - i), dc * c_prev * f * (1 - f), dc * i * (1 - g * g),
-                             dh * tanh_c * o * (1 - o)], axis=1)
-        return da, da, da @ w_hh, dc * f
+    def step_back(self, dh, dc, cache, out, xp):
+        gates, c_prev, tanh_c = cache
+        size = tanh_c.shape[1]
+        g, o = gates[:, 2 * size:3 * size], gates[:, 3 * size:]
+        carried = dh * o
+        carried *= 1 - tanh_c * tanh_c
+        if dc is not None:
+            carried += dc
+        xp.multiply(carried, g, out=out[:, :size])
+        if c_prev is None:
+            out[:, size:2 * size] = 0
+        else:
+            xp.multiply(carried, c_prev, out=out[:, size:2 * size])
+        xp.multiply(carried, gates[:, :size], out=out[:, 2 * size:3 * size])
+        xp.multiply(dh, tanh_c, out=out[:, 3 * size:])
+        slope = 1 - gates
+        slope *= gates + self._g_columns(size, gates.dtype, xp)
+        out *= slope
+        return out, None, carried * gates[:, size:2 * size]
+
+    @staticmethod
+    def _g_columns(size: int, dtype, xp):
+        """[0, 0, 1, 0], each H wide: what turns σ's derivative (1 − G) G into tanh's (1 − G)(1 + G)."""
+        row = xp.zeros(4 * size, dtype=dtype)
+        row[2 * size:3 * size] = 1
+        return row
 
 
 class GRUCell:
@@ -82,9 +123,11 @@ class GRUCell:
 
     gates = 3
     cell_state = False
+    shared_gradient = False       # the n gate's hidden part is scaled by r
+    bias_in_input = False         # b_hn sits inside r ⊙ (W_hn h + b_hn)
 
-    def step(self, xw, h_prev, c_prev, w_hh, b_hh, xp):
-        hw = h_prev @ w_hh.T + b_hh
+    def step(self, xw, hw, h_prev, c_prev, b_hh, xp):
+        hw = xp.broadcast_to(b_hh, xw.shape) if hw is None else hw.__iadd__(b_hh)
         size = h_prev.shape[1]
         r = sigmoid(xw[:, :size] + hw[:, :size], xp)
         z = sigmoid(xw[:, size:2 * size] + hw[:, size:2 * size], xp)
@@ -92,14 +135,15 @@ class GRUCell:
         n = xp.tanh(xw[:, 2 * size:] + r * h_n)
         return (1 - z) * n + z * h_prev, None, (r, z, n, h_n, h_prev)
 
-    def step_back(self, dh, dc, cache, w_hh, xp):
+    def step_back(self, dh, dc, cache, out, xp):
         r, z, n, h_n, h_prev = cache
+        size = r.shape[1]
         da_n = dh * (1 - z) * (1 - n * n)
-        da_r = da_n * h_n * r * (1 - r)
-        da_z = dh * (h_prev - n) * z * (1 - z)
-        d_input = xp.concatenate([da_r, da_z, da_n], axis=1)
-        d_hidden = xp.concatenate([da_r, da_z, da_n * r], axis=1)
-        return d_input, d_hidden, dh * z + d_hidden @ w_hh, None
+        xp.multiply(da_n * h_n, r * (1 - r), out=out[:, :size])
+        xp.multiply(dh * (h_prev - n), z * (1 - z), out=out[:, size:2 * size])
+        out[:, 2 * size:] = da_n
+        d_hidden = xp.concatenate([out[:, :2 * size], da_n * r], axis=1)
+        return d_hidden, dh * z, None
 
 
 class Recurrent:
@@ -109,6 +153,11 @@ class Recurrent:
     Backward: the cell's step_back at t = T − 1 … 0 (dL/dh_t = the output's gradient at t plus what
     step t + 1 sent back), then the products of the module docstring. Torch twin: nn.RNN, nn.LSTM,
     nn.GRU(batch_first=True), the output of their (output, state) pair.
+
+    Speed: W_hhᵀ is copied contiguous once per direction (BLAS reads it faster than the transposed
+    view); the first step's hidden product, W_hh · 0, and the last backward step's, into a step
+    before the first, are skipped; b_hh joins b_ih in the input projections where the cell allows
+    (RNN, LSTM); for those cells A_t = B_t is one array.
     """
 
     def __init__(self, cell, params: dict, num_layers: int, directions: int, xp=np):
@@ -143,19 +192,22 @@ class Recurrent:
 
     def _run(self, x, layer: int, direction: int) -> dict:
         """One direction of one layer over the sequence: every step's h (and c), h_{t−1} and the cells' caches."""
-        xp = self.xp
+        xp, cell = self.xp, self.cell
         w_ih, w_hh, b_ih, b_hh = (getattr(self, name) for name in self._names(layer, direction))
         n, steps, inputs = x.shape
-        xw = (x.reshape(n * steps, inputs) @ w_ih.T + b_ih).reshape(n, steps, -1)   # every step at once
+        bias = b_ih + b_hh if cell.bias_in_input else b_ih
+        xw = (x.reshape(n * steps, inputs) @ w_ih.T + bias).reshape(n, steps, -1)   # every step at once
+        w_hh_t = w_hh.T.copy()
         size = w_hh.shape[1]
         h = xp.zeros((n, size), dtype=xw.dtype)
-        c = xp.zeros((n, size), dtype=xw.dtype) if self.cell.cell_state else None
+        c = None
         out, h_prev = xp.empty((n, steps, size), dtype=xw.dtype), xp.empty((n, steps, size), dtype=xw.dtype)
-        c_all = xp.empty((n, steps, size), dtype=xw.dtype) if self.cell.cell_state else None
+        c_all = xp.empty((n, steps, size), dtype=xw.dtype) if cell.cell_state else None
         caches = []
-        for t in self._order(steps, direction):
+        for k, t in enumerate(self._order(steps, direction)):
             h_prev[:, t] = h
-            h, c, cache = self.cell.step(xw[:, t], h, c, w_hh, b_hh, xp)
+            hw = None if k == 0 else h @ w_hh_t
+            h, c, cache = cell.step(xw[:, t], hw, h, c, b_hh, xp)
             out[:, t] = h
             if c_all is not None:
                 c_all[:, t] = c
@@ -198,17 +250,22 @@ class Recurrent:
         return grad_out
 
     def _through_time(self, grad_h, caches, w_hh, direction: int):
-        """A_t and B_t (the module docstring) at every step, (N, T, gates·H) each."""
-        xp = self.xp
+        """A_t and B_t (the module docstring) at every step, (N, T, gates·H) each (one array where
+        the cell's are equal)."""
+        xp, cell = self.xp, self.cell
         n, steps, size = grad_h.shape
-        d_input = xp.empty((n, steps, self.cell.gates * size), dtype=grad_h.dtype)
-        d_hidden = xp.empty_like(d_input)
-        dh_next = xp.zeros((n, size), dtype=grad_h.dtype)
-        dc_next = xp.zeros((n, size), dtype=grad_h.dtype) if self.cell.cell_state else None
+        d_input = xp.empty((n, steps, cell.gates * size), dtype=grad_h.dtype)
+        d_hidden = d_input if cell.shared_gradient else xp.empty_like(d_input)
+        dh_next, dc_next = None, None
         for k, t in enumerate(reversed(self._order(steps, direction))):
-            cache = caches[steps - 1 - k]
-            d_input[:, t], d_hidden[:, t], dh_next, dc_next = self.cell.step_back(
-                grad_h[:, t] + dh_next, dc_next, cache, w_hh, xp)
+            dh = grad_h[:, t] if dh_next is None else grad_h[:, t] + dh_next
+            hidden, dh_direct, dc_next = cell.step_back(dh, dc_next, caches[steps - 1 - k], d_input[:, t], xp)
+            if not cell.shared_gradient:
+                d_hidden[:, t] = hidden
+            if k < steps - 1:       # the first step's sends nothing back: no step before it
+                dh_next = hidden @ w_hh
+                if dh_direct is not None:
+                    dh_next += dh_direct
         return d_input, d_hidden
 
 

@@ -4,9 +4,10 @@ The products scratch's train step does, as its layers do them (N sequences of T 
 rows; an entry listed as often as the step does it):
 
 - a recurrent layer (LSTM, GRU, RNN: G = 4, 3, 1 gates of H units, per layer and direction):
-  the input projections of every step in one product X (R × D) @ W_ihᵀ (D × G·H); at each of the
-  T steps h_{t−1} (N × H) @ W_hhᵀ forward and dA_t (N × G·H) @ W_hh backward (the first step's
-  too, where h_{t−1} = 0: scratch does it); dW_ih = Aᵀ X and dW_hh = Bᵀ H_prev over all steps;
+  the input projections of every step in one product X (R × D) @ W_ihᵀ (D × G·H); at T − 1 steps
+  h_{t−1} (N × H) @ W_hhᵀ forward and dA_t (N × G·H) @ W_hh backward (not at the first step, where
+  h_{t−1} = 0 and there is no step before: scratch skips both); dW_ih = Aᵀ X and dW_hh = Bᵀ H_prev
+  over all steps;
   dL/dx = A W_ih (for a layer after the first, or when the layer before needs it);
 - a transformer block (width D, H heads of d = D/H, MLP width F): forward [Q|K|V] = X W_in
   (R × D × 3D), per sequence and head S = Q Kᵀ (T × d × T) and P V (T × T × d), C W_out
@@ -49,8 +50,8 @@ def _recurrent_products(layer, in_shape, batch: int, input_grad: bool) -> list[t
         width = inputs if k == 0 else size * layer.directions
         for _ in range(layer.directions):
             out.append(("NT", rows, width, gates))                       # X @ W_ihᵀ, every step at once
-            out += [("NT", batch, size, gates)] * steps                  # h_{t−1} @ W_hhᵀ at each step
-            out += [("NN", batch, gates, size)] * steps                  # dA_t @ W_hh at each step
+            out += [("NT", batch, size, gates)] * (steps - 1)            # h_{t−1} @ W_hhᵀ past the first step
+            out += [("NN", batch, gates, size)] * (steps - 1)            # dA_t @ W_hh, all but into step −1
             out += [("TN", gates, rows, width), ("TN", gates, rows, size)]   # dW_ih, dW_hh
             if k > 0 or input_grad:
                 out.append(("NN", rows, gates, width))                   # dL/dx = A @ W_ih
