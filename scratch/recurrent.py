@@ -34,6 +34,12 @@ def sigmoid(z, xp, out=None):
     return xp.reciprocal(e, out=e)
 
 
+def _add_into(target, other):
+    """target += other, and target: a fresh product takes the sum in place of a new array."""
+    target += other
+    return target
+
+
 class RNNCell:
     """h_t = f(a_t), a_t = W_ih x_t + b_ih + W_hh h_{t−1} + b_hh, f = tanh or relu.
     Backward: dL/da_t = dL/dh_t ⊙ f'(a_t) (tanh: 1 − h_t², relu: 1 where a_t > 0, else 0)."""
@@ -47,7 +53,7 @@ class RNNCell:
         self.relu = nonlinearity == "relu"
 
     def step(self, xw, hw, h_prev, c_prev, b_hh, xp):
-        a = xw if hw is None else hw.__iadd__(xw)
+        a = xw if hw is None else _add_into(hw, xw)
         h = xp.maximum(a, 0) if self.relu else xp.tanh(a)
         return h, None, (a > 0) if self.relu else h
 
@@ -75,7 +81,7 @@ class LSTMCell:
 
     def step(self, xw, hw, h_prev, c_prev, b_hh, xp):
         size = xw.shape[1] // 4
-        a = xw.copy() if hw is None else hw.__iadd__(xw)
+        a = xw.copy() if hw is None else _add_into(hw, xw)
         g = xp.tanh(a[:, 2 * size:3 * size])
         gates = sigmoid(a, xp, out=a)
         gates[:, 2 * size:3 * size] = g
@@ -127,7 +133,7 @@ class GRUCell:
     bias_in_input = False         # b_hn sits inside r ⊙ (W_hn h + b_hn)
 
     def step(self, xw, hw, h_prev, c_prev, b_hh, xp):
-        hw = xp.broadcast_to(b_hh, xw.shape) if hw is None else hw.__iadd__(b_hh)
+        hw = xp.broadcast_to(b_hh, xw.shape) if hw is None else _add_into(hw, b_hh)
         size = h_prev.shape[1]
         r = sigmoid(xw[:, :size] + hw[:, :size], xp)
         z = sigmoid(xw[:, size:2 * size] + hw[:, size:2 * size], xp)
