@@ -5,9 +5,10 @@
 #
 # It uses the machine's own Python and torch (not the CPU pin; nothing is installed), with the
 # project on PYTHONPATH. Parts, each under its own time limit so one hung part cannot eat the
-# budget (about 8 minutes in all): the environment (nvidia-smi, versions) -> env.txt; the
+# budget (about 9 minutes in all): the environment (nvidia-smi, versions) -> env.txt; the
 # gpu-marked tests -> gpu-tests.log; the GPU benchmark, float32 then float64 -> bench-*.log,
-# gpu-float32.json / .png, gpu-float64.json / .png. Exit status: 0 when every part that ran
+# gpu-float32.json / .png, gpu-float64.json / .png; the sequence models (float32, --quick) if time is
+# left -> bench-seq-float32.log, gpu-seq-float32.json. Exit status: 0 when every part that ran
 # passed; 1 otherwise. Without CUDA (a CPU machine) the GPU parts are skipped and say so.
 set -u
 out=${1:?usage: benchmarks/gpu_check.sh OUT_DIR}
@@ -64,6 +65,14 @@ if [ "$left" -gt 60 ]; then
         --plot "$out/gpu-float64.png" --force
 else
     echo "benchmark float64: skipped, $left s left of the budget" | tee -a "$out/summary.txt"
+fi
+left=$(( 540 - ($(date +%s) - started) ))
+if [ "$left" -gt 60 ]; then
+    part "benchmark sequences float32" "$left" bench-seq-float32.log sh -c '"$@" > "$0"' "$out/gpu-seq-float32.json" \
+        "$py" -m nnparity.bench --device cuda --dtype float32 --quick --config char_lstm --config tiny_gpt \
+        --no-progress --json
+else
+    echo "benchmark sequences float32: skipped, $left s left of the budget" | tee -a "$out/summary.txt"
 fi
 echo "total $(( $(date +%s) - started )) s" | tee -a "$out/summary.txt"
 exit $status

@@ -42,9 +42,10 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
     p.add_argument("--dtype", default="float32", metavar="{float32,float64}", help="precision (default float32)")
     p.add_argument("--quick", action="store_true", help="skip the large configuration, torch.compile, "
                    "the training loops; shorter timings and sweeps (under a minute on a quiet machine)")
-    p.add_argument("--config", action="append", metavar="NAME", help="time only this configuration (repeatable; "
-                   "tiny, small, mnist, wide, large, the CNNs lenet, resnet_small, the sequence models "
-                   "char_lstm, tiny_gpt; default: all, less large, the CNNs and the sequence models with --quick)")
+    p.add_argument("--config", action="append", metavar="NAME", help="time only this configuration, on the CPU and "
+                   "the GPU (repeatable; tiny, small, mnist, wide, large, the CNNs lenet, resnet_small, the sequence "
+                   "models char_lstm, tiny_gpt; default: all, less large, the CNNs and the sequence models with "
+                   "--quick; on the GPU the MLPs and large at batch 8192)")
     p.add_argument("--json", action="store_true", help="print one JSON object (every figure) instead of the tables")
     p.add_argument("--plot", metavar="FILE.png", help="draw the scaling sweeps to this PNG (an existing file is "
                    "refused unless --force)")
@@ -227,7 +228,7 @@ def run(args) -> int:
 
     names = (args.config or bench_run.config_names(args.quick)) if args.device != "cuda" else []
     total = (bench_run.steps_total(names, args.quick) + sweeps.sweep_steps(args.quick) if names else 0) \
-        + (gpu_run.steps_total(args.quick) if gpu else 0)
+        + (gpu_run.steps_total(args.quick, args.config) if gpu else 0)
     with tqdm(total=total, desc="bench", unit="step", disable=args.no_progress or not sys.stderr.isatty(),
               leave=False) as bar:
         if names:
@@ -236,7 +237,7 @@ def run(args) -> int:
             data["sweeps"] = sweeps.sweep(args.dtype, args.threads, args.quick, bar)
             data["devices"]["cpu"] = "timed"
         if gpu:
-            data["gpu"] = gpu_run.run_all(args.dtype, args.quick, bar)
+            data["gpu"] = gpu_run.run_all(args.dtype, args.quick, bar, args.config)
             data["devices"]["cuda"] = "timed"
     data["machine"]["threads"] = thread_info()
     data["load"] = watch.report()

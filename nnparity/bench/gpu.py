@@ -1,8 +1,8 @@
 """The GPU half of the benchmarks: both networks on one CUDA device (``--device cuda`` / ``all``).
 
-Configurations: the CPU's MLPs, ``large-8192`` (large at batch 8192), and the sequence models
-(char_lstm, tiny_gpt: every side built from the configuration's spec and token batches); ``--quick``
-leaves out the large ones and the sequence models.
+Configurations: the CPU's MLPs and ``large-8192`` (large at batch 8192; ``--quick`` leaves out
+both large ones), or the ones ``--config`` names, any of the CPU's (the sequence models char_lstm
+and tiny_gpt, the CNNs: every side is built from the configuration's spec and batches).
 
 Sides, each a factory ``make(cfg, op, dtype) -> step()`` as in nnparity/bench/sides.py:
 
@@ -31,15 +31,15 @@ import itertools
 import statistics
 import time
 
-from nnparity.bench.configs import CONFIGS, SEQ_CONFIGS, Config, config
+from nnparity.bench.configs import CONFIGS, Config, config
 from nnparity.bench.formatting import fmt_bytes, fmt_time
 from nnparity.bench.machine import gemm_list
 from nnparity.bench.run import each_side
 from nnparity.bench.sides import Skip
 
-#: the GPU's configurations: the CPU's MLPs, the large one at batch 8192 too, and the sequence models
+#: the GPU's configurations: the CPU's MLPs, and the large one at batch 8192 too
 LARGE_8192 = "large-8192"
-QUICK_SKIPS = ("large", LARGE_8192, *SEQ_CONFIGS)
+QUICK_SKIPS = ("large", LARGE_8192)
 GPU_OPS = ("forward", "train_sgd", "train_adam")
 PRECISIONS = {"float32": ("fp32", "tf32", "bf16"), "float64": ("fp64",)}
 STEP_SIDES = ("scratch_cupy", "torch_fp32", "torch_tf32", "torch_bf16", "torch_fp64", "torch_graphs")
@@ -53,8 +53,12 @@ def gpu_config(name: str) -> Config:
     return config(name)
 
 
-def config_names(quick: bool) -> list[str]:
-    return [n for n in (*CONFIGS, LARGE_8192, *SEQ_CONFIGS) if not (quick and n in QUICK_SKIPS)]
+def config_names(quick: bool, named=None) -> list[str]:
+    """The configurations ``--config`` names (any of the CPU's), else the MLPs and large-8192
+    (``--quick``: less the large ones)."""
+    if named:
+        return list(named)
+    return [n for n in (*CONFIGS, LARGE_8192) if not (quick and n in QUICK_SKIPS)]
 
 
 def sync() -> None:
@@ -350,13 +354,13 @@ def _fractions(cfg, results: dict, peaks: dict) -> None:
                 row["fraction_of_gemm_peak"] = row["achieved_flops"] / peak["set_flops"]
 
 
-def run_all(dtype: str, quick: bool, bar=None) -> dict:
+def run_all(dtype: str, quick: bool, bar=None, named=None) -> dict:
     return {"device": device_info(), "configs": {name: run_config(gpu_config(name), dtype, quick, bar)
-                                                 for name in config_names(quick)}}
+                                                 for name in config_names(quick, named)}}
 
 
-def steps_total(quick: bool) -> int:
-    return len(config_names(quick)) * len(GPU_OPS) * len(STEP_SIDES)
+def steps_total(quick: bool, named=None) -> int:
+    return len(config_names(quick, named)) * len(GPU_OPS) * len(STEP_SIDES)
 
 
 def format_table(gpu: dict) -> str:
