@@ -78,6 +78,7 @@ class LSTMCell:
     cell_state = True
     shared_gradient = True
     bias_in_input = True
+    g_row = None                  # _g_columns' row, kept
 
     def step(self, xw, hw, h_prev, c_prev, b_hh, xp):
         size = xw.shape[1] // 4
@@ -108,15 +109,18 @@ class LSTMCell:
         xp.multiply(carried, gates[:, :size], out=out[:, 2 * size:3 * size])
         xp.multiply(dh, tanh_c, out=out[:, 3 * size:])
         slope = 1 - gates
-        slope *= gates + self._g_columns(size, gates.dtype, xp)
         out *= slope
+        out *= xp.add(gates, self._g_columns(size, gates.dtype, xp), out=slope)
         return out, None, carried * gates[:, size:2 * size]
 
-    @staticmethod
-    def _g_columns(size: int, dtype, xp):
-        """[0, 0, 1, 0], each H wide: what turns σ's derivative (1 − G) G into tanh's (1 − G)(1 + G)."""
-        row = xp.zeros(4 * size, dtype=dtype)
-        row[2 * size:3 * size] = 1
+    def _g_columns(self, size: int, dtype, xp):
+        """[0, 0, 1, 0], each H wide: what turns σ's derivative (1 − G) G into tanh's (1 − G)(1 + G)
+        (made once per size and dtype)."""
+        row = self.g_row
+        if row is None or row.shape[0] != 4 * size or row.dtype != dtype:
+            row = xp.zeros(4 * size, dtype=dtype)
+            row[2 * size:3 * size] = 1
+            self.g_row = row
         return row
 
 
@@ -264,7 +268,7 @@ class Recurrent:
         d_hidden = d_input if cell.shared_gradient else xp.empty_like(d_input)
         dh_next, dc_next = None, None
         for k, t in enumerate(reversed(self._order(steps, direction))):
-            dh = grad_h[:, t] if dh_next is None else grad_h[:, t] + dh_next
+            dh = grad_h[:, t] if dh_next is None else _add_into(dh_next, grad_h[:, t])
             hidden, dh_direct, dc_next = cell.step_back(dh, dc_next, caches[steps - 1 - k], d_input[:, t], xp)
             if not cell.shared_gradient:
                 d_hidden[:, t] = hidden
