@@ -3,11 +3,15 @@ recurrent.py, embedding.py and readouts.py, and Dense.backward, the dense layer 
 kills mutants the parity tests let through.
 
 Equivalent survivors (no test can kill them, named in the README's mutation paragraph):
-- a buffer of zeros scaled by 2 or ½ (dL/dh after the last step in ``_through_time``, the position
-  table's and the last-step readout's gradient buffers): zeros stay zero;
+- a buffer of zeros scaled by 2 or ½ (the position table's and the last-step readout's gradient
+  buffers): zeros stay zero;
 - a reshape's ``-1`` turned into ``-2`` (NumPy reads any negative size as the one it infers);
 - the tuple of a direction's parameter names repeated (only its first four are read);
-- ``caches[steps − 1 − k]`` read as ``caches[−1 − k]`` (the same element for k < steps).
+- ``caches[steps − 1 − k]`` read as ``caches[−1 − k]`` (the same element for k < steps);
+- the guard ``k < steps − 1`` that skips the product into the step before the first, loosened
+  (the product is done, its result unused);
+- the LSTM's first-step zeroing of its f columns widened over the g and o columns, which are
+  written right after.
 """
 from __future__ import annotations
 
