@@ -255,6 +255,39 @@ HOSTILE = textwrap.dedent('''
         return z ** 3
 
 
+    class SignalsItself(Cube):
+        def backward(self, grad_out):
+            os.kill(os.getpid(), signal.SIGTERM)
+            return grad_out * 3 * self.z ** 2
+
+
+    class RaisesKeyboardInterrupt(Cube):
+        def backward(self, grad_out):
+            raise KeyboardInterrupt()
+
+
+    class ExitsInDel(Cube):
+        def __del__(self):
+            sys.exit(0)
+
+
+    class ComplexBackward(Cube):
+        def backward(self, grad_out):
+            return grad_out * 3 * self.z ** 2 + 1e6j
+
+
+    class MaskedBackward(Cube):
+        def backward(self, grad_out):
+            grad = grad_out * 3 * self.z ** 2
+            return np.ma.masked_array(grad * 7, mask=np.ones(grad.shape, bool))
+
+
+    class MatrixForward(Cube):
+        def forward(self, z):
+            self.z = z.copy()
+            return np.asmatrix(z ** 3)
+
+
     def kwonly_prime(z):
         return 3 * z ** 2
 ''')
@@ -556,3 +589,34 @@ def test_user_prints_stay_off_json_stdout(tmp_path):
     assert code == 0, out + err
     report = json.loads(out)
     assert report["ok"] is True and "Zen of a chatty module" in err and "cube called" in err
+
+
+def test_self_signal_in_user_code_is_refused(hostile):
+    """SIGTERM sent by user code to its own process: not an interruption (143), one line, exit 2."""
+    code, out, err = cli(hostile, "hostile_ops:SignalsItself")
+    assert_refused(code, out, err, "sent SIGTERM to its own process")
+
+
+def test_keyboard_interrupt_raised_by_user_code_is_refused(hostile, capsys):
+    assert_refused(*run(capsys, "hostile_ops:RaisesKeyboardInterrupt"), "raised KeyboardInterrupt",
+                   "RaisesKeyboardInterrupt.backward")
+
+
+@pytest.mark.slow
+def test_del_exit_is_one_line_not_a_traceback(hostile):
+    code, out, err = cli(hostile, "hostile_ops:ExitsInDel")
+    assert code == 0 and out.strip().splitlines()[-1].startswith("PASS"), out + err
+    assert len(err.strip().splitlines()) == 1 and "Traceback" not in err
+    assert "sys.exit(0) in hostile_ops.ExitsInDel.__del__, which Python ignores" in err
+
+
+@pytest.mark.parametrize("target,words", [("ComplexBackward", ("backward returned complex values",)),
+                                          ("MaskedBackward", ("backward returned a masked array", "30 masked"))])
+def test_non_numbers_returned_are_refused(hostile, capsys, target, words):
+    """Complex values or masked entries are a form error (exit 2), in the class form as in the function form."""
+    assert_refused(*run(capsys, f"hostile_ops:{target}"), *words)
+
+
+def test_matrix_forward_compares_its_numbers(hostile, capsys):
+    code, out, err = run(capsys, "hostile_ops:MatrixForward")
+    assert code == 0 and out.strip().splitlines()[-1].startswith("PASS"), out + err

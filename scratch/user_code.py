@@ -11,9 +11,12 @@ from __future__ import annotations
 
 import contextlib
 import os
+import signal
 import sys
+import threading
 
 from scratch.errors import SpecError, shown
+from scratch.signals import Interrupted
 
 
 class UserCodeError(SpecError):
@@ -25,7 +28,13 @@ class ProcessExit(SystemExit):
     import took then): a SystemExit, so ``except Exception`` keeps it and the CLI reports it."""
 
 
+_thread_exits: list = []   # os._exit codes called from a thread other than the main one
+
+
 def _exit_refused(code):
+    if threading.current_thread() is not threading.main_thread():
+        _thread_exits.append(code)
+        raise SystemExit(code)    # ends that thread; threading ignores a plain SystemExit silently
     raise ProcessExit(code)
 
 
@@ -56,20 +65,65 @@ def running(where: str, field: str = "", exceptions: bool = True):
     real_exit = os._exit
     os._exit = _exit_refused
     outer = _name_in_progress(where)
+    stopped = False
     try:
         with contextlib.redirect_stdout(sys.stderr):
             yield
+        if _thread_exits:
+            raise UserCodeError(field, f"user code called os._exit({shown(_thread_exits[0])}) in a thread it "
+                                       f"started in {where}")
     except SystemExit as err:
         raise UserCodeError(field, f"user code called {_call(err)}({shown(err.code)}) in {where}") from None
     except (SpecError, MemoryError):
+        raise
+    except Interrupted:   # a stop signal: the parent process (nnparity.forked) tells whose it was by the name left
+        stopped = True
         raise
     except Exception as err:
         if not exceptions:
             raise
         raise UserCodeError(field, f"user code raised {type(err).__name__} in {where}: {_first_line(err)}") from None
+    except BaseException as err:
+        if not _raised_by_user(err):
+            raise
+        raise UserCodeError(field, f"user code raised {type(err).__name__} (a BaseException) in "
+                                   f"{where}{_colon_first_line(err)}") from None
     finally:
         os._exit = real_exit
-        _name_in_progress(outer)
+        _thread_exits.clear()
+        if not stopped:
+            _name_in_progress(outer)
+
+
+def _raised_by_user(err: BaseException) -> bool:
+    """Whether a BaseException that is neither SystemExit nor a stop signal came from user code: all
+    do, but a KeyboardInterrupt where SIGINT still raises it (no command's handler installed) may
+    be a real Ctrl-C."""
+    return not isinstance(err, KeyboardInterrupt) or signal.getsignal(signal.SIGINT) is not signal.default_int_handler
+
+
+_unraisable: list = []   # the first exception Python could not raise (a __del__'s), as (exception, where)
+
+
+def note_unraisable() -> None:
+    """From now on, an exception Python ignores (raised in a ``__del__``, a weakref callback) is
+    kept, not printed as a traceback; ``unraisable_message`` words it."""
+    def keep(unraisable):
+        if not _unraisable:
+            where = getattr(unraisable.object, "__qualname__", None) or type(unraisable.object).__name__
+            _unraisable.append((unraisable.exc_value, f"{getattr(unraisable.object, '__module__', '?')}.{where}"))
+    sys.unraisablehook = keep
+
+
+def unraisable_message() -> str | None:
+    """The line for the first exception Python ignored, or None when there was none. Python goes
+    on after it (a ``sys.exit`` in a ``__del__`` ends nothing), so the result stands."""
+    if not _unraisable:
+        return None
+    err, where = _unraisable[0]
+    what = f"called {_call(err)}({shown(err.code)})" if isinstance(err, SystemExit) else \
+        f"raised {type(err).__name__}{_colon_first_line(err)}"
+    return f"user code {what} in {where}, which Python ignores there (it ends nothing); the result stands"
 
 
 def exit_message(err: SystemExit) -> str:
@@ -88,7 +142,12 @@ def _call(err: SystemExit) -> str:
     return "os._exit" if isinstance(err, ProcessExit) else "sys.exit"
 
 
-def _first_line(err: Exception) -> str:
+def _colon_first_line(err: BaseException) -> str:
+    line = _first_line(err)
+    return f": {line}" if line else ""
+
+
+def _first_line(err: BaseException) -> str:
     try:
         return str(err).split("\n")[0]
     except Exception:  # a __str__ that raises too

@@ -26,9 +26,11 @@ import sys
 import time
 import traceback
 
-from nnparity.verify.calls import PASSED_THROUGH, exit_call, first_line
+from nnparity.verify.calls import exit_call, first_line
 from nnparity.verify.errors import OpError
 from nnparity.verify.time_limit import GRACE_S, ProbeTimeout, Watch, timeout_message
+from scratch import user_code
+from scratch.signals import Interrupted
 
 importlib.import_module("numpy.random")   # NumPy loads it lazily: here once, not again in every child
 
@@ -93,14 +95,20 @@ def _ended(what: str, exitcode) -> str:
 def _child(send, watch: Watch, fn, args, kwargs):
     Watch.active = watch
     _user_output_to_stderr()
+    user_code.note_unraisable()
     try:
         outcome = "ok", fn(*args, **kwargs)
     except OpError as err:
         outcome = "error", OpError(str(err)) if type(err) is not ProbeTimeout else err
-    except PASSED_THROUGH:
-        raise
+    except Interrupted as err:   # a stop signal sent to this child alone (the parent stops for its own)
+        where = f"while {watch.what} ran" if watch.what else "while it was checked"
+        outcome = "error", OpError(f"your code sent {err} to its own process {where}; a function under test must "
+                                   f"return its value")
     except BaseException as err:        # noqa: B036 — whatever user code raised past every guard
         outcome = "error", _unguarded(err, watch.what)
+    ignored = user_code.unraisable_message()
+    if ignored is not None:
+        print(f"nnparity verify: {ignored}", file=sys.stderr)
     try:
         send.send(outcome)
     except Exception as err:    # a result that cannot be sent: ours, a bug
@@ -133,7 +141,8 @@ def _unguarded(err: BaseException, what: str) -> Exception:
             return err
         except Exception:
             return RuntimeError("".join(traceback.format_exception_only(type(err), err)).strip())
-    return OpError(f"your code raised {type(err).__name__} in {where or 'the op'}: {first_line(err)}")
+    line = first_line(err)
+    return OpError(f"your code raised {type(err).__name__} in {where or 'the op'}{': ' + line if line else ''}")
 
 
 def _user_frame(tb) -> str | None:
@@ -144,6 +153,6 @@ def _user_frame(tb) -> str | None:
         module = str(tb.tb_frame.f_globals.get("__name__", "?"))
         top = module.split(".")[0]
         if top not in OURS and top not in sys.stdlib_module_names:
-            where = f"{module}.{tb.tb_frame.f_code.co_name}"
+            where = f"{module}.{tb.tb_frame.f_code.co_qualname}"
         tb = tb.tb_next
     return where
