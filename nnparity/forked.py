@@ -74,6 +74,7 @@ def _child(run, command: str, send: int, in_progress, parent: int, blocked) -> N
     _die_with(parent)
     user_code.watched_by(in_progress)
     user_code.note_unraisable()
+    user_code.guard_shared()
     _command_output_apart()
     signal.pthread_sigmask(signal.SIG_SETMASK, blocked)
     try:

@@ -77,7 +77,7 @@ def _set(**changes):
 def _arrays(**changes):
     def change(meta, arrays):
         for key, value in changes.items():
-            key = {"W0": W0, "B0": B0, "M0": M0, "H": "history/step_loss"}[key]
+            key = {"W0": W0, "B0": B0, "M0": M0, "H": "history/step_loss", "S0": "optim/layers.0.weight/step"}[key]
             if value is None:
                 del arrays[key]
             else:
@@ -124,6 +124,9 @@ NPZ_FORGERIES = [
     ("epoch-sums-string", _set(epoch_sums="x"), "epoch_sums"),
     ("extra-rng-for-adam", _set(optimizer_extra={"rng": {}}), "optimizer_extra"),
     ("backend-unknown", _set(backend="tensorflow"), "backend"),
+    ("epoch-1e6-step-unchanged", _set(epoch=10**6), "step: 4 does not match the position: epoch 1000000"),
+    ("epoch-past-step", _set(epoch=3), "step: 4 does not match the position: epoch 3"),
+    ("adam-step-past-steps-taken", _arrays(**{"S0": np.array(5, dtype=np.int64)}), "layers.0.weight/step: 5 is out of range"),
 ]
 
 
@@ -150,7 +153,7 @@ def test_checkpoint_adam_step_negative_refused(run_dir):
     meta, arrays = members(path)
     arrays["optim/layers.0.weight/step"] = np.array(-1, dtype=np.int64)
     sign(path, meta, arrays)
-    with pytest.raises(CheckpointError, match=r"optim/layers.0.weight/step: -1 is out of range; expected 0 to 9007199254740992"):
+    with pytest.raises(CheckpointError, match=r"optim/layers.0.weight/step: -1 is out of range; expected 0 to 4"):
         checkpoint.load(path)
 
 

@@ -330,3 +330,13 @@ def test_user_code_del_exit_is_one_line(tmp_path):
     assert done.returncode == 0 and json.loads(done.stdout)["ok"] is True
     assert_one_line(done.stderr, "check", "user code called sys.exit(0) in ")
     assert "Op.__init__.<locals>.<lambda>, which Python ignores" in done.stderr
+
+
+def test_user_code_replacing_numpy_check(tmp_path):
+    """A user op that replaces NumPy's functions in the command's process: one line, exit 2, never a verdict."""
+    op = write_op(tmp_path, "forward", "np.linalg.norm = np.max = lambda *args, **kwargs: 0.0")
+    (tmp_path / "spec.toml").write_text(SPEC.format(op=op))
+    done = _nnparity("check", "spec.toml", "--json", cwd=tmp_path)
+    assert done.returncode == 2 and done.stdout == "", (done.returncode, done.stdout, done.stderr)
+    assert_one_line(done.stderr, "check", "user code replaced numpy.")
+    assert "Op.forward" in done.stderr

@@ -282,6 +282,19 @@ HOSTILE = textwrap.dedent('''
             return np.ma.masked_array(grad * 7, mask=np.ones(grad.shape, bool))
 
 
+    class ReplacesNumpy(Cube):
+        """backward all zeros, forward replacing what a comparison computes with."""
+
+        def forward(self, z):
+            np.linalg.norm = lambda *args, **kwargs: 0.0
+            np.max = lambda *args, **kwargs: 0.0
+            np.abs = lambda a, *args, **kwargs: a * 0
+            return super().forward(z)
+
+        def backward(self, grad_out):
+            return grad_out * 0
+
+
     class MatrixForward(Cube):
         def forward(self, z):
             self.z = z.copy()
@@ -620,3 +633,9 @@ def test_non_numbers_returned_are_refused(hostile, capsys, target, words):
 def test_matrix_forward_compares_its_numbers(hostile, capsys):
     code, out, err = run(capsys, "hostile_ops:MatrixForward")
     assert code == 0 and out.strip().splitlines()[-1].startswith("PASS"), out + err
+
+
+def test_user_code_replacing_numpy_is_refused(hostile, capsys):
+    """A forward that replaces numpy.linalg.norm (in verify's child process) cannot make a zero gradient pass."""
+    code, out, err = run(capsys, "hostile_ops:ReplacesNumpy")
+    assert_refused(code, out, err, "user code replaced numpy.")

@@ -72,6 +72,9 @@ def running(where: str, field: str = "", exceptions: bool = True):
         if _thread_exits:
             raise UserCodeError(field, f"user code called os._exit({shown(_thread_exits[0])}) in a thread it "
                                        f"started in {where}")
+        changed = tampered()
+        if changed is not None:
+            raise UserCodeError(field, tampered_message(changed, where))
     except SystemExit as err:
         raise UserCodeError(field, f"user code called {_call(err)}({shown(err.code)}) in {where}") from None
     except (SpecError, MemoryError):
@@ -124,6 +127,41 @@ def unraisable_message() -> str | None:
     what = f"called {_call(err)}({shown(err.code)})" if isinstance(err, SystemExit) else \
         f"raised {type(err).__name__}{_colon_first_line(err)}"
     return f"user code {what} in {where}, which Python ignores there (it ends nothing); the result stands"
+
+
+SHARED = ("builtins", "math", "operator", "numpy", "numpy.linalg", "numpy.ma")   # not torch: its own lazy
+# imports rebind some of its names (torch._dynamo wraps torch.manual_seed)
+OWN = ("scratch", "nnparity", "torch_ref")      # the tool's own modules: every one loaded
+_seen = [0]     # how many modules were loaded when the snapshot was last extended
+_snapshot: dict = {}    # module name -> its attributes when first seen (before user code ran, where it could)
+
+
+def tampered_message(changed: str, where: str) -> str:
+    return (f"user code replaced {changed} in {where}; the tool computes and compares with it, so user code must "
+            f"leave NumPy, builtins and the tool's own modules as they are")
+
+
+def guard_shared() -> None:
+    """Remember the attributes of the modules the tool computes and compares with (NumPy, torch,
+    builtins, its own), so that ``tampered`` can tell when user code replaced one."""
+    for name, module in list(sys.modules.items()):
+        if module is not None and (name in SHARED or name.split(".")[0] in OWN):
+            _snapshot.setdefault(name, dict(vars(module)))
+    _seen[0] = len(sys.modules)
+
+
+def tampered() -> str | None:
+    """The first attribute of a guarded module that is no longer what it was (``numpy.max``), or
+    None; a module loaded since the last call is remembered from now on."""
+    for name, attributes in _snapshot.items():
+        module = sys.modules.get(name)
+        current = vars(module) if module is not None else {}
+        for key, value in attributes.items():
+            if current.get(key, _snapshot) is not value:
+                return f"{name}.{key}"
+    if _snapshot and len(sys.modules) != _seen[0]:
+        guard_shared()
+    return None
 
 
 def exit_message(err: SystemExit) -> str:

@@ -96,8 +96,12 @@ def _child(send, watch: Watch, fn, args, kwargs):
     Watch.active = watch
     _user_output_to_stderr()
     user_code.note_unraisable()
+    user_code.guard_shared()
     try:
         outcome = "ok", fn(*args, **kwargs)
+        changed = user_code.tampered()
+        if changed is not None:
+            outcome = "error", OpError(user_code.tampered_message(changed, watch.what or "the code under test"))
     except OpError as err:
         outcome = "error", OpError(str(err)) if type(err) is not ProbeTimeout else err
     except Interrupted as err:   # a stop signal sent to this child alone (the parent stops for its own)
