@@ -524,7 +524,7 @@ def test_time_limit_flag_out_of_range_is_refused(hostile, capsys, value):
     assert_refused(code, out, err, "--time-limit")
 
 
-@pytest.mark.parametrize("kwargs, word", [({"seed": 0.5}, "seed"), ({"seed": -1}, "seed"),
+@pytest.mark.parametrize("kwargs, word", [({"seed": 0.5}, "seed"), ({"seed": -1}, "seed"), ({"seed": 2**32}, "seed"),
                                           ({"time_limit_s": 0}, "time_limit_s"),
                                           ({"time_limit_s": float("inf")}, "time_limit_s")])
 def test_api_bad_arguments_name_the_argument(hostile, kwargs, word):
@@ -639,3 +639,12 @@ def test_user_code_replacing_numpy_is_refused(hostile, capsys):
     """A forward that replaces numpy.linalg.norm (in verify's child process) cannot make a zero gradient pass."""
     code, out, err = run(capsys, "hostile_ops:ReplacesNumpy")
     assert_refused(code, out, err, "user code replaced numpy.")
+
+
+@pytest.mark.parametrize("argv,word", [(("hostile_ops:Cube", "--seed", str(2**70)), "--seed: must be from 0 to 4294967295"),
+                                       (("--spec", str(REPO / "specs" / "xor.toml"), "--batch", str(10**9)),
+                                        "--batch: would need about")])
+def test_flag_out_of_range_is_refused_up_front(hostile, capsys, argv, word):
+    """Named as the flag, not blamed on user code (a seed past np.random.seed's range) nor left to
+    the time limit (a batch past the memory limit)."""
+    assert_refused(*run(capsys, *argv), word)
