@@ -17,8 +17,10 @@ the parent imported (torch) is there at once.
 """
 from __future__ import annotations
 
+import ctypes
 import gc
 import importlib
+import mmap
 import multiprocessing
 import os
 import pickle
@@ -47,7 +49,8 @@ def isolated(fn, *args, **kwargs):
     if not forking():
         return fn(*args, **kwargs)
     ctx = multiprocessing.get_context("fork")
-    watch = Watch(ctx.RawArray("d", [float("inf"), float("inf")]), ctx.RawArray("c", 400))
+    watch = Watch(_shared(ctypes.c_double * 2), _shared(ctypes.c_char * 400))
+    watch.numbers[0] = watch.numbers[1] = float("inf")
     receive, send = ctx.Pipe(duplex=False)
     for stream in (sys.stdout, sys.stderr):   # nothing buffered here is written twice
         stream.flush()
@@ -68,6 +71,12 @@ def isolated(fn, *args, **kwargs):
     if outcome[0] == "ok":
         return outcome[1]
     raise outcome[1]
+
+
+def _shared(array_type):
+    """A ctypes array in anonymous shared memory: the forked child writes it, the parent reads it.
+    Anonymous, not a file (as multiprocessing's are), so that a file size limit cannot refuse it."""
+    return array_type.from_buffer(mmap.mmap(-1, ctypes.sizeof(array_type)))
 
 
 def _wait(child, receive, watch: Watch):

@@ -71,7 +71,7 @@ class Watch:
     active: "Watch | None" = None     # the one a child process posts to (None elsewhere)
 
     def __init__(self, numbers, name):
-        self.numbers, self.name = numbers, name      # multiprocessing shared arrays: 'd' x 2, 'c' x N
+        self.numbers, self.name = numbers, name      # shared ctypes arrays: c_double x 2, c_char x N
 
     def post(self, deadline: float, seconds: float, what: str) -> tuple:
         before = (self.numbers[0], self.numbers[1], self.name.value)
