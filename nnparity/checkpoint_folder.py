@@ -39,6 +39,29 @@ def held(folder: str):
         os.close(fd)
 
 
+@contextmanager
+def free(folder: str, flag: str):
+    """For the ``with`` block, hold ``folder`` if it is a run's checkpoint folder (it has a lock
+    file), so that no live run's checkpoint is written over (``convert ... DIR/checkpoint.npz``);
+    UsageError naming ``flag`` if a live run holds it. A folder without a lock file is left as it is."""
+    try:
+        fd = os.open(os.path.join(folder, LOCK_FILE), os.O_RDONLY | os.O_CLOEXEC)
+    except OSError:   # no lock file: not a run's folder
+        yield
+        return
+    try:
+        try:
+            fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+        except BlockingIOError:
+            raise UsageError(f"{flag}: {folder} is in use by a live run (it holds {LOCK_FILE}); wait for it "
+                             f"to end, or write elsewhere") from None
+        except OSError:   # a file system without locks: as without a lock file
+            pass
+        yield
+    finally:
+        os.close(fd)
+
+
 def _make(folder: str) -> None:
     if os.path.exists(folder) and not os.path.isdir(folder):
         raise UsageError(f"--checkpoint: {folder} is a file; expected a directory (made if missing)")

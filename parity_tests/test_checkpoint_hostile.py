@@ -505,6 +505,25 @@ def test_checkpoint_folder_locked_by_live_run(tmp_path, capsys):
     assert code == 0, err
 
 
+@pytest.mark.parametrize("name", [checkpoint.FILENAME, "other.pt"])
+def test_checkpoint_convert_into_live_run_folder_refused(run_dir, tmp_path, capsys, name):
+    """convert --force into a folder a live run holds would write over (or beside) its checkpoint:
+    refused in one line, the run's checkpoint as it was; once the run ends, it is usable."""
+    live = tmp_path / "live"
+    live.mkdir()
+    (live / checkpoint.FILENAME).write_bytes(b"the live run's")
+    fd = os.open(live / ".nnparity-lock", os.O_RDWR | os.O_CREAT)   # as a live run holds it
+    fcntl.flock(fd, fcntl.LOCK_EX)
+    try:
+        code, _, err = cli(capsys, "convert", run_dir / checkpoint.FILENAME, live / name, "--force")
+        assert code == 2 and (live / checkpoint.FILENAME).read_bytes() == b"the live run's"
+        assert_one_line(err, "convert", "DST", str(live), "in use by a live run")
+    finally:
+        os.close(fd)
+    code, _, err = cli(capsys, "convert", run_dir / checkpoint.FILENAME, live / name, "--force")
+    assert code == 0, err
+
+
 @pytest.mark.slow
 def test_checkpoint_two_live_runs_one_folder(tmp_path):
     """Two runs of different specs started together into one folder: one trains, the other is
