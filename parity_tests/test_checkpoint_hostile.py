@@ -339,6 +339,27 @@ def test_checkpoint_forged_ckpt_refused(ckpt_file, tmp_path, capsys, change, fra
     assert_one_line(err, "convert", fragment)
 
 
+@pytest.mark.parametrize("epoch,global_step,batch", [(1, 3, 1), (1, 4, 2), (2, 4, 0)],
+                         ids=["mid-epoch", "epoch-end-save", "next-epoch-start"])
+def test_checkpoint_lightning_own_save_position(ckpt_file, tmp_path, capsys, epoch, global_step, batch):
+    """A checkpoint Lightning wrote itself (no nnparity record; 2 batches an epoch): its batch is the
+    steps past its epoch's start, so that the position is consistent and a resume continues there."""
+    plain = tmp_path / "plain.ckpt"
+    spec_file = tmp_path / "spec.json"
+    dump_spec(xor_spec(ADAM), spec_file)
+
+    def lightning_own(data):
+        del data["nnparity"]
+        data.update(epoch=epoch, global_step=global_step)
+        for state in data["optimizer_states"][0]["state"].values():   # Adam's count: one a step
+            state["step"] = torch.tensor(float(global_step))
+    _resave(ckpt_file, plain, lightning_own)
+    code, _, err = cli(capsys, "convert", plain, tmp_path / "out.npz", "--spec", spec_file)
+    assert code == 0, err
+    ckpt = checkpoint.load(tmp_path / "out.npz")
+    assert (ckpt.epoch, ckpt.batch, ckpt.step) == (epoch, batch, global_step)
+
+
 @pytest.mark.parametrize("name", ["c.pt", "last.ckpt"])
 def test_checkpoint_empty_torch_file_one_line(tmp_path, capsys, name):
     path = tmp_path / name
