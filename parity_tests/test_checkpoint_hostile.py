@@ -360,6 +360,18 @@ def test_checkpoint_lightning_own_save_position(ckpt_file, tmp_path, capsys, epo
     assert (ckpt.epoch, ckpt.batch, ckpt.step) == (epoch, batch, global_step)
 
 
+def test_checkpoint_user_torch_file_position_from_its_optimizer(pt_file, run_dir, capsys):
+    """A user's own {"model", "optimizer"} .pt (no nnparity record) after 4 Adam steps, 2 batches an
+    epoch: at epoch 2, batch 0, step 4, the steps Adam counted; consistent with that count."""
+    plain = run_dir / "user.pt"
+    data = torch.load(pt_file, weights_only=True)
+    torch.save({"model": data["model"], "optimizer": data["optimizer"]}, plain)
+    code, _, err = cli(capsys, "convert", plain, run_dir / "out.npz", "--spec", run_dir.parent / "spec.json")
+    assert code == 0, err
+    ckpt = checkpoint.load(run_dir / "out.npz")
+    assert (ckpt.epoch, ckpt.batch, ckpt.step) == (2, 0, 4)
+
+
 @pytest.mark.parametrize("name", ["c.pt", "last.ckpt"])
 def test_checkpoint_empty_torch_file_one_line(tmp_path, capsys, name):
     path = tmp_path / name

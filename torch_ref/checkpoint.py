@@ -296,7 +296,34 @@ def read_torch(path, spec: dict | None = None) -> Checkpoint:
     data = read_checked(path)
     if "model" not in data:
         raise CheckpointError(f"{path}: expected a dict with 'model' (a state_dict) and 'optimizer'")
-    return _with_spec(path, data, lambda record: from_torch(data["model"], data.get("optimizer"), record), spec)
+
+    def convert(record):
+        if "step" not in record:
+            record = dict(record, **_torch_position(path, record, data.get("optimizer")))
+        return from_torch(data["model"], data.get("optimizer"), record)
+    return _with_spec(path, data, convert, spec)
+
+
+def _torch_position(path, record: dict, optimizer_state) -> dict:
+    """The position of a user's torch checkpoint (no nnparity record): the steps its optimizer
+    counted (Adam's ``step``), as whole epochs of the spec's batches and the batch past them;
+    without a count, the start."""
+    try:
+        counts = {float(state["step"]) for state in _states(optimizer_state)
+                  if isinstance(state, dict) and "step" in state and not isinstance(state["step"], (bool, str))}
+    except (TypeError, ValueError, RuntimeError):   # no count here: the checks of from_torch say what it is
+        return {}
+    step = counts.pop() if len(counts) == 1 else 0.0
+    if not (step.is_integer() and 0 < step <= 2**53):
+        return {}
+    step = int(step)
+    epoch, batch = divmod(step, spec_layout(path, record["spec"]).steps_per_epoch)
+    return {"epoch": epoch, "batch": batch, "step": step}
+
+
+def _states(optimizer_state) -> list:
+    state = optimizer_state.get("state") if isinstance(optimizer_state, dict) else None
+    return list(state.values()) if isinstance(state, dict) else []
 
 
 def read_lightning(path, spec: dict | None = None) -> Checkpoint:
