@@ -340,3 +340,29 @@ def test_user_code_replacing_numpy_check(tmp_path):
     assert done.returncode == 2 and done.stdout == "", (done.returncode, done.stdout, done.stderr)
     assert_one_line(done.stderr, "check", "user code replaced numpy.")
     assert "Op.forward" in done.stderr
+
+
+# ------------------------------------------------------ what a spec's user op returns
+
+@pytest.mark.parametrize("command", ["check", "train"])
+@pytest.mark.parametrize("where,returned,fragment", [
+    ("forward", "z + 1j", "Op.forward returned complex128 values; expected real floats"),
+    ("backward", "grad_out + 1e6j", "Op.backward returned complex128 values; expected real floats"),
+    ("forward", "None", "Op.forward returned NoneType; expected an array shaped as its argument"),
+    ("backward", "'abc'", "Op.backward returned str; expected an array shaped as its argument"),
+    ("forward", "z[:1]", "Op.forward returned shape (1, 1); expected its argument's"),
+    ("backward", "np.ma.masked_array(grad_out, mask=np.ones(grad_out.shape, bool))", "a masked array with"),
+    ("forward", "z.tolist()", "Op.forward returned list"),
+])
+def test_user_code_returns_not_an_array_one_line(command, where, returned, fragment, spec_with_op, capsys):
+    """An activation's forward or backward must return real floats shaped as its argument: anything
+    else is bad input, one line naming the call, never a traceback from deeper in the network nor a
+    verdict on an imaginary part dropped."""
+    status, out, err = run_cli(capsys, command, spec_with_op(where, f"return {returned}"), "--json")
+    assert status == 2 and out == ""
+    assert_one_line(err, command, fragment)
+
+
+def test_user_code_matrix_return_is_its_numbers(spec_with_op, capsys):
+    status, out, err = run_cli(capsys, "check", spec_with_op("forward", "return np.asmatrix(z * 1.0)"), "--json")
+    assert status == 0 and json.loads(out)["ok"] is True, err

@@ -15,6 +15,8 @@ import signal
 import sys
 import threading
 
+import numpy as np
+
 from scratch.errors import SpecError, shown
 from scratch.signals import Interrupted
 
@@ -201,14 +203,39 @@ class UserActivation:
 
     def forward(self, z):
         with running(f"{self._where}.forward", self._field):
-            return self._op.forward(z)
+            a = self._op.forward(z)
+        return _array_like(a, z, f"{self._where}.forward", self._field)
 
     def backward(self, grad_out):
         with running(f"{self._where}.backward", self._field):
-            return self._op.backward(grad_out)
+            grad_in = self._op.backward(grad_out)
+        return _array_like(grad_in, grad_out, f"{self._where}.backward", self._field)
 
     def __getattr__(self, name):
         return getattr(self._op, name)
 
     def __setattr__(self, name, value):
         setattr(self._op, name, value)
+
+
+def _array_like(value, given, where: str, field: str):
+    """What an activation's forward or backward returned, if it is an array of real floats shaped as
+    its argument (a subclass, np.matrix say, as a plain array); UserCodeError otherwise: a string, a
+    list, None, complex values (never cast to real), masked entries, another shape."""
+    if isinstance(value, np.ma.MaskedArray) and np.ma.count_masked(value):
+        raise UserCodeError(field, f"{where} returned a masked array with {np.ma.count_masked(value)} masked "
+                                   f"entries; expected numbers everywhere")
+    if isinstance(value, np.ndarray) and type(value) is not np.ndarray:
+        value = np.asarray(value)
+    dtype, shape = getattr(value, "dtype", None), getattr(value, "shape", None)
+    if dtype is None or shape is None or isinstance(value, type):
+        raise UserCodeError(field, f"{where} returned {type(value).__name__}; expected an array shaped as its "
+                                   f"argument, {tuple(given.shape)}")
+    if getattr(dtype, "kind", None) != "f":
+        raise UserCodeError(field, f"{where} returned {dtype} values; expected real floats (an imaginary part is "
+                                   f"never dropped)" if getattr(dtype, "kind", None) == "c" else
+                            f"{where} returned {dtype} values; expected real floats")
+    if tuple(shape) != tuple(given.shape):
+        raise UserCodeError(field, f"{where} returned shape {tuple(shape)}; expected its argument's, "
+                                   f"{tuple(given.shape)}")
+    return value
