@@ -366,3 +366,19 @@ def test_user_code_returns_not_an_array_one_line(command, where, returned, fragm
 def test_user_code_matrix_return_is_its_numbers(spec_with_op, capsys):
     status, out, err = run_cli(capsys, "check", spec_with_op("forward", "return np.asmatrix(z * 1.0)"), "--json")
     assert status == 0 and json.loads(out)["ok"] is True, err
+
+
+@pytest.mark.parametrize("command", ["check", "train"])
+@pytest.mark.parametrize("returned,fragment", [
+    ("z[:1]", "torch_module().forward returned a torch.float64 tensor of shape (1, 1); expected real floats"),
+    ("z.to(torch.complex128)", "torch_module().forward returned a torch.complex128 tensor"),
+    ("None", "torch_module().forward returned NoneType"),
+])
+def test_user_code_torch_twin_returns_not_like_its_input(command, returned, fragment, spec_with_op, capsys):
+    """The torch twin's forward too: another shape (which torch's loss would broadcast, training on
+    the wrong loss), complex values or None are one line, exit 2."""
+    call = f"return type('M', (torch.nn.Module,), {{'forward': lambda self, z: {returned}}})()"
+    argv = [command, spec_with_op("torch_module", call), "--json"] + (["--backend", "torch"] if command == "train" else [])
+    status, out, err = run_cli(capsys, *argv)
+    assert status == 2 and out == ""
+    assert_one_line(err, command, fragment)
