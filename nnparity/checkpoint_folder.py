@@ -15,6 +15,7 @@ from contextlib import contextmanager
 from nnparity.usage import UsageError
 
 LOCK_FILE = ".nnparity-lock"
+BUSY = "busy"
 
 
 @contextmanager
@@ -27,16 +28,45 @@ def held(folder: str):
     except OSError as err:
         raise UsageError(f"--checkpoint: cannot use {folder}: {err.strerror or err}") from None
     try:
-        try:
-            fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
-        except BlockingIOError:
+        refused = _lock(fd)
+        if refused == BUSY:
             raise UsageError(f"--checkpoint: {folder} is in use by another run (it holds {LOCK_FILE}); "
-                             f"wait for it to end, or name another directory") from None
-        except OSError as err:
-            raise UsageError(f"--checkpoint: cannot lock {folder}: {err.strerror or err}") from None
+                             f"wait for it to end, or name another directory")
+        if refused is not None:
+            raise UsageError(f"--checkpoint: cannot lock {folder}: {refused}")
         yield
     finally:
         os.close(fd)
+
+
+@contextmanager
+def free(folder: str, flag: str):
+    """For the ``with`` block, hold ``folder`` if it is a run's checkpoint folder (it has a lock
+    file), so that no live run's checkpoint is written over (``convert ... DIR/checkpoint.npz``);
+    UsageError naming ``flag`` if a live run holds it. A folder without a lock file is left as it is."""
+    try:
+        fd = os.open(os.path.join(folder, LOCK_FILE), os.O_RDONLY | os.O_CLOEXEC)
+    except OSError:   # no lock file: not a run's folder
+        yield
+        return
+    try:
+        if _lock(fd) == BUSY:    # another failure (a file system without locks): as without a lock file
+            raise UsageError(f"{flag}: {folder} is in use by a live run (it holds {LOCK_FILE}); wait for it "
+                             f"to end, or write elsewhere")
+        yield
+    finally:
+        os.close(fd)
+
+
+def _lock(fd: int) -> str | None:
+    """Lock ``fd`` (exclusive, not waiting): None once locked, BUSY if a live run holds it, else why not."""
+    try:
+        fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+    except BlockingIOError:
+        return BUSY
+    except OSError as err:
+        return err.strerror or str(err)
+    return None
 
 
 def _make(folder: str) -> None:

@@ -30,6 +30,7 @@ from scratch.signals import STOP_SIGNALS, Interrupted, handlers
 COMMANDS = ("check", "train", "compare", "convert")   # the commands that run a spec's user code
 PR_SET_PDEATHSIG = 1
 NAME_BYTES = 400
+STOPPED = tuple(128 + signum for signum in STOP_SIGNALS)    # the status of a command a stop signal ended
 
 
 def available() -> bool:
@@ -51,9 +52,14 @@ def exit_status(run, command: str) -> int:
         return run()
     if pid == 0:
         os.close(receive)
-        _child(run, send, in_progress, parent, blocked)
+        _child(run, command, send, in_progress, parent, blocked)
     os.close(send)
     sent, wait_status, signals = _wait(pid, receive, blocked)
+    during = in_progress.value.decode(errors="replace")
+    if sent in STOPPED and not signals and during:   # a stop signal none was sent to nnparity: user code's own
+        print(f"nnparity {command}: the signal came from user code in {during} (it signalled its own process); "
+              f"user code does not decide the exit status", file=sys.stderr)
+        return 2
     if sent is not None:
         return sent
     if signals:
@@ -63,16 +69,22 @@ def exit_status(run, command: str) -> int:
     return 2
 
 
-def _child(run, send: int, in_progress, parent: int, blocked) -> None:
+def _child(run, command: str, send: int, in_progress, parent: int, blocked) -> None:
     """The command, then its status on the pipe; never returns."""
     _die_with(parent)
     user_code.watched_by(in_progress)
+    user_code.note_unraisable()
+    user_code.guard_shared()
+    _command_output_apart()
     signal.pthread_sigmask(signal.SIG_SETMASK, blocked)
     try:
         status = run()
     except BaseException:    # noqa: B036 — ours, a bug: shown as the interpreter would show it
         traceback.print_exc()
         status = 1
+    ignored = user_code.unraisable_message()
+    if ignored is not None:
+        print(f"nnparity {command}: {ignored}", file=sys.stderr)
     for stream in (sys.stdout, sys.stderr):
         try:
             stream.flush()
@@ -80,6 +92,21 @@ def _child(run, send: int, in_progress, parent: int, blocked) -> None:
             pass
     os.write(send, f"{status}\n".encode())
     os._exit(status)
+
+
+def _command_output_apart() -> None:
+    """The command's own output (sys.stdout) keeps the real standard output; descriptor 1 itself
+    points at stderr, so that user code writing to it directly (``os.write(1, ...)``, a C
+    library's printf) cannot put a line into a ``--json`` object."""
+    try:
+        sys.stdout.flush()
+        command_out = os.dup(sys.stdout.fileno())
+        os.dup2(sys.stderr.fileno(), sys.stdout.fileno())
+    except (AttributeError, OSError, ValueError):   # streams without a descriptor (a test's capture)
+        return
+    line_buffered = getattr(sys.stdout, "line_buffering", False)
+    sys.stdout = open(command_out, "w", buffering=1 if line_buffered else -1, encoding=sys.stdout.encoding,
+                      errors=sys.stdout.errors)
 
 
 def _die_with(parent: int) -> None:

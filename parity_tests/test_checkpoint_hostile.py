@@ -77,7 +77,7 @@ def _set(**changes):
 def _arrays(**changes):
     def change(meta, arrays):
         for key, value in changes.items():
-            key = {"W0": W0, "B0": B0, "M0": M0, "H": "history/step_loss"}[key]
+            key = {"W0": W0, "B0": B0, "M0": M0, "H": "history/step_loss", "S0": "optim/layers.0.weight/step"}[key]
             if value is None:
                 del arrays[key]
             else:
@@ -124,6 +124,9 @@ NPZ_FORGERIES = [
     ("epoch-sums-string", _set(epoch_sums="x"), "epoch_sums"),
     ("extra-rng-for-adam", _set(optimizer_extra={"rng": {}}), "optimizer_extra"),
     ("backend-unknown", _set(backend="tensorflow"), "backend"),
+    ("epoch-1e6-step-unchanged", _set(epoch=10**6), "step: 4 does not match the position: epoch 1000000"),
+    ("epoch-past-step", _set(epoch=3), "step: 4 does not match the position: epoch 3"),
+    ("adam-step-past-steps-taken", _arrays(**{"S0": np.array(5, dtype=np.int64)}), "layers.0.weight/step: 5 is out of range"),
 ]
 
 
@@ -150,7 +153,7 @@ def test_checkpoint_adam_step_negative_refused(run_dir):
     meta, arrays = members(path)
     arrays["optim/layers.0.weight/step"] = np.array(-1, dtype=np.int64)
     sign(path, meta, arrays)
-    with pytest.raises(CheckpointError, match=r"optim/layers.0.weight/step: -1 is out of range; expected 0 to 9007199254740992"):
+    with pytest.raises(CheckpointError, match=r"optim/layers.0.weight/step: -1 is out of range; expected 0 to 4"):
         checkpoint.load(path)
 
 
@@ -336,6 +339,39 @@ def test_checkpoint_forged_ckpt_refused(ckpt_file, tmp_path, capsys, change, fra
     assert_one_line(err, "convert", fragment)
 
 
+@pytest.mark.parametrize("epoch,global_step,batch", [(1, 3, 1), (1, 4, 2), (2, 4, 0)],
+                         ids=["mid-epoch", "epoch-end-save", "next-epoch-start"])
+def test_checkpoint_lightning_own_save_position(ckpt_file, tmp_path, capsys, epoch, global_step, batch):
+    """A checkpoint Lightning wrote itself (no nnparity record; 2 batches an epoch): its batch is the
+    steps past its epoch's start, so that the position is consistent and a resume continues there."""
+    plain = tmp_path / "plain.ckpt"
+    spec_file = tmp_path / "spec.json"
+    dump_spec(xor_spec(ADAM), spec_file)
+
+    def lightning_own(data):
+        del data["nnparity"]
+        data.update(epoch=epoch, global_step=global_step)
+        for state in data["optimizer_states"][0]["state"].values():   # Adam's count: one a step
+            state["step"] = torch.tensor(float(global_step))
+    _resave(ckpt_file, plain, lightning_own)
+    code, _, err = cli(capsys, "convert", plain, tmp_path / "out.npz", "--spec", spec_file)
+    assert code == 0, err
+    ckpt = checkpoint.load(tmp_path / "out.npz")
+    assert (ckpt.epoch, ckpt.batch, ckpt.step) == (epoch, batch, global_step)
+
+
+def test_checkpoint_user_torch_file_position_from_its_optimizer(pt_file, run_dir, capsys):
+    """A user's own {"model", "optimizer"} .pt (no nnparity record) after 4 Adam steps, 2 batches an
+    epoch: at epoch 2, batch 0, step 4, the steps Adam counted; consistent with that count."""
+    plain = run_dir / "user.pt"
+    data = torch.load(pt_file, weights_only=True)
+    torch.save({"model": data["model"], "optimizer": data["optimizer"]}, plain)
+    code, _, err = cli(capsys, "convert", plain, run_dir / "out.npz", "--spec", run_dir.parent / "spec.json")
+    assert code == 0, err
+    ckpt = checkpoint.load(run_dir / "out.npz")
+    assert (ckpt.epoch, ckpt.batch, ckpt.step) == (2, 0, 4)
+
+
 @pytest.mark.parametrize("name", ["c.pt", "last.ckpt"])
 def test_checkpoint_empty_torch_file_one_line(tmp_path, capsys, name):
     path = tmp_path / name
@@ -499,6 +535,25 @@ def test_checkpoint_folder_locked_by_live_run(tmp_path, capsys):
     code, _, err = cli(capsys, "train", spec_file, "--checkpoint", folder, "--quiet")
     assert code == 0, err
     code, _, err = cli(capsys, "train", spec_file, "--checkpoint", folder, "--resume", "--epochs", 3, "--quiet")
+    assert code == 0, err
+
+
+@pytest.mark.parametrize("name", [checkpoint.FILENAME, "other.pt"])
+def test_checkpoint_convert_into_live_run_folder_refused(run_dir, tmp_path, capsys, name):
+    """convert --force into a folder a live run holds would write over (or beside) its checkpoint:
+    refused in one line, the run's checkpoint as it was; once the run ends, it is usable."""
+    live = tmp_path / "live"
+    live.mkdir()
+    (live / checkpoint.FILENAME).write_bytes(b"the live run's")
+    fd = os.open(live / ".nnparity-lock", os.O_RDWR | os.O_CREAT)   # as a live run holds it
+    fcntl.flock(fd, fcntl.LOCK_EX)
+    try:
+        code, _, err = cli(capsys, "convert", run_dir / checkpoint.FILENAME, live / name, "--force")
+        assert code == 2 and (live / checkpoint.FILENAME).read_bytes() == b"the live run's"
+        assert_one_line(err, "convert", "DST", str(live), "in use by a live run")
+    finally:
+        os.close(fd)
+    code, _, err = cli(capsys, "convert", run_dir / checkpoint.FILENAME, live / name, "--force")
     assert code == 0, err
 
 

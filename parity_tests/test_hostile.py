@@ -234,3 +234,16 @@ def test_hostile_extreme_gelu_tanh_1e300_torch_overflow(tmp_path, capsys):
     results = {name: e["result"] for name, e in doc["errors"]["grads"].items()}
     assert code == 1 and results["layers.0.weight"] == "torch overflow" and "FAIL" not in results.values()
     assert all(v is not None for v in doc["scratch"]["grads"]["layers.0.weight"][0])
+
+
+def test_hostile_extreme_mse_target_1e308_gradient_finite(tmp_path, capsys):
+    """pred − target = −1e308 under mean MSE: the loss overflows on both sides (not a pass), but
+    dL/dpred = 2(pred − target)/N = −5e307 is finite in torch and must be in scratch too (2·diff
+    before the division overflowed: a false FAIL on every gradient)."""
+    code, doc = _check_file(tmp_path, capsys, '[[layers]]\ninputs = 1\nunits = 1\nactivation = "identity"\n'
+                            'weight = [[1.0]]\nbias = [0.0]\n[loss]\nname = "mse"\n[data]\nx = [[0.5], [0.25]]\n'
+                            'y = [[1e308], [0.0]]\n')
+    results = {name: e["result"] for name, e in doc["errors"]["grads"].items()}
+    assert code == 1 and doc["errors"]["loss"]["result"] == "overflow"
+    assert set(results.values()) == {"pass"}, results
+    assert doc["scratch"]["grads"]["layers.0.bias"][0] == pytest.approx(-1e308, rel=1e-12)   # 2·(−1e308)/2

@@ -4,6 +4,8 @@ the documented exit status, never a traceback."""
 from __future__ import annotations
 
 import os
+import resource
+import subprocess
 import sys
 from pathlib import Path
 
@@ -169,3 +171,35 @@ def test_parse_spec_deep_nesting_spec_error(table, key, depth):
     with pytest.raises(SpecError) as caught:
         parse_spec(raw)
     assert key in caught.value.field and len(str(caught.value)) < 600
+
+
+# ------------------------------------------------------------------ a file size limit (ulimit -f)
+
+def _under_file_size_limit(limit_bytes: int, *argv, cwd):
+    """The CLI in a process whose files may not grow past ``limit_bytes`` (ulimit -f)."""
+    def limit():
+        resource.setrlimit(resource.RLIMIT_FSIZE, (limit_bytes, limit_bytes))
+
+    # no bytecode caches: Python would write them cut at the limit, breaking the suite's later imports
+    env = {"PYTHONPATH": str(ROOT), "PATH": "/usr/bin:/bin", "HOME": str(cwd), "PYTHONDONTWRITEBYTECODE": "1"}
+    return subprocess.run([sys.executable, "-m", "nnparity", *argv], cwd=cwd, env=env, capture_output=True,
+                          text=True, timeout=300, preexec_fn=limit)
+
+
+def test_file_size_limit_verify_runs():
+    """verify's child shares its progress through anonymous memory, which no file size limit refuses."""
+    done = _under_file_size_limit(1000, "verify", "examples.custom_ops:Swish", cwd=ROOT)
+    assert done.returncode == 0 and done.stdout.splitlines()[-1].startswith("PASS"), done.stderr[-2000:]
+
+
+@pytest.mark.slow
+@pytest.mark.parametrize("limit,fragment", [(1000, "cannot write the spec for the backends to "),
+                                            (100_000, "scratch: cannot write its result to ")])
+def test_file_size_limit_compare_one_line(tmp_path, limit, fragment):
+    """The spec the backends read, or a backend's result, that cannot be written: one line naming
+    it, exit 2, not a traceback."""
+    done = _under_file_size_limit(limit, "compare", str(ROOT / "specs" / "xor.toml"), "--repeat", "1", "--plot",
+                                  "none", "--quiet", cwd=tmp_path)
+    assert done.returncode == 2 and "Traceback" not in done.stderr, done.stderr[-2000:]
+    assert_one_line(done.stderr, "compare", fragment)
+    assert "File too large" in done.stderr

@@ -272,3 +272,113 @@ def test_user_code_unguarded_exit_convert(tmp_path):
                           env=env, capture_output=True, text=True, timeout=300)
     assert done.returncode == 2 and not (tmp_path / "run.pt").exists(), done.stderr
     assert_one_line(done.stderr, "convert", "ended the run with exit status 0 in the import of user_op_")
+
+
+# ------------------------------------------------------ BaseExceptions, threads, self-signals, fd 1
+
+@pytest.mark.parametrize("command,where,call,shown", [
+    ("check", "init", "raise GeneratorExit()", "GeneratorExit (a BaseException) in "),
+    ("check", "torch_module", "raise BaseException('halt')", "BaseException (a BaseException) in "),
+    ("train", "forward", "raise KeyboardInterrupt()", "KeyboardInterrupt (a BaseException) in "),
+])
+def test_user_code_base_exception_one_line(command, where, call, shown, spec_with_op, capsys):
+    status, out, err = run_cli(capsys, command, spec_with_op(where, call), "--json")
+    assert status == 2 and out == ""
+    assert_one_line(err, command, f"user code raised {shown}")
+    assert WHERE_SHOWN[where] in err
+
+
+@pytest.mark.parametrize("command,where", [("check", "init"), ("train", "forward")])
+def test_user_code_os_exit_in_thread_one_line(command, where, spec_with_op, capsys):
+    """os._exit called from a thread the user code starts (and joins): not ignored, not a traceback."""
+    call = "import threading; t = threading.Thread(target=lambda: os._exit(0)); t.start(); t.join()"
+    status, out, err = run_cli(capsys, command, spec_with_op(where, call), "--json")
+    assert status == 2 and out == ""
+    assert_one_line(err, command, "user code called os._exit(0) in a thread it started in ")
+    assert WHERE_SHOWN[where] in err
+
+
+@pytest.mark.parametrize("command", ["check", pytest.param("train", marks=pytest.mark.slow)])
+def test_user_code_fd1_write_stays_off_stdout(command, tmp_path):
+    """A write to descriptor 1 itself (os.write, as a C library's printf does) never reaches --json."""
+    op = write_op(tmp_path, "forward", "os.write(1, b'{\"fake\": 1}\\n')")
+    (tmp_path / "spec.toml").write_text(SPEC.format(op=op))
+    done = _nnparity(command, "spec.toml", "--json", *(["--quiet"] if command == "train" else []), cwd=tmp_path)
+    assert done.returncode == 0, done.stderr
+    assert "fake" not in json.loads(done.stdout) and '{"fake": 1}' in done.stderr
+
+
+@pytest.mark.parametrize("where,signal_name", [("forward", "SIGTERM"),
+                                               pytest.param("backward", "SIGINT", marks=pytest.mark.slow)])
+def test_user_code_self_signal_not_a_verdict(where, signal_name, tmp_path):
+    """A stop signal user code sends its own process is not an interruption by the user (130/143)."""
+    op = write_op(tmp_path, where, f"import signal; os.kill(os.getpid(), signal.{signal_name})")
+    (tmp_path / "spec.toml").write_text(SPEC.format(op=op))
+    done = _nnparity("check", "spec.toml", "--json", cwd=tmp_path)
+    assert done.returncode == 2 and done.stdout == "", (done.returncode, done.stderr)
+    lines = done.stderr.splitlines()
+    assert len(lines) <= 2 and "Traceback" not in done.stderr
+    assert lines[-1].startswith("nnparity check: the signal came from user code in ") and WHERE_SHOWN[where] in lines[-1]
+
+
+@pytest.mark.slow
+def test_user_code_del_exit_is_one_line(tmp_path):
+    """sys.exit in a __del__ (Python ignores it there): one line instead of a traceback, the result kept."""
+    op = write_op(tmp_path, "init", "type(self).__del__ = lambda self: sys.exit(0)")
+    (tmp_path / "spec.toml").write_text(SPEC.format(op=op))
+    done = _nnparity("check", "spec.toml", "--json", cwd=tmp_path)
+    assert done.returncode == 0 and json.loads(done.stdout)["ok"] is True
+    assert_one_line(done.stderr, "check", "user code called sys.exit(0) in ")
+    assert "Op.__init__.<locals>.<lambda>, which Python ignores" in done.stderr
+
+
+def test_user_code_replacing_numpy_check(tmp_path):
+    """A user op that replaces NumPy's functions in the command's process: one line, exit 2, never a verdict."""
+    op = write_op(tmp_path, "forward", "np.linalg.norm = np.max = lambda *args, **kwargs: 0.0")
+    (tmp_path / "spec.toml").write_text(SPEC.format(op=op))
+    done = _nnparity("check", "spec.toml", "--json", cwd=tmp_path)
+    assert done.returncode == 2 and done.stdout == "", (done.returncode, done.stdout, done.stderr)
+    assert_one_line(done.stderr, "check", "user code replaced numpy.")
+    assert "Op.forward" in done.stderr
+
+
+# ------------------------------------------------------ what a spec's user op returns
+
+@pytest.mark.parametrize("command", ["check", "train"])
+@pytest.mark.parametrize("where,returned,fragment", [
+    ("forward", "z + 1j", "Op.forward returned complex128 values; expected real floats"),
+    ("backward", "grad_out + 1e6j", "Op.backward returned complex128 values; expected real floats"),
+    ("forward", "None", "Op.forward returned NoneType; expected an array shaped as its argument"),
+    ("backward", "'abc'", "Op.backward returned str; expected an array shaped as its argument"),
+    ("forward", "z[:1]", "Op.forward returned shape (1, 1); expected its argument's"),
+    ("backward", "np.ma.masked_array(grad_out, mask=np.ones(grad_out.shape, bool))", "a masked array with"),
+    ("forward", "z.tolist()", "Op.forward returned list"),
+])
+def test_user_code_returns_not_an_array_one_line(command, where, returned, fragment, spec_with_op, capsys):
+    """An activation's forward or backward must return real floats shaped as its argument: anything
+    else is bad input, one line naming the call, never a traceback from deeper in the network nor a
+    verdict on an imaginary part dropped."""
+    status, out, err = run_cli(capsys, command, spec_with_op(where, f"return {returned}"), "--json")
+    assert status == 2 and out == ""
+    assert_one_line(err, command, fragment)
+
+
+def test_user_code_matrix_return_is_its_numbers(spec_with_op, capsys):
+    status, out, err = run_cli(capsys, "check", spec_with_op("forward", "return np.asmatrix(z * 1.0)"), "--json")
+    assert status == 0 and json.loads(out)["ok"] is True, err
+
+
+@pytest.mark.parametrize("command", ["check", "train"])
+@pytest.mark.parametrize("returned,fragment", [
+    ("z[:1]", "torch_module().forward returned a torch.float64 tensor of shape (1, 1); expected real floats"),
+    ("z.to(torch.complex128)", "torch_module().forward returned a torch.complex128 tensor"),
+    ("None", "torch_module().forward returned NoneType"),
+])
+def test_user_code_torch_twin_returns_not_like_its_input(command, returned, fragment, spec_with_op, capsys):
+    """The torch twin's forward too: another shape (which torch's loss would broadcast, training on
+    the wrong loss), complex values or None are one line, exit 2."""
+    call = f"return type('M', (torch.nn.Module,), {{'forward': lambda self, z: {returned}}})()"
+    argv = [command, spec_with_op("torch_module", call), "--json"] + (["--backend", "torch"] if command == "train" else [])
+    status, out, err = run_cli(capsys, *argv)
+    assert status == 2 and out == ""
+    assert_one_line(err, command, fragment)

@@ -94,7 +94,7 @@ def test_kind_can_be_given(capsys):
     (["examples.custom_ops:Swish", "--spec", "specs/xor.toml"], "give either an op as module:Class"),
     (["--spec", "specs/xor.toml", "--kind", "loss"], "--kind applies to one op"),
     (["examples.custom_ops:Swish", "--batch", "3"], "--batch applies to --spec"),
-    (["examples.custom_ops:Swish", "--seed", "-1"], "--seed: must be >= 0"),
+    (["examples.custom_ops:Swish", "--seed", "-1"], "--seed: must be from 0 to"),
     (["--spec", "no/such/spec.toml"], "no such file"),
 ])
 def test_bad_input_exits_2_with_one_clear_line(capsys, argv, message):

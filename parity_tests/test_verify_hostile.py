@@ -256,6 +256,52 @@ HOSTILE = textwrap.dedent('''
         return z ** 3
 
 
+    class SignalsItself(Cube):
+        def backward(self, grad_out):
+            os.kill(os.getpid(), signal.SIGTERM)
+            return grad_out * 3 * self.z ** 2
+
+
+    class RaisesKeyboardInterrupt(Cube):
+        def backward(self, grad_out):
+            raise KeyboardInterrupt()
+
+
+    class ExitsInDel(Cube):
+        def __del__(self):
+            sys.exit(0)
+
+
+    class ComplexBackward(Cube):
+        def backward(self, grad_out):
+            return grad_out * 3 * self.z ** 2 + 1e6j
+
+
+    class MaskedBackward(Cube):
+        def backward(self, grad_out):
+            grad = grad_out * 3 * self.z ** 2
+            return np.ma.masked_array(grad * 7, mask=np.ones(grad.shape, bool))
+
+
+    class ReplacesNumpy(Cube):
+        """backward all zeros, forward replacing what a comparison computes with."""
+
+        def forward(self, z):
+            np.linalg.norm = lambda *args, **kwargs: 0.0
+            np.max = lambda *args, **kwargs: 0.0
+            np.abs = lambda a, *args, **kwargs: a * 0
+            return super().forward(z)
+
+        def backward(self, grad_out):
+            return grad_out * 0
+
+
+    class MatrixForward(Cube):
+        def forward(self, z):
+            self.z = z.copy()
+            return np.asmatrix(z ** 3)
+
+
     def kwonly_prime(z):
         return 3 * z ** 2
 ''')
@@ -527,7 +573,7 @@ def test_time_limit_flag_out_of_range_is_refused(hostile, capsys, value):
     assert_refused(code, out, err, "--time-limit")
 
 
-@pytest.mark.parametrize("kwargs, word", [({"seed": 0.5}, "seed"), ({"seed": -1}, "seed"),
+@pytest.mark.parametrize("kwargs, word", [({"seed": 0.5}, "seed"), ({"seed": -1}, "seed"), ({"seed": 2**32}, "seed"),
                                           ({"time_limit_s": 0}, "time_limit_s"),
                                           ({"time_limit_s": float("inf")}, "time_limit_s")])
 def test_api_bad_arguments_name_the_argument(hostile, kwargs, word):
@@ -605,3 +651,49 @@ def test_user_prints_stay_off_json_stdout(tmp_path):
     assert code == 0, out + err
     report = json.loads(out)
     assert report["ok"] is True and "Zen of a chatty module" in err and "cube called" in err
+
+
+def test_self_signal_in_user_code_is_refused(hostile):
+    """SIGTERM sent by user code to its own process: not an interruption (143), one line, exit 2."""
+    code, out, err = cli(hostile, "hostile_ops:SignalsItself")
+    assert_refused(code, out, err, "sent SIGTERM to its own process")
+
+
+def test_keyboard_interrupt_raised_by_user_code_is_refused(hostile, capsys):
+    assert_refused(*run(capsys, "hostile_ops:RaisesKeyboardInterrupt"), "raised KeyboardInterrupt",
+                   "RaisesKeyboardInterrupt.backward")
+
+
+@pytest.mark.slow
+def test_del_exit_is_one_line_not_a_traceback(hostile):
+    code, out, err = cli(hostile, "hostile_ops:ExitsInDel")
+    assert code == 0 and out.strip().splitlines()[-1].startswith("PASS"), out + err
+    assert len(err.strip().splitlines()) == 1 and "Traceback" not in err
+    assert "sys.exit(0) in hostile_ops.ExitsInDel.__del__, which Python ignores" in err
+
+
+@pytest.mark.parametrize("target,words", [("ComplexBackward", ("backward returned complex values",)),
+                                          ("MaskedBackward", ("backward returned a masked array", "30 masked"))])
+def test_non_numbers_returned_are_refused(hostile, capsys, target, words):
+    """Complex values or masked entries are a form error (exit 2), in the class form as in the function form."""
+    assert_refused(*run(capsys, f"hostile_ops:{target}"), *words)
+
+
+def test_matrix_forward_compares_its_numbers(hostile, capsys):
+    code, out, err = run(capsys, "hostile_ops:MatrixForward")
+    assert code == 0 and out.strip().splitlines()[-1].startswith("PASS"), out + err
+
+
+def test_user_code_replacing_numpy_is_refused(hostile, capsys):
+    """A forward that replaces numpy.linalg.norm (in verify's child process) cannot make a zero gradient pass."""
+    code, out, err = run(capsys, "hostile_ops:ReplacesNumpy")
+    assert_refused(code, out, err, "user code replaced numpy.")
+
+
+@pytest.mark.parametrize("argv,word", [(("hostile_ops:Cube", "--seed", str(2**70)), "--seed: must be from 0 to 4294967295"),
+                                       (("--spec", str(REPO / "specs" / "xor.toml"), "--batch", str(10**9)),
+                                        "--batch: would need about")])
+def test_flag_out_of_range_is_refused_up_front(hostile, capsys, argv, word):
+    """Named as the flag, not blamed on user code (a seed past np.random.seed's range) nor left to
+    the time limit (a batch past the memory limit)."""
+    assert_refused(*run(capsys, *argv), word)

@@ -4,7 +4,7 @@ is used. A checksum proves a file unchanged, not sound: anyone can re-sign a for
 - ``meta`` (``parse_meta``, ``check_meta``): UTF-8 JSON, an object of exactly the format's keys,
   nested at most ``MAX_DEPTH`` deep; the spec as strictly as a spec file (scratch.spec.parse_spec);
   the backend and why the run stopped, by name; the position in the spec's batches
-  (0 <= batch <= steps per epoch, 0 <= step <= (epoch + 1) * steps per epoch); the open epoch's
+  (0 <= batch <= steps per epoch, step = epoch × steps per epoch + batch); the open epoch's
   sums consistent with it; the optimizer's JSON-able state of its kind only (a line search's last
   step, random search's PCG64 generator).
 - the members (``member_limits``): named as the format names them, each no larger than the spec
@@ -14,7 +14,7 @@ is used. A checksum proves a file unchanged, not sound: anyone can re-sign a for
   running variances finite and >= 0, of its dtype and shapes; counts int64 scalars >= 0); per parameter, either no optimizer state or exactly the keys its
   optimizer keeps (scratch.optimizers' ``state_keys``), moments typed and shaped as their
   parameter and finite (a mean of squares >= 0, +inf where a square overflowed the dtype, as a
-  run can write it), step counts non-negative int64 scalars up to 2**53; the history 1-D float64, finite (an
+  run can write it), step counts int64 scalars from 0 to the steps taken; the history 1-D float64, finite (an
   accuracy in [0, 1], norms and timings >= 0), no longer than the position allows.
 
 Every failure is a CheckpointError: one line naming the file, the field and what would be valid.
@@ -136,8 +136,11 @@ def check_meta(path, meta: dict) -> Layout:
         _choice(path, "stopped", meta["stopped"], STOPPED)
     layout = spec_layout(path, meta["spec"])
     epoch = count(path, "epoch", meta["epoch"])
-    count(path, "batch", meta["batch"], maximum=layout.steps_per_epoch)
-    count(path, "step", meta["step"], maximum=min(COUNT_MAX, (epoch + 1) * layout.steps_per_epoch))
+    batch = count(path, "batch", meta["batch"], maximum=layout.steps_per_epoch)
+    step = count(path, "step", meta["step"], maximum=COUNT_MAX)
+    if step != epoch * layout.steps_per_epoch + batch:    # one step a batch, every epoch the spec's batches
+        fail(path, "step", f"{step} does not match the position: epoch {epoch}, batch {batch}, "
+                           f"{layout.steps_per_epoch} steps an epoch make step {epoch * layout.steps_per_epoch + batch}")
     _check_sums(path, meta["epoch_sums"], layout, meta["step"])
     _check_extra(path, meta["optimizer_extra"], layout)
     return layout
@@ -297,7 +300,7 @@ def check_arrays(path, layout: Layout, meta: dict, arrays: dict) -> tuple[dict, 
             params[rest] = _floats(path, key, value, layout.dtype, layout.shapes[rest])
         elif kind == "optim" and name in layout.shapes and entry in layout.state_keys:
             optimizer.setdefault(name, {})[entry] = (
-                _step(path, key, value) if entry == "step" else
+                _step(path, key, value, meta["step"]) if entry == "step" else
                 _floats(path, key, value, layout.dtype, layout.shapes[name], entry in SQUARES_STATE))
         elif kind == "history" and rest in HISTORY_FIELDS:
             history[rest] = _history(path, key, value)
@@ -339,10 +342,11 @@ def _floats(path, key: str, value: np.ndarray, dtype: np.dtype, shape: tuple,
     return value
 
 
-def _step(path, key: str, value: np.ndarray) -> np.ndarray:
+def _step(path, key: str, value: np.ndarray, steps_taken: int) -> np.ndarray:
+    """A parameter's step count: no more than the steps the run has taken."""
     if value.dtype != np.int64 or value.shape != ():
         fail(path, key, f"expected an int64 scalar (a step count), got {value.dtype} of shape {value.shape}")
-    count(path, key, int(value))
+    count(path, key, int(value), maximum=min(COUNT_MAX, steps_taken))
     return value
 
 

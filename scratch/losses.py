@@ -67,7 +67,7 @@ class MSE(Loss):
         return self._reduce(self.diff * self.diff, self.count)
 
     def backward(self):
-        return 2 * self.diff * self._scale(self.count)
+        return self.diff * (2 * self._scale(self.count))   # scaled before doubled: finite while torch's is
 
 
 class SSE(Loss):

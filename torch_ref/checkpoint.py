@@ -28,7 +28,7 @@ import torch
 
 from scratch import checkpoint as common
 from scratch.checkpoint import Checkpoint, CheckpointError
-from scratch.checkpoint_schema import check_depth, count, fail
+from scratch.checkpoint_schema import check_depth, count, fail, spec_layout
 from scratch.errors import SpecError, shown
 from scratch.spec import parse_spec
 from torch_ref.model import (buffers_to_scratch, build, load_scratch_buffers, load_scratch_parameters,
@@ -296,7 +296,34 @@ def read_torch(path, spec: dict | None = None) -> Checkpoint:
     data = read_checked(path)
     if "model" not in data:
         raise CheckpointError(f"{path}: expected a dict with 'model' (a state_dict) and 'optimizer'")
-    return _with_spec(path, data, lambda record: from_torch(data["model"], data.get("optimizer"), record), spec)
+
+    def convert(record):
+        if "step" not in record:
+            record = dict(record, **_torch_position(path, record, data.get("optimizer")))
+        return from_torch(data["model"], data.get("optimizer"), record)
+    return _with_spec(path, data, convert, spec)
+
+
+def _torch_position(path, record: dict, optimizer_state) -> dict:
+    """The position of a user's torch checkpoint (no nnparity record): the steps its optimizer
+    counted (Adam's ``step``), as whole epochs of the spec's batches and the batch past them;
+    without a count, the start."""
+    try:
+        counts = {float(state["step"]) for state in _states(optimizer_state)
+                  if isinstance(state, dict) and "step" in state and not isinstance(state["step"], (bool, str))}
+    except (TypeError, ValueError, RuntimeError):   # no count here: the checks of from_torch say what it is
+        return {}
+    step = counts.pop() if len(counts) == 1 else 0.0
+    if not (step.is_integer() and 0 < step <= 2**53):
+        return {}
+    step = int(step)
+    epoch, batch = divmod(step, spec_layout(path, record["spec"]).steps_per_epoch)
+    return {"epoch": epoch, "batch": batch, "step": step}
+
+
+def _states(optimizer_state) -> list:
+    state = optimizer_state.get("state") if isinstance(optimizer_state, dict) else None
+    return list(state.values()) if isinstance(state, dict) else []
 
 
 def read_lightning(path, spec: dict | None = None) -> Checkpoint:
@@ -319,9 +346,18 @@ def read_lightning(path, spec: dict | None = None) -> Checkpoint:
 
     def convert(record):
         if "step" not in record:
-            record = dict(record, epoch=data.get("epoch", 0), step=data.get("global_step", 0))
+            record = dict(record, **_lightning_position(path, record, data.get("epoch", 0), data.get("global_step", 0)))
         return from_torch(model_state, optimizers[0], dict(record, backend="lightning"))
     return _with_spec(path, data, convert, spec)
+
+
+def _lightning_position(path, record: dict, epoch: int, global_step: int) -> dict:
+    """The position of a checkpoint Lightning wrote itself (no nnparity record): its epoch in
+    progress and its global step; the batch within the epoch is what the steps leave past the
+    epoch's start (the spec's batches an epoch: a save at an epoch's end is that epoch's last batch)."""
+    per_epoch = spec_layout(path, record["spec"]).steps_per_epoch
+    batch = global_step - epoch * per_epoch
+    return {"epoch": epoch, "step": global_step, "batch": batch if 0 <= batch <= per_epoch else 0}
 
 
 def _with_spec(path, data: dict, convert, spec: dict | None) -> Checkpoint:

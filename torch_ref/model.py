@@ -365,8 +365,14 @@ class TorchNetwork(nn.Module):
     def _activate(self, i: int, activation: nn.Module, z):
         if i not in self._user_ops:
             return activation(z)
-        with user_code.running(f"{self._user_ops[i]}.torch_module().forward", f"layers[{i}].activation"):
-            return activation(z)
+        where, field = f"{self._user_ops[i]}.torch_module().forward", f"layers[{i}].activation"
+        with user_code.running(where, field):
+            a = activation(z)
+        if not (torch.is_tensor(a) and a.is_floating_point() and a.shape == z.shape):
+            what = (f"a {a.dtype} tensor of shape {tuple(a.shape)}" if torch.is_tensor(a) else type(a).__name__)
+            raise user_code.UserCodeError(field, f"{where} returned {what}; expected real floats shaped as its "
+                                                 f"argument, {tuple(z.shape)}")
+        return a
 
 
 def build(spec, params: dict | None = None, buffers: dict | None = None) -> TorchNetwork:

@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import os
 
+from nnparity import checkpoint_folder
 from nnparity.usage import UsageError
 from scratch import checkpoint
 from scratch.spec import load_spec
@@ -39,12 +40,13 @@ def run(args) -> int:
     try:
         ckpt = _read(src, spec)
         _make_parent(dst)
-        if dst.endswith(".npz"):
-            checkpoint.save(ckpt, dst)
-        else:
-            from torch_ref.checkpoint import write_torch   # torch only where a torch file is involved
+        with checkpoint_folder.free(os.path.dirname(os.path.abspath(dst)), "DST"):
+            if dst.endswith(".npz"):
+                checkpoint.save(ckpt, dst)
+            else:
+                from torch_ref.checkpoint import write_torch   # torch only where a torch file is involved
 
-            write_torch(ckpt, dst)
+                write_torch(ckpt, dst)
     except checkpoint.CheckpointError as err:
         raise UsageError(str(err)) from None
     print(f"nnparity convert: {src} -> {dst} (epoch {ckpt.epoch}, batch {ckpt.batch}, step {ckpt.step}, "

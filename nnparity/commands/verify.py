@@ -22,6 +22,7 @@ from pathlib import Path
 
 from nnparity.usage import UsageError
 from nnparity.verify.load import KINDS, OpError
+from nnparity.verify.probes import SEED_MAX
 from nnparity.verify.time_limit import MAX_TIME_LIMIT, PROBE_TIME_LIMIT, SPEC_TIME_LIMIT
 
 
@@ -61,8 +62,8 @@ def _looks_like_spec(target: str) -> bool:
 def run(args) -> int:
     if (args.target is None) == (args.spec is None):
         raise UsageError("give either an op as module:Class (e.g. examples.custom_ops:Swish) or --spec SPEC")
-    if args.seed < 0:
-        raise UsageError(f"--seed: must be >= 0, got {args.seed}")
+    if not 0 <= args.seed <= SEED_MAX:
+        raise UsageError(f"--seed: must be from 0 to {SEED_MAX}, got {args.seed}")
     if args.time_limit is None:
         args.time_limit = PROBE_TIME_LIMIT if args.spec is None else SPEC_TIME_LIMIT
     if not (math.isfinite(args.time_limit) and 0 < args.time_limit <= MAX_TIME_LIMIT):

@@ -27,13 +27,20 @@ def fresh(value):
     return value
 
 
-def owned(value):
-    """What user code returned, its arrays copied (in a tuple or list too): a buffer the code
-    reuses cannot change a value already read."""
+def owned(value, what: str = "your code"):
+    """What user code returned, its arrays copied as plain arrays (in a tuple or list too): a buffer
+    the code reuses cannot change a value already read, and a subclass (np.matrix, a masked array,
+    one of the user's) compares as its numbers. OpError for complex values (an imaginary part is
+    never dropped) and masked entries (no number to compare)."""
+    if isinstance(value, np.ma.MaskedArray) and np.ma.count_masked(value):
+        raise OpError(f"{what} returned a masked array with {np.ma.count_masked(value)} masked entries; expected "
+                      f"numbers everywhere (a masked entry has no value to check)")
+    if isinstance(value, (np.ndarray, np.generic, complex)) and np.iscomplexobj(value):
+        raise OpError(f"{what} returned complex values; expected real numbers (the imaginary part is not dropped)")
     if isinstance(value, np.ndarray):
-        return value.copy()
+        return np.array(value, subok=False)
     if type(value) in (tuple, list):
-        return type(value)(owned(v) for v in value)
+        return type(value)(owned(v, what) for v in value)
     return value
 
 
@@ -41,7 +48,7 @@ def run_user(what: str, fn, *args, **kwargs):
     """fn on fresh copies of its arguments, its arrays copied; a user's SystemExit or other
     BaseException (GeneratorExit, its own) as OpError naming ``what``."""
     try:
-        return owned(fn(*(fresh(a) for a in args), **{k: fresh(v) for k, v in kwargs.items()}))
+        return owned(fn(*(fresh(a) for a in args), **{k: fresh(v) for k, v in kwargs.items()}), what)
     except SystemExit as err:      # user code never decides the exit status
         raise OpError(f"{what} called {exit_call(err)}({err.code!r}); a function under test must return its value") from None
     except (Exception, *PASSED_THROUGH):

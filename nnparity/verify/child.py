@@ -17,8 +17,10 @@ the parent imported (torch) is there at once.
 """
 from __future__ import annotations
 
+import ctypes
 import gc
 import importlib
+import mmap
 import multiprocessing
 import os
 import pickle
@@ -26,9 +28,11 @@ import sys
 import time
 import traceback
 
-from nnparity.verify.calls import PASSED_THROUGH, exit_call, first_line
+from nnparity.verify.calls import exit_call, first_line
 from nnparity.verify.errors import OpError
 from nnparity.verify.time_limit import ProbeTimeout, Watch, timeout_message
+from scratch import user_code
+from scratch.signals import Interrupted
 
 importlib.import_module("numpy.random")   # NumPy loads it lazily: here once, not again in every child
 
@@ -45,7 +49,8 @@ def isolated(fn, *args, **kwargs):
     if not forking():
         return fn(*args, **kwargs)
     ctx = multiprocessing.get_context("fork")
-    watch = Watch(ctx.RawArray("d", [float("inf"), float("inf"), 0.0]), ctx.RawArray("c", 400))
+    watch = Watch(_shared(ctypes.c_double * 3), _shared(ctypes.c_char * 400))
+    watch.numbers[0] = watch.numbers[1] = float("inf")   # no deadline; numbers[2], the waiting, starts at 0
     receive, send = ctx.Pipe(duplex=False)
     for stream in (sys.stdout, sys.stderr):   # nothing buffered here is written twice
         stream.flush()
@@ -66,6 +71,12 @@ def isolated(fn, *args, **kwargs):
     if outcome[0] == "ok":
         return outcome[1]
     raise outcome[1]
+
+
+def _shared(array_type):
+    """A ctypes array in anonymous shared memory: the forked child writes it, the parent reads it.
+    Anonymous, not a file (as multiprocessing's are), so that a file size limit cannot refuse it."""
+    return array_type.from_buffer(mmap.mmap(-1, ctypes.sizeof(array_type)))
 
 
 def _wait(child, receive, watch: Watch):
@@ -92,14 +103,24 @@ def _ended(what: str, exitcode) -> str:
 def _child(send, watch: Watch, fn, args, kwargs):
     Watch.active = watch
     _user_output_to_stderr()
+    user_code.note_unraisable()
+    user_code.guard_shared()
     try:
         outcome = "ok", fn(*args, **kwargs)
+        changed = user_code.tampered()
+        if changed is not None:
+            outcome = "error", OpError(user_code.tampered_message(changed, watch.what or "the code under test"))
     except OpError as err:
         outcome = "error", OpError(str(err)) if type(err) is not ProbeTimeout else err
-    except PASSED_THROUGH:
-        raise
+    except Interrupted as err:   # a stop signal sent to this child alone (the parent stops for its own)
+        where = f"while {watch.what} ran" if watch.what else "while it was checked"
+        outcome = "error", OpError(f"your code sent {err} to its own process {where}; a function under test must "
+                                   f"return its value")
     except BaseException as err:        # noqa: B036 — whatever user code raised past every guard
         outcome = "error", _unguarded(err, watch.what)
+    ignored = user_code.unraisable_message()
+    if ignored is not None:
+        print(f"nnparity verify: {ignored}", file=sys.stderr)
     try:
         send.send(outcome)
     except Exception as err:    # a result that cannot be sent: ours, a bug
@@ -132,7 +153,8 @@ def _unguarded(err: BaseException, what: str) -> Exception:
             return err
         except Exception:
             return RuntimeError("".join(traceback.format_exception_only(type(err), err)).strip())
-    return OpError(f"your code raised {type(err).__name__} in {where or 'the op'}: {first_line(err)}")
+    line = first_line(err)
+    return OpError(f"your code raised {type(err).__name__} in {where or 'the op'}{': ' + line if line else ''}")
 
 
 def _user_frame(tb) -> str | None:
@@ -143,6 +165,6 @@ def _user_frame(tb) -> str | None:
         module = str(tb.tb_frame.f_globals.get("__name__", "?"))
         top = module.split(".")[0]
         if top not in OURS and top not in sys.stdlib_module_names:
-            where = f"{module}.{tb.tb_frame.f_code.co_name}"
+            where = f"{module}.{tb.tb_frame.f_code.co_qualname}"
         tb = tb.tb_next
     return where

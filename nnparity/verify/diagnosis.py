@@ -23,6 +23,8 @@ from dataclasses import dataclass, field
 
 import numpy as np
 
+from nnparity.verify.errors import OpError
+from scratch import user_code
 from scratch.policy import rel_error
 
 CLOSE = 1e-6   # relative agreement for "this alternative explains the numbers" (not a pass/fail tolerance)
@@ -132,7 +134,11 @@ def _close(a, b) -> bool:
 
 def compare(groups: list[GroupData], tol: float, kind: str = "activation",
             batch: tuple[int, int] | None = None, wrt: str = "z") -> Comparison:
-    """Compare every group; the error, the worst element and the diagnosis when it fails."""
+    """Compare every group; the error, the worst element and the diagnosis when it fails. OpError
+    when user code has replaced what the comparison computes with (``numpy.max``, say)."""
+    changed = user_code.tampered()
+    if changed is not None:
+        raise OpError(user_code.tampered_message(changed, "the code under test"))
     with np.errstate(all="ignore"):
         return _compare(groups, tol, kind, batch, wrt)
 

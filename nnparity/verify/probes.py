@@ -41,12 +41,15 @@ def _signs(shape, rng):
     return rng.choice((-1.0, 1.0), size=shape)
 
 
+SEED_MAX = 2**32 - 1    # np.random.seed's range (a network's constructor is seeded with it)
+
+
 def checked_seed(seed) -> int:
-    """``seed`` if it is an integer >= 0; TypeError or ValueError naming ``seed`` otherwise."""
+    """``seed`` if it is an integer in [0, SEED_MAX]; TypeError or ValueError naming ``seed`` otherwise."""
     if isinstance(seed, bool) or not isinstance(seed, (int, np.integer)):
-        raise TypeError(f"seed: expected an integer >= 0, got {seed!r} ({type(seed).__name__})")
-    if seed < 0:
-        raise ValueError(f"seed: expected an integer >= 0, got {seed}")
+        raise TypeError(f"seed: expected an integer from 0 to {SEED_MAX}, got {seed!r} ({type(seed).__name__})")
+    if not 0 <= seed <= SEED_MAX:
+        raise ValueError(f"seed: expected an integer from 0 to {SEED_MAX}, got {seed}")
     return int(seed)
 
 

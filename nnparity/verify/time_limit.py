@@ -94,7 +94,7 @@ class Watch:
     active: "Watch | None" = None     # the one a child process posts to (None elsewhere)
 
     def __init__(self, numbers, name):
-        self.numbers, self.name = numbers, name      # multiprocessing shared arrays: 'd' x 3, 'c' x N
+        self.numbers, self.name = numbers, name      # shared ctypes arrays: c_double x 3, c_char x N
 
     def post(self, deadline: float, seconds: float, waited: float, what: str) -> tuple:
         before = (*self.numbers[:3], self.name.value)

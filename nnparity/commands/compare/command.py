@@ -102,8 +102,13 @@ def run(args) -> int:
     progress = not args.quiet and sys.stderr.isatty()
     with tempfile.TemporaryDirectory(prefix="nnparity-compare-") as tmp:
         spec_path = os.path.join(tmp, "spec.json")
-        with open(spec_path, "w") as f:
-            f.write(spec.to_json())
+        try:
+            with open(spec_path, "w") as f:
+                f.write(spec.to_json())
+        except OSError as err:   # a full disk, a file size limit
+            print(f"nnparity compare: cannot write the spec for the backends to {spec_path}: "
+                  f"{err.strerror or err}", file=sys.stderr)
+            return 2
         results = {}
         for i, backend in enumerate(BACKENDS):
             code, results[backend] = _run_child(backend, i, spec, spec_path, tmp, args, progress)

@@ -147,8 +147,13 @@ def main(argv) -> int:
         # every run of a backend is the same computation: say so if not
         print(f"nnparity compare: {args.backend}: two runs of the same spec gave different losses", file=sys.stderr)
         return FAILED
-    with open(args.out, "w") as f:
-        json.dump(result_json(args.backend, runs, ready - started, rss_before), f)
+    try:
+        with open(args.out, "w") as f:
+            json.dump(result_json(args.backend, runs, ready - started, rss_before), f)
+    except OSError as err:   # a full disk, a file size limit: the parent reads no result
+        print(f"nnparity compare: {args.backend}: cannot write its result to {args.out}: {err.strerror or err}",
+              file=sys.stderr)
+        return BAD_INPUT
     return RESULT_WRITTEN
 
 

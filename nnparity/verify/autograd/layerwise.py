@@ -40,6 +40,7 @@ from nnparity.verify.errors import OpError
 from nnparity.verify.load import layer_gradients
 from nnparity.verify.time_limit import SPEC_TIME_LIMIT, ProbeTimeout, checked_limit, time_limit
 from scratch.errors import SpecError
+from scratch.limits import check_memory
 from scratch.network import Network, build_loss as scratch_loss
 from scratch.norm_kinds import check_batch_rows
 from scratch.policy import TOLERANCE, gradient_scale, json_safe, rel_error
@@ -424,14 +425,17 @@ def verify_spec(path: str, batch: int | None = None, mode: str = "train",
     except ProbeTimeout as err:
         ended = "; it did not stop when interrupted, so it was ended" if "did not stop" in str(err) else ""
         raise ProbeTimeout(f"{path}: the check of its network ran for more than {seconds:g} s (a user activation "
-                           f"in an endless loop?); the whole check gets {seconds:g} s (--time-limit){ended}") from None
+                           f"in an endless loop, or a network or batch too large for the limit?); the whole check gets {seconds:g} s (--time-limit){ended}") from None
 
 
 def _spec_check(path: str, batch: int | None, mode: str, seconds: float | None) -> LayerwiseReport:
     deadline = time.monotonic() + (math.inf if seconds is None else seconds)
     try:
         with time_limit(seconds, f"the check of {path}"):
-            return first_wrong_layer(load_spec(path), batch=batch, mode=mode)
+            spec = load_spec(path)
+            if batch is not None:
+                check_memory(spec, rows=batch, rows_field="--batch")
+            return first_wrong_layer(spec, batch=batch, mode=mode)
     except SpecError as err:     # the spec, or its user code (scratch.user_code), at fault: its one line
         if time.monotonic() >= deadline:    # the time limit, raised in user code and reported as its error
             raise ProbeTimeout(str(err)) from None
