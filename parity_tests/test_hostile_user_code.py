@@ -288,7 +288,8 @@ def test_user_code_base_exception_one_line(command, where, call, shown, spec_wit
     assert WHERE_SHOWN[where] in err
 
 
-@pytest.mark.parametrize("command,where", [("check", "init"), ("train", "forward")])
+@pytest.mark.filterwarnings("ignore::pytest.PytestUnhandledThreadExceptionWarning")   # pytest's hook shows the
+@pytest.mark.parametrize("command,where", [("check", "init"), ("train", "forward")])  # thread's SystemExit
 def test_user_code_os_exit_in_thread_one_line(command, where, spec_with_op, capsys):
     """os._exit called from a thread the user code starts (and joins): not ignored, not a traceback."""
     call = "import threading; t = threading.Thread(target=lambda: os._exit(0)); t.start(); t.join()"
@@ -363,6 +364,7 @@ def test_user_code_returns_not_an_array_one_line(command, where, returned, fragm
     assert_one_line(err, command, fragment)
 
 
+@pytest.mark.filterwarnings("ignore:the matrix subclass:PendingDeprecationWarning")
 def test_user_code_matrix_return_is_its_numbers(spec_with_op, capsys):
     status, out, err = run_cli(capsys, "check", spec_with_op("forward", "return np.asmatrix(z * 1.0)"), "--json")
     assert status == 0 and json.loads(out)["ok"] is True, err
