@@ -198,6 +198,7 @@ def _under_file_size_limit(limit_bytes: int, *argv, cwd):
                           text=True, timeout=300, preexec_fn=limit)
 
 
+@pytest.mark.slow
 def test_file_size_limit_verify_runs():
     """verify's child shares its progress through anonymous memory, which no file size limit refuses."""
     done = _under_file_size_limit(1000, "verify", "examples.custom_ops:Swish", cwd=ROOT)

@@ -333,6 +333,7 @@ def test_user_code_del_exit_is_one_line(tmp_path):
     assert "Op.__init__.<locals>.<lambda>, which Python ignores" in done.stderr
 
 
+@pytest.mark.slow
 def test_user_code_replacing_numpy_check(tmp_path):
     """A user op that replaces NumPy's functions in the command's process: one line, exit 2, never a verdict."""
     op = write_op(tmp_path, "forward", "np.linalg.norm = np.max = lambda *args, **kwargs: 0.0")
