@@ -173,6 +173,18 @@ def test_parse_spec_deep_nesting_spec_error(table, key, depth):
     assert key in caught.value.field and len(str(caught.value)) < 600
 
 
+@pytest.mark.parametrize("raw,field", [
+    ({1: 2}, "1"), ({"optimizer": {b"x": 1}}, "optimizer.b'x'"), ({"data": {None: 1}}, "data.None"),
+    ({"layers": [{"inputs": 2, "units": 1, (1, 2): 3}]}, "layers[0].(1, 2)"),
+], ids=["int", "bytes", "none", "tuple"])
+def test_parse_spec_key_not_a_string_spec_error(raw, field):
+    """A dict built in Python may have keys no spec file can: each is an unknown field, named as shown."""
+    raw = {"layers": [{"inputs": 2, "units": 1}], **raw}
+    with pytest.raises(SpecError, match=r"unknown field") as info:
+        parse_spec(raw)
+    assert info.value.field == field
+
+
 # ------------------------------------------------------------------ a file size limit (ulimit -f)
 
 def _under_file_size_limit(limit_bytes: int, *argv, cwd):
@@ -186,6 +198,7 @@ def _under_file_size_limit(limit_bytes: int, *argv, cwd):
                           text=True, timeout=300, preexec_fn=limit)
 
 
+@pytest.mark.slow
 def test_file_size_limit_verify_runs():
     """verify's child shares its progress through anonymous memory, which no file size limit refuses."""
     done = _under_file_size_limit(1000, "verify", "examples.custom_ops:Swish", cwd=ROOT)

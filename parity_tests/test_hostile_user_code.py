@@ -288,7 +288,8 @@ def test_user_code_base_exception_one_line(command, where, call, shown, spec_wit
     assert WHERE_SHOWN[where] in err
 
 
-@pytest.mark.parametrize("command,where", [("check", "init"), ("train", "forward")])
+@pytest.mark.filterwarnings("ignore::pytest.PytestUnhandledThreadExceptionWarning")   # pytest's hook shows the
+@pytest.mark.parametrize("command,where", [("check", "init"), ("train", "forward")])  # thread's SystemExit
 def test_user_code_os_exit_in_thread_one_line(command, where, spec_with_op, capsys):
     """os._exit called from a thread the user code starts (and joins): not ignored, not a traceback."""
     call = "import threading; t = threading.Thread(target=lambda: os._exit(0)); t.start(); t.join()"
@@ -332,6 +333,7 @@ def test_user_code_del_exit_is_one_line(tmp_path):
     assert "Op.__init__.<locals>.<lambda>, which Python ignores" in done.stderr
 
 
+@pytest.mark.slow
 def test_user_code_replacing_numpy_check(tmp_path):
     """A user op that replaces NumPy's functions in the command's process: one line, exit 2, never a verdict."""
     op = write_op(tmp_path, "forward", "np.linalg.norm = np.max = lambda *args, **kwargs: 0.0")
@@ -363,6 +365,7 @@ def test_user_code_returns_not_an_array_one_line(command, where, returned, fragm
     assert_one_line(err, command, fragment)
 
 
+@pytest.mark.filterwarnings("ignore:the matrix subclass:PendingDeprecationWarning")
 def test_user_code_matrix_return_is_its_numbers(spec_with_op, capsys):
     status, out, err = run_cli(capsys, "check", spec_with_op("forward", "return np.asmatrix(z * 1.0)"), "--json")
     assert status == 0 and json.loads(out)["ok"] is True, err

@@ -272,6 +272,12 @@ HOSTILE = textwrap.dedent('''
             sys.exit(0)
 
 
+    class HangsInDel(Cube):
+        def __del__(self):
+            while True:
+                pass
+
+
     class ComplexBackward(Cube):
         def backward(self, grad_out):
             return grad_out * 3 * self.z ** 2 + 1e6j
@@ -697,3 +703,9 @@ def test_flag_out_of_range_is_refused_up_front(hostile, capsys, argv, word):
     """Named as the flag, not blamed on user code (a seed past np.random.seed's range) nor left to
     the time limit (a batch past the memory limit)."""
     assert_refused(*run(capsys, *argv), word)
+
+
+def test_time_limit_covers_del(hostile, capsys):
+    """A __del__ that never returns runs where Python drops an instance, between the calls the time
+    limit covers: it is limited too, one line, exit 2, not a hang."""
+    assert_refused(*run(capsys, "hostile_ops:HangsInDel", "--time-limit", "1"), "HangsInDel.__del__ ran for more than")

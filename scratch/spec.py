@@ -253,7 +253,8 @@ def _check_keys(raw, cls, where: str) -> None:
     known = _known_fields(cls)
     for key in raw:
         if key not in known:
-            raise SpecError(f"{where}.{key}" if where else key,
+            name = key if isinstance(key, str) else shown(key)   # a dict from Python may have any key
+            raise SpecError(f"{where}.{name}" if where else name,
                             f"unknown field; expected one of {', '.join(known)}")
 
 

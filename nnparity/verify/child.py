@@ -30,6 +30,7 @@ import traceback
 
 from nnparity.verify.calls import exit_call, first_line
 from nnparity.verify.errors import OpError
+from nnparity.verify.load import FINALIZERS_OVERRUN
 from nnparity.verify.time_limit import ProbeTimeout, Watch, timeout_message
 from scratch import user_code
 from scratch.signals import Interrupted
@@ -110,6 +111,9 @@ def _child(send, watch: Watch, fn, args, kwargs):
         changed = user_code.tampered()
         if changed is not None:
             outcome = "error", OpError(user_code.tampered_message(changed, watch.what or "the code under test"))
+        elif FINALIZERS_OVERRUN:
+            outcome = "error", OpError(f"your {FINALIZERS_OVERRUN[0]} ran for more than its time limit (an endless "
+                                       f"loop?) when Python dropped an instance; it was not run again")
     except OpError as err:
         outcome = "error", OpError(str(err)) if type(err) is not ProbeTimeout else err
     except Interrupted as err:   # a stop signal sent to this child alone (the parent stops for its own)

@@ -56,6 +56,7 @@ def resolve_op(target: str) -> type:
                       f"or add that directory to PYTHONPATH") from None
     except Exception as err:  # the user's module failed while importing
         raise OpError(f"importing {module_name!r} raised {type(err).__name__}: {err}") from None
+    _limit_finalizers(module)
     try:
         cls = getattr(module, attr)
     except AttributeError:
@@ -64,6 +65,34 @@ def resolve_op(target: str) -> type:
         raise OpError(f"module {module_name!r} has no attribute {attr!r}; classes with a backward there: "
                       f"{', '.join(names) or 'none'}") from None
     return cls
+
+
+FINALIZERS_OVERRUN: list = []   # the user's __del__ methods that ran past the time limit (then skipped)
+
+
+def _limit_finalizers(module) -> None:
+    """Each ``__del__`` of a class the user's module defines runs under the time limit too: Python
+    calls it wherever an instance is dropped, between the calls that have one. One that runs past
+    it is recorded in FINALIZERS_OVERRUN (an exception cannot leave a ``__del__``) and not run again."""
+    for cls in list(vars(module).values()):
+        if not (inspect.isclass(cls) and cls.__module__ == module.__name__ and "__del__" in vars(cls)):
+            continue
+        finalize = vars(cls)["__del__"]
+        if getattr(finalize, "_time_limited", False):
+            continue
+        where = f"{cls.__qualname__}.__del__"
+
+        def limited(self, finalize=finalize, where=where):
+            if where in FINALIZERS_OVERRUN:
+                return
+            try:
+                with time_limit(current_limit(), where):
+                    finalize(self)
+            except ProbeTimeout:
+                FINALIZERS_OVERRUN.append(where)
+        limited._time_limited = True
+        limited.__module__, limited.__qualname__ = module.__name__, where   # what a report names
+        cls.__del__ = limited
 
 
 def call_as_forward(cls):
