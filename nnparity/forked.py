@@ -10,7 +10,8 @@ code that was running (scratch.user_code.watched_by), never passed through as th
 
 Signals: SIGINT or SIGTERM sent to the parent (``kill PID``) is passed on to the child, which stops
 as every command does (one line, 130 or 143) and sends that status; a second one ends the child
-at once (SIGKILL) and the parent prints the line. The child is ended by the kernel if the parent
+at once (SIGKILL) and the parent prints the line. One the child sent its parent (user code
+signalling nnparity) ends the child and is user code's doing: one line, exit 2. The child is ended by the kernel if the parent
 dies (SIGKILL included), so no orphan trains on. Linux only (the parent-death signal); elsewhere
 the command runs in its own process.
 """
@@ -19,17 +20,19 @@ from __future__ import annotations
 import ctypes
 import mmap
 import os
+import select
 import signal
 import sys
 import traceback
 
 from nnparity import interrupts
 from scratch import user_code
-from scratch.signals import STOP_SIGNALS, Interrupted, handlers
+from scratch.signals import STOP_SIGNALS, Interrupted
 
 COMMANDS = ("check", "train", "compare", "convert")   # the commands that run a spec's user code
 PR_SET_PDEATHSIG = 1
 NAME_BYTES = 400
+POLL_S = 0.05      # how often the waiting parent looks for a stop signal
 STOPPED = tuple(128 + signum for signum in STOP_SIGNALS)    # the status of a command a stop signal ended
 
 
@@ -56,6 +59,12 @@ def exit_status(run, command: str) -> int:
     os.close(send)
     sent, wait_status, signals = _wait(pid, receive, blocked)
     during = in_progress.value.decode(errors="replace")
+    by_child = [signum for signum, sender in signals if sender == pid]
+    if by_child:
+        print(f"nnparity {command}: user code{f' in {during}' if during else ''} sent "
+              f"{_signal_name(by_child[0])} to nnparity's own process; user code does not decide the exit status",
+              file=sys.stderr)
+        return 2
     if sent in STOPPED and not signals and during:   # a stop signal none was sent to nnparity: user code's own
         print(f"nnparity {command}: the signal came from user code in {during} (it signalled its own process); "
               f"user code does not decide the exit status", file=sys.stderr)
@@ -63,8 +72,8 @@ def exit_status(run, command: str) -> int:
     if sent is not None:
         return sent
     if signals:
-        print(interrupts.message(command, Interrupted(signals[0])), file=sys.stderr)
-        return interrupts.exit_code(Interrupted(signals[0]))
+        print(interrupts.message(command, Interrupted(signals[0][0])), file=sys.stderr)
+        return interrupts.exit_code(Interrupted(signals[0][0]))
     print(f"nnparity {command}: {_ended(wait_status, in_progress.value)}", file=sys.stderr)
     return 2
 
@@ -119,27 +128,38 @@ def _die_with(parent: int) -> None:
         os._exit(1)
 
 
-def _wait(pid: int, receive: int, blocked) -> tuple[int | None, int, list[int]]:
+def _wait(pid: int, receive: int, blocked) -> tuple[int | None, int, list[tuple[int, int]]]:
     """(the status the child sent, or None; its wait status; the stop signals the parent received
-    meanwhile, each passed on)."""
-    received: list[int] = []
+    meanwhile, as (signal, sender's pid)).
 
-    def forward(signum, frame):
-        received.append(signum)
-        os.kill(pid, signum if len(received) == 1 else signal.SIGKILL)
-
-    with handlers(dict.fromkeys(STOP_SIGNALS, forward)):
-        signal.pthread_sigmask(signal.SIG_SETMASK, blocked)
-        sent = b""
-        while not sent.endswith(b"\n"):   # the status line, or the end of the pipe
+    Stop signals stay blocked here and are taken with sigtimedwait, which tells who sent each: one
+    the child sent (user code signalling its parent) ends the child at once; any other is passed
+    on, and a second one ends the child."""
+    received: list[tuple[int, int]] = []
+    sent = b""
+    while not sent.endswith(b"\n"):   # the status line, or the end of the pipe
+        for info in _pending():
+            received.append((info.si_signo, info.si_pid))
+            ours = info.si_pid != pid and len(received) == 1
+            os.kill(pid, info.si_signo if ours else signal.SIGKILL)
+        if select.select([receive], [], [], POLL_S)[0]:
             chunk = os.read(receive, 64)
             if not chunk:
                 break
             sent += chunk
-        os.close(receive)
-        _, wait_status = os.waitpid(pid, 0)
+    os.close(receive)
+    _, wait_status = os.waitpid(pid, 0)
+    for _ in _pending():    # a signal once the child has ended changes nothing
+        pass
+    signal.pthread_sigmask(signal.SIG_SETMASK, blocked)
     text = sent.decode(errors="replace").strip()
     return (int(text) if text.isdigit() else None), wait_status, received
+
+
+def _pending():
+    """The stop signals pending (blocked) for this process, each taken off as it is yielded."""
+    while (info := signal.sigtimedwait(STOP_SIGNALS, 0)) is not None:
+        yield info
 
 
 def _ended(wait_status: int, where: bytes) -> str:

@@ -385,3 +385,15 @@ def test_user_code_torch_twin_returns_not_like_its_input(command, returned, frag
     status, out, err = run_cli(capsys, *argv)
     assert status == 2 and out == ""
     assert_one_line(err, command, fragment)
+
+
+@pytest.mark.parametrize("command", ["check", "train"])
+def test_user_code_signals_nnparity_reported(command, tmp_path):
+    """User code that sends SIGTERM to its parent (the nnparity process watching the run): the run
+    is ended and the signal reported as the user code's, exit 2, not an interruption (143)."""
+    op = write_op(tmp_path, "forward", "import signal, time; os.kill(os.getppid(), signal.SIGTERM); time.sleep(30)")
+    (tmp_path / "spec.toml").write_text(SPEC.format(op=op))
+    done = _nnparity(command, "spec.toml", "--json", *(["--quiet"] if command == "train" else []), cwd=tmp_path)
+    assert done.returncode == 2 and done.stdout == "", (done.returncode, done.stderr)
+    assert_one_line(done.stderr, command, "sent SIGTERM to nnparity's own process")
+    assert "Op.forward" in done.stderr
