@@ -27,7 +27,7 @@ from scratch.signals import alarm, rearm
 PROBE_TIME_LIMIT = 5.0     # seconds per call on one probe group: generous for 6×5 arrays
 MAX_TIME_LIMIT = 3600.0    # the largest limit a caller may ask for (None: no limit at all)
 REFIRE_SECONDS = 0.5       # after the limit, the alarm again this often (user code may swallow one)
-GRACE_S = 2.0              # past the deadline, the parent ends a child the alarm did not stop
+GRACE_S = 1.0              # past the deadline, the parent ends a child the alarm did not stop
 SPEC_TIME_LIMIT = 60.0     # seconds for the whole check of a spec's network (verify --spec): its user ops included
 MAX_STRETCH = 10.0         # a busy machine lengthens a call's wall-clock allowance to at most this many limits
 MIN_OWED_S = 0.01          # waiting shorter than this is not worth another alarm
