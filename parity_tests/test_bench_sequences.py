@@ -224,19 +224,22 @@ def test_bench_seq_jax_loss_is_scratchs(tmp_path):
 
 
 @pytest.mark.slow
-def test_bench_seq_jax_and_compile_sides_take_a_step():
-    """The JAX side's and torch.compile's SGD steps on both full configurations, in a process of its
-    own; JAX skipped where it is not installed."""
-    code = ("from nnparity.bench import sides; from nnparity.bench.configs import config\n"
-            "for name in ('char_lstm', 'tiny_gpt'):\n"
-            "    for side in ('jax_jit', 'torch_compile'):\n"
-            "        try:\n"
-            "            getattr(sides, side)(config(name), 'train_sgd', 'float32', 1)()\n"
-            "        except sides.Skip as exc:\n"
-            "            assert side == 'jax_jit' and 'not installed' in str(exc), exc\n"
+def test_bench_seq_jax_and_compile_sides_take_a_step(tmp_path):
+    """The JAX side's SGD step on both full configurations and torch.compile's on the char-LSTM and
+    a one-block GPT (a compile of the full tiny_gpt alone takes 11 s), in a process of its own; JAX
+    skipped where it is not installed."""
+    gpt = tiny_config(tmp_path, "gpt").path
+    code = ("import sys\nfrom nnparity.bench import sides; from nnparity.bench.configs import SeqConfig, config\n"
+            "steps = [('jax_jit', config('char_lstm')), ('jax_jit', config('tiny_gpt')),\n"
+            "         ('torch_compile', config('char_lstm')), ('torch_compile', SeqConfig('gpt', 2, sys.argv[1]))]\n"
+            "for side, cfg in steps:\n"
+            "    try:\n"
+            "        getattr(sides, side)(cfg, 'train_sgd', 'float32', 1)()\n"
+            "    except sides.Skip as exc:\n"
+            "        assert side == 'jax_jit' and 'not installed' in str(exc), exc\n"
             "print('ok')")
-    proc = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=900, cwd=ROOT,
-                          env={**os.environ, "PYTHONPATH": str(ROOT)})
+    proc = subprocess.run([sys.executable, "-c", code, str(gpt)], capture_output=True, text=True, timeout=900,
+                          cwd=ROOT, env={**os.environ, "PYTHONPATH": str(ROOT)})
     assert proc.returncode == 0 and proc.stdout.strip().endswith("ok"), proc.stderr[-2000:]
 
 

@@ -368,25 +368,27 @@ def test_norm_layers_layernorm_weight_keeps_its_layout():
     assert np.array_equal(to_scratch(model)["layers.1.weight"], weight)
 
 
+README_RESNET_COMMANDS = {"check": ["check"], "check-eval": ["check", "--mode", "eval"],
+                          "compare": ["compare", "--epochs", "1"], "train": ["train", "--json", "--quiet"]}
+
+
 @pytest.mark.slow
-def test_norm_layers_readme_commands_as_written(tmp_path):
-    """The README's commands on specs/digits_resnet.toml: check in both modes, compare for one
-    epoch (three backends agreeing per step), train to its documented ~96.7% test accuracy."""
+@pytest.mark.parametrize("command", README_RESNET_COMMANDS)
+def test_norm_layers_readme_commands_as_written(command, tmp_path):
+    """The README's commands on specs/digits_resnet.toml, one each: check in both modes, compare for
+    one epoch (three backends agreeing per step), train to its documented ~96.7% test accuracy."""
     from pathlib import Path
 
     spec = Path(__file__).resolve().parents[1] / "specs" / "digits_resnet.toml"
-
-    def nnparity(*args):
-        return run_nnparity(*args, cwd=tmp_path)
-
-    for args in (["check", str(spec)], ["check", str(spec), "--mode", "eval"]):
-        proc = nnparity(*args)
-        assert proc.returncode == 0 and proc.stdout.rstrip().endswith("all tensors agree"), proc.stdout + proc.stderr
-    proc = nnparity("compare", str(spec), "--epochs", "1")
-    assert proc.returncode == 0 and "parity: the three per-step loss trajectories agree" in proc.stdout, proc.stderr
-    proc = nnparity("train", str(spec), "--json", "--quiet")
-    assert proc.returncode == 0, proc.stderr
-    assert json.loads(proc.stdout)["test_accuracy"] > 0.95
+    first, *options = README_RESNET_COMMANDS[command]
+    proc = run_nnparity(first, str(spec), *options, cwd=tmp_path)
+    assert proc.returncode == 0, proc.stdout + proc.stderr
+    if first == "check":
+        assert proc.stdout.rstrip().endswith("all tensors agree"), proc.stdout
+    elif first == "compare":
+        assert "parity: the three per-step loss trajectories agree" in proc.stdout, proc.stdout
+    else:
+        assert json.loads(proc.stdout)["test_accuracy"] > 0.95
 
 
 def test_norm_layers_projection_stride_is_the_smallest_that_fits():
